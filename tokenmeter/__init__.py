@@ -1,0 +1,59 @@
+"""tokenmeter: meter LLM tokens like a utility meters kilowatt-hours, on OpenTelemetry.
+
+    import tokenmeter
+    tokenmeter.configure(service_name="support-bot")
+    tokenmeter.instrument()              # openai, anthropic, bedrock, gemini, litellm if installed
+
+    @tokenmeter.workflow("refund", team="payments")
+    def handle(ticket): ...
+
+Every LLM call becomes a GenAI span and counters tagged with team, workflow, model tier, retry
+attempt and step depth, priced in dollars. Without ``configure()`` everything is a near-free no-op.
+"""
+
+from __future__ import annotations
+
+from ._call import MeteredCall, Request, record
+from ._context import Scope, current_scope
+from ._errors import BudgetExceeded, ConfigError, PolicyViolation, TokenmeterError
+from ._instrument import instrument, instrumented, uninstrument
+from ._meter import Meter, active, configure, unconfigure
+from ._prices import Cost, PriceBook
+from ._retry import Attempt, attempts
+from ._scopes import agent, attributes, step, tool, workflow
+from ._threads import in_context
+from ._tokens import TokenCount, count_tokens
+from ._usage import TOKEN_CLASSES, Usage
+
+__all__ = [
+    "TOKEN_CLASSES",
+    "Attempt",
+    "BudgetExceeded",
+    "ConfigError",
+    "Cost",
+    "Meter",
+    "MeteredCall",
+    "PolicyViolation",
+    "PriceBook",
+    "Request",
+    "Scope",
+    "TokenCount",
+    "TokenmeterError",
+    "Usage",
+    "active",
+    "agent",
+    "attempts",
+    "attributes",
+    "configure",
+    "count_tokens",
+    "current_scope",
+    "in_context",
+    "instrument",
+    "instrumented",
+    "record",
+    "step",
+    "tool",
+    "unconfigure",
+    "uninstrument",
+    "workflow",
+]

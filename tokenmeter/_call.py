@@ -1,0 +1,338 @@
+"""``MeteredCall``: the one place that turns an LLM call into spans, metrics, cost and ledger entries."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from . import _safe
+from ._context import Scope, current_scope
+from ._errors import PolicyViolation
+from ._instruments import depth_bucket
+from ._prices import UNPRICED, Cost
+from ._usage import Usage
+
+if TYPE_CHECKING:
+    from ._meter import Meter
+
+
+@dataclass
+class Request:
+    """What an integration knows about a call before it is sent.
+
+    A policy may change ``model`` (downgrade); the integration then sends the new model.
+    ``messages`` / ``prompt`` are only read to estimate the cost of the call for budgets.
+    """
+
+    provider: str
+    model: str
+    operation: str = "chat"
+    max_tokens: int | None = None
+    messages: Sequence[Any] | None = None
+    prompt: str | None = None
+    stream: bool = False
+    server_address: str | None = None
+    server_port: int | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+class MeteredCall:
+    """One LLM call from ``start`` to ``stop`` or ``fail`` (each safe to call more than once).
+
+    Created by :func:`begin` (which runs the policy gate and opens the span); integrations call
+    :meth:`stop` with the provider-reported :class:`Usage` or :meth:`fail` with the exception.
+    """
+
+    __slots__ = ("meter", "request", "scope", "tier", "span", "_t0", "_done", "reservation", "requested_model")
+
+    def __init__(self, meter: Meter, request: Request, scope: Scope) -> None:
+        self.meter = meter
+        self.request = request
+        self.scope = scope
+        self.requested_model = request.model
+        self.tier = scope.tier if scope.tier is not None else "unknown"
+        self.span: Any = None
+        self._done = False
+        self.reservation: Any = None
+        self._t0 = time.perf_counter()
+
+    @property
+    def model(self) -> str:
+        """The model to send (a policy may have rewritten it)."""
+        return self.request.model
+
+    # -- start ---------------------------------------------------------------------------------
+    def _start(self, *, gated: bool = True, start_time_ns: int | None = None) -> None:
+        meter, req = self.meter, self.request
+        model_tier = meter.tiers.tier(req.provider, req.model)
+        if model_tier != "unknown" or self.scope.tier is None:
+            self.tier = model_tier
+        if gated and meter.gate is not None:
+            meter.gate.before(self)  # may raise BudgetExceeded / PolicyViolation, may rewrite the model
+            if req.model != self.requested_model:
+                self.tier = meter.tiers.tier(req.provider, req.model)
+        attrs: dict[str, Any] = {
+            "gen_ai.operation.name": req.operation,
+            "gen_ai.provider.name": req.provider,
+            "gen_ai.request.model": req.model,
+            "tokenmeter.model.tier": self.tier,
+            "tokenmeter.step.depth": self.scope.depth,
+            "tokenmeter.retry.attempt": self.scope.attempt,
+        }
+        if req.max_tokens is not None:
+            attrs["gen_ai.request.max_tokens"] = req.max_tokens
+        if req.stream:
+            attrs["tokenmeter.request.stream"] = True
+        if req.server_address:
+            attrs["server.address"] = req.server_address
+            if req.server_port:
+                attrs["server.port"] = req.server_port
+        if req.model != self.requested_model:
+            attrs["tokenmeter.request.original_model"] = self.requested_model
+        _scope_attributes(self.scope, attrs)
+        if req.attributes:
+            attrs.update(req.attributes)
+        self.span = meter.tracer.start_span(
+            f"{req.operation} {req.model}", kind=SpanKind.CLIENT, attributes=attrs, start_time=start_time_ns
+        )
+
+    # -- stop / fail ---------------------------------------------------------------------------
+    def stop(
+        self,
+        usage: Usage | None,
+        *,
+        response_model: str | None = None,
+        response_id: str | None = None,
+        finish_reasons: Sequence[str] | None = None,
+        provider_cost_usd: Decimal | None = None,
+    ) -> None:
+        """Finish a call that returned. ``usage=None`` means the provider reported none (flagged)."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            self._finish(usage, None, response_model, response_id, finish_reasons, provider_cost_usd)
+        except Exception:
+            _safe.log_once("call.stop", "tokenmeter: recording a finished call failed")
+
+    def fail(self, error: BaseException, usage: Usage | None = None) -> None:
+        """Finish a call that raised; the exception itself is the caller's to re-raise."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            self._finish(usage, error, None, None, None, None)
+        except Exception:
+            _safe.log_once("call.fail", "tokenmeter: recording a failed call failed")
+
+    def _finish(
+        self,
+        usage: Usage | None,
+        error: BaseException | None,
+        response_model: str | None,
+        response_id: str | None,
+        finish_reasons: Sequence[str] | None,
+        provider_cost_usd: Decimal | None,
+    ) -> None:
+        meter, req, scope = self.meter, self.request, self.scope
+        duration = time.perf_counter() - self._t0
+        if usage is not None:
+            cost = meter.prices.cost(req.provider, req.model, usage)
+            if provider_cost_usd is not None:
+                cost = Cost(provider_cost_usd, "provider", cost.by_class)
+        else:
+            cost = UNPRICED
+        error_type = None if error is None else _error_type(error)
+        if meter.gate is not None:
+            try:
+                meter.gate.after(self, usage, cost, error)
+            except Exception:
+                _safe.log_once("gate.after", "tokenmeter: settling the budget reservation failed")
+        self._record_metrics(usage, cost, error_type, duration)
+        if scope.node is not None:
+            scope.node.add_call(usage, cost.usd, error=error is not None)
+        meter.ledger.add_call(
+            (scope.team or "-", scope.workflow or "-", self.tier, req.provider, req.model),
+            usage,
+            cost.usd,
+            "ok" if error is None else "error",
+        )
+        span = self.span
+        if span is not None and span.is_recording():
+            attrs: dict[str, Any] = {}
+            if response_model:
+                attrs["gen_ai.response.model"] = response_model
+            if response_id:
+                attrs["gen_ai.response.id"] = response_id
+            if finish_reasons:
+                attrs["gen_ai.response.finish_reasons"] = list(finish_reasons)
+            if usage is not None:
+                attrs["gen_ai.usage.input_tokens"] = usage.input_total
+                attrs["gen_ai.usage.output_tokens"] = usage.output_total
+                attrs["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read
+                attrs["gen_ai.usage.cache_write.input_tokens"] = usage.cache_write
+                attrs["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning
+                attrs["tokenmeter.usage.estimated"] = usage.estimated
+            else:
+                attrs["tokenmeter.usage.missing"] = True
+            attrs["tokenmeter.cost.source"] = cost.source
+            if cost.usd is not None:
+                attrs["tokenmeter.cost.usd"] = float(cost.usd)
+            if error_type is not None:
+                attrs["error.type"] = error_type
+                span.set_status(Status(StatusCode.ERROR, str(error)[:256]))
+            span.set_attributes(attrs)
+        if span is not None:
+            span.end()
+
+    def _record_metrics(self, usage: Usage | None, cost: Cost, error_type: str | None, duration: float) -> None:
+        scope, req, ins = self.scope, self.request, self.meter.instruments
+        key: tuple[Any, ...] = (
+            req.provider,
+            req.operation,
+            req.model,
+            scope.workflow,
+            scope.agent,
+            scope.team,
+            self.tier,
+            scope.env,
+            scope.attempt > 0,
+            depth_bucket(scope.depth),
+            error_type,
+        )
+        if ins.extra_dimensions:
+            extra = dict(scope.extra)
+            key += tuple(extra.get(k) for k in ins.extra_dimensions)
+        a = ins.call_attributes(key)
+        ins.calls.add(1, a.ok if error_type is None else a.error)
+        ins.duration.record(duration, a.base)
+        if usage is None:
+            return
+        ins.token_usage.record(usage.input_total, a.input)
+        ins.token_usage.record(usage.output_total, a.output)
+        by_class = cost.by_class
+        for i, (_, n) in enumerate(usage.by_class()):
+            if n:
+                ins.tokens.add(n, a.by_class[i])
+                if by_class is not None:
+                    ins.cost.add(float(by_class[i]), a.by_class[i])
+        if cost.usd is None and usage.total:
+            ins.unpriced.add(usage.total, a.base)
+
+    # -- blocked -------------------------------------------------------------------------------
+    def blocked(self, violation: PolicyViolation) -> None:
+        """Record a call the policy refused before sending (no tokens, outcome ``blocked``)."""
+        self._done = True
+        try:
+            scope, req, ins = self.scope, self.request, self.meter.instruments
+            key = (req.provider, req.operation, req.model, scope.workflow, scope.agent, scope.team, self.tier,
+                   scope.env, scope.attempt > 0, depth_bucket(scope.depth), type(violation).__name__)
+            if ins.extra_dimensions:
+                extra = dict(scope.extra)
+                key += tuple(extra.get(k) for k in ins.extra_dimensions)
+            ins.calls.add(1, ins.call_attributes(key).blocked)
+            self.meter.ledger.add_call(
+                (scope.team or "-", scope.workflow or "-", self.tier, req.provider, req.model), None, None, "blocked"
+            )
+            if self.span is not None:
+                self.span.end()
+        except Exception:
+            _safe.log_once("call.blocked", "tokenmeter: recording a blocked call failed")
+
+
+def _scope_attributes(scope: Scope, attrs: dict[str, Any]) -> None:
+    if scope.team is not None:
+        attrs["tokenmeter.team.name"] = scope.team
+    if scope.workflow is not None:
+        attrs["gen_ai.workflow.name"] = scope.workflow
+    if scope.agent is not None:
+        attrs["gen_ai.agent.name"] = scope.agent
+    if scope.env is not None:
+        attrs["tokenmeter.env"] = scope.env
+    if scope.run is not None:
+        attrs["tokenmeter.run.id"] = scope.run.run_id
+    for k, v in scope.extra:
+        attrs[k] = v
+
+
+def _error_type(error: BaseException) -> str:
+    if isinstance(error, _NamedError):
+        return error.type_name
+    status = getattr(error, "status_code", None)
+    name = type(error).__name__
+    if isinstance(status, int) and name in ("APIStatusError", "ClientError", "ServerError"):
+        return str(status)
+    return name
+
+
+def begin(request: Request) -> MeteredCall | None:
+    """Start metering a call; ``None`` when tokenmeter is not configured (the caller proceeds unmetered).
+
+    Raises only :class:`PolicyViolation` / :class:`BudgetExceeded` when a policy refuses the call;
+    the call must then not be sent. Any other fault is logged and the call goes ahead unmetered.
+    """
+    from ._meter import active
+
+    meter = active()
+    if meter is None:
+        return None
+    try:
+        call = MeteredCall(meter, request, current_scope())
+        call._start()
+        return call
+    except PolicyViolation as violation:
+        call.blocked(violation)
+        raise
+    except Exception:
+        _safe.log_once("call.start", "tokenmeter: starting to meter a call failed; the call is not metered")
+        return None
+
+
+def record(
+    provider: str,
+    model: str,
+    usage: Usage,
+    *,
+    operation: str = "chat",
+    duration_s: float | None = None,
+    error: BaseException | str | None = None,
+    response_model: str | None = None,
+) -> None:
+    """Meter a call made with a client tokenmeter does not wrap, through the same path as wrapped calls.
+
+    ``error`` may be the exception the call raised or its type name. Never raises.
+    """
+    from ._meter import active
+
+    meter = active()
+    if meter is None:
+        return
+    try:
+        call = MeteredCall(meter, Request(provider=provider, model=model, operation=operation), current_scope())
+        start_ns = None
+        if duration_s is not None:
+            call._t0 = time.perf_counter() - duration_s
+            start_ns = time.time_ns() - int(duration_s * 1e9)
+        # A call that already happened is metered and settled, never blocked after the fact.
+        call._start(gated=False, start_time_ns=start_ns)
+        if error is None:
+            call.stop(usage, response_model=response_model)
+        else:
+            exc = error if isinstance(error, BaseException) else _NamedError(str(error))
+            call.fail(exc, usage)
+    except Exception:
+        _safe.log_once("record", "tokenmeter: record() failed")
+
+
+class _NamedError(Exception):
+    """Stands for an error given to ``record()`` by name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.type_name = name
+

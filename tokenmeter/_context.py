@@ -1,0 +1,108 @@
+"""Ambient attribution: who (team), what (workflow, agent), which tier/env, how deep, which attempt.
+
+One ``ContextVar`` holds an immutable :class:`Scope`; entering a decorator or ``attributes()`` sets a
+new one and leaving restores the old. Team, workflow, tier and env also travel as W3C baggage under
+``tokenmeter.*`` keys, so a downstream service attributes its calls to the upstream caller.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass, replace
+from typing import Any
+
+from opentelemetry import baggage as otel_baggage
+from opentelemetry import context as otel_context
+
+from ._rollup import Node
+
+AttrValue = str | bool | int | float
+
+BAGGAGE_KEYS: dict[str, str] = {
+    "team": "tokenmeter.team",
+    "workflow": "tokenmeter.workflow",
+    "tier": "tokenmeter.tier",
+    "env": "tokenmeter.env",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One workflow run: its id, its root rollup node and its optional per-run limits."""
+
+    run_id: str
+    workflow: str
+    node: Node
+    max_tokens: int | None = None
+    max_cost_usd: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """The attribution in force for code running now."""
+
+    team: str | None = None
+    workflow: str | None = None
+    tier: str | None = None
+    env: str | None = None
+    agent: str | None = None
+    extra: tuple[tuple[str, AttrValue], ...] = ()
+    depth: int = 0
+    attempt: int = 0
+    run: Run | None = None
+    node: Node | None = None
+
+    def with_attributes(self, **values: Any) -> Scope:
+        """A copy with the given non-``None`` fields replaced (``extra`` is merged)."""
+        extra = values.pop("extra", None)
+        changes = {k: v for k, v in values.items() if v is not None}
+        if extra:
+            merged = dict(self.extra)
+            merged.update(extra)
+            changes["extra"] = tuple(merged.items())
+        return replace(self, **changes) if changes else self
+
+
+EMPTY = Scope()
+_SCOPE: contextvars.ContextVar[Scope] = contextvars.ContextVar("tokenmeter.scope", default=EMPTY)
+
+# Set while an integration is inside a metered call: an SDK that calls another instrumented SDK
+# underneath (LiteLLM -> openai) is metered once, by the outermost integration.
+IN_CALL: contextvars.ContextVar[bool] = contextvars.ContextVar("tokenmeter.in_call", default=False)
+
+
+def current_scope() -> Scope:
+    """The scope in force, with attribution from incoming baggage filling what the process did not set."""
+    scope = _SCOPE.get()
+    if scope.team is not None and scope.workflow is not None:
+        return scope
+    bag = otel_baggage.get_all()
+    if not bag:
+        return scope
+    fill: dict[str, Any] = {}
+    for field, key in BAGGAGE_KEYS.items():
+        if getattr(scope, field) is None:
+            value = bag.get(key)
+            if isinstance(value, str) and value:
+                fill[field] = value
+    return replace(scope, **fill) if fill else scope
+
+
+def set_scope(scope: Scope) -> contextvars.Token[Scope]:
+    """Make ``scope`` current; pass the token to :func:`reset_scope`."""
+    return _SCOPE.set(scope)
+
+
+def reset_scope(token: contextvars.Token[Scope]) -> None:
+    """Restore the scope that was current before ``set_scope``."""
+    _SCOPE.reset(token)
+
+
+def with_baggage(scope: Scope, ctx: otel_context.Context | None = None) -> otel_context.Context:
+    """An OTel context carrying the scope's team/workflow/tier/env as baggage."""
+    ctx = ctx if ctx is not None else otel_context.get_current()
+    for field, key in BAGGAGE_KEYS.items():
+        value = getattr(scope, field)
+        if value is not None and otel_baggage.get_baggage(key, ctx) != value:
+            ctx = otel_baggage.set_baggage(key, str(value), ctx)
+    return ctx

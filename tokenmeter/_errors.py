@@ -1,0 +1,28 @@
+"""The exceptions tokenmeter raises on purpose (everything else it swallows)."""
+
+from __future__ import annotations
+
+
+class TokenmeterError(Exception):
+    """Base class of tokenmeter's own exceptions."""
+
+
+class ConfigError(TokenmeterError, ValueError):
+    """A configuration option is invalid; the message says which and how to fix it."""
+
+
+class PolicyViolation(TokenmeterError):
+    """A policy refused an LLM call before it was sent (tier not allowed, approval denied)."""
+
+    def __init__(self, message: str, *, decision: str = "block", model: str | None = None) -> None:
+        super().__init__(message)
+        self.decision = decision
+        self.model = model
+
+
+class BudgetExceeded(PolicyViolation):
+    """A budget or a per-run limit would be exceeded by the call; nothing was sent."""
+
+    def __init__(self, message: str, *, budget: str | None = None, model: str | None = None) -> None:
+        super().__init__(message, decision="block", model=model)
+        self.budget = budget

@@ -1,0 +1,82 @@
+"""``instrument()`` / ``uninstrument()``: patch installed provider SDKs, whatever the import order."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import threading
+from typing import Any
+
+from ._errors import ConfigError
+
+_log = logging.getLogger("tokenmeter")
+
+# name -> (integration module, SDK module that must be importable, pip extra)
+INTEGRATIONS: dict[str, tuple[str, str, str]] = {
+    "openai": ("tokenmeter.integrations.openai", "openai", "openai"),
+    "anthropic": ("tokenmeter.integrations.anthropic", "anthropic", "anthropic"),
+    "bedrock": ("tokenmeter.integrations.bedrock", "botocore", "bedrock"),
+    "gemini": ("tokenmeter.integrations.gemini", "google.genai", "gemini"),
+    "litellm": ("tokenmeter.integrations.litellm", "litellm", "litellm"),
+}
+
+_lock = threading.Lock()
+_active: set[str] = set()
+
+
+def _sdk_installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def instrument(*names: str) -> list[str]:
+    """Patch the named provider SDKs (all installed ones when no name is given); returns what is active.
+
+    A name whose SDK is missing raises :class:`ConfigError` saying which extra to install. Idempotent.
+    Patches are applied through post-import hooks, so the SDK may be imported before or after.
+    """
+    unknown = [n for n in names if n not in INTEGRATIONS]
+    if unknown:
+        raise ConfigError(f"unknown integration(s) {', '.join(unknown)}; choose from {', '.join(INTEGRATIONS)}")
+    chosen = list(names) if names else list(INTEGRATIONS)
+    with _lock:
+        for name in chosen:
+            if name in _active:
+                continue
+            module_name, sdk, extra = INTEGRATIONS[name]
+            if not _sdk_installed(sdk):
+                if names:
+                    raise ConfigError(
+                        f"cannot instrument {name!r}: its SDK ({sdk}) is not installed; "
+                        f"run: pip install 'tokenmeter[{extra}]'"
+                    )
+                continue
+            try:
+                module: Any = importlib.import_module(module_name)
+            except ImportError:
+                if names:
+                    raise
+                _log.debug("tokenmeter: integration %s not available", name, exc_info=True)
+                continue
+            module.instrument()
+            _active.add(name)
+        return sorted(_active)
+
+
+def uninstrument(*names: str) -> None:
+    """Restore the original SDK methods of the named integrations (all when no name). Idempotent."""
+    with _lock:
+        for name in list(names) if names else list(_active):
+            if name not in _active:
+                continue
+            module: Any = importlib.import_module(INTEGRATIONS[name][0])
+            module.uninstrument()
+            _active.discard(name)
+
+
+def instrumented() -> list[str]:
+    """Names of the integrations currently patched."""
+    return sorted(_active)

@@ -1,0 +1,161 @@
+"""The embedded default: in-process totals of everything metered, readable without any backend."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from ._usage import TOKEN_CLASSES, Usage
+
+_MAX_RUNS_KEPT = 10_000  # per workflow, for the per-run spread; older runs are dropped
+
+
+@dataclass
+class Totals:
+    """Token, cost and call totals of one attribution key."""
+
+    tokens: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0])
+    cost: Decimal = Decimal(0)
+    unpriced_tokens: int = 0
+    calls: int = 0
+    errors: int = 0
+    blocked: int = 0
+    wasted_tokens: int = 0
+    wasted_cost: Decimal = Decimal(0)
+
+    @property
+    def total_tokens(self) -> int:
+        """All tokens of every class."""
+        return sum(self.tokens)
+
+
+Key = tuple[str, str, str, str, str]  # team, workflow, tier, provider, model
+
+
+class Ledger:
+    """Thread-safe totals keyed by (team, workflow, tier, provider, model), plus per-run figures."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._totals: dict[Key, Totals] = defaultdict(Totals)
+        self._runs: dict[str, list[tuple[int, Decimal, int]]] = defaultdict(list)
+
+    def add_call(self, key: Key, usage: Usage | None, cost: Decimal | None, outcome: str) -> None:
+        """Add one call (``outcome`` ok / error / blocked)."""
+        with self._lock:
+            t = self._totals[key]
+            t.calls += 1
+            if outcome == "error":
+                t.errors += 1
+            elif outcome == "blocked":
+                t.blocked += 1
+            if usage is not None:
+                for i, (_, n) in enumerate(usage.by_class()):
+                    t.tokens[i] += n
+                if cost is None:
+                    t.unpriced_tokens += usage.total
+            if cost is not None:
+                t.cost += cost
+
+    def add_waste(self, team: str, workflow: str, tokens: int, cost: Decimal) -> None:
+        """Add tokens and cost of attempts that were retried or steps that failed (by team and workflow)."""
+        with self._lock:
+            t = self._totals[(team, workflow, "", "", "")]
+            t.wasted_tokens += tokens
+            t.wasted_cost += cost
+
+    def add_run(self, workflow: str, tokens: int, cost: Decimal, steps: int) -> None:
+        """Record one finished workflow run."""
+        with self._lock:
+            runs = self._runs[workflow]
+            runs.append((tokens, cost, steps))
+            if len(runs) > _MAX_RUNS_KEPT:
+                del runs[: len(runs) - _MAX_RUNS_KEPT]
+
+    def totals(self) -> dict[Key, Totals]:
+        """A copy of the totals per key."""
+        with self._lock:
+            return {
+                k: Totals(list(v.tokens), v.cost, v.unpriced_tokens, v.calls, v.errors, v.blocked, v.wasted_tokens,
+                          v.wasted_cost)
+                for k, v in self._totals.items()
+            }
+
+    def runs(self) -> dict[str, list[tuple[int, Decimal, int]]]:
+        """``{workflow: [(tokens, cost, steps), ...]}`` of finished runs."""
+        with self._lock:
+            return {k: list(v) for k, v in self._runs.items()}
+
+    def rollup(self, by: str) -> dict[str, Totals]:
+        """Totals grouped by ``"team"``, ``"workflow"``, ``"tier"``, ``"provider"`` or ``"model"``."""
+        index = ("team", "workflow", "tier", "provider", "model").index(by)
+        grouped: dict[str, Totals] = defaultdict(Totals)
+        for key, t in self.totals().items():
+            if not key[index]:
+                continue  # waste is kept per team and workflow only
+            g = grouped[key[index]]
+            for i, n in enumerate(t.tokens):
+                g.tokens[i] += n
+            g.cost += t.cost
+            g.unpriced_tokens += t.unpriced_tokens
+            g.calls += t.calls
+            g.errors += t.errors
+            g.blocked += t.blocked
+            g.wasted_tokens += t.wasted_tokens
+            g.wasted_cost += t.wasted_cost
+        return dict(grouped)
+
+    def format(self) -> str:
+        """The report as plain text: by team, workflow, tier and model; waste; per-run spread."""
+        lines: list[str] = []
+        for by in ("team", "workflow", "tier", "model"):
+            rows = sorted(self.rollup(by).items(), key=lambda kv: -kv[1].cost)
+            if not rows:
+                continue
+            waste = by in ("team", "workflow")
+            lines.append(f"By {by}:")
+            lines.append(f"  {by:<28}{'calls':>7}{'tokens':>12}{'cost USD':>13}{'unpriced tok':>14}"
+                         + (f"{'wasted tok':>12}" if waste else ""))
+            for name, t in rows:
+                lines.append(
+                    f"  {name:<28}{t.calls:>7}{t.total_tokens:>12,}{_usd(t.cost):>13}{t.unpriced_tokens:>14,}"
+                    + (f"{t.wasted_tokens:>12,}" if waste else "")
+                )
+            lines.append("")
+        total = Totals()
+        for t in self.rollup("team").values():
+            for i, n in enumerate(t.tokens):
+                total.tokens[i] += n
+            total.cost += t.cost
+            total.wasted_tokens += t.wasted_tokens
+            total.wasted_cost += t.wasted_cost
+        if total.total_tokens:
+            classes = ", ".join(f"{c} {n:,}" for c, n in zip(TOKEN_CLASSES, total.tokens) if n)
+            lines.append(f"Token classes: {classes}")
+            share = 100.0 * total.wasted_tokens / total.total_tokens
+            lines.append(f"Wasted on retries and failed steps: {total.wasted_tokens:,} tokens ({share:.1f}%), "
+                         f"${_usd(total.wasted_cost)}")
+            lines.append("")
+        runs = self.runs()
+        if runs:
+            lines.append("Per-run spread (tokens per run):")
+            lines.append(f"  {'workflow':<28}{'runs':>6}{'p50':>10}{'p99':>10}{'max':>10}{'p99/p50':>9}")
+            for name, values in sorted(runs.items()):
+                tokens = sorted(v[0] for v in values)
+                p50, p99 = _quantile(tokens, 0.5), _quantile(tokens, 0.99)
+                ratio = f"{p99 / p50:.1f}x" if p50 else "-"
+                lines.append(f"  {name:<28}{len(tokens):>6}{p50:>10,}{p99:>10,}{tokens[-1]:>10,}{ratio:>9}")
+        return "\n".join(lines).rstrip() + "\n"
+
+
+def _usd(value: Decimal) -> str:
+    return f"{value:.6f}"
+
+
+def _quantile(sorted_values: list[int], q: float) -> int:
+    if not sorted_values:
+        return 0
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]

@@ -1,0 +1,21 @@
+"""Never break the host: faults inside tokenmeter are logged once per site and swallowed."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+_log = logging.getLogger("tokenmeter")
+_seen: set[str] = set()
+_lock = threading.Lock()
+
+
+def log_once(site: str, message: str) -> None:
+    """Log the exception being handled: a warning the first time for ``site``, debug afterwards."""
+    with _lock:
+        first = site not in _seen
+        _seen.add(site)
+    if first:
+        _log.warning("%s (logged once; later occurrences at debug level)", message, exc_info=True)
+    else:
+        _log.debug(message, exc_info=True)

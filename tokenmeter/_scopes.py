@@ -1,0 +1,373 @@
+"""``workflow`` / ``agent`` / ``step`` / ``tool`` / ``attributes``: decorators that are also (async) context managers.
+
+Each use opens a :class:`_Frame`: a new :class:`Scope` (attribution, depth, rollup node), a span when
+tokenmeter is configured, and baggage for downstream services. Functions, coroutines, generators and
+async generators are all supported; a generator's scope is active only while its body runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import uuid
+from collections.abc import AsyncGenerator, Callable, Generator
+from typing import Any, TypeVar
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace as otel_trace
+from opentelemetry.trace import Status, StatusCode
+
+from . import _safe
+from ._context import AttrValue, Run, Scope, current_scope, reset_scope, set_scope, with_baggage
+from ._instruments import depth_bucket
+from ._rollup import Node
+from ._usage import TOKEN_CLASSES
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_OPERATION = {"workflow": "invoke_workflow", "agent": "invoke_agent", "tool": "execute_tool", "step": None}
+
+
+class _Frame:
+    """One active use of a scope spec: the scope, its span and the tokens needed to leave it."""
+
+    __slots__ = ("spec", "scope", "span", "node", "_tokens", "_ctx")
+
+    def __init__(self, spec: ScopeSpec) -> None:
+        self.spec = spec
+        self.span: Any = None
+        self._tokens: list[Any] = []
+        parent = current_scope()
+        kind = spec.kind
+        node: Node | None = None
+        run = parent.run
+        fields: dict[str, Any] = dict(spec.fields)
+        if kind == "workflow":
+            node = Node(parent.node)
+            fields["workflow"] = spec.name
+            run = Run(uuid.uuid4().hex, spec.name, node, spec.max_tokens, spec.max_cost_usd)
+            depth = parent.depth if parent.run is None else parent.depth + 1
+        elif kind in ("agent", "step", "tool"):
+            node = Node(parent.node)
+            if parent.node is not None:
+                parent.node.add_step()
+            depth = parent.depth + 1
+            if kind == "agent":
+                fields["agent"] = spec.name
+        else:
+            depth = parent.depth
+        scope = parent.with_attributes(extra=spec.extra, **fields)
+        if node is not None or run is not parent.run or depth != parent.depth:
+            from dataclasses import replace
+
+            scope = replace(scope, depth=depth, run=run, node=node if node is not None else parent.node)
+        self.scope = scope
+        self.node = node
+        ctx = with_baggage(scope)
+        if node is not None:
+            ctx = self._open_span(ctx)
+        self._ctx = ctx
+
+    def _open_span(self, ctx: otel_context.Context) -> otel_context.Context:
+        from ._meter import active
+
+        meter = active()
+        if meter is None:
+            return ctx
+        try:
+            spec, scope = self.spec, self.scope
+            operation = _OPERATION[spec.kind]
+            attrs: dict[str, Any] = {"tokenmeter.step.depth": scope.depth}
+            name = f"{operation} {spec.name}" if operation else f"step {spec.name}"
+            if operation:
+                attrs["gen_ai.operation.name"] = operation
+            if spec.kind == "tool":
+                attrs["gen_ai.tool.name"] = spec.name
+            elif spec.kind == "step":
+                attrs["tokenmeter.step.name"] = spec.name
+            if scope.team is not None:
+                attrs["tokenmeter.team.name"] = scope.team
+            if scope.workflow is not None:
+                attrs["gen_ai.workflow.name"] = scope.workflow
+            if scope.agent is not None:
+                attrs["gen_ai.agent.name"] = scope.agent
+            if scope.tier is not None:
+                attrs["tokenmeter.model.tier"] = scope.tier
+            if scope.env is not None:
+                attrs["tokenmeter.env"] = scope.env
+            if scope.run is not None:
+                attrs["tokenmeter.run.id"] = scope.run.run_id
+            if scope.attempt:
+                attrs["tokenmeter.retry.attempt"] = scope.attempt
+            for k, v in scope.extra:
+                attrs[k] = v
+            self.span = meter.tracer.start_span(name, context=ctx, attributes=attrs)
+            return otel_trace.set_span_in_context(self.span, ctx)
+        except Exception:
+            _safe.log_once("scope.span", "tokenmeter: opening a scope span failed")
+            return ctx
+
+    def activate(self) -> None:
+        self._tokens.append((set_scope(self.scope), otel_context.attach(self._ctx)))
+
+    def deactivate(self) -> None:
+        scope_token, ctx_token = self._tokens.pop()
+        otel_context.detach(ctx_token)
+        reset_scope(scope_token)
+
+    def close(self, error: BaseException | None) -> None:
+        """End the span with the subtree's rollups; report waste and the run if this frame owns them."""
+        node = self.node
+        if node is None:
+            return
+        try:
+            from ._meter import active
+
+            meter = active()
+            if error is not None and meter is not None:
+                report_waste(meter, self.scope, node, "failed")
+            tokens, cost, calls, errors, retries, unpriced, steps = node.snapshot()
+            if self.spec.kind == "workflow" and meter is not None:
+                _record_run(meter, self.scope, sum(tokens), cost, steps + calls, error)
+            span = self.span
+            if span is None:
+                return
+            if span.is_recording():
+                attrs: dict[str, Any] = {f"tokenmeter.rollup.tokens.{c}": n for c, n in zip(TOKEN_CLASSES, tokens)}
+                attrs["tokenmeter.rollup.tokens.total"] = sum(tokens)
+                attrs["tokenmeter.rollup.cost.usd"] = float(cost)
+                attrs["tokenmeter.rollup.calls"] = calls
+                attrs["tokenmeter.rollup.errors"] = errors
+                attrs["tokenmeter.rollup.retries"] = retries
+                attrs["tokenmeter.rollup.steps"] = steps
+                attrs["tokenmeter.rollup.tokens.unpriced"] = unpriced
+                span.set_attributes(attrs)
+                if error is not None:
+                    span.set_attribute("error.type", type(error).__name__)
+                    span.set_status(Status(StatusCode.ERROR, str(error)[:256]))
+            span.end()
+        except Exception:
+            _safe.log_once("scope.close", "tokenmeter: closing a scope failed")
+
+
+def report_waste(meter: Any, scope: Scope, node: Node, reason: str) -> None:
+    """Emit the not-yet-reported tokens and cost of ``node``'s subtree as wasted."""
+    tokens, cost = node.take_unwasted()
+    total = sum(tokens)
+    if not total and not cost:
+        return
+    ins = meter.instruments
+    base = {
+        k: ins.limiter.fold(k, v)
+        for k, v in (
+            ("gen_ai.workflow.name", scope.workflow),
+            ("gen_ai.agent.name", scope.agent),
+            ("tokenmeter.team.name", scope.team),
+            ("tokenmeter.model.tier", scope.tier),
+            ("tokenmeter.env", scope.env),
+            ("tokenmeter.step.depth", depth_bucket(scope.depth)),
+        )
+        if v is not None
+    }
+    base["tokenmeter.waste.reason"] = reason
+    for c, n in zip(TOKEN_CLASSES, tokens):
+        if n:
+            ins.wasted_tokens.add(n, {**base, "tokenmeter.token.class": c})
+    if cost:
+        ins.wasted_cost.add(float(cost), base)
+    meter.ledger.add_waste(scope.team or "-", scope.workflow or "-", total, cost)
+
+
+def _record_run(meter: Any, scope: Scope, tokens: int, cost: Any, steps: int, error: BaseException | None) -> None:
+    ins = meter.instruments
+    attrs = {
+        k: ins.limiter.fold(k, v)
+        for k, v in (
+            ("gen_ai.workflow.name", scope.workflow),
+            ("tokenmeter.team.name", scope.team),
+            ("tokenmeter.model.tier", scope.tier),
+            ("tokenmeter.env", scope.env),
+        )
+        if v is not None
+    }
+    attrs["tokenmeter.outcome"] = "ok" if error is None else "error"
+    ins.run_tokens.record(tokens, attrs)
+    ins.run_cost.record(float(cost), attrs)
+    ins.run_steps.record(steps, attrs)
+    meter.ledger.add_run(scope.workflow or "-", tokens, cost, steps)
+
+
+class ScopeSpec:
+    """A reusable scope description; decorate with it or enter it with ``with`` / ``async with``."""
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        fields: dict[str, Any],
+        extra: dict[str, AttrValue],
+        *,
+        max_tokens: int | None = None,
+        max_cost_usd: float | None = None,
+    ) -> None:
+        self.kind = kind
+        self.name = name
+        self.fields = {k: v for k, v in fields.items() if v is not None}
+        self.extra = extra
+        self.max_tokens = max_tokens
+        self.max_cost_usd = max_cost_usd
+        self._frames: list[_Frame] = []
+
+    # -- context manager -------------------------------------------------------------------------
+    def __enter__(self) -> Scope:
+        frame = _Frame(self)
+        frame.activate()
+        self._frames.append(frame)
+        return frame.scope
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        frame = self._frames.pop()
+        frame.deactivate()
+        frame.close(exc)
+
+    async def __aenter__(self) -> Scope:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    # -- decorator -----------------------------------------------------------------------------
+    def __call__(self, fn: F) -> F:
+        spec = self
+        if inspect.isasyncgenfunction(fn):
+
+            @functools.wraps(fn)
+            async def agen_wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+                frame = _Frame(spec)
+                error: BaseException | None = None
+                gen = fn(*args, **kwargs)
+                try:
+                    sent: Any = None
+                    while True:
+                        frame.activate()
+                        try:
+                            item = await gen.asend(sent)
+                        except StopAsyncIteration:
+                            return
+                        finally:
+                            frame.deactivate()
+                        sent = yield item
+                except BaseException as exc:
+                    error = exc if not isinstance(exc, GeneratorExit) else None
+                    raise
+                finally:
+                    await gen.aclose()
+                    frame.close(error)
+
+            return agen_wrapper  # type: ignore[return-value]
+        if inspect.isgeneratorfunction(fn):
+
+            @functools.wraps(fn)
+            def gen_wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+                frame = _Frame(spec)
+                error: BaseException | None = None
+                gen = fn(*args, **kwargs)
+                try:
+                    sent: Any = None
+                    while True:
+                        frame.activate()
+                        try:
+                            item = gen.send(sent)
+                        except StopIteration as stop:
+                            return stop.value
+                        finally:
+                            frame.deactivate()
+                        sent = yield item
+                except BaseException as exc:
+                    error = exc if not isinstance(exc, GeneratorExit) else None
+                    raise
+                finally:
+                    gen.close()
+                    frame.close(error)
+
+            return gen_wrapper  # type: ignore[return-value]
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                frame = _Frame(spec)
+                frame.activate()
+                error: BaseException | None = None
+                try:
+                    return await fn(*args, **kwargs)
+                except BaseException as exc:
+                    error = exc
+                    raise
+                finally:
+                    frame.deactivate()
+                    frame.close(error)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            frame = _Frame(spec)
+            frame.activate()
+            error: BaseException | None = None
+            try:
+                return fn(*args, **kwargs)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                frame.deactivate()
+                frame.close(error)
+
+        return wrapper  # type: ignore[return-value]
+
+
+def workflow(
+    name: str,
+    *,
+    team: str | None = None,
+    tier: str | None = None,
+    env: str | None = None,
+    max_tokens: int | None = None,
+    max_cost_usd: float | None = None,
+    **attrs: AttrValue,
+) -> ScopeSpec:
+    """A workflow run: span ``invoke_workflow {name}``, a new ``tokenmeter.run.id`` and run metrics.
+
+    ``max_tokens`` / ``max_cost_usd`` guard the run: a call that would take it over raises
+    :class:`BudgetExceeded` before it is sent. Extra keyword attributes go on spans (and on metrics
+    if listed in ``configure(metric_attributes=...)``).
+    """
+    return ScopeSpec("workflow", name, {"team": team, "tier": tier, "env": env}, attrs, max_tokens=max_tokens,
+                     max_cost_usd=max_cost_usd)
+
+
+def agent(name: str, **attrs: AttrValue) -> ScopeSpec:
+    """An agent: span ``invoke_agent {name}``, ``gen_ai.agent.name`` on everything inside, depth + 1."""
+    return ScopeSpec("agent", name, {}, attrs)
+
+
+def step(name: str, **attrs: AttrValue) -> ScopeSpec:
+    """A step of an agent (plan, validate, summarise...): span ``step {name}``, depth + 1."""
+    return ScopeSpec("step", name, {}, attrs)
+
+
+def tool(name: str, **attrs: AttrValue) -> ScopeSpec:
+    """A tool execution: span ``execute_tool {name}`` with ``gen_ai.tool.name``, depth + 1."""
+    return ScopeSpec("tool", name, {}, attrs)
+
+
+def attributes(
+    *,
+    team: str | None = None,
+    workflow: str | None = None,
+    tier: str | None = None,
+    env: str | None = None,
+    **extra: AttrValue,
+) -> ScopeSpec:
+    """Ambient attribution for everything inside (no span): team, workflow, tier, env and extras."""
+    return ScopeSpec("attributes", "", {"team": team, "workflow": workflow, "tier": tier, "env": env}, extra)

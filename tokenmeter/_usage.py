@@ -1,0 +1,81 @@
+"""The one usage record: disjoint token classes whose sum is the billed total."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TOKEN_CLASSES: tuple[str, ...] = ("input", "cache_read", "cache_write", "output", "reasoning")
+"""The disjoint token classes, in a fixed order (also the values of ``tokenmeter.token.class``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens of one LLM call (or a sum of calls), split into disjoint classes.
+
+    The classes never overlap, so their sum is the billed total:
+
+    * ``input`` -- uncached prompt tokens that were neither read from nor written to a cache;
+    * ``cache_read`` -- prompt tokens served from the provider's prompt cache;
+    * ``cache_write`` -- prompt tokens written to the provider's prompt cache;
+    * ``output`` -- generated tokens that are not reasoning;
+    * ``reasoning`` -- generated reasoning ("thinking") tokens.
+
+    ``estimated`` is true when any part was counted locally instead of reported by the provider.
+    Usages combine with ``+`` (the result is estimated if either side is).
+    """
+
+    input: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    output: int = 0
+    reasoning: int = 0
+    estimated: bool = False
+
+    def __post_init__(self) -> None:
+        for name in TOKEN_CLASSES:
+            value = getattr(self, name)
+            if type(value) is not int:
+                raise TypeError(f"Usage.{name} must be an int, got {value!r}")
+            if value < 0:
+                raise ValueError(f"Usage.{name} must be >= 0, got {value}")
+
+    def __add__(self, other: object) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return Usage(
+            self.input + other.input,
+            self.cache_read + other.cache_read,
+            self.cache_write + other.cache_write,
+            self.output + other.output,
+            self.reasoning + other.reasoning,
+            self.estimated or other.estimated,
+        )
+
+    @property
+    def total(self) -> int:
+        """All tokens of every class."""
+        return self.input + self.cache_read + self.cache_write + self.output + self.reasoning
+
+    @property
+    def input_total(self) -> int:
+        """Prompt tokens of every kind (``gen_ai.usage.input_tokens``)."""
+        return self.input + self.cache_read + self.cache_write
+
+    @property
+    def output_total(self) -> int:
+        """Generated tokens of every kind (``gen_ai.usage.output_tokens``)."""
+        return self.output + self.reasoning
+
+    def by_class(self) -> tuple[tuple[str, int], ...]:
+        """``(class, tokens)`` pairs in the order of :data:`TOKEN_CLASSES`."""
+        return (
+            ("input", self.input),
+            ("cache_read", self.cache_read),
+            ("cache_write", self.cache_write),
+            ("output", self.output),
+            ("reasoning", self.reasoning),
+        )
+
+
+ZERO = Usage()
+"""The empty usage."""

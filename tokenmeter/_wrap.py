@@ -1,0 +1,152 @@
+"""The shared body of every patched SDK method: sync and async are thin shells around the same helpers.
+
+An integration describes each patched method with an :class:`Endpoint` that only *translates*
+(request -> :class:`Request`, response -> :class:`Result`, stream chunks -> usage). This module does
+the rest: the policy gate, the "already metered" guard, never-break-the-host, and stream proxies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+from . import _safe
+from ._call import MeteredCall, Request, begin
+from ._context import IN_CALL
+from ._errors import PolicyViolation
+from ._usage import Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What an integration extracts from a response (usage ``None``: the provider reported none)."""
+
+    usage: Usage | None
+    response_model: str | None = None
+    response_id: str | None = None
+    finish_reasons: Sequence[str] | None = None
+    provider_cost_usd: Decimal | None = None
+
+
+class StreamAccumulator(Protocol):
+    """Per-stream state of an integration: sees every chunk, then says what the stream used."""
+
+    def on_chunk(self, chunk: Any) -> bool:
+        """Look at one chunk; return False to hide it from the caller (e.g. an injected usage chunk)."""
+        ...
+
+    def result(self) -> Result:
+        """The usage and response facts of the whole stream (called once, at its end)."""
+        ...
+
+
+class Endpoint(Protocol):
+    """How one patched SDK method translates to tokenmeter's types."""
+
+    def request(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
+        """The :class:`Request` for this call (provider, model, max tokens, messages...)."""
+        ...
+
+    def prepare(self, request: Request, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[
+        tuple[Any, ...], dict[str, Any]
+    ]:
+        """The arguments to send: apply a rewritten ``request.model``, inject stream options."""
+        ...
+
+    def result(self, response: Any, request: Request) -> Result | StreamAccumulator:
+        """Translate a response, or return an accumulator when the response is a stream."""
+        ...
+
+
+def _before(endpoint: Endpoint, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[
+    MeteredCall | None, tuple[Any, ...], dict[str, Any]
+]:
+    if IN_CALL.get():
+        return None, args, kwargs
+    try:
+        request = endpoint.request(instance, args, kwargs)
+    except Exception:
+        _safe.log_once(f"request:{type(endpoint).__name__}", "tokenmeter: reading a request failed; not metered")
+        return None, args, kwargs
+    call = begin(request)  # raises PolicyViolation when refused: the call must not be sent
+    if call is None:
+        return None, args, kwargs
+    try:
+        new_args, new_kwargs = endpoint.prepare(request, args, kwargs)
+    except Exception:
+        _safe.log_once(f"prepare:{type(endpoint).__name__}", "tokenmeter: preparing a request failed")
+        new_args, new_kwargs = args, kwargs
+    return call, new_args, new_kwargs
+
+
+def _after(endpoint: Endpoint, call: MeteredCall, response: Any, is_async: bool) -> Any:
+    try:
+        outcome = endpoint.result(response, call.request)
+    except Exception:
+        _safe.log_once(f"result:{type(endpoint).__name__}", "tokenmeter: reading a response failed")
+        call.stop(None)
+        return response
+    if isinstance(outcome, Result):
+        call.stop(
+            outcome.usage,
+            response_model=outcome.response_model,
+            response_id=outcome.response_id,
+            finish_reasons=outcome.finish_reasons,
+            provider_cost_usd=outcome.provider_cost_usd,
+        )
+        return response
+    from ._streams import AsyncMeteredStream, MeteredStream
+
+    try:
+        if is_async:
+            return AsyncMeteredStream(response, call, outcome)
+        return MeteredStream(response, call, outcome)
+    except Exception:
+        _safe.log_once("stream.wrap", "tokenmeter: wrapping a stream failed")
+        call.stop(None)
+        return response
+
+
+def sync_wrapper(endpoint: Endpoint) -> Callable[..., Any]:
+    """A ``wrapt`` wrapper metering a synchronous SDK method."""
+
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        call, args, kwargs = _before(endpoint, instance, args, kwargs)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        token = IN_CALL.set(True)
+        try:
+            response = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        finally:
+            IN_CALL.reset(token)
+        return _after(endpoint, call, response, False)
+
+    return wrapper
+
+
+def async_wrapper(endpoint: Endpoint) -> Callable[..., Any]:
+    """A ``wrapt`` wrapper metering an ``async`` SDK method."""
+
+    async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        call, args, kwargs = _before(endpoint, instance, args, kwargs)
+        if call is None:
+            return await wrapped(*args, **kwargs)
+        token = IN_CALL.set(True)
+        try:
+            response = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        finally:
+            IN_CALL.reset(token)
+        return _after(endpoint, call, response, True)
+
+    return wrapper
+
+
+__all__ = ["Endpoint", "PolicyViolation", "Result", "StreamAccumulator", "async_wrapper", "sync_wrapper"]
