@@ -126,7 +126,11 @@ def stream_events(plan: Plan) -> Iterator[dict[str, Any]]:
     yield {"type": "ping"}
     for index, block in enumerate(_blocks(plan)):
         if block["type"] == "thinking":
-            yield {"type": "content_block_start", "index": index, "content_block": {**block, "thinking": "", "signature": ""}}
+            yield {
+                "type": "content_block_start",
+                "index": index,
+                "content_block": {**block, "thinking": "", "signature": ""},
+            }
             for piece in plan.pieces(REASONING_TEXT):
                 yield _delta(index, {"type": "thinking_delta", "thinking": piece})
             yield _delta(index, {"type": "signature_delta", "signature": block["signature"]})
@@ -138,7 +142,10 @@ def stream_events(plan: Plan) -> Iterator[dict[str, Any]]:
             yield {"type": "content_block_start", "index": index, "content_block": {**block, "input": {}}}
             yield _delta(index, {"type": "input_json_delta", "partial_json": plan.tool_args_json})
         yield {"type": "content_block_stop", "index": index}
-    delta: dict[str, Any] = {"type": "message_delta", "delta": {"stop_reason": _STOP[plan.finish], "stop_sequence": None}}
+    delta: dict[str, Any] = {
+        "type": "message_delta",
+        "delta": {"stop_reason": _STOP[plan.finish], "stop_sequence": None},
+    }
     if plan.has_usage:
         delta["usage"] = {"output_tokens": plan.num(plan.output_tokens + plan.reasoning_tokens, 1)}
     yield delta
@@ -147,4 +154,3 @@ def stream_events(plan: Plan) -> Iterator[dict[str, Any]]:
 
 def _delta(index: int, delta: dict[str, Any]) -> dict[str, Any]:
     return {"type": "content_block_delta", "index": index, "delta": delta}
-

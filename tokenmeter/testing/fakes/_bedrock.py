@@ -71,7 +71,10 @@ def family(model_id: str, body: dict[str, Any]) -> str:
 def error(status: int) -> HttpResponse:
     """A Bedrock error: the code travels in ``x-amzn-ErrorType``; the body has ``message``."""
     code = _ERRORS.get(status, "InternalServerException")
-    headers = {"x-amzn-ErrorType": f"{code}:http://internal.amazon.com/coral/com.amazon.bedrock/", **retry_headers(status)}
+    headers = {
+        "x-amzn-ErrorType": f"{code}:http://internal.amazon.com/coral/com.amazon.bedrock/",
+        **retry_headers(status),
+    }
     return json_response(status, {"message": f"Fake provider error {status}."}, headers)
 
 
@@ -285,7 +288,13 @@ def _cohere_stream(plan: Plan) -> Iterator[dict[str, Any]]:
     for piece in plan.pieces():
         yield {"is_finished": False, "event_type": "text-generation", "text": piece}
     done = _cohere(plan)
-    yield {"is_finished": True, "event_type": "stream-end", "finish_reason": done["finish_reason"], "response": done, **_metrics(plan)}
+    yield {
+        "is_finished": True,
+        "event_type": "stream-end",
+        "finish_reason": done["finish_reason"],
+        "response": done,
+        **_metrics(plan),
+    }
 
 
 def _anthropic_stream(plan: Plan) -> Iterator[dict[str, Any]]:

@@ -9,6 +9,7 @@ chunk carries the complete one.
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.parse
 from collections.abc import Iterator
@@ -50,7 +51,13 @@ def route(path: str) -> Route | None:
 
 def error(status: int) -> HttpResponse:
     """A Google-API-shaped error body."""
-    body = {"error": {"code": status, "message": f"Fake provider error {status}.", "status": _ERRORS.get(status, "INTERNAL")}}
+    body = {
+        "error": {
+            "code": status,
+            "message": f"Fake provider error {status}.",
+            "status": _ERRORS.get(status, "INTERNAL"),
+        }
+    }
     return json_response(status, body, retry_headers(status))
 
 
@@ -73,6 +80,8 @@ def respond(req: ReceivedRequest, reply: Reply) -> HttpResponse:
     if req.operation == "countTokens":
         return json_response(200, {"totalTokens": plan.input_tokens + plan.cached_tokens})
     thoughts = bool(_get(thinking, "includeThoughts", "include_thoughts"))
+    if req.stream and req.query.get("alt") != "sse":  # without alt=sse the API streams one JSON array
+        return json_response(200, [json.loads(c[len(b"data: ") :]) for c in _stream(plan, thoughts)])
     if req.stream:
         return stream_response(_stream(plan, thoughts))
     return json_response(200, _chunk(plan, _parts(plan, thoughts), final=True, usage=usage_metadata(plan)))

@@ -25,7 +25,6 @@ from ._common import (
     Route,
     as_dict,
     json_response,
-    new_id,
     resolve,
     retry_headers,
     sse,
@@ -275,7 +274,7 @@ def _embeddings(req: ReceivedRequest, reply: Reply, body: dict[str, Any]) -> Htt
     if plan.status >= 400:
         return error(plan.status)
     count = reply.input_tokens if reply.input_tokens is not None else tokens
-    dims = body.get("dimensions") if isinstance(body.get("dimensions"), int) else 8
+    dims = body["dimensions"] if isinstance(body.get("dimensions"), int) else 8
     data = []
     for index in range(len(inputs)):
         vector = [((index + 1) * (k + 1) % 7) / 7.0 for k in range(dims)]

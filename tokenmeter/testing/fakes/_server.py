@@ -35,8 +35,9 @@ class FakeProvider:
     empty a deterministic default reply is computed from the request.
     """
 
-    def __init__(self) -> None:
-        """Create a stopped server; :meth:`start` binds an OS-chosen free port."""
+    def __init__(self, *, port: int = 0) -> None:
+        """Create a stopped server; :meth:`start` binds ``127.0.0.1:port`` (0 = an OS-chosen free port)."""
+        self._bind_port = port
         self._lock = threading.Lock()
         self._queue: deque[Reply] = deque()
         self._requests: list[ReceivedRequest] = []
@@ -48,10 +49,12 @@ class FakeProvider:
     def start(self) -> FakeProvider:
         """Start serving in a daemon thread (idempotent); returns ``self``."""
         if self._httpd is None:
-            httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
+            httpd = _HTTPServer(("127.0.0.1", self._bind_port), _Handler)
             httpd.provider = self
             self._httpd = httpd
-            self._thread = threading.Thread(target=httpd.serve_forever, name="tokenmeter-fake-provider", daemon=True)
+            self._thread = threading.Thread(
+                target=httpd.serve_forever, args=(0.05,), name="tokenmeter-fake-provider", daemon=True
+            )
             self._thread.start()
         return self
 
@@ -105,7 +108,7 @@ class FakeProvider:
             return list(self._requests)
 
     def clear(self) -> None:
-        """Forget received requests and drop queued replies."""
+        """Forget received requests and drop queued replies (a clean slate between tests)."""
         with self._lock:
             self._requests.clear()
             self._queue.clear()
@@ -124,17 +127,20 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server_version = "tokenmeter-fake/1"
-    sys_version = ""
+    disable_nagle_algorithm = True  # headers and body go out in separate writes: avoid 40 ms delayed-ACK stalls
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def version_string(self) -> str:
+        """The ``Server`` header value."""
+        return "tokenmeter-fake/1"
+
+    def log_message(self, format: str, *args: Any) -> None:
         """Silence the default stderr access log."""
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:
         """Every GET is unknown to the fake."""
         self._handle()
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+    def do_POST(self) -> None:
         """Route a provider call."""
         self._handle()
 
@@ -169,7 +175,12 @@ class _Handler(BaseHTTPRequestHandler):
         reply = cast(_HTTPServer, self.server).provider._take(request)
         if reply.delay_s > 0:
             time.sleep(reply.delay_s)
-        self._send(_RESPONDERS[route.provider](request, reply))
+        try:
+            response = _RESPONDERS[route.provider](request, reply)
+        except Exception as exc:  # a fake bug or an odd body: answer clearly instead of dropping the connection
+            message = f"tokenmeter fake provider failed on {route.provider} {route.operation}: {exc!r}"
+            response = json_response(500, {"error": {"message": message, "type": "fake_provider_error"}})
+        self._send(response)
 
     def _read_body(self) -> bytes:
         if self.headers.get("transfer-encoding", "").lower() == "chunked":
@@ -185,6 +196,13 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         return self.rfile.read(length) if length else b""
 
+    def handle_one_request(self) -> None:
+        """Handle one request; a client that hung up (e.g. on a timeout) just ends the connection."""
+        try:
+            super().handle_one_request()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
     def _send(self, response: HttpResponse) -> None:
         self.send_response(response.status)
         for name, value in response.headers.items():
@@ -197,15 +215,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.send_header("transfer-encoding", "chunked")
         self.end_headers()
-        try:
-            for piece in body:
-                if piece:
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
-                    self.wfile.flush()
-            self.wfile.write(b"0\r\n\r\n")
-            self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
+        for piece in body:
+            if piece:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
 
 
 def _route(path: str) -> Route | None:

@@ -1,0 +1,51 @@
+# tokenmeter — the two commands a newcomer needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-unit test-fast lint typecheck bench bench-full backends litellm-venv redis clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+## demo: run the example agent service against a local provider server; prints what it metered
+demo: $(STAMP)
+	$(PY) -m examples.agent_service
+
+## test: everything — unit, integration (real SDKs over loopback HTTP), governance, LiteLLM, e2e backends
+test: $(STAMP) backends redis litellm-venv
+	$(PY) -m pytest -q -ra tests --ignore=tests/litellm
+	.venv-litellm/bin/python -m pytest -q -ra tests/litellm
+
+## test-fast: unit + integration + governance, no backend installs
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -ra tests --ignore=tests/litellm --ignore=tests/e2e
+
+backends:
+	bash scripts/backends.sh install all || { [ "$$CI" = "true" ] && exit 1 || echo "WARNING: backends not installed; e2e tests will skip"; }
+
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null && { service redis-server stop >/dev/null 2>&1 || true; }; } || { [ "$$CI" = "true" ] && exit 1 || echo "WARNING: redis-server missing; Redis tests will skip"; }
+
+litellm-venv:
+	bash scripts/litellm-venv.sh
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check tokenmeter integrations tests examples benchmarks
+	$(VENV)/bin/mypy
+
+typecheck: lint
+
+## bench: the quick overhead benchmark (a few minutes); see benchmarks/README.md for the full run
+bench: $(STAMP)
+	bash benchmarks/run.sh --quick
+
+bench-full: $(STAMP)
+	bash benchmarks/run.sh
+
+clean:
+	rm -rf $(VENV) .venv-litellm .pytest_cache .mypy_cache .ruff_cache build dist
