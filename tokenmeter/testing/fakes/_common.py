@@ -37,12 +37,29 @@ class Reply:
     ``output_tokens`` is visible output (reasoning excluded).  Each wire format
     then composes them the way the real provider does (e.g. OpenAI's
     ``prompt_tokens`` = input + cached + cache-write; Gemini's
-    ``candidatesTokenCount`` excludes thoughts; Anthropic's ``output_tokens``
-    includes thinking).
+    ``candidatesTokenCount`` excludes thoughts; Anthropic's and Bedrock's
+    ``output_tokens`` include thinking).
 
-    ``usage="missing"`` omits usage everywhere it would appear (bodies, stream
-    events and Bedrock's token-count headers); ``"malformed"`` replaces the
-    numbers by a numeric string, a negative number or ``null``.
+    Fields:
+        text: reply text (default "Hello from the fake.", or a schema-shaped JSON
+            object when OpenAI structured output is requested).
+        input_tokens: default = words in all message texts + 4 per message.
+        output_tokens: default = words in the reply (+ the tool call), capped
+            by the request's max tokens (the text is then cut, finish = length).
+        cached_tokens / cache_write_tokens / reasoning_tokens: default 0.
+        tool_call: ``(name, arguments)`` -> a tool call in the provider's format,
+            with the matching finish/stop reason.
+        status: >= 400 returns the provider's error shape (429/503 also carry
+            ``retry-after: 0`` and ``retry-after-ms: 1`` so SDK retries are instant).
+        usage: ``"missing"`` omits usage everywhere it would appear (bodies,
+            stream events, Bedrock's token-count headers) -- note that the
+            ``anthropic`` SDK's ``messages.stream()`` helper itself fails on a
+            stream without usage; ``"malformed"`` replaces the numbers by a
+            numeric string, a negative number or ``null``.
+        chunks: number of content pieces in a stream (default up to 4); with no
+            scripted text, the default text grows to that many words.
+        delay_s: sleep before answering (for timeout tests).
+        model: response model name (default: echo the request's model).
     """
 
     text: str | None = None
@@ -61,7 +78,15 @@ class Reply:
 
 @dataclass(frozen=True)
 class ReceivedRequest:
-    """One request as the fake received it (header names are lower-cased)."""
+    """One request as the fake received it.
+
+    ``path`` excludes the query string (parsed into ``query``); header names are
+    lower-cased; ``json`` is the parsed body (``None`` if empty or not JSON);
+    ``operation`` is e.g. ``chat``, ``responses``, ``embeddings``, ``messages``,
+    ``converse``, ``invoke-with-response-stream``, ``generateContent``;
+    ``model`` comes from the URL (Azure deployment, Bedrock model id, Gemini
+    model) or else from the body's ``model``.
+    """
 
     method: str
     path: str
@@ -276,8 +301,3 @@ def retry_headers(status: int) -> dict[str, str]:
 def as_dict(value: Any) -> dict[str, Any]:
     """``value`` if it is a dict, else an empty dict."""
     return value if isinstance(value, dict) else {}
-
-
-def new_id(prefix: str) -> str:
-    """A random id with a provider-style prefix."""
-    return prefix + uuid.uuid4().hex[:24]

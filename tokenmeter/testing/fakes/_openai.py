@@ -60,7 +60,7 @@ def respond(req: ReceivedRequest, reply: Reply) -> HttpResponse:
     if req.operation == "embeddings":
         return _embeddings(req, reply, body)
     if req.operation == "responses":
-        texts = [text_of(body.get("instructions") or "")] if body.get("instructions") else []
+        texts = [text_of(body["instructions"])] if body.get("instructions") else []
         raw_input = body.get("input")
         texts += [text_of(raw_input)] if isinstance(raw_input, str) else [text_of(i) for i in raw_input or []]
         schema = as_dict(as_dict(body.get("text")).get("format"))

@@ -33,6 +33,17 @@ class FakeProvider:
     real client at :attr:`url`.  Replies queued with :meth:`enqueue` are used
     first-in first-out by the next requests of any provider; when the queue is
     empty a deterministic default reply is computed from the request.
+
+    Client set-up against ``fp.url``:
+
+    - ``openai.OpenAI(base_url=fp.url + "/v1", api_key="x")``
+    - ``openai.AzureOpenAI(azure_endpoint=fp.url, api_key="x", api_version="2024-10-21")``
+    - ``anthropic.Anthropic(base_url=fp.url, api_key="x")`` (and ``AnthropicBedrock(base_url=fp.url,
+      aws_region="us-east-1", aws_access_key="x", aws_secret_key="x")``)
+    - ``boto3.client("bedrock-runtime", endpoint_url=fp.url, region_name="us-east-1",
+      aws_access_key_id="x", aws_secret_access_key="x")``
+    - ``genai.Client(api_key="x", http_options={"base_url": fp.url, "api_version": "v1beta"})``
+      (keep the client referenced: a collected ``genai.Client`` closes its HTTP client)
     """
 
     def __init__(self, *, port: int = 0) -> None:
@@ -121,7 +132,6 @@ class FakeProvider:
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
-    allow_reuse_address = False
     provider: FakeProvider
 
 

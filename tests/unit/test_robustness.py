@@ -1,0 +1,134 @@
+"""Cardinality caps, never-break-the-host fault injection, and exact counters under concurrency."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+import tokenmeter
+from tokenmeter import Usage
+from tokenmeter.testing import Capture, capture
+
+
+def test_each_dimension_is_capped_then_folded_into_other() -> None:
+    with capture(cardinality_limit=3, metric_attributes=["customer"]) as cap:
+        for i in range(10):
+            with tokenmeter.attributes(team=f"team-{i}", customer=f"c{i}"):
+                tokenmeter.record("openai", "gpt-4o", Usage(input=1))
+        teams = {dict(p.attributes or {})["tokenmeter.team.name"] for p in cap.points("tokenmeter.tokens")}
+        assert teams == {"team-0", "team-1", "team-2", "_other"}
+        assert cap.counter("tokenmeter.tokens", **{"tokenmeter.team.name": "_other"}) == 7
+        customers = {dict(p.attributes or {})["customer"] for p in cap.points("tokenmeter.tokens")}
+        assert customers == {"c0", "c1", "c2", "_other"}
+        # spans keep the real values
+        assert {dict(s.attributes or {})["tokenmeter.team.name"] for s in cap.spans} == {f"team-{i}" for i in range(10)}
+
+
+def test_extra_attributes_stay_off_metrics_unless_allowed(cap: Capture) -> None:
+    with tokenmeter.attributes(team="t", customer="acme", request_id="r-1"):
+        tokenmeter.record("openai", "gpt-4o", Usage(input=1))
+    for p in cap.points("tokenmeter.tokens"):
+        assert "customer" not in dict(p.attributes or {})
+        assert "request_id" not in dict(p.attributes or {})
+    assert dict(cap.span("chat gpt-4o").attributes or {})["customer"] == "acme"
+
+
+def test_a_failing_price_lookup_never_breaks_the_host(cap: Capture, monkeypatch: pytest.MonkeyPatch,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("price table exploded")
+
+    monkeypatch.setattr(cap.meter.prices, "cost", broken)
+    with caplog.at_level(logging.WARNING, logger="tokenmeter"):
+        for _ in range(3):
+            tokenmeter.record("openai", "gpt-4o", Usage(input=1))
+
+        @tokenmeter.workflow("w")
+        def run() -> str:
+            tokenmeter.record("openai", "gpt-4o", Usage(input=1))
+            return "result"
+
+        assert run() == "result"
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1  # logged once, then at debug level
+
+
+def test_a_failing_attribute_build_never_breaks_the_host(cap: Capture, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(key: Any) -> Any:
+        raise ValueError("bad attributes")
+
+    monkeypatch.setattr(cap.meter.instruments, "call_attributes", broken)
+    tokenmeter.record("openai", "gpt-4o", Usage(input=1))
+    assert tokenmeter.count_tokens("hello", "gpt-4o") >= 1
+
+
+class _ExplodingExporter(SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        raise ConnectionError("collector down")
+
+    def shutdown(self) -> None:
+        pass
+
+
+def test_a_failing_exporter_never_breaks_the_host() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(_ExplodingExporter()))
+    tokenmeter.configure(tracer_provider=tp)
+    try:
+        with tokenmeter.workflow("w"):
+            tokenmeter.record("openai", "gpt-4o", Usage(input=1))
+    finally:
+        tokenmeter.unconfigure()
+
+
+def test_a_failing_scope_span_never_breaks_the_host(cap: Capture, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("tracer broken")
+
+    monkeypatch.setattr(cap.meter.tracer, "start_span", broken)
+
+    @tokenmeter.workflow("w")
+    def run() -> int:
+        tokenmeter.record("openai", "gpt-4o", Usage(input=2))
+        return 7
+
+    assert run() == 7
+
+
+def test_sixteen_threads_times_ten_thousand_records_are_counted_exactly(cap: Capture) -> None:
+    threads_n, per_thread = 16, 10_000
+    usage = Usage(input=3, cache_read=2, output=1)
+    barrier = threading.Barrier(threads_n)
+
+    def work(i: int) -> None:
+        barrier.wait()
+        with tokenmeter.attributes(team=f"t{i % 4}"):
+            for _ in range(per_thread):
+                tokenmeter.record("openai", "gpt-4o", usage)
+
+    with tokenmeter.workflow("load"):
+        threads = [threading.Thread(target=tokenmeter.in_context(work), args=(i,)) for i in range(threads_n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    n = threads_n * per_thread
+    assert cap.counter("tokenmeter.calls") == n
+    assert cap.counter("tokenmeter.tokens", **{"tokenmeter.token.class": "input"}) == 3 * n
+    assert cap.counter("tokenmeter.tokens", **{"tokenmeter.token.class": "cache_read"}) == 2 * n
+    assert cap.counter("tokenmeter.tokens", **{"tokenmeter.token.class": "output"}) == n
+    assert cap.counter("tokenmeter.tokens", **{"tokenmeter.team.name": "t3"}) == 6 * n // 4
+    wf = dict(cap.span("invoke_workflow load").attributes or {})
+    assert wf["tokenmeter.rollup.calls"] == n
+    assert wf["tokenmeter.rollup.tokens.total"] == 6 * n
+    totals = cap.meter.ledger.rollup("team")
+    assert sum(t.calls for t in totals.values()) == n
