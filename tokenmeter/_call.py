@@ -209,20 +209,29 @@ class MeteredCall:
             extra = dict(scope.extra)
             key += tuple(extra.get(k) for k in ins.extra_dimensions)
         a = ins.call_attributes(key)
-        ins.calls.add(1, a.ok if error_type is None else a.error)
-        ins.duration.record(duration, a.base)
-        if usage is None:
-            return
-        ins.token_usage.record(usage.input_total, a.input)
-        ins.token_usage.record(usage.output_total, a.output)
-        by_class = cost.by_class
-        for i, (_, n) in enumerate(usage.by_class()):
-            if n:
-                ins.tokens.add(n, a.by_class[i])
+        with ins.register_lock:
+            if error_type is None:
+                a.ok_calls += 1
+            else:
+                a.error_calls += 1
+            if usage is not None:
+                tokens = a.tokens
+                tokens[0] += usage.input
+                tokens[1] += usage.cache_read
+                tokens[2] += usage.cache_write
+                tokens[3] += usage.output
+                tokens[4] += usage.reasoning
+                by_class = cost.by_class
                 if by_class is not None:
-                    ins.cost.add(float(by_class[i]), a.by_class[i])
-        if cost.usd is None and usage.total:
-            ins.unpriced.add(usage.total, a.base)
+                    c = a.cost
+                    for i in range(5):
+                        c[i] += by_class[i]
+                elif usage.total:
+                    a.unpriced += usage.total
+        ins.duration.record(duration, a.semconv)
+        if usage is not None:
+            ins.token_usage.record(usage.input_total, a.input)
+            ins.token_usage.record(usage.output_total, a.output)
 
     # -- blocked -------------------------------------------------------------------------------
     def blocked(self, violation: PolicyViolation) -> None:
@@ -235,7 +244,9 @@ class MeteredCall:
             if ins.extra_dimensions:
                 extra = dict(scope.extra)
                 key += tuple(extra.get(k) for k in ins.extra_dimensions)
-            ins.calls.add(1, ins.call_attributes(key).blocked)
+            reg = ins.call_attributes(key)
+            with ins.register_lock:
+                reg.blocked_calls += 1
             self.meter.ledger.add_call(
                 (scope.team or "-", scope.workflow or "-", self.tier, req.provider, req.model), None, None, "blocked"
             )

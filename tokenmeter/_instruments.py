@@ -11,6 +11,9 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from decimal import Decimal
+
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.metrics import Meter as OtelMeter
 
 from ._usage import TOKEN_CLASSES
@@ -87,12 +90,23 @@ class Instruments:
             description="GenAI operation duration.",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
-        self.tokens = meter.create_counter("tokenmeter.tokens", unit="{token}", description="Tokens metered, by class.")
-        self.cost = meter.create_counter("tokenmeter.cost", unit="USD", description="Cost of priced tokens, by class.")
-        self.unpriced = meter.create_counter(
-            "tokenmeter.tokens.unpriced", unit="{token}", description="Tokens of models with no known price."
+        # The kWh meter: counters are registers summed in-process and read by the SDK at collection time
+        # (observable counters), so the hot path is a dictionary hit and a few additions under a lock.
+        meter.create_observable_counter(
+            "tokenmeter.tokens", [self._observe_tokens], unit="{token}", description="Tokens metered, by class."
         )
-        self.calls = meter.create_counter("tokenmeter.calls", unit="{call}", description="LLM calls, by outcome.")
+        meter.create_observable_counter(
+            "tokenmeter.cost", [self._observe_cost], unit="USD", description="Cost of priced tokens, by class."
+        )
+        meter.create_observable_counter(
+            "tokenmeter.tokens.unpriced",
+            [self._observe_unpriced],
+            unit="{token}",
+            description="Tokens of models with no known price.",
+        )
+        meter.create_observable_counter(
+            "tokenmeter.calls", [self._observe_calls], unit="{call}", description="LLM calls, by outcome."
+        )
         self.wasted_tokens = meter.create_counter(
             "tokenmeter.tokens.wasted", unit="{token}", description="Tokens of attempts retried or steps failed."
         )
@@ -121,7 +135,9 @@ class Instruments:
             "tokenmeter.policy.decisions", unit="{decision}", description="Policy decisions on LLM calls."
         )
         self._cache: dict[tuple[Any, ...], CallAttributes] = {}
+        self._by_attributes: dict[frozenset[tuple[str, Any]], CallAttributes] = {}
         self._lock = threading.Lock()
+        self.register_lock = threading.Lock()
 
     def call_attributes(self, key: tuple[Any, ...]) -> CallAttributes:
         """Attribute sets for the dimension values ``key`` (ordered as ``CALL_DIMENSIONS`` + extras)."""
@@ -134,24 +150,73 @@ class Instruments:
             if value is None:
                 continue
             base[name] = self.limiter.fold(name, value)
-        built = CallAttributes(base)
+        # Keys that fold to the same attributes (cardinality cap) share one register.
+        identity = frozenset(base.items())
         with self._lock:
-            if len(self._cache) > 20_000:
-                self._cache.clear()
+            built = self._by_attributes.get(identity)
+            if built is None:
+                built = self._by_attributes[identity] = CallAttributes(base)
+            if len(self._cache) > 50_000:
+                self._cache.clear()  # only the key -> register shortcut; registers are kept
             self._cache[key] = built
         return built
 
+    def _registers(self) -> list[CallAttributes]:
+        with self._lock:
+            return list(self._by_attributes.values())
+
+    def _observe_tokens(self, options: CallbackOptions) -> Iterable[Observation]:
+        for reg in self._registers():
+            for i, n in enumerate(reg.tokens):
+                if n:
+                    yield Observation(n, reg.by_class[i])
+
+    def _observe_cost(self, options: CallbackOptions) -> Iterable[Observation]:
+        for reg in self._registers():
+            for i, usd in enumerate(reg.cost):
+                if usd:
+                    yield Observation(float(usd), reg.by_class[i])
+
+    def _observe_unpriced(self, options: CallbackOptions) -> Iterable[Observation]:
+        for reg in self._registers():
+            if reg.unpriced:
+                yield Observation(reg.unpriced, reg.base)
+
+    def _observe_calls(self, options: CallbackOptions) -> Iterable[Observation]:
+        for reg in self._registers():
+            for n, attrs in ((reg.ok_calls, reg.ok), (reg.error_calls, reg.error), (reg.blocked_calls, reg.blocked)):
+                if n:
+                    yield Observation(n, attrs)
+
+
+# Attributes of the conventions' histograms: the semconv keys only (cheaper to record, and what
+# GenAI dashboards group by). Attribution lives on the tokenmeter.* counters.
+SEMCONV_KEYS = ("gen_ai.provider.name", "gen_ai.operation.name", "gen_ai.request.model", "error.type")
+
 
 class CallAttributes:
-    """The attribute dictionaries one call is recorded with (shared, never mutated)."""
+    """One attribute set of the call counters: its attribute dictionaries and its registers.
 
-    __slots__ = ("base", "by_class", "input", "output", "ok", "error", "blocked")
+    Registers (``tokens``, ``cost``, call counts) are only changed under ``Instruments.register_lock``.
+    """
+
+    __slots__ = (
+        "base", "by_class", "semconv", "input", "output", "ok", "error", "blocked",
+        "tokens", "cost", "unpriced", "ok_calls", "error_calls", "blocked_calls",
+    )
 
     def __init__(self, base: dict[str, Any]) -> None:
         self.base = base
         self.by_class = tuple({**base, "tokenmeter.token.class": c} for c in TOKEN_CLASSES)
-        self.input = {**base, "gen_ai.token.type": "input"}
-        self.output = {**base, "gen_ai.token.type": "output"}
+        self.semconv = {k: base[k] for k in SEMCONV_KEYS if k in base}
+        self.input = {**self.semconv, "gen_ai.token.type": "input"}
+        self.output = {**self.semconv, "gen_ai.token.type": "output"}
         self.ok = {**base, "tokenmeter.outcome": "ok"}
         self.error = {**base, "tokenmeter.outcome": "error"}
         self.blocked = {**base, "tokenmeter.outcome": "blocked"}
+        self.tokens = [0, 0, 0, 0, 0]
+        self.cost = [Decimal(0)] * 5
+        self.unpriced = 0
+        self.ok_calls = 0
+        self.error_calls = 0
+        self.blocked_calls = 0
