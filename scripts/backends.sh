@@ -8,7 +8,7 @@
 #   bin/prometheus, bin/promtool     Debian 12 package `prometheus` (2.42), fetched with `apt-get download`
 #                                    and unpacked with `dpkg-deb -x`: nothing is installed system-wide,
 #                                    so no systemd service is created, started or enabled.
-#   bin/victoria-metrics             Debian 13 (trixie) package `victoria-metrics` (>= 1.92, has OTLP
+#   bin/victoria-metrics, bin/vmagent Debian 13 (trixie) package `victoria-metrics` (>= 1.92, has OTLP
 #                                    ingestion; Debian 12's 1.79 has none). Fetched with `apt-get download`
 #                                    through a private apt state (system apt config untouched), unpacked
 #                                    with `dpkg-deb -x`; it is a static Go binary.
@@ -99,6 +99,9 @@ install_prometheus() {
     deb=$(ls "$CACHE/debs/${p}_"*.deb | sort -V | tail -1)
     dpkg-deb -x "$deb" "$CACHE/prometheus"   # files only: no maintainer scripts, no service
   done
+  # trim what neither the server nor its UI uses (moment-timezone's raw tz data alone is 212 MB)
+  rm -rf "$CACHE/prometheus/usr/share/javascript/moment-timezone/data" "$CACHE/prometheus/usr/share/doc" \
+         "$CACHE/prometheus/usr/share/man"
   deb=$(ls "$CACHE/debs/prometheus_"*.deb | sort -V | tail -1)
   ln -sfn ../prometheus/usr/bin/prometheus "$CACHE/bin/prometheus"
   ln -sfn ../prometheus/usr/bin/promtool "$CACHE/bin/promtool"
@@ -118,7 +121,11 @@ install_victoriametrics() {
   local deb; deb=$(ls "$CACHE/debs/victoria-metrics_"*.deb | sort -V | tail -1)
   rm -rf "$CACHE/victoria-metrics"; mkdir -p "$CACHE/victoria-metrics" "$CACHE/bin"
   dpkg-deb -x "$deb" "$CACHE/victoria-metrics"
+  # keep the single-node server and vmagent (OTLP -> remote write, e.g. into Prometheus); drop the rest
+  find "$CACHE/victoria-metrics/usr/bin" -type f ! -name victoria-metrics ! -name vmagent -delete
+  rm -rf "$CACHE/victoria-metrics/usr/share/doc" "$CACHE/victoria-metrics/usr/share/man"
   ln -sfn ../victoria-metrics/usr/bin/victoria-metrics "$CACHE/bin/victoria-metrics"
+  ln -sfn ../victoria-metrics/usr/bin/vmagent "$CACHE/bin/vmagent"
   # Debian builds print an empty -version; take the package version, then check the binary runs.
   local v num
   v=$(dpkg-deb -f "$deb" Version)

@@ -48,7 +48,7 @@ class MeteredCall:
     :meth:`stop` with the provider-reported :class:`Usage` or :meth:`fail` with the exception.
     """
 
-    __slots__ = ("meter", "request", "scope", "tier", "span", "_t0", "_done", "reservation", "requested_model")
+    __slots__ = ("_done", "_t0", "meter", "request", "requested_model", "reservation", "scope", "span", "tier")
 
     def __init__(self, meter: Meter, request: Request, scope: Scope) -> None:
         self.meter = meter
@@ -239,7 +239,7 @@ class MeteredCall:
         self._done = True
         try:
             scope, req, ins = self.scope, self.request, self.meter.instruments
-            key = (req.provider, req.operation, req.model, scope.workflow, scope.agent, scope.team, self.tier,
+            key: tuple[Any, ...] = (req.provider, req.operation, req.model, scope.workflow, scope.agent, scope.team, self.tier,
                    scope.env, scope.attempt > 0, depth_bucket(scope.depth), type(violation).__name__)
             if ins.extra_dimensions:
                 extra = dict(scope.extra)

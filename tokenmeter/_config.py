@@ -144,7 +144,9 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
         raise ConfigError(f"exporter must be one of {', '.join(EXPORTERS)}, got {raw.get('exporter')!r}")
     raw["exporter"] = exporter
     if raw["protocol"] not in ("http/protobuf", "grpc"):
-        raise ConfigError(f"protocol (OTEL_EXPORTER_OTLP_PROTOCOL) must be http/protobuf or grpc, got {raw['protocol']!r}")
+        raise ConfigError(
+            f"protocol (OTEL_EXPORTER_OTLP_PROTOCOL) must be http/protobuf or grpc, got {raw['protocol']!r}"
+        )
     endpoint = raw.get("endpoint")
     if endpoint is not None and (not isinstance(endpoint, str) or "://" not in endpoint):
         raise ConfigError(f"endpoint must be a URL such as http://127.0.0.1:4318, got {endpoint!r}")
@@ -167,7 +169,7 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
         raise ConfigError(f"service_name must be a string, got {raw['service_name']!r}")
     address = raw.get("prometheus_address")
     if address is not None:
-        host, sep, port = str(address).rpartition(":")
+        _host, sep, port = str(address).rpartition(":")
         if not sep or not port.isdigit():
             raise ConfigError(f"prometheus_address must be 'host:port' such as 127.0.0.1:9464, got {address!r}")
     store = raw.get("store", "memory")

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from typing import Any
-
 from decimal import Decimal
+from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.metrics import Meter as OtelMeter
@@ -146,7 +145,7 @@ class Instruments:
             return found
         base: dict[str, Any] = {}
         names = CALL_DIMENSIONS + self.extra_dimensions
-        for name, value in zip(names, key):
+        for name, value in zip(names, key, strict=False):
             if value is None:
                 continue
             base[name] = self.limiter.fold(name, value)
@@ -201,8 +200,20 @@ class CallAttributes:
     """
 
     __slots__ = (
-        "base", "by_class", "semconv", "input", "output", "ok", "error", "blocked",
-        "tokens", "cost", "unpriced", "ok_calls", "error_calls", "blocked_calls",
+        "base",
+        "blocked",
+        "blocked_calls",
+        "by_class",
+        "cost",
+        "error",
+        "error_calls",
+        "input",
+        "ok",
+        "ok_calls",
+        "output",
+        "semconv",
+        "tokens",
+        "unpriced",
     )
 
     def __init__(self, base: dict[str, Any]) -> None:

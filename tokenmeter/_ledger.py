@@ -132,7 +132,7 @@ class Ledger:
             total.wasted_tokens += t.wasted_tokens
             total.wasted_cost += t.wasted_cost
         if total.total_tokens:
-            classes = ", ".join(f"{c} {n:,}" for c, n in zip(TOKEN_CLASSES, total.tokens) if n)
+            classes = ", ".join(f"{c} {n:,}" for c, n in zip(TOKEN_CLASSES, total.tokens, strict=False) if n)
             lines.append(f"Token classes: {classes}")
             share = 100.0 * total.wasted_tokens / total.total_tokens
             lines.append(f"Wasted on retries and failed steps: {total.wasted_tokens:,} tokens ({share:.1f}%), "

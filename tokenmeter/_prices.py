@@ -97,7 +97,7 @@ class _Rates:
         prompt = usage.input_total
         parts: list[Decimal] = []
         total = Decimal(0)
-        for (_, tokens), rate in zip(usage.by_class(), self.by_class):
+        for (_, tokens), rate in zip(usage.by_class(), self.by_class, strict=False):
             if tokens == 0:
                 parts.append(Decimal(0))
                 continue
@@ -211,8 +211,8 @@ class PriceBook:
     Overrides are a mapping (or a TOML/JSON file holding one, optionally under ``[models]``) from a
     model glob to rates in USD per million tokens: ``input``, ``cache_read``, ``cache_write``, ``output``,
     ``reasoning``; or to a ``multiplier`` applied to the table price (a 20% negotiated discount is
-    ``multiplier = 0.8``); ``provider`` limits the entry to one provider. The first matching entry wins. Classes without their
-    own rate fall back: cache read/write to ``input``, reasoning to ``output``.
+    ``multiplier = 0.8``); ``provider`` limits the entry to one provider. The first matching entry wins.
+    Classes without their own rate fall back: cache read/write to ``input``, reasoning to ``output``.
 
     Lookups are cached, so pricing a call costs a dictionary hit and a few Decimal products.
     """

@@ -18,16 +18,16 @@ class Node:
     """
 
     __slots__ = (
-        "parent",
-        "tokens",
-        "cost",
         "calls",
+        "cost",
         "errors",
+        "parent",
         "retries",
-        "unpriced_tokens",
         "steps",
-        "wasted_tokens",
+        "tokens",
+        "unpriced_tokens",
         "wasted_cost",
+        "wasted_tokens",
     )
 
     def __init__(self, parent: Node | None) -> None:
@@ -84,7 +84,7 @@ class Node:
         Ancestors learn about it too, so a failure further up reports only what is new.
         """
         with _LOCK:
-            tokens = [a - b for a, b in zip(self.tokens, self.wasted_tokens)]
+            tokens = [a - b for a, b in zip(self.tokens, self.wasted_tokens, strict=False)]
             cost = self.cost - self.wasted_cost
             node: Node | None = self
             while node is not None:

@@ -31,7 +31,7 @@ _OPERATION = {"workflow": "invoke_workflow", "agent": "invoke_agent", "tool": "e
 class _Frame:
     """One active use of a scope spec: the scope, its span and the tokens needed to leave it."""
 
-    __slots__ = ("spec", "scope", "span", "node", "_tokens", "_ctx")
+    __slots__ = ("_ctx", "_tokens", "node", "scope", "span", "spec")
 
     def __init__(self, spec: ScopeSpec) -> None:
         self.spec = spec
@@ -133,7 +133,9 @@ class _Frame:
             if span is None:
                 return
             if span.is_recording():
-                attrs: dict[str, Any] = {f"tokenmeter.rollup.tokens.{c}": n for c, n in zip(TOKEN_CLASSES, tokens)}
+                attrs: dict[str, Any] = {
+                    f"tokenmeter.rollup.tokens.{c}": n for c, n in zip(TOKEN_CLASSES, tokens, strict=True)
+                }
                 attrs["tokenmeter.rollup.tokens.total"] = sum(tokens)
                 attrs["tokenmeter.rollup.cost.usd"] = float(cost)
                 attrs["tokenmeter.rollup.calls"] = calls
@@ -170,7 +172,7 @@ def report_waste(meter: Any, scope: Scope, node: Node, reason: str) -> None:
         if v is not None
     }
     base["tokenmeter.waste.reason"] = reason
-    for c, n in zip(TOKEN_CLASSES, tokens):
+    for c, n in zip(TOKEN_CLASSES, tokens, strict=False):
         if n:
             ins.wasted_tokens.add(n, {**base, "tokenmeter.token.class": c})
     if cost:

@@ -19,7 +19,7 @@ from ._wrap import Result, StreamAccumulator
 class _Finalizer:
     """Shared once-only end of a metered stream."""
 
-    __slots__ = ("call", "acc", "done")
+    __slots__ = ("acc", "call", "done")
 
     def __init__(self, call: MeteredCall, acc: StreamAccumulator) -> None:
         self.call = call
@@ -54,7 +54,7 @@ class _Finalizer:
             )
 
 
-class MeteredStream(wrapt.ObjectProxy):  # type: ignore[misc]
+class MeteredStream(wrapt.ObjectProxy[Any]):
     """Proxy of a synchronous SDK stream."""
 
     def __init__(self, wrapped: Any, call: MeteredCall, acc: StreamAccumulator) -> None:
@@ -108,7 +108,7 @@ class MeteredStream(wrapt.ObjectProxy):  # type: ignore[misc]
             pass
 
 
-class AsyncMeteredStream(wrapt.ObjectProxy):  # type: ignore[misc]
+class AsyncMeteredStream(wrapt.ObjectProxy[Any]):
     """Proxy of an asynchronous SDK stream."""
 
     def __init__(self, wrapped: Any, call: MeteredCall, acc: StreamAccumulator) -> None:

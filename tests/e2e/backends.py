@@ -16,7 +16,7 @@ and a histogram ``gen_ai.client.token.usage`` (unit ``{token}``) both Prometheus
 ``gen_ai_client_token_usage_bucket`` / ``_sum`` / ``_count``; attribute keys have dots replaced by
 ``_`` (``gen_ai.token.type`` -> ``gen_ai_token_type``).
 
-No pytest import here: the module is usable from scripts too (``python -m tests.e2e.backends``).
+No pytest import here: the module is usable from scripts too (``python tests/e2e/backends.py`` smoke-starts all three).
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ INSTALL_HINT = "run `scripts/backends.sh install` (or `scripts/backends.sh insta
 LOOPBACK = "127.0.0.1"
 
 _S = TypeVar("_S", bound="_Server")
+_R = TypeVar("_R")
 Result = list[dict[str, Any]]
 
 
@@ -84,14 +85,15 @@ def _http(
         url = f"{url}?{urllib.parse.urlencode(params, doseq=True)}"
     req = urllib.request.Request(url, method=method)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:  # noqa: S310 (loopback only)
+        with urllib.request.urlopen(req, timeout=timeout) as r:
             return int(r.status), r.read()
     except urllib.error.HTTPError as e:
         return int(e.code), e.read()
 
 
-def _get_json(url: str, *, params: dict[str, Any] | Sequence[tuple[str, Any]] | None = None,
-              timeout: float = 10.0) -> Any:
+def _get_json(
+    url: str, *, params: dict[str, Any] | Sequence[tuple[str, Any]] | None = None, timeout: float = 10.0
+) -> Any:
     status, body = _http("GET", url, params=params, timeout=timeout)
     if status != 200:
         raise RuntimeError(f"GET {url} params={params!r}: HTTP {status}: {body[:500]!r}")
@@ -140,7 +142,7 @@ def _listening_sockets(pgid: int) -> list[tuple[str, int]]:
             raw = bytes.fromhex(hexaddr)
             if v6:
                 # /proc prints the address as 4 little-endian 32-bit words
-                raw = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+                raw = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
                 addr = socket.inet_ntop(socket.AF_INET6, raw)
             else:
                 addr = socket.inet_ntop(socket.AF_INET, raw[::-1])
@@ -219,7 +221,7 @@ class _Server:
         self.log_path = self.data_dir / f"{self.name}.log"
         self._prepare()
         cmd = self._command()
-        self._log_file = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
+        self._log_file = open(self.log_path, "wb")
         t0 = time.monotonic()
         try:
             self._proc = subprocess.Popen(
@@ -308,18 +310,19 @@ class _Server:
     def __enter__(self: _S) -> _S:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.base_url} pid={self.pid}>"
 
 
-def _wait_for(fetch: Callable[[], Any], predicate: Callable[[Any], bool], timeout: float,
-              interval: float, what: str) -> Any:
+def _wait_for(
+    fetch: Callable[[], _R], predicate: Callable[[_R], bool], timeout: float, interval: float, what: str
+) -> _R:
     deadline = time.monotonic() + timeout
-    last: Any = None
     while True:
         last = fetch()
         if predicate(last):
@@ -352,8 +355,13 @@ class _PromQL:
             raise RuntimeError(f"query {promql!r} failed: {body!r}")
         return list(body["data"]["result"])
 
-    def wait_for(self, promql: str, predicate: Callable[[Result], bool] = _nonempty,
-                 timeout: float = 30.0, interval: float = 0.25) -> Result:
+    def wait_for(
+        self,
+        promql: str,
+        predicate: Callable[[Result], bool] = _nonempty,
+        timeout: float = 30.0,
+        interval: float = 0.25,
+    ) -> Result:
         """Poll query(promql) until predicate(result) is true; return that result or raise TimeoutError."""
         return _wait_for(lambda: self.query(promql), predicate, timeout, interval, f"PromQL {promql!r}")
 
@@ -390,9 +398,16 @@ class Prometheus(_PromQL, _Server):
     name = "prometheus"
     ready_path = "/-/ready"
 
-    def __init__(self, scrape_target: str | Sequence[str] | None = None, scrape_interval: str = "1s", *,
-                 job: str = "tokenmeter", binary: str | None = None, startup_timeout: float = 30.0,
-                 keep_data: bool = False) -> None:
+    def __init__(
+        self,
+        scrape_target: str | Sequence[str] | None = None,
+        scrape_interval: str = "1s",
+        *,
+        job: str = "tokenmeter",
+        binary: str | None = None,
+        startup_timeout: float = 30.0,
+        keep_data: bool = False,
+    ) -> None:
         super().__init__(startup_timeout=startup_timeout, keep_data=keep_data)
         targets = [scrape_target] if isinstance(scrape_target, str) else list(scrape_target or [])
         for t in targets:
@@ -481,8 +496,14 @@ class VictoriaMetrics(_PromQL, _Server):
     name = "victoriametrics"
     ready_path = "/health"
 
-    def __init__(self, *, prometheus_naming: bool = True, binary: str | None = None,
-                 startup_timeout: float = 30.0, keep_data: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        prometheus_naming: bool = True,
+        binary: str | None = None,
+        startup_timeout: float = 30.0,
+        keep_data: bool = False,
+    ) -> None:
         super().__init__(startup_timeout=startup_timeout, keep_data=keep_data)
         self.prometheus_naming = prometheus_naming
         self.binary = binary or _which("victoria-metrics", BACKENDS_DIR / "bin" / "victoria-metrics")
@@ -577,8 +598,9 @@ class Phoenix(_Server):
     name = "phoenix"
     ready_path = "/healthz"
 
-    def __init__(self, *, grpc: bool = False, python: str | None = None, startup_timeout: float = 120.0,
-                 keep_data: bool = False) -> None:
+    def __init__(
+        self, *, grpc: bool = False, python: str | None = None, startup_timeout: float = 120.0, keep_data: bool = False
+    ) -> None:
         super().__init__(startup_timeout=startup_timeout, keep_data=keep_data)
         self.grpc = grpc
         self.grpc_port: int | None = None
@@ -643,11 +665,17 @@ class Phoenix(_Server):
                 break
         return out
 
-    def wait_for_spans(self, project: str, predicate: Callable[[Result], bool] = _nonempty,
-                       timeout: float = 30.0, interval: float = 0.25) -> Result:
+    def wait_for_spans(
+        self,
+        project: str,
+        predicate: Callable[[Result], bool] = _nonempty,
+        timeout: float = 30.0,
+        interval: float = 0.25,
+    ) -> Result:
         """Poll spans(project) until predicate(spans) is true; return them or raise TimeoutError."""
-        return _wait_for(lambda: self.spans(project), predicate, timeout, interval,
-                         f"Phoenix spans of project {project!r}")
+        return _wait_for(
+            lambda: self.spans(project), predicate, timeout, interval, f"Phoenix spans of project {project!r}"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -655,8 +683,14 @@ class Phoenix(_Server):
 # --------------------------------------------------------------------------------------------
 
 
-def screenshot(url: str, png_path: str | os.PathLike[str], *, window_size: tuple[int, int] = (1400, 900),
-               virtual_time_budget_ms: int = 10_000, timeout: float = 90.0) -> Path:
+def screenshot(
+    url: str,
+    png_path: str | os.PathLike[str],
+    *,
+    window_size: tuple[int, int] = (1400, 900),
+    virtual_time_budget_ms: int = 10_000,
+    timeout: float = 90.0,
+) -> Path:
     """Render `url` with Debian's headless chromium into `png_path`; return the path.
 
     Raises BackendUnavailable if chromium is not installed (`scripts/backends.sh install chromium`).
@@ -669,14 +703,26 @@ def screenshot(url: str, png_path: str | os.PathLike[str], *, window_size: tuple
     out.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="tokenmeter-chromium-") as profile:
         cmd = [
-            chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-dev-shm-usage", "--hide-scrollbars", f"--user-data-dir={profile}",
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
             f"--window-size={window_size[0]},{window_size[1]}",
-            f"--virtual-time-budget={virtual_time_budget_ms}", f"--screenshot={out}", url,
+            f"--virtual-time-budget={virtual_time_budget_ms}",
+            f"--screenshot={out}",
+            url,
         ]
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             output, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -693,8 +739,10 @@ def screenshot(url: str, png_path: str | os.PathLike[str], *, window_size: tuple
 if __name__ == "__main__":  # manual smoke run: python tests/e2e/backends.py
     for cls in (Prometheus, VictoriaMetrics, Phoenix):
         try:
-            with cls() as server:  # type: ignore[abstract]
-                print(f"{cls.__name__}: ready at {server.base_url} in {server.startup_seconds:.2f} s; "
-                      f"listening {server.listening()}")
+            with cls() as server:
+                print(
+                    f"{cls.__name__}: ready at {server.base_url} in {server.startup_seconds:.2f} s; "
+                    f"listening {server.listening()}"
+                )
         except BackendUnavailable as e:
             print(f"{cls.__name__}: unavailable: {e}", file=sys.stderr)

@@ -29,6 +29,7 @@ from backends import (  # noqa: E402
     Prometheus,
     VictoriaMetrics,
     _Server,
+    free_port,
 )
 
 _T = TypeVar("_T", bound=_Server)
@@ -52,9 +53,9 @@ def backend_unavailable(what: str, err: BaseException | str) -> NoReturn:
     """Skip (locally) or fail (CI=true) because a backend is missing or did not start."""
     msg = f"{what} unavailable: {err}"
     if os.environ.get("CI") == "true":
-        pytest.fail(f"{msg}\n(CI=true: e2e backends are required; {INSTALL_HINT})", pytrace=False)
+        pytest.fail(f"{msg}\n(CI=true: e2e backends are required; {INSTALL_HINT} before pytest)", pytrace=False)
     first_line = msg.splitlines()[0][:400]
-    pytest.skip(f"{first_line} -- {INSTALL_HINT}")
+    pytest.skip(first_line if INSTALL_HINT in first_line else f"{first_line} -- {INSTALL_HINT}")
 
 
 def _start(factory: Callable[[], _T], what: str) -> _T:
@@ -96,6 +97,16 @@ def prometheus_factory(
         return start_backend(lambda: Prometheus(scrape_target, scrape_interval), "prometheus")
 
     return make
+
+
+@pytest.fixture(scope="session")
+def prometheus(start_backend: Callable[[Callable[[], Prometheus], str], Prometheus]) -> Prometheus:
+    """One Prometheus for the session that scrapes ``prometheus.scrape_targets[0]`` ("127.0.0.1:PORT",
+    a port reserved for tests) every second. A test serves its exporter on that port
+    (``int(prometheus.scrape_targets[0].rsplit(":", 1)[1])``), one test at a time, and sees data
+    within ~1 s -- Prometheus needs ~5 s after start (or after a target change) before it scrapes
+    a new target, which this fixture pays once per session instead of once per test."""
+    return start_backend(lambda: Prometheus(f"127.0.0.1:{free_port()}", "1s"), "prometheus")
 
 
 @pytest.fixture(scope="session")

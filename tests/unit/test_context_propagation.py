@@ -50,7 +50,7 @@ def test_in_context_for_plain_threads(cap: Capture) -> None:
 class _Downstream(BaseHTTPRequestHandler):
     """A downstream service: extracts the incoming context and makes an LLM call inside it."""
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         ctx = propagate.extract({k.lower(): v for k, v in self.headers.items()})
         from opentelemetry import context as otel_context
 
@@ -86,7 +86,9 @@ def test_team_workflow_and_tier_travel_as_baggage_across_a_real_http_hop(cap: Ca
         server.shutdown()
         server.server_close()
     assert seen == {"team": "payments", "workflow": "refund", "tier": "standard"}
-    assert cap.counter("tokenmeter.tokens", **{"tokenmeter.team.name": "payments", "gen_ai.workflow.name": "refund"}) == 49
+    assert (
+        cap.counter("tokenmeter.tokens", **{"tokenmeter.team.name": "payments", "gen_ai.workflow.name": "refund"}) == 49
+    )
     downstream = cap.span("chat gpt-4o")
     wf = cap.span("invoke_workflow refund")
     assert downstream.context.trace_id == wf.context.trace_id

@@ -38,8 +38,11 @@ def test_exact_count_with_a_local_encoding_file() -> None:
     import tiktoken
 
     assert tok.encoding("cl100k_base").encode("déjà vu 123") == tiktoken.Encoding(
-        "x", pat_str=tok.encoding("cl100k_base")._pat_str, mergeable_ranks=tok.encoding("cl100k_base")._mergeable_ranks,
-        special_tokens={}).encode("déjà vu 123")
+        "x",
+        pat_str=tok.encoding("cl100k_base")._pat_str,
+        mergeable_ranks=tok.encoding("cl100k_base")._mergeable_ranks,
+        special_tokens={},
+    ).encode("déjà vu 123")
 
 
 def test_chat_messages_use_openais_framing() -> None:
@@ -82,5 +85,9 @@ def test_non_openai_models_are_flagged_estimates() -> None:
 
 
 def test_public_count_tokens_never_raises_on_odd_input() -> None:
-    assert tokenmeter.count_tokens([{"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image"}]},
-                                    None, 42], "gpt-4o") >= 1
+    assert (
+        tokenmeter.count_tokens(
+            [{"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image"}]}, None, 42], "gpt-4o"
+        )
+        >= 1
+    )

@@ -39,8 +39,9 @@ def test_extra_attributes_stay_off_metrics_unless_allowed(cap: Capture) -> None:
     assert dict(cap.span("chat gpt-4o").attributes or {})["customer"] == "acme"
 
 
-def test_a_failing_price_lookup_never_breaks_the_host(cap: Capture, monkeypatch: pytest.MonkeyPatch,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failing_price_lookup_never_breaks_the_host(
+    cap: Capture, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     def broken(*args: Any) -> Any:
         raise RuntimeError("price table exploded")
 
@@ -114,8 +115,9 @@ def unsampled() -> Iterator[Capture]:
     from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
     reader = InMemoryMetricReader()
-    meter = tokenmeter.configure(tracer_provider=TracerProvider(sampler=ALWAYS_OFF),
-                                 meter_provider=MeterProvider(metric_readers=[reader]))
+    meter = tokenmeter.configure(
+        tracer_provider=TracerProvider(sampler=ALWAYS_OFF), meter_provider=MeterProvider(metric_readers=[reader])
+    )
     try:
         yield Capture(meter, InMemorySpanExporter(), reader)
     finally:

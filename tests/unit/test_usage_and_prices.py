@@ -61,8 +61,9 @@ TABLE_CASES = [
     st.integers(0, 50_000),
     st.integers(0, 20_000),
 )
-def test_cost_equals_genai_prices_to_the_last_digit(case: tuple[str, str, str], inp: int, cr: int, cw: int,
-                                                     out: int) -> None:
+def test_cost_equals_genai_prices_to_the_last_digit(
+    case: tuple[str, str, str], inp: int, cr: int, cw: int, out: int
+) -> None:
     provider, model, table_provider = case
     book = PriceBook()
     cost = book.cost(provider, model, Usage(input=inp, cache_read=cr, cache_write=cw, output=out))

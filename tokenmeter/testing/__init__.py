@@ -63,9 +63,8 @@ class Capture:
 
     def count(self, metric: str, **attributes: Any) -> int:
         """Number of recorded values of a histogram whose attributes include ``attributes``."""
-        return sum(
-            p.count for p in self.points(metric) if all(dict(p.attributes or {}).get(k) == v for k, v in attributes.items())
-        )
+        points = self.points(metric)
+        return sum(p.count for p in points if all(dict(p.attributes or {}).get(k) == v for k, v in attributes.items()))
 
     def clear(self) -> None:
         """Forget the spans captured so far (metrics are cumulative)."""
