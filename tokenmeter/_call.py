@@ -190,8 +190,9 @@ class MeteredCall:
         if span is not None:
             span.end()
 
-    def _record_metrics(self, usage: Usage | None, cost: Cost, error_type: str | None, duration: float) -> None:
-        scope, req, ins = self.scope, self.request, self.meter.instruments
+    def _metric_key(self, error_type: str | None) -> tuple[Any, ...]:
+        """The metric dimension values of this call, ordered as ``CALL_DIMENSIONS`` + extras."""
+        scope, req = self.scope, self.request
         key: tuple[Any, ...] = (
             req.provider,
             req.operation,
@@ -205,10 +206,15 @@ class MeteredCall:
             depth_bucket(scope.depth),
             error_type,
         )
-        if ins.extra_dimensions:
+        extra_dimensions = self.meter.instruments.extra_dimensions
+        if extra_dimensions:
             extra = dict(scope.extra)
-            key += tuple(extra.get(k) for k in ins.extra_dimensions)
-        a = ins.call_attributes(key)
+            key += tuple(extra.get(k) for k in extra_dimensions)
+        return key
+
+    def _record_metrics(self, usage: Usage | None, cost: Cost, error_type: str | None, duration: float) -> None:
+        _scope, _req, ins = self.scope, self.request, self.meter.instruments
+        a = ins.call_attributes(self._metric_key(error_type))
         with ins.register_lock:
             if error_type is None:
                 a.ok_calls += 1
@@ -239,11 +245,7 @@ class MeteredCall:
         self._done = True
         try:
             scope, req, ins = self.scope, self.request, self.meter.instruments
-            key: tuple[Any, ...] = (req.provider, req.operation, req.model, scope.workflow, scope.agent, scope.team, self.tier,
-                   scope.env, scope.attempt > 0, depth_bucket(scope.depth), type(violation).__name__)
-            if ins.extra_dimensions:
-                extra = dict(scope.extra)
-                key += tuple(extra.get(k) for k in ins.extra_dimensions)
+            key = self._metric_key(type(violation).__name__)
             reg = ins.call_attributes(key)
             with ins.register_lock:
                 reg.blocked_calls += 1
