@@ -21,7 +21,7 @@ from tokenmeter import Usage
 class _Receiver(BaseHTTPRequestHandler):
     received: dict[str, list[bytes]]
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["content-length"]))
         self.server.received.setdefault(self.path, []).append(body)  # type: ignore[attr-defined]
         self.send_response(200)
