@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from . import _safe
+from . import _meter, _safe
 from ._context import Scope, current_scope
 from ._errors import PolicyViolation
 from ._instruments import depth_bucket
@@ -289,9 +289,8 @@ def begin(request: Request) -> MeteredCall | None:
     Raises only :class:`PolicyViolation` / :class:`BudgetExceeded` when a policy refuses the call;
     the call must then not be sent. Any other fault is logged and the call goes ahead unmetered.
     """
-    from ._meter import active
 
-    meter = active()
+    meter = _meter.active()
     if meter is None:
         return None
     try:
@@ -320,9 +319,8 @@ def record(
 
     ``error`` may be the exception the call raised or its type name. Never raises.
     """
-    from ._meter import active
 
-    meter = active()
+    meter = _meter.active()
     if meter is None:
         return
     try:

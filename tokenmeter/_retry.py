@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-from . import _safe
+from . import _meter, _safe
 from ._context import current_scope, reset_scope, set_scope
 from ._rollup import Node
 
@@ -61,10 +61,9 @@ class Attempt:
         return self.__exit__(exc_type, exc, tb)
 
     def _waste(self, reason: str) -> None:
-        from ._meter import active
         from ._scopes import report_waste
 
-        meter = active()
+        meter = _meter.active()
         if meter is None or self._node is None:
             return
         try:

@@ -17,7 +17,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Status, StatusCode
 
-from . import _safe
+from . import _meter, _safe
 from ._context import AttrValue, Run, Scope, current_scope, reset_scope, set_scope, with_baggage
 from ._instruments import depth_bucket
 from ._rollup import Node
@@ -69,9 +69,8 @@ class _Frame:
         self._ctx = ctx
 
     def _open_span(self, ctx: otel_context.Context) -> otel_context.Context:
-        from ._meter import active
 
-        meter = active()
+        meter = _meter.active()
         if meter is None:
             return ctx
         try:
@@ -121,9 +120,8 @@ class _Frame:
         if node is None:
             return
         try:
-            from ._meter import active
 
-            meter = active()
+            meter = _meter.active()
             if error is not None and meter is not None:
                 report_waste(meter, self.scope, node, "failed")
             tokens, cost, calls, errors, retries, unpriced, steps = node.snapshot()
