@@ -29,7 +29,7 @@ backends:
 	bash scripts/backends.sh install all || { [ "$$CI" = "true" ] && exit 1 || echo "WARNING: backends not installed; e2e tests will skip"; }
 
 redis:
-	@command -v redis-server >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null && { service redis-server stop >/dev/null 2>&1 || true; }; } || { [ "$$CI" = "true" ] && exit 1 || echo "WARNING: redis-server missing; Redis tests will skip"; }
+	bash scripts/redis-server.sh || { [ "$$CI" = "true" ] && exit 1 || echo "WARNING: redis-server missing; Redis tests will skip"; }
 
 litellm-venv:
 	bash scripts/litellm-venv.sh

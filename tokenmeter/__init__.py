@@ -16,6 +16,7 @@ from __future__ import annotations
 from ._call import MeteredCall, Request, record
 from ._context import Scope, current_scope
 from ._errors import BudgetExceeded, ConfigError, PolicyViolation, TokenmeterError
+from ._governance import Budget, BudgetWarning, Policy
 from ._instrument import instrument, instrumented, uninstrument
 from ._meter import Meter, active, configure, unconfigure
 from ._prices import Cost, PriceBook
@@ -28,11 +29,14 @@ from ._usage import TOKEN_CLASSES, Usage
 __all__ = [
     "TOKEN_CLASSES",
     "Attempt",
+    "Budget",
     "BudgetExceeded",
+    "BudgetWarning",
     "ConfigError",
     "Cost",
     "Meter",
     "MeteredCall",
+    "Policy",
     "PolicyViolation",
     "PriceBook",
     "Request",

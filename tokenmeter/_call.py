@@ -148,14 +148,15 @@ class MeteredCall:
         else:
             cost = UNPRICED
         error_type = None if error is None else _error_type(error)
+        self._record_metrics(usage, cost, error_type, duration)
+        if scope.node is not None:
+            scope.node.add_call(usage, cost.usd, error=error is not None)
+        # After the rollup: the run guard releases this call's estimate only once its usage is counted.
         if meter.gate is not None:
             try:
                 meter.gate.after(self, usage, cost, error)
             except Exception:
                 _safe.log_once("gate.after", "tokenmeter: settling the budget reservation failed")
-        self._record_metrics(usage, cost, error_type, duration)
-        if scope.node is not None:
-            scope.node.add_call(usage, cost.usd, error=error is not None)
         meter.ledger.add_call(
             (scope.team or "-", scope.workflow or "-", self.tier, req.provider, req.model),
             usage,

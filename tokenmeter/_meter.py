@@ -48,11 +48,11 @@ class Meter:
             otel_meter, cardinality_limit=options.cardinality_limit, extra_dimensions=options.metric_attributes
         )
         self.ledger = Ledger()
-        self.gate: Any = None
-        if options.budgets or options.policy is not None or options.store != "memory":
-            from ._governance import build_gate
+        from ._governance import build_gate
 
-            self.gate = build_gate(self, options, otel_meter)
+        # Always built: the per-run guard (workflow(max_tokens=...)) needs it even without budgets;
+        # with nothing configured its before() returns at once.
+        self.gate: Any = build_gate(self, options, otel_meter)
 
     # -- providers -----------------------------------------------------------------------------
     def _providers(self, options: Options) -> tuple[Any, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from types import ModuleType
@@ -24,7 +25,8 @@ class Patcher:
         self._applied: list[tuple[Any, str, Any]] = []
         self._wanted = False
         self._hooked: set[str] = set()
-        self._lock = threading.Lock()
+        # Re-entrant: wrapt calls the hook synchronously, inside apply(), for an already-imported module.
+        self._lock = threading.RLock()
 
     def add(self, module: str, path: str, wrapper: Callable[..., Any]) -> None:
         """Register ``module``'s attribute ``path`` (dotted, e.g. ``Class.method``) for wrapping."""
@@ -38,6 +40,8 @@ class Patcher:
                 if module_name not in self._hooked:
                     self._hooked.add(module_name)
                     wrapt.register_post_import_hook(self._on_import, module_name)
+                elif module_name in sys.modules:  # a hook fires once: re-patch after restore()
+                    self._on_import(sys.modules[module_name])
 
     def restore(self) -> None:
         """Put every original back; later imports are no longer patched."""

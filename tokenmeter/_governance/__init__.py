@@ -1,0 +1,52 @@
+"""Governance: budgets (reserve -> settle in a shared store), tier policy, approval gate, per-run guard.
+
+The core calls :func:`build_gate` once per configured meter and then ``gate.before(call)`` before each
+LLM call is sent, ``gate.after(call, usage, cost, error)`` when it finished and ``gate.close()`` at
+shutdown.
+
+Semantics, in one place:
+
+* Estimate: input tokens counted with ``count_tokens(messages or prompt, model)``, output = the
+  request's ``max_tokens`` or ``configure(expected_output_tokens=...)`` (0 for embeddings), priced
+  with the meter's price book. The estimate is reserved atomically on every budget in scope (all or
+  none); after the call the actual usage replaces it; a call that failed without usage releases it;
+  a call whose provider reported no usage is charged its estimate.
+* Admission (budgets and per-run limits alike): ``spent + reserved + estimate <= limit`` and
+  ``spent + reserved < limit``. Landing exactly on the limit is allowed; a used-up limit admits
+  nothing. A burst of concurrent calls admits exactly as many as fit, whichever processes they run in.
+* Bound: spend <= limit + sum of under-estimates (see :class:`Budget`).
+* Leases: a reservation not settled within ``lease_s`` (default 900 s, ``?lease_s=`` on the store
+  URL) stops holding budget, so a crashed process cannot block a budget for longer than that.
+* Windows are fixed UTC periods (see ``_windows``); a call is charged to the window it was admitted in.
+* Store down or slow (every operation bounded by ``timeout_s``, default 2 s): with ``fail_open=True``
+  (default) calls are metered and allowed, a ``warn`` decision is recorded and one warning logged per
+  outage; with ``fail_open=False`` they raise :class:`~tokenmeter.BudgetExceeded`. After a fault the
+  store is left alone for ``OUTAGE_COOLDOWN_S`` so calls do not each wait for a timeout.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._budget import Budget, BudgetWarning, load_budgets
+from ._gate import Gate
+from ._policy import Policy
+from ._stores import BudgetStore, StoreUnavailable, open_store
+
+
+def build_gate(meter: Any, options: Any, otel_meter: Any) -> Gate:
+    """The gate of ``meter``: cheap (a few attribute reads per call) when nothing is configured."""
+    return Gate(meter, options, otel_meter)
+
+
+__all__ = [
+    "Budget",
+    "BudgetStore",
+    "BudgetWarning",
+    "Gate",
+    "Policy",
+    "StoreUnavailable",
+    "build_gate",
+    "load_budgets",
+    "open_store",
+]

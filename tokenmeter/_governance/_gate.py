@@ -1,0 +1,323 @@
+"""The gate the core calls around every LLM call: ``before`` (route, approve, reserve) and ``after`` (settle).
+
+Order of ``before``: policy routing (tier not allowed -> downgrade map or block), approval hook for
+premium tiers, budgets (estimate, reserve atomically in the store; ``downgrade`` budgets retry once
+with the cheaper model), then the run guard. Anything refused raises before the call is sent, after
+releasing what was already reserved. With no budgets, no policy and no run limits ``before`` returns
+at once: it is on the hot path of every call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from .. import _safe
+from .._context import Run
+from .._errors import BudgetExceeded, ConfigError, PolicyViolation
+from .._prices import Cost
+from .._usage import Usage
+from . import _signals
+from ._budget import Budget
+from ._policy import Policy
+from ._runguard import RunGuard
+from ._stores import BucketState, BudgetStore, Line, StoreUnavailable, from_nano, open_store, to_nano
+
+_log = logging.getLogger("tokenmeter")
+OUTAGE_COOLDOWN_S = 5.0  # after a store fault, skip the store this long instead of timing out on every call
+
+
+class Estimate(NamedTuple):
+    """Tokens and nano-dollars a call is expected to use (``usd`` is ``None`` for an unpriced model)."""
+
+    tokens: int
+    usd: int | None
+
+
+class Ticket:
+    """What ``before`` reserved for one call and decided about it (kept in ``MeteredCall.reservation``)."""
+
+    __slots__ = ("budgets", "estimate", "events", "lines", "rid", "run")
+
+    def __init__(self) -> None:
+        self.rid: str | None = None
+        self.lines: Sequence[Line] = ()
+        self.budgets: Sequence[Budget] = ()
+        self.run: Run | None = None
+        self.estimate = Estimate(0, None)
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+
+class Gate:
+    """Budgets, policy and the per-run guard of one configured meter."""
+
+    def __init__(self, meter: Any, options: Any, otel_meter: Any, *, clock: Callable[[], float] = time.time) -> None:
+        budgets = tuple(options.budgets)
+        names: set[str] = set()
+        for budget in budgets:
+            if not isinstance(budget, Budget):
+                raise ConfigError(f"budgets must be tokenmeter.Budget objects, got {budget!r}")
+            if budget.name in names:
+                raise ConfigError(f"two budgets are named {budget.name!r}; budget names must be unique")
+            names.add(budget.name)
+        if options.policy is not None and not isinstance(options.policy, Policy):
+            raise ConfigError(f"policy must be a tokenmeter.Policy, got {options.policy!r}")
+        if options.on_budget_warning is not None and not callable(options.on_budget_warning):
+            raise ConfigError("on_budget_warning must be a callable taking a BudgetWarning")
+        self.meter = meter
+        self.budgets = budgets
+        self.policy: Policy | None = options.policy
+        self.fail_open: bool = options.fail_open
+        self.on_budget_warning: Callable[[Any], Any] | None = options.on_budget_warning
+        self.expected_output_tokens: int = options.expected_output_tokens
+        self.clock = clock  # replaceable (tests): windows, leases and the outage cooldown follow it
+        self.store: BudgetStore | None = open_store(options.store) if budgets else None
+        self.lease_s = self.store.lease_s if self.store is not None else 0.0
+        self._active = bool(budgets) or self.policy is not None
+        self._decisions = _signals.Decisions(meter.instruments)
+        self._runs = RunGuard()
+        self._down_until: float | None = None
+        if self.store is not None:
+            _signals.register_gauge(otel_meter, budgets, self.store, lambda: self.clock())
+
+    # -- before --------------------------------------------------------------------------------
+    def before(self, call: Any) -> None:
+        """Route, approve and reserve for ``call``; raise :class:`PolicyViolation` to stop it being sent."""
+        run = call.scope.run
+        if run is not None and run.max_tokens is None and run.max_cost_usd is None:
+            run = None
+        if run is None and not self._active:
+            return
+        ticket = Ticket()
+        call.reservation = ticket
+        try:
+            self._admit(call, ticket, run)
+        except PolicyViolation as refusal:
+            self._release(ticket)
+            self._decide(call, ticket, refusal.decision, str(refusal), budget=getattr(refusal, "budget", None))
+            _signals.add_events(_signals.current_span(), ticket.events)
+            raise
+        except Exception:
+            _safe.log_once("gate.before", "tokenmeter: the budget/policy gate failed; the call goes ahead")
+
+    def _admit(self, call: Any, ticket: Ticket, run: Run | None) -> None:
+        if self.policy is not None:
+            self._apply_policy(call, ticket, self.policy)
+        estimate = self._reserve_budgets(call, ticket) if self.budgets else None
+        if run is not None:
+            if estimate is None:
+                estimate = self._estimate(call)
+            why = self._runs.reserve(run, estimate.tokens, estimate.usd)
+            if why is not None:
+                raise BudgetExceeded(why, model=call.request.model)
+            ticket.run, ticket.estimate = run, estimate
+        if not ticket.events:
+            self._decide(call, ticket, "allow", "within policy and budgets")
+
+    def _apply_policy(self, call: Any, ticket: Ticket, policy: Policy) -> None:
+        req, scope = call.request, call.scope
+        if not policy.allows(scope.team, scope.workflow, call.tier):
+            target = policy.route(req.model, scope.team, scope.workflow, self._tier_of(req.provider))
+            if target is None:
+                who = " / ".join(f"{k} {v!r}" for k, v in (("team", scope.team), ("workflow", scope.workflow)) if v)
+                raise PolicyViolation(f"model {req.model!r} (tier {call.tier!r}) is not allowed for {who} and the "
+                                      "policy has no allowed cheaper model", decision="block", model=req.model)
+            self._rewrite(call, ticket, target, f"tier {call.tier!r} not allowed")
+        if policy.needs_approval(call.tier):
+            try:
+                approved = bool(policy.approve(req))  # type: ignore[misc]
+            except Exception:
+                _safe.log_once("policy.approve", "tokenmeter: the approval hook raised; the call is denied")
+                approved = False
+            if not approved:
+                raise PolicyViolation(f"approval denied for {req.model!r} (tier {call.tier!r})", decision="deny",
+                                      model=req.model)
+            self._decide(call, ticket, "approve", f"approved for tier {call.tier!r}")
+
+    def _reserve_budgets(self, call: Any, ticket: Ticket) -> Estimate | None:
+        assert self.store is not None
+        req, scope = call.request, call.scope
+        for attempt in (0, 1):
+            values = {"team": scope.team, "workflow": scope.workflow, "tier": call.tier, "env": scope.env}
+            matched = [b for b in self.budgets if b.matches(values)]
+            if not matched:
+                return None
+            estimate = self._estimate(call)
+            now = self.clock()
+            lines = [b.line(now, estimate.usd or 0, estimate.tokens, self.lease_s) for b in matched]
+            rid = uuid.uuid4().hex
+            try:
+                if self._down_until is not None and now < self._down_until:
+                    raise StoreUnavailable("in outage cooldown")
+                admission = self.store.reserve(rid, lines, now, now + self.lease_s)
+            except StoreUnavailable as exc:
+                self._store_failed(call, ticket, matched, lines, exc, now)
+                return estimate
+            self._store_ok()
+            if admission.admitted:
+                ticket.rid, ticket.lines, ticket.budgets = rid, lines, matched
+                for budget, line, state in zip(matched, lines, admission.states, strict=True):
+                    if not line.enforce and _over(line, state):
+                        self._decide(call, ticket, "warn", f"budget {budget.name!r} is over its limit",
+                                     budget=budget.name)
+                return estimate
+            assert admission.refused is not None
+            budget = matched[admission.refused]
+            target = self._budget_downgrade(call, budget) if attempt == 0 else None
+            if target is None:
+                raise BudgetExceeded(_explain(budget, lines[admission.refused], admission.states[admission.refused]),
+                                     budget=budget.name, model=req.model)
+            self._rewrite(call, ticket, target, f"budget {budget.name!r} would be exceeded", budget=budget.name)
+        return None  # pragma: no cover - the loop always returns or raises
+
+    def _budget_downgrade(self, call: Any, budget: Budget) -> str | None:
+        if budget.action != "downgrade":
+            return None
+        req, scope, policy = call.request, call.scope, self.policy
+        target = budget.downgrade_to or (policy.cheaper(req.model) if policy is not None else None)
+        if target is None or target == req.model:
+            return None
+        if policy is not None and not policy.allows(scope.team, scope.workflow, self._tier_of(req.provider)(target)):
+            return None
+        return target
+
+    def _store_failed(self, call: Any, ticket: Ticket, matched: Sequence[Budget], lines: Sequence[Line],
+                      exc: StoreUnavailable, now: float) -> None:
+        if self._down_until is None:
+            mode = "allowing calls (fail_open)" if self.fail_open else "blocking calls (fail_open=False)"
+            _log.warning("tokenmeter: the budget store is unavailable (%s); %s until it answers again", exc, mode)
+        if self._down_until is None or now >= self._down_until:
+            self._down_until = now + OUTAGE_COOLDOWN_S
+        if not self.fail_open:
+            raise BudgetExceeded(f"the budget store is unavailable and fail_open is False: {exc}",
+                                 budget=matched[0].name, model=call.request.model)
+        ticket.rid, ticket.lines, ticket.budgets = None, lines, matched
+        self._decide(call, ticket, "warn", "budget store unavailable; allowed because fail_open is True")
+
+    def _store_ok(self) -> None:
+        if self._down_until is not None:
+            self._down_until = None
+            _log.warning("tokenmeter: the budget store answers again; budgets are enforced")
+
+    # -- after ---------------------------------------------------------------------------------
+    def after(self, call: Any, usage: Usage | None, cost: Cost, error: BaseException | None) -> None:
+        """Settle the call's reservation with its actual usage (release it when nothing was used)."""
+        ticket = call.reservation
+        if not isinstance(ticket, Ticket):
+            if not self.budgets:
+                return
+            ticket = None
+        try:
+            if ticket is not None and ticket.run is not None:
+                self._runs.release(ticket.run, ticket.estimate.tokens, ticket.estimate.usd)
+            if self.store is not None:
+                self._settle(call, ticket, usage, cost, error)
+        finally:
+            if ticket is not None and ticket.events:
+                _signals.add_events(call.span, ticket.events)
+
+    def _settle(self, call: Any, ticket: Ticket | None, usage: Usage | None, cost: Cost,
+                error: BaseException | None) -> None:
+        assert self.store is not None
+        now = self.clock()
+        if ticket is None:  # a call metered with record(): charge what it used to the budgets in scope now
+            scope = call.scope
+            values = {"team": scope.team, "workflow": scope.workflow, "tier": call.tier, "env": scope.env}
+            budgets: Sequence[Budget] = [b for b in self.budgets if b.matches(values)]
+            lines: Sequence[Line] = [b.line(now, 0, 0, self.lease_s) for b in budgets]
+            rid = None
+        else:
+            budgets, lines, rid = ticket.budgets, ticket.lines, ticket.rid
+        if not lines:
+            return
+        if usage is not None:
+            usd, tokens = (to_nano(cost.usd) if cost.usd is not None else 0), usage.total
+            actual = [line.with_amounts(usd, tokens) for line in lines]
+        elif error is not None:
+            actual = [line.with_amounts(0, 0) for line in lines]  # failed before using anything: release
+        else:
+            actual = list(lines)  # the provider reported no usage: charge the estimate
+        if rid is None and not any(line.usd or line.tokens for line in actual):
+            return
+        if self._down_until is not None and now < self._down_until:
+            return
+        try:
+            settled = self.store.settle(rid, actual, now)
+        except StoreUnavailable as exc:
+            self._down_until = now + OUTAGE_COOLDOWN_S
+            _log.warning("tokenmeter: settling a budget reservation failed (%s); it expires with its lease", exc)
+            return
+        self._store_ok()
+        for budget, result in zip(budgets, settled, strict=True):
+            if result.warned_after > result.warned_before:
+                crossed = budget.warn_at[result.warned_before:result.warned_after]
+                _signals.warn(budget, result.state, crossed, now, call.span, self.on_budget_warning)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _estimate(self, call: Any) -> Estimate:
+        req = call.request
+        meter = self.meter
+        text = req.messages if req.messages is not None else req.prompt
+        n_in = int(meter.tokenizer.count(text, req.model)) if text else 0
+        if req.operation == "embeddings":
+            n_out = 0
+        else:
+            n_out = req.max_tokens if req.max_tokens is not None else self.expected_output_tokens
+        cost = meter.prices.cost(req.provider, req.model, Usage(input=n_in, output=n_out))
+        return Estimate(n_in + n_out, None if cost.usd is None else to_nano(cost.usd))
+
+    def _tier_of(self, provider: str) -> Callable[[str], str]:
+        tiers = self.meter.tiers
+        return lambda model: str(tiers.tier(provider, model))
+
+    def _rewrite(self, call: Any, ticket: Ticket, model: str, reason: str, budget: str | None = None) -> None:
+        req = call.request
+        original = req.model
+        req.model = model
+        call.tier = self._tier_of(req.provider)(model)
+        self._decide(call, ticket, "downgrade", f"{reason}: {original} -> {model}", budget=budget,
+                     **{"tokenmeter.request.original_model": original})
+
+    def _decide(self, call: Any, ticket: Ticket, decision: str, reason: str, budget: str | None = None,
+                **extra: Any) -> None:
+        scope = call.scope
+        self._decisions.count(decision, scope.team, scope.workflow, call.tier)
+        attrs = _signals.event_attributes(decision, reason, **{"tokenmeter.budget.name": budget}, **extra)
+        attrs["gen_ai.request.model"] = call.request.model
+        ticket.events.append((_signals.DECISION_EVENT, attrs))
+
+    def _release(self, ticket: Ticket) -> None:
+        if ticket.run is not None:
+            self._runs.release(ticket.run, ticket.estimate.tokens, ticket.estimate.usd)
+            ticket.run = None
+        if ticket.rid is not None and ticket.lines and self.store is not None:
+            try:
+                self.store.settle(ticket.rid, [line.with_amounts(0, 0) for line in ticket.lines], self.clock())
+            except StoreUnavailable:
+                _safe.log_once("gate.release", "tokenmeter: releasing a budget reservation failed; it expires")
+            ticket.rid, ticket.lines = None, ()
+
+    def close(self) -> None:
+        """Close the store (called by ``Meter.shutdown``)."""
+        if self.store is not None:
+            self.store.close()
+
+
+def _over(line: Line, state: BucketState) -> bool:
+    return (line.limit_usd is not None and state.spent_usd + state.reserved_usd > line.limit_usd) or (
+        line.limit_tokens is not None and state.spent_tokens + state.reserved_tokens > line.limit_tokens
+    )
+
+
+def _explain(budget: Budget, line: Line, state: BucketState) -> str:
+    parts: list[str] = []
+    if line.limit_usd is not None:
+        parts.append(f"${from_nano(state.spent_usd).normalize()} spent + ${from_nano(state.reserved_usd).normalize()} "
+                     f"reserved of ${budget.limit_usd}, this call ~${from_nano(line.usd).normalize()}")
+    if line.limit_tokens is not None:
+        parts.append(f"{state.spent_tokens} tokens spent + {state.reserved_tokens} reserved of {line.limit_tokens}, "
+                     f"this call ~{line.tokens}")
+    return f"budget {budget.name!r} ({budget.window} window) would be exceeded: " + "; ".join(parts)

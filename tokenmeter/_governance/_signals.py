@@ -1,0 +1,122 @@
+"""What governance emits: policy decisions (counter + span events), budget warnings, the utilization gauge."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from opentelemetry import trace as otel_trace
+from opentelemetry.metrics import CallbackOptions, Observation
+
+from .. import _safe
+from ._budget import Budget, BudgetWarning
+from ._stores import BucketState, BudgetStore, from_nano, to_nano
+from ._windows import bounds, label
+
+_log = logging.getLogger("tokenmeter")
+
+DECISION_EVENT = "tokenmeter.policy.decision"
+WARNING_EVENT = "tokenmeter.budget.warning"
+
+
+def utilization(budget: Budget, state: BucketState) -> float:
+    """Settled spend over the limit (the larger ratio when a budget has both limits)."""
+    ratios: list[float] = []
+    for limit, spent in ((None if budget.limit_usd is None else to_nano(budget.limit_usd), state.spent_usd),
+                         (budget.limit_tokens, state.spent_tokens)):
+        if limit is not None:
+            ratios.append(spent / limit if limit else 1.0)
+    return max(ratios) if ratios else 0.0
+
+
+class Decisions:
+    """Counts decisions in ``tokenmeter.policy.decisions`` with cached, cardinality-capped attributes."""
+
+    def __init__(self, instruments: Any) -> None:
+        self._counter = instruments.policy_decisions
+        self._limiter = instruments.limiter
+        self._cache: dict[tuple[str, str | None, str | None, str], dict[str, Any]] = {}
+
+    def count(self, decision: str, team: str | None, workflow: str | None, tier: str) -> None:
+        """Add one decision."""
+        key = (decision, team, workflow, tier)
+        attrs = self._cache.get(key)
+        if attrs is None:
+            attrs = {"tokenmeter.policy.decision": decision}
+            for name, value in (("tokenmeter.team.name", team), ("gen_ai.workflow.name", workflow),
+                                ("tokenmeter.model.tier", tier)):
+                if value is not None:
+                    attrs[name] = self._limiter.fold(name, value)
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            self._cache[key] = attrs
+        self._counter.add(1, attrs)
+
+
+def event_attributes(decision: str, reason: str, **extra: Any) -> dict[str, Any]:
+    """Attributes of a ``tokenmeter.policy.decision`` span event."""
+    attrs: dict[str, Any] = {"tokenmeter.policy.decision": decision, "tokenmeter.policy.reason": reason}
+    attrs.update({k: v for k, v in extra.items() if v is not None})
+    return attrs
+
+
+def add_events(span: Any, events: Iterable[tuple[str, dict[str, Any]]]) -> None:
+    """Add span events to ``span`` (the call span, or the enclosing span for a blocked call)."""
+    if span is None or not span.is_recording():
+        return
+    for name, attrs in events:
+        span.add_event(name, attrs)
+
+
+def current_span() -> Any:
+    """The span in force (where a blocked call's decision goes, since it never gets its own span)."""
+    return otel_trace.get_current_span()
+
+
+def warn(budget: Budget, state: BucketState, thresholds: Sequence[float], now: float, span: Any,
+         callback: Callable[[BudgetWarning], Any] | None) -> None:
+    """Escalate each newly crossed threshold: span event, log record, user callback."""
+    start, end = bounds(budget.window, now)
+    used = utilization(budget, state)
+    for threshold in thresholds:
+        attrs = {
+            "tokenmeter.budget.name": budget.name,
+            "tokenmeter.budget.threshold": threshold,
+            "tokenmeter.budget.utilization": used,
+            "tokenmeter.budget.window": budget.window,
+            "tokenmeter.budget.window.start": label(start),
+        }
+        add_events(span, [(WARNING_EVENT, attrs)])
+        _log.warning("tokenmeter: budget %r passed %d%% of its limit (now %.1f%%) in the %s window from %s",
+                     budget.name, round(threshold * 100), used * 100, budget.window, label(start))
+        if callback is not None:
+            try:
+                callback(BudgetWarning(budget, threshold, used, datetime.fromtimestamp(start, timezone.utc),
+                                       datetime.fromtimestamp(end, timezone.utc), from_nano(state.spent_usd),
+                                       state.spent_tokens))
+            except Exception:
+                _safe.log_once("on_budget_warning", "tokenmeter: the on_budget_warning callback raised")
+
+
+def register_gauge(otel_meter: Any, budgets: Sequence[Budget], store: BudgetStore,
+                   clock: Callable[[], float]) -> None:
+    """``tokenmeter.budget.utilization``: one point per budget, read from the store at collection time."""
+
+    def observe(options: CallbackOptions) -> Iterable[Observation]:
+        now = clock()
+        out: list[Observation] = []
+        for budget in budgets:
+            try:
+                state = store.state(budget.key(now), now)
+            except Exception:  # unavailable, or closed by a shutdown racing the last collection
+                _safe.log_once("budget.gauge", "tokenmeter: reading budget utilization failed")
+                continue
+            out.append(Observation(utilization(budget, state), {"tokenmeter.budget.name": budget.name}))
+        return out
+
+    otel_meter.create_observable_gauge(
+        "tokenmeter.budget.utilization", callbacks=[observe], unit="1",
+        description="Settled spend of each budget's current window over its limit.",
+    )

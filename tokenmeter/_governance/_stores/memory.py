@@ -1,0 +1,81 @@
+"""The default store: buckets in this process's memory, behind one lock."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ._base import Admission, BucketState, BudgetStore, Line, Settled, fits, thresholds_reached
+
+
+@dataclass
+class _Bucket:
+    spent_usd: int = 0
+    spent_tokens: int = 0
+    warned: int = 0
+    expires_at: float = 0.0
+    reservations: dict[str, tuple[int, int, float]] = field(default_factory=dict)
+
+    def purge(self, now: float) -> None:
+        expired = [rid for rid, (_, _, until) in self.reservations.items() if until <= now]
+        for rid in expired:
+            del self.reservations[rid]
+
+    def state(self) -> BucketState:
+        res = self.reservations.values()
+        return BucketState(self.spent_usd, self.spent_tokens, sum(r[0] for r in res), sum(r[1] for r in res),
+                           len(self.reservations), self.warned)
+
+
+class MemoryStore(BudgetStore):
+    """Buckets in a dictionary: exact and fast, but per process (use SQLite or Redis to share budgets)."""
+
+    def __init__(self, *, lease_s: float = 900.0) -> None:
+        self.lease_s = lease_s
+        self._lock = threading.Lock()
+        self._buckets: dict[str, _Bucket] = {}
+
+    def _bucket(self, line: Line, now: float) -> _Bucket:
+        bucket = self._buckets.get(line.key)
+        if bucket is None:
+            # A new window's bucket: forget buckets whose windows are long over.
+            for key in [k for k, b in self._buckets.items() if b.expires_at <= now]:
+                del self._buckets[key]
+            bucket = self._buckets[line.key] = _Bucket(expires_at=line.expires_at)
+        bucket.expires_at = max(bucket.expires_at, line.expires_at)
+        bucket.purge(now)
+        return bucket
+
+    def reserve(self, rid: str, lines: Sequence[Line], now: float, lease_until: float) -> Admission:
+        with self._lock:
+            buckets = [self._bucket(line, now) for line in lines]
+            states = tuple(b.state() for b in buckets)
+            for i, (line, state) in enumerate(zip(lines, states, strict=True)):
+                if line.enforce and not fits(state, line):
+                    return Admission(False, i, states)
+            for line, bucket in zip(lines, buckets, strict=True):
+                bucket.reservations[rid] = (line.usd, line.tokens, lease_until)
+            return Admission(True, None, tuple(b.state() for b in buckets))
+
+    def settle(self, rid: str | None, lines: Sequence[Line], now: float) -> list[Settled]:
+        out: list[Settled] = []
+        with self._lock:
+            for line in lines:
+                bucket = self._bucket(line, now)
+                if rid is not None:
+                    bucket.reservations.pop(rid, None)
+                bucket.spent_usd += line.usd
+                bucket.spent_tokens += line.tokens
+                before = bucket.warned
+                bucket.warned = max(before, thresholds_reached(bucket.spent_usd, bucket.spent_tokens, line.levels))
+                out.append(Settled(bucket.state(), before, bucket.warned))
+        return out
+
+    def state(self, key: str, now: float) -> BucketState:
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                return BucketState()
+            bucket.purge(now)
+            return bucket.state()

@@ -1,0 +1,124 @@
+"""The ``tokenmeter`` command.
+
+``tokenmeter budgets`` prints each budget's current window, settled spend, live reservations and
+utilization, read from a shared budget store::
+
+    tokenmeter budgets --store sqlite:////var/lib/app/budgets.db --budgets budgets.toml
+    TOKENMETER_STORE=redis://127.0.0.1:6379/0 TOKENMETER_BUDGETS=budgets.json tokenmeter budgets --json
+
+The budgets file is TOML (``[[budget]]`` tables) or JSON (a list of objects), with the keyword names of
+:class:`tokenmeter.Budget`. The in-memory store lives inside the metered process, so it cannot be read here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from ._errors import ConfigError
+from ._governance import Budget, StoreUnavailable, load_budgets, open_store
+from ._governance._signals import utilization
+from ._governance._stores import BucketState, from_nano
+from ._governance._windows import bounds, label
+
+
+def _usd(value: Decimal) -> str:
+    return f"${value.quantize(Decimal('0.000001')).normalize():f}"
+
+
+def _row(budget: Budget, state: BucketState, now: float) -> dict[str, Any]:
+    start, end = bounds(budget.window, now)
+    return {
+        "budget": budget.name,
+        "scope": dict(budget.scope),
+        "window": budget.window,
+        "window_start": label(start),
+        "window_end": label(end),
+        "action": budget.action,
+        "spent_usd": str(from_nano(state.spent_usd).normalize()),
+        "spent_tokens": state.spent_tokens,
+        "reserved_usd": str(from_nano(state.reserved_usd).normalize()),
+        "reserved_tokens": state.reserved_tokens,
+        "reservations": state.reservations,
+        "limit_usd": None if budget.limit_usd is None else str(budget.limit_usd),
+        "limit_tokens": budget.limit_tokens,
+        "utilization": round(utilization(budget, state), 6),
+    }
+
+
+def _amounts(usd: str | None, tokens: int | None) -> str:
+    parts = []
+    if usd is not None:
+        parts.append(_usd(Decimal(usd)))
+    if tokens is not None:
+        parts.append(f"{tokens:,} tok")
+    return " / ".join(parts)
+
+
+def _table(rows: Sequence[dict[str, Any]]) -> str:
+    header = ("BUDGET", "SCOPE", "WINDOW (UTC)", "SPENT", "RESERVED", "LIMIT", "USED")
+    lines = [header]
+    for r in rows:
+        has_usd, has_tokens = r["limit_usd"] is not None, r["limit_tokens"] is not None
+        lines.append((
+            r["budget"],
+            ",".join(f"{k}={v}" for k, v in r["scope"].items()) or "*",
+            f"{r['window']} {r['window_start']}..{r['window_end']}",
+            _amounts(r["spent_usd"] if has_usd else None, r["spent_tokens"] if has_tokens else None),
+            _amounts(r["reserved_usd"] if has_usd else None, r["reserved_tokens"] if has_tokens else None)
+            + f" ({r['reservations']})",
+            _amounts(r["limit_usd"], r["limit_tokens"]),
+            f"{r['utilization'] * 100:.1f}%",
+        ))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)
+
+
+def _budgets_command(args: argparse.Namespace) -> int:
+    store_url = args.store or os.environ.get("TOKENMETER_STORE") or "memory"
+    path = args.budgets or os.environ.get("TOKENMETER_BUDGETS")
+    if not path:
+        print("tokenmeter budgets: give --budgets FILE (.toml or .json) or set TOKENMETER_BUDGETS", file=sys.stderr)
+        return 2
+    if store_url == "memory":
+        print("tokenmeter budgets: the memory store lives inside the metered process; give --store "
+              "sqlite:///path or redis://host:port/db (or set TOKENMETER_STORE)", file=sys.stderr)
+        return 2
+    try:
+        budgets = load_budgets(path)
+        store = open_store(store_url)
+    except ConfigError as exc:
+        print(f"tokenmeter budgets: {exc}", file=sys.stderr)
+        return 2
+    now = time.time()
+    try:
+        rows = [_row(b, store.state(b.key(now), now), now) for b in budgets]
+    except StoreUnavailable as exc:
+        print(f"tokenmeter budgets: the budget store is unavailable: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(json.dumps(rows, indent=2) if args.json else _table(rows))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tokenmeter`` console script; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="tokenmeter", description="tokenmeter command line")
+    commands = parser.add_subparsers(dest="command", required=True)
+    budgets = commands.add_parser("budgets", help="print each budget's window, spend, reservations and utilization")
+    budgets.add_argument("--store", help="budget store URL (default: $TOKENMETER_STORE)")
+    budgets.add_argument("--budgets", help="budgets file, .toml or .json (default: $TOKENMETER_BUDGETS)")
+    budgets.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    return _budgets_command(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
