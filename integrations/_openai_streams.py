@@ -1,0 +1,136 @@
+"""Stream accumulators of the OpenAI integration, and the close hooks of the SDK's streaming helpers.
+
+Chat Completions streams report usage only when asked (``stream_options.include_usage``), in one
+extra chunk whose ``choices`` is empty. When tokenmeter injected that option, the chunk is hidden so
+``chunk.choices[0]`` loops keep working; when the caller asked for it, the caller sees it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tokenmeter import _safe
+from tokenmeter._streams import AsyncMeteredStream, MeteredStream
+from tokenmeter._wrap import Result
+
+from ._openai_usage import OpenAIRequest, Reported, field, read, read_responses, settle
+
+_FINAL_RESPONSE_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+class ChatStream:
+    """Accumulates a Chat Completions stream: text for estimates, the usage chunk, model, id, finish."""
+
+    def __init__(self, request: OpenAIRequest) -> None:
+        self.request = request
+        self.parts: list[str] = []
+        self.usage: Any = None
+        self.model: str | None = None
+        self.response_id: str | None = None
+        self.finish: list[str] = []
+
+    def on_chunk(self, chunk: Any) -> bool:
+        """Record one chunk; False for the usage-only chunk tokenmeter itself asked for."""
+        # Decided before anything else can fail: a leaked usage-only chunk breaks `chunk.choices[0]` loops.
+        hide = self.request.inject_usage and not field(chunk, "choices") and field(chunk, "usage") is not None
+        try:
+            self._accumulate(chunk)
+        except Exception:
+            _safe.log_once("openai.chat.chunk", "tokenmeter: reading an OpenAI stream chunk failed")
+        return not hide
+
+    def _accumulate(self, chunk: Any) -> None:
+        usage = field(chunk, "usage")
+        if usage is not None:
+            self.usage = usage
+        model = field(chunk, "model")
+        if isinstance(model, str) and model:
+            self.model = model
+        chunk_id = field(chunk, "id")
+        if isinstance(chunk_id, str) and chunk_id:
+            self.response_id = chunk_id
+        for choice in field(chunk, "choices") or ():
+            delta = field(choice, "delta")
+            for key in ("content", "refusal"):
+                text = field(delta, key)
+                if isinstance(text, str):
+                    self.parts.append(text)
+            for call in field(delta, "tool_calls") or ():
+                arguments = field(field(call, "function"), "arguments")
+                if isinstance(arguments, str):
+                    self.parts.append(arguments)
+            text = field(choice, "text")  # legacy completions
+            if isinstance(text, str):
+                self.parts.append(text)
+            reason = field(choice, "finish_reason")
+            if isinstance(reason, str):
+                self.finish.append(reason)
+
+    def result(self) -> Result:
+        """Usage from the usage chunk, else counted locally from the prompt and the streamed text."""
+        usage = settle(read(self.usage), self.request, "".join(self.parts))
+        return Result(usage, self.model, self.response_id, self.finish or None)
+
+
+class ResponsesStream:
+    """Accumulates a Responses API event stream; usage arrives with the final ``response.*`` event."""
+
+    def __init__(self, request: OpenAIRequest) -> None:
+        self.request = request
+        self.parts: list[str] = []
+        self.reported: Reported | None = None
+        self.model: str | None = None
+        self.response_id: str | None = None
+
+    def on_chunk(self, event: Any) -> bool:
+        """Record one event (nothing is hidden: Responses streams always carry usage)."""
+        kind = field(event, "type")
+        if kind in ("response.output_text.delta", "response.function_call_arguments.delta", "response.refusal.delta"):
+            delta = field(event, "delta")
+            if isinstance(delta, str):
+                self.parts.append(delta)
+            return True
+        response = field(event, "response")
+        if response is not None:
+            model, response_id = field(response, "model"), field(response, "id")
+            self.model = model if isinstance(model, str) else self.model
+            self.response_id = response_id if isinstance(response_id, str) else self.response_id
+            if kind in _FINAL_RESPONSE_EVENTS:
+                self.reported = read_responses(field(response, "usage"))
+        return True
+
+    def result(self) -> Result:
+        """Usage from the final event, else counted locally."""
+        usage = settle(self.reported, self.request, "".join(self.parts))
+        return Result(usage, self.model, self.response_id)
+
+
+# The SDK's ``.stream()`` helpers close only the HTTP response on ``with``-exit / ``close()``, leaving the
+# metered raw stream to the garbage collector; closing the raw stream too meters the call right away.
+def close_helper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``wrapt`` wrapper of a sync helper stream's ``close``."""
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        raw = getattr(instance, "_raw_stream", None)
+        if isinstance(raw, MeteredStream):
+            try:
+                raw.close()
+            except Exception:
+                _safe.log_once("openai.helper.close", "tokenmeter: closing a metered OpenAI stream failed")
+
+
+async def aclose_helper(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """``wrapt`` wrapper of an async helper stream's ``close``."""
+    try:
+        return await wrapped(*args, **kwargs)
+    finally:
+        raw = getattr(instance, "_raw_stream", None)
+        if isinstance(raw, AsyncMeteredStream):
+            try:
+                await raw.close()
+            except Exception:
+                _safe.log_once("openai.helper.aclose", "tokenmeter: closing a metered OpenAI stream failed")

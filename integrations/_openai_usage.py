@@ -1,0 +1,170 @@
+"""OpenAI usage objects -> :class:`Usage`, and local estimates for whatever the provider did not report.
+
+OpenAI's counts overlap: ``prompt_tokens`` / ``input_tokens`` INCLUDE cached (and, on some compatible
+servers, cache-write) tokens, and ``completion_tokens`` / ``output_tokens`` INCLUDE reasoning tokens.
+They are split back into tokenmeter's disjoint classes here. Usage may be a pydantic model or a plain
+dict (raw responses, compatible servers); a malformed count (negative, string, null) is treated as
+missing, never raised on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tokenmeter import Request, Usage, count_tokens
+
+
+@dataclass
+class OpenAIRequest(Request):
+    """A :class:`Request` plus what the OpenAI endpoints decide before sending it."""
+
+    inject_usage: bool = False  # add stream_options.include_usage, then hide the usage-only chunk it adds
+    raw: str | None = None  # "true" for with_raw_response, "stream" for with_streaming_response
+    estimate_input: Any = None  # what to count locally when the provider reports no prompt tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Reported:
+    """A provider usage record read half by half: ``None`` where the provider gave no valid count."""
+
+    prompt: Usage | None
+    completion: Usage | None
+
+
+_CHAT_KEYS = ("prompt_tokens", "prompt_tokens_details", "completion_tokens", "completion_tokens_details")
+_RESPONSES_KEYS = ("input_tokens", "input_tokens_details", "output_tokens", "output_tokens_details")
+
+
+def field(obj: Any, name: str) -> Any:
+    """``obj.name`` or ``obj[name]`` (None when absent)."""
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def count(value: Any) -> int | None:
+    """A valid token count, or None for anything else (bool, str, negative, null, float)."""
+    return value if type(value) is int and value >= 0 else None
+
+
+def read(usage: Any, keys: tuple[str, str, str, str] = _CHAT_KEYS) -> Reported | None:
+    """Split an OpenAI usage record into disjoint classes; None when there is no usage at all."""
+    if usage is None:
+        return None
+    prompt_key, prompt_details_key, completion_key, completion_details_key = keys
+    prompt_total = count(field(usage, prompt_key))
+    completion_total = count(field(usage, completion_key))
+    if prompt_total is None and completion_total is None:
+        return None
+    prompt = None
+    if prompt_total is not None:
+        details = field(usage, prompt_details_key)
+        cached = min(count(field(details, "cached_tokens")) or 0, prompt_total)
+        written = min(count(field(details, "cache_write_tokens")) or 0, prompt_total - cached)
+        prompt = Usage(input=prompt_total - cached - written, cache_read=cached, cache_write=written)
+    completion = None
+    if completion_total is not None:
+        reasoning = count(field(field(usage, completion_details_key), "reasoning_tokens")) or 0
+        reasoning = min(reasoning, completion_total)
+        completion = Usage(output=completion_total - reasoning, reasoning=reasoning)
+    return Reported(prompt, completion)
+
+
+def read_responses(usage: Any) -> Reported | None:
+    """:func:`read` for the Responses API's ``input_tokens`` / ``output_tokens`` names."""
+    return read(usage, _RESPONSES_KEYS)
+
+
+def read_embeddings(usage: Any) -> Reported | None:
+    """Embeddings report ``prompt_tokens`` only; there is no completion."""
+    prompt = count(field(usage, "prompt_tokens"))
+    return None if prompt is None else Reported(Usage(input=prompt), Usage())
+
+
+def combine(reported: Reported | None) -> Usage | None:
+    """One Usage from both halves; a missing half counts 0 and flags the result estimated."""
+    if reported is None:
+        return None
+    prompt, completion = reported.prompt, reported.completion
+    if prompt is None and completion is None:
+        return None
+    total = (prompt or Usage()) + (completion or Usage())
+    if prompt is None or completion is None:
+        return Usage(total.input, total.cache_read, total.cache_write, total.output, total.reasoning, True)
+    return total
+
+
+def settle(reported: Reported | None, request: OpenAIRequest, completion_text: str | None) -> Usage:
+    """The usage to meter: what the provider reported, with missing halves counted locally (flagged).
+
+    ``completion_text`` is ``None`` when the reply text is not known (e.g. a raw stream); the completion
+    then counts 0, still flagged estimated.
+    """
+    prompt = reported.prompt if reported is not None else None
+    completion = reported.completion if reported is not None else None
+    if prompt is not None and completion is not None:
+        return prompt + completion
+    if prompt is None:
+        prompt = Usage(input=estimate(request.estimate_input, request.model), estimated=True)
+    if completion is None:
+        completion = Usage(output=estimate(completion_text or "", request.model), estimated=True)
+    total = prompt + completion
+    return Usage(total.input, total.cache_read, total.cache_write, total.output, total.reasoning, True)
+
+
+def estimate(what: Any, model: str) -> int:
+    """Tokens of a text, chat messages or Responses input items, counted offline."""
+    if what is None:
+        return 0
+    if isinstance(what, str):
+        return int(count_tokens(what, model)) if what else 0
+    return int(count_tokens(what, model))
+
+
+def text_inputs(value: Any) -> Any:
+    """What to estimate for an embeddings ``input`` (a string, strings, or token arrays)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        return "\n".join(value)
+    return None
+
+
+def chat_text(choices: Iterable[Any] | None) -> str:
+    """The generated text of non-streamed chat choices (content, refusals and tool-call arguments)."""
+    parts: list[str] = []
+    for choice in choices or ():
+        message = field(choice, "message")
+        for key in ("content", "refusal"):
+            value = field(message, key)
+            if isinstance(value, str):
+                parts.append(value)
+        for call in field(message, "tool_calls") or ():
+            arguments = field(field(call, "function"), "arguments")
+            if isinstance(arguments, str):
+                parts.append(arguments)
+        text = field(choice, "text")  # legacy completions
+        if isinstance(text, str):
+            parts.append(text)
+    return "".join(parts)
+
+
+def responses_text(output: Iterable[Any] | None) -> str:
+    """The generated text of a Responses ``output`` list (message text and function-call arguments)."""
+    parts: list[str] = []
+    for item in output or ():
+        kind = field(item, "type")
+        if kind == "message":
+            for content in field(item, "content") or ():
+                text = field(content, "text")
+                if isinstance(text, str):
+                    parts.append(text)
+        elif kind == "function_call":
+            arguments = field(item, "arguments")
+            if isinstance(arguments, str):
+                parts.append(arguments)
+    return "".join(parts)
