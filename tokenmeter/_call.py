@@ -277,7 +277,7 @@ def _scope_attributes(scope: Scope, attrs: dict[str, Any]) -> None:
 def _error_type(error: BaseException) -> str:
     if isinstance(error, _NamedError):
         return error.type_name
-    status = getattr(error, "status_code", None)
+    status = getattr(error, "status_code", getattr(error, "code", None))  # google-genai: .code
     name = type(error).__name__
     if isinstance(status, int) and name in ("APIStatusError", "ClientError", "ServerError"):
         return str(status)
