@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import _meter, _safe
-from ._context import Scope, current_scope
+from ._context import Scope, add_scope_attributes, current_scope
 from ._errors import PolicyViolation
 from ._instruments import depth_bucket
 from ._prices import UNPRICED, Cost
@@ -94,7 +94,7 @@ class MeteredCall:
                 attrs["server.port"] = req.server_port
         if req.model != self.requested_model:
             attrs["tokenmeter.request.original_model"] = self.requested_model
-        _scope_attributes(self.scope, attrs)
+        add_scope_attributes(self.scope, attrs)
         if req.attributes:
             attrs.update(req.attributes)
         self.span = meter.tracer.start_span(
@@ -257,21 +257,6 @@ class MeteredCall:
                 self.span.end()
         except Exception:
             _safe.log_once("call.blocked", "tokenmeter: recording a blocked call failed")
-
-
-def _scope_attributes(scope: Scope, attrs: dict[str, Any]) -> None:
-    if scope.team is not None:
-        attrs["tokenmeter.team.name"] = scope.team
-    if scope.workflow is not None:
-        attrs["gen_ai.workflow.name"] = scope.workflow
-    if scope.agent is not None:
-        attrs["gen_ai.agent.name"] = scope.agent
-    if scope.env is not None:
-        attrs["tokenmeter.env"] = scope.env
-    if scope.run is not None:
-        attrs["tokenmeter.run.id"] = scope.run.run_id
-    for k, v in scope.extra:
-        attrs[k] = v
 
 
 def _error_type(error: BaseException) -> str:

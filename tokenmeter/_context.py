@@ -88,6 +88,22 @@ def current_scope() -> Scope:
     return replace(scope, **fill) if fill else scope
 
 
+def add_scope_attributes(scope: Scope, attrs: dict[str, Any]) -> None:
+    """Put the scope's attribution on span attributes ``attrs`` (team, workflow, agent, env, run, extras)."""
+    if scope.team is not None:
+        attrs["tokenmeter.team.name"] = scope.team
+    if scope.workflow is not None:
+        attrs["gen_ai.workflow.name"] = scope.workflow
+    if scope.agent is not None:
+        attrs["gen_ai.agent.name"] = scope.agent
+    if scope.env is not None:
+        attrs["tokenmeter.env"] = scope.env
+    if scope.run is not None:
+        attrs["tokenmeter.run.id"] = scope.run.run_id
+    for k, v in scope.extra:
+        attrs[k] = v
+
+
 def set_scope(scope: Scope) -> contextvars.Token[Scope]:
     """Make ``scope`` current; pass the token to :func:`reset_scope`."""
     return _SCOPE.set(scope)

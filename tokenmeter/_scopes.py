@@ -18,7 +18,7 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Status, StatusCode
 
 from . import _meter, _safe
-from ._context import AttrValue, Run, Scope, current_scope, reset_scope, set_scope, with_baggage
+from ._context import AttrValue, Run, Scope, add_scope_attributes, current_scope, reset_scope, set_scope, with_baggage
 from ._instruments import depth_bucket
 from ._rollup import Node
 from ._usage import TOKEN_CLASSES
@@ -84,22 +84,11 @@ class _Frame:
                 attrs["gen_ai.tool.name"] = spec.name
             elif spec.kind == "step":
                 attrs["tokenmeter.step.name"] = spec.name
-            if scope.team is not None:
-                attrs["tokenmeter.team.name"] = scope.team
-            if scope.workflow is not None:
-                attrs["gen_ai.workflow.name"] = scope.workflow
-            if scope.agent is not None:
-                attrs["gen_ai.agent.name"] = scope.agent
             if scope.tier is not None:
                 attrs["tokenmeter.model.tier"] = scope.tier
-            if scope.env is not None:
-                attrs["tokenmeter.env"] = scope.env
-            if scope.run is not None:
-                attrs["tokenmeter.run.id"] = scope.run.run_id
             if scope.attempt:
                 attrs["tokenmeter.retry.attempt"] = scope.attempt
-            for k, v in scope.extra:
-                attrs[k] = v
+            add_scope_attributes(scope, attrs)
             self.span = meter.tracer.start_span(name, context=ctx, attributes=attrs)
             return otel_trace.set_span_in_context(self.span, ctx)
         except Exception:
@@ -120,7 +109,6 @@ class _Frame:
         if node is None:
             return
         try:
-
             meter = _meter.active()
             if error is not None and meter is not None:
                 report_waste(meter, self.scope, node, "failed")
@@ -342,8 +330,14 @@ def workflow(
     :class:`BudgetExceeded` before it is sent. Extra keyword attributes go on spans (and on metrics
     if listed in ``configure(metric_attributes=...)``).
     """
-    return ScopeSpec("workflow", name, {"team": team, "tier": tier, "env": env}, attrs, max_tokens=max_tokens,
-                     max_cost_usd=max_cost_usd)
+    return ScopeSpec(
+        "workflow",
+        name,
+        {"team": team, "tier": tier, "env": env},
+        attrs,
+        max_tokens=max_tokens,
+        max_cost_usd=max_cost_usd,
+    )
 
 
 def agent(name: str, **attrs: AttrValue) -> ScopeSpec:
