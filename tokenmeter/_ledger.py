@@ -6,10 +6,12 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TypeVar
 
 from ._usage import TOKEN_CLASSES, Usage
 
 _MAX_RUNS_KEPT = 10_000  # per workflow, for the per-run spread; older runs are dropped
+_N = TypeVar("_N", int, Decimal)
 
 
 @dataclass
@@ -108,29 +110,32 @@ class Ledger:
         return dict(grouped)
 
     def format(self) -> str:
-        """The report as plain text: by team, workflow, tier and model; waste; per-run spread."""
+        """The report as plain text: totals; by team, workflow, tier and model; waste; per-run spread."""
         lines: list[str] = []
+        total = Totals()
+        for t in self.rollup("team").values():
+            _add(total, t)
+        if total.calls:
+            lines.append(f"Total: {total.calls - total.blocked:,} calls sent ({total.blocked:,} blocked before "
+                         f"sending), {total.total_tokens:,} tokens, ${_usd(total.cost)}"
+                         + (f" + {total.unpriced_tokens:,} unpriced tokens" if total.unpriced_tokens else ""))
+            lines.append("")
         for by in ("team", "workflow", "tier", "model"):
             rows = sorted(self.rollup(by).items(), key=lambda kv: -kv[1].cost)
             if not rows:
                 continue
             waste = by in ("team", "workflow")
             lines.append(f"By {by}:")
-            lines.append(f"  {by:<28}{'calls':>7}{'tokens':>12}{'cost USD':>13}{'unpriced tok':>14}"
+            lines.append(f"  {by:<26}{'calls':>7}{'blocked':>8}{'tokens':>12}{'cost USD':>13}{'unpriced tok':>14}"
                          + (f"{'wasted tok':>12}" if waste else ""))
             for name, t in rows:
+                # A row with only unpriced tokens has no cost, which is not the same as costing $0.
+                cost = "unpriced" if not t.cost and t.unpriced_tokens == t.total_tokens > 0 else _usd(t.cost)
                 lines.append(
-                    f"  {name:<28}{t.calls:>7}{t.total_tokens:>12,}{_usd(t.cost):>13}{t.unpriced_tokens:>14,}"
-                    + (f"{t.wasted_tokens:>12,}" if waste else "")
+                    f"  {name:<26}{t.calls - t.blocked:>7}{t.blocked:>8}{t.total_tokens:>12,}{cost:>13}"
+                    f"{t.unpriced_tokens:>14,}" + (f"{t.wasted_tokens:>12,}" if waste else "")
                 )
             lines.append("")
-        total = Totals()
-        for t in self.rollup("team").values():
-            for i, n in enumerate(t.tokens):
-                total.tokens[i] += n
-            total.cost += t.cost
-            total.wasted_tokens += t.wasted_tokens
-            total.wasted_cost += t.wasted_cost
         if total.total_tokens:
             classes = ", ".join(f"{c} {n:,}" for c, n in zip(TOKEN_CLASSES, total.tokens, strict=False) if n)
             lines.append(f"Token classes: {classes}")
@@ -140,22 +145,36 @@ class Ledger:
             lines.append("")
         runs = self.runs()
         if runs:
-            lines.append("Per-run spread (tokens per run):")
-            lines.append(f"  {'workflow':<28}{'runs':>6}{'p50':>10}{'p99':>10}{'max':>10}{'p99/p50':>9}")
+            lines.append("Per-run spread (tokens and cost per run):")
+            lines.append(f"  {'workflow':<26}{'runs':>6}{'p50':>10}{'p99':>10}{'max':>10}{'p99/p50':>9}"
+                         f"{'cost p50':>11}{'cost p99':>11}")
             for name, values in sorted(runs.items()):
                 tokens = sorted(v[0] for v in values)
+                costs = sorted(v[1] for v in values)
                 p50, p99 = _quantile(tokens, 0.5), _quantile(tokens, 0.99)
                 ratio = f"{p99 / p50:.1f}x" if p50 else "-"
-                lines.append(f"  {name:<28}{len(tokens):>6}{p50:>10,}{p99:>10,}{tokens[-1]:>10,}{ratio:>9}")
+                lines.append(f"  {name:<26}{len(tokens):>6}{p50:>10,}{p99:>10,}{tokens[-1]:>10,}{ratio:>9}"
+                             f"{_quantile(costs, 0.5):>11.4f}{_quantile(costs, 0.99):>11.4f}")
         return "\n".join(lines).rstrip() + "\n"
+
+
+def _add(total: Totals, t: Totals) -> None:
+    for i, n in enumerate(t.tokens):
+        total.tokens[i] += n
+    total.cost += t.cost
+    total.unpriced_tokens += t.unpriced_tokens
+    total.calls += t.calls
+    total.blocked += t.blocked
+    total.wasted_tokens += t.wasted_tokens
+    total.wasted_cost += t.wasted_cost
 
 
 def _usd(value: Decimal) -> str:
     return f"{value:.6f}"
 
 
-def _quantile(sorted_values: list[int], q: float) -> int:
+def _quantile(sorted_values: list[_N], q: float) -> _N:
     if not sorted_values:
-        return 0
+        raise ValueError("no values")
     index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
     return sorted_values[index]

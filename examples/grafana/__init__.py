@@ -1,0 +1,1 @@
+"""Grafana dashboard for tokenmeter, generated from code (see dashboard.py)."""
