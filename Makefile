@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-fast lint typecheck bench bench-full backends litellm-venv redis clean
+.PHONY: demo test test-unit test-fast dashboards lint typecheck bench bench-full backends litellm-venv redis clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ redis:
 
 litellm-venv:
 	bash scripts/litellm-venv.sh
+
+## dashboards: regenerate the Grafana dashboard and Prometheus rules from code
+dashboards: $(STAMP)
+	$(PY) -m examples.grafana.dashboard
+	$(PY) -m examples.prometheus.rules
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check tokenmeter integrations tests examples benchmarks
