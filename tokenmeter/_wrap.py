@@ -49,9 +49,9 @@ class Endpoint(Protocol):
         """The :class:`Request` for this call (provider, model, max tokens, messages...)."""
         ...
 
-    def prepare(self, request: Request, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[
-        tuple[Any, ...], dict[str, Any]
-    ]:
+    def prepare(
+        self, request: Request, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The arguments to send: apply a rewritten ``request.model``, inject stream options."""
         ...
 
@@ -60,9 +60,14 @@ class Endpoint(Protocol):
         ...
 
 
-def _before(endpoint: Endpoint, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[
-    MeteredCall | None, tuple[Any, ...], dict[str, Any]
-]:
+def open_call(
+    endpoint: Endpoint, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[MeteredCall | None, tuple[Any, ...], dict[str, Any]]:
+    """The shared start of every metered call: guard, request, policy gate, prepared arguments.
+
+    Returns ``(None, args, kwargs)`` when the call is not to be metered (not configured, already inside a
+    metered call, or a fault). Raises only the policy's refusal, before anything is sent.
+    """
     if IN_CALL.get():
         return None, args, kwargs
     try:
@@ -81,7 +86,8 @@ def _before(endpoint: Endpoint, instance: Any, args: tuple[Any, ...], kwargs: di
     return call, new_args, new_kwargs
 
 
-def _after(endpoint: Endpoint, call: MeteredCall, response: Any, is_async: bool) -> Any:
+def finish_call(endpoint: Endpoint, call: MeteredCall, response: Any, is_async: bool) -> Any:
+    """The shared end: meter a plain response, or hand back a metering proxy of a stream."""
     try:
         outcome = endpoint.result(response, call.request)
     except Exception:
@@ -113,7 +119,7 @@ def sync_wrapper(endpoint: Endpoint) -> Callable[..., Any]:
     """A ``wrapt`` wrapper metering a synchronous SDK method."""
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        call, args, kwargs = _before(endpoint, instance, args, kwargs)
+        call, args, kwargs = open_call(endpoint, instance, args, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
         token = IN_CALL.set(True)
@@ -124,7 +130,7 @@ def sync_wrapper(endpoint: Endpoint) -> Callable[..., Any]:
             raise
         finally:
             IN_CALL.reset(token)
-        return _after(endpoint, call, response, False)
+        return finish_call(endpoint, call, response, False)
 
     return wrapper
 
@@ -133,7 +139,7 @@ def async_wrapper(endpoint: Endpoint) -> Callable[..., Any]:
     """A ``wrapt`` wrapper metering an ``async`` SDK method."""
 
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        call, args, kwargs = _before(endpoint, instance, args, kwargs)
+        call, args, kwargs = open_call(endpoint, instance, args, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
         token = IN_CALL.set(True)
@@ -144,9 +150,18 @@ def async_wrapper(endpoint: Endpoint) -> Callable[..., Any]:
             raise
         finally:
             IN_CALL.reset(token)
-        return _after(endpoint, call, response, True)
+        return finish_call(endpoint, call, response, True)
 
     return wrapper
 
 
-__all__ = ["Endpoint", "PolicyViolation", "Result", "StreamAccumulator", "async_wrapper", "sync_wrapper"]
+__all__ = [
+    "Endpoint",
+    "PolicyViolation",
+    "Result",
+    "StreamAccumulator",
+    "async_wrapper",
+    "finish_call",
+    "open_call",
+    "sync_wrapper",
+]

@@ -1,0 +1,216 @@
+"""Anthropic Messages usage: the pure mapping from the API's usage objects and stream events to ``Usage``.
+
+Shared by the ``anthropic`` integration and Bedrock's Anthropic ``InvokeModel`` bodies. See
+``tokenmeter.integrations.anthropic`` for the mapping rules.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from tokenmeter._call import Request
+from tokenmeter._tokens import count_tokens
+from tokenmeter._usage import Usage
+from tokenmeter._wrap import Result
+
+
+def get(obj: Any, name: str) -> Any:
+    """``obj[name]`` of a mapping, else ``obj.name``; ``None`` when absent."""
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+@dataclass
+class Counts:
+    """Token counts as a provider reported them: ``None`` = not reported (or unusable).
+
+    ``reasoning`` is the part of ``output`` spent thinking. ``malformed`` is set when a reported value
+    was unusable (a string, a negative number, a float...): that field then counts as not reported.
+    """
+
+    input: int | None = None
+    cache_read: int | None = None
+    cache_write: int | None = None
+    output: int | None = None
+    reasoning: int | None = None
+    malformed: bool = False
+
+    def set(self, name: str, value: Any) -> None:
+        """Take a reported value: a later report replaces an earlier one; ``None`` changes nothing."""
+        if value is None:
+            return
+        if type(value) is int and value >= 0:
+            setattr(self, name, value)
+        else:
+            self.malformed = True
+
+    @property
+    def reported(self) -> bool:
+        """Whether the input or the output count is usable."""
+        return self.input is not None or self.output is not None
+
+    def usage(
+        self, prompt: Callable[[], int] | None = None, completion: Callable[[], int] | None = None
+    ) -> Usage | None:
+        """The disjoint :class:`Usage`; a missing input/output is estimated with ``prompt`` / ``completion``.
+
+        Without estimators a missing count is 0, and ``None`` is returned when neither input nor output
+        was reported. Anything missing or malformed flags the usage ``estimated``.
+        """
+        if not self.reported and (prompt is None or completion is None):
+            return None
+        estimated = self.malformed
+        input_ = self.input
+        if input_ is None:
+            input_, estimated = (prompt() if prompt else 0), True
+        output = self.output
+        if output is None:
+            output, estimated = (completion() if completion else 0), True
+        reasoning = self.reasoning if self.reasoning is not None and self.reasoning <= output else 0
+        return Usage(
+            input=input_,
+            cache_read=self.cache_read or 0,
+            cache_write=self.cache_write or 0,
+            output=output - reasoning,
+            reasoning=reasoning,
+            estimated=estimated,
+        )
+
+
+def read_usage(counts: Counts, usage: Any) -> None:
+    """Fold one Anthropic ``usage`` object or dict (of a Message, ``message_start`` or ``message_delta``)."""
+    if usage is None:
+        return
+    counts.set("input", get(usage, "input_tokens"))
+    counts.set("cache_read", get(usage, "cache_read_input_tokens"))
+    counts.set("cache_write", get(usage, "cache_creation_input_tokens"))
+    counts.set("output", get(usage, "output_tokens"))
+    counts.set("reasoning", get(get(usage, "output_tokens_details"), "thinking_tokens"))
+
+
+def usage_from_message(message: Any) -> Usage | None:
+    """The :class:`Usage` of a ``Message`` (SDK object or dict) or of its ``usage``.
+
+    ``None`` when no usable input or output count was reported; a malformed field (string, negative,
+    ``None``) counts as missing and flags the usage estimated. Never raises.
+    """
+    try:
+        usage = get(message, "usage") if get(message, "input_tokens") is None else message
+        counts = Counts()
+        read_usage(counts, usage)
+        return counts.usage()
+    except Exception:
+        return None
+
+
+def usage_from_events(events: Any) -> Usage | None:
+    """The :class:`Usage` of a stream's events (SDK objects or dicts); see :func:`usage_from_message`.
+
+    A stream without its final ``message_delta`` count gives the last reported counts, flagged estimated.
+    """
+    try:
+        folded = MessageEvents()
+        for event in events:
+            folded.add(event)
+        usage = folded.counts.usage()
+        return usage if usage is None or folded.final else replace(usage, estimated=True)
+    except Exception:
+        return None
+
+
+def estimate_prompt(request: Request) -> int:
+    """Locally counted prompt tokens of a request (0 when its messages are unknown)."""
+    source: Any = request.messages if request.messages is not None else request.prompt
+    return int(count_tokens(source, request.model)) if source else 0
+
+
+def estimate_text(text: str, request: Request) -> int:
+    """Locally counted tokens of generated text."""
+    return int(count_tokens(text, request.model)) if text else 0
+
+
+def _text_of_content(content: Any) -> str:
+    parts: list[str] = []
+    for block in content if isinstance(content, list) else []:
+        for key in ("text", "thinking"):
+            value = get(block, key)
+            if isinstance(value, str):
+                parts.append(value)
+        tool_input = get(block, "input")
+        if tool_input is not None:
+            parts.append(json.dumps(tool_input, default=str))
+    return "".join(parts)
+
+
+def message_result(message: Any, request: Request) -> Result:
+    """The :class:`Result` of a complete ``Message`` (object or dict); missing counts are estimated."""
+    counts = Counts()
+    read_usage(counts, get(message, "usage"))
+    usage = counts.usage(
+        lambda: estimate_prompt(request),
+        lambda: estimate_text(_text_of_content(get(message, "content")), request),
+    )
+    return Result(
+        usage,
+        response_model=_str(get(message, "model")),
+        response_id=_str(get(message, "id")),
+        finish_reasons=_reasons(get(message, "stop_reason")),
+    )
+
+
+class MessageEvents:
+    """Folds Anthropic stream events (SDK objects or dicts) into counts, generated text and response facts."""
+
+    def __init__(self) -> None:
+        self.counts = Counts()
+        self.final = False
+        self.model: str | None = None
+        self.id: str | None = None
+        self.stop_reason: str | None = None
+        self.text: list[str] = []
+
+    def add(self, event: Any) -> None:
+        """Take one event."""
+        kind = get(event, "type")
+        if kind == "content_block_delta":
+            delta = get(event, "delta")
+            for key in ("text", "thinking", "partial_json"):
+                piece = get(delta, key)
+                if isinstance(piece, str):
+                    self.text.append(piece)
+        elif kind == "message_start":
+            message = get(event, "message")
+            self.model = _str(get(message, "model")) or self.model
+            self.id = _str(get(message, "id")) or self.id
+            read_usage(self.counts, get(message, "usage"))
+        elif kind == "message_delta":
+            usage = get(event, "usage")
+            read_usage(self.counts, usage)
+            output = get(usage, "output_tokens")
+            if type(output) is int and output >= 0:
+                self.final = True
+            self.stop_reason = _str(get(get(event, "delta"), "stop_reason")) or self.stop_reason
+
+    def result(self, request: Request) -> Result:
+        """The stream's :class:`Result`; counts the stream did not (finally) report are estimated."""
+        counts = self.counts
+        provisional = counts.output
+        if not self.final:
+            counts.output = None
+        usage = counts.usage(
+            lambda: estimate_prompt(request),
+            lambda: max(provisional or 0, estimate_text("".join(self.text), request)),
+        )
+        return Result(usage, response_model=self.model, response_id=self.id, finish_reasons=_reasons(self.stop_reason))
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _reasons(stop_reason: Any) -> list[str] | None:
+    return [stop_reason] if isinstance(stop_reason, str) and stop_reason else None

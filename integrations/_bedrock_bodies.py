@@ -1,0 +1,255 @@
+"""Bedrock ``InvokeModel`` bodies: what each model family's request and response JSON says about tokens.
+
+The body format depends on the model family; bodies are recognised by their shape (a model id may be
+an ARN or an application inference profile that does not name the model):
+
+* Anthropic -- a Messages body: ``usage`` as on the Anthropic API (cache tokens beside ``input_tokens``);
+  stream chunks are Anthropic events;
+* Amazon Nova -- ``usage`` ``inputTokens`` / ``outputTokens`` / ``cacheReadInputTokenCount`` /
+  ``cacheWriteInputTokenCount``; the stream's ``metadata`` chunk carries the same;
+* Meta Llama -- ``prompt_token_count`` / ``generation_token_count`` (cumulative in stream chunks);
+* OpenAI-shaped bodies (``usage.prompt_tokens`` / ``completion_tokens``: gpt-oss, Jamba, DeepSeek);
+* Cohere, Mistral and others report nothing in the body.
+
+Whatever the body says, Bedrock also reports the counts outside it: the ``x-amzn-bedrock-*-token-count``
+response headers of ``InvokeModel`` and the ``amazon-bedrock-invocationMetrics`` of the last stream
+chunk. Those fill in whatever the body lacks; what neither reports is estimated locally.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from tokenmeter._call import Request
+from tokenmeter._usage import Usage
+from tokenmeter._wrap import Result
+
+from ._anthropic_usage import Counts, MessageEvents, estimate_prompt, estimate_text, get, message_result, read_usage
+
+_HEADERS = (
+    ("input", "x-amzn-bedrock-input-token-count"),
+    ("output", "x-amzn-bedrock-output-token-count"),
+    ("cache_read", "x-amzn-bedrock-cache-read-input-token-count"),
+    ("cache_write", "x-amzn-bedrock-cache-write-input-token-count"),
+)
+_METRICS = (
+    ("input", "inputTokenCount"),
+    ("output", "outputTokenCount"),
+    ("cache_read", "cacheReadInputTokenCount"),
+    ("cache_write", "cacheWriteInputTokenCount"),
+)
+_FIELDS = ("input", "cache_read", "cache_write", "output")
+METRICS_KEY = "amazon-bedrock-invocationMetrics"
+
+
+# -- usage of the various shapes ----------------------------------------------------------------
+
+
+def read_bedrock_usage(counts: Counts, usage: Any) -> None:
+    """Fold a Converse ``TokenUsage`` or a Nova ``usage`` (input excludes cache reads and writes)."""
+    if usage is None:
+        return
+    counts.set("input", get(usage, "inputTokens"))
+    counts.set("output", get(usage, "outputTokens"))
+    counts.set("cache_read", _first(usage, "cacheReadInputTokens", "cacheReadInputTokenCount"))
+    counts.set("cache_write", _first(usage, "cacheWriteInputTokens", "cacheWriteInputTokenCount"))
+
+
+def counts_from_headers(headers: Any) -> Counts:
+    """The ``x-amzn-bedrock-*-token-count`` headers of an InvokeModel response (numeric strings)."""
+    counts = Counts()
+    if isinstance(headers, Mapping):
+        lowered = {str(k).lower(): v for k, v in headers.items()}
+        for name, header in _HEADERS:
+            counts.set(name, _header_int(lowered.get(header)))
+    return counts
+
+
+def counts_from_metrics(metrics: Any) -> Counts:
+    """The ``amazon-bedrock-invocationMetrics`` of a stream's last chunk."""
+    counts = Counts()
+    for name, key in _METRICS:
+        counts.set(name, get(metrics, key))
+    return counts
+
+
+def counts_from_body(body: Any) -> Counts:
+    """The counts a parsed InvokeModel response body reports, whatever its family (empty if none)."""
+    counts = Counts()
+    if not isinstance(body, Mapping):
+        return counts
+    usage = body.get("usage")
+    if isinstance(usage, Mapping):
+        if "input_tokens" in usage or "output_tokens" in usage:
+            read_usage(counts, usage)
+        elif "inputTokens" in usage or "outputTokens" in usage:
+            read_bedrock_usage(counts, usage)
+        else:
+            counts.set("input", usage.get("prompt_tokens"))
+            counts.set("output", usage.get("completion_tokens"))
+    elif "prompt_token_count" in body or "generation_token_count" in body:
+        counts.set("input", body.get("prompt_token_count"))
+        counts.set("output", body.get("generation_token_count"))
+    return counts
+
+
+def usage_from_invoke(body: Any, headers: Any = None) -> Usage | None:
+    """The :class:`~tokenmeter.Usage` of an InvokeModel response: its parsed body, completed by its headers.
+
+    ``None`` when neither reports an input or output count. Never raises.
+    """
+    try:
+        return fill(counts_from_body(body), counts_from_headers(headers)).usage()
+    except Exception:
+        return None
+
+
+def fill(counts: Counts, fallback: Counts) -> Counts:
+    """``counts`` with every class it lacks taken from ``fallback`` (in place; returned for chaining)."""
+    for name in _FIELDS:
+        if getattr(counts, name) is None and getattr(fallback, name) is not None:
+            setattr(counts, name, getattr(fallback, name))
+    counts.malformed = counts.malformed or fallback.malformed
+    return counts
+
+
+# -- requests and responses ---------------------------------------------------------------------
+
+
+def request_facts(body: Any) -> tuple[list[Any] | None, str | None, int | None]:
+    """``(messages, prompt, max_tokens)`` of a parsed InvokeModel request body, as far as they are known."""
+    if not isinstance(body, Mapping):
+        return None, None, None
+    messages: list[Any] | None = None
+    raw = body.get("messages")
+    if isinstance(raw, list):
+        messages = list(raw)
+        system = body.get("system")
+        if isinstance(system, (str, list)):
+            messages.insert(0, {"role": "system", "content": system})
+    elif isinstance(body.get("message"), str):  # Cohere
+        history = [{"role": "user", "content": get(m, "message")} for m in body.get("chat_history") or []]
+        preamble = [{"role": "system", "content": body["preamble"]}] if isinstance(body.get("preamble"), str) else []
+        messages = [*preamble, *history, {"role": "user", "content": body["message"]}]
+    prompt = body.get("prompt", body.get("inputText"))
+    config = body.get("inferenceConfig") or body.get("textGenerationConfig") or {}
+    max_tokens = next(
+        (
+            v
+            for v in (
+                body.get("max_tokens"),
+                body.get("max_gen_len"),
+                get(config, "max_new_tokens"),
+                get(config, "maxTokens"),
+                get(config, "maxTokenCount"),
+            )
+            if type(v) is int
+        ),
+        None,
+    )
+    return messages, prompt if isinstance(prompt, str) else None, max_tokens
+
+
+def invoke_result(data: bytes, headers: Any, request: Request) -> Result:
+    """The :class:`Result` of an InvokeModel response body (bytes) and its HTTP headers."""
+    try:
+        body = json.loads(data)
+    except ValueError:
+        body = None
+    if isinstance(body, Mapping) and (body.get("type") == "message" or ("stop_reason" in body and "content" in body)):
+        result = message_result(body, request)  # Anthropic: also gives the response model and id
+        counts = Counts()
+        read_usage(counts, body.get("usage"))
+        if counts.input is not None and counts.output is not None and not counts.malformed:
+            return result
+    counts = fill(counts_from_body(body), counts_from_headers(headers))
+    usage = counts.usage(lambda: estimate_prompt(request), lambda: estimate_text(text_of_body(body), request))
+    model = get(body, "model") if isinstance(body, Mapping) else None
+    return Result(usage, response_model=model if isinstance(model, str) else None)
+
+
+def text_of_body(body: Any) -> str:
+    """The generated text in a response body or stream chunk of any family (for estimates)."""
+    if not isinstance(body, Mapping):
+        return ""
+    parts: list[str] = []
+    for key in ("generation", "text", "outputText", "completion"):
+        if isinstance(body.get(key), str):
+            parts.append(body[key])
+    containers = [get(get(get(body, "output"), "message"), "content"), body.get("content")]
+    containers += [get(r, "outputText") for r in body.get("results") or []]
+    containers += [get(get(c, "message"), "content") for c in body.get("choices") or []]
+    containers += [get(o, "text") for o in body.get("outputs") or []]
+    for value in containers:
+        if isinstance(value, str):
+            parts.append(value)
+        elif isinstance(value, list):
+            parts.extend(get(block, "text") for block in value if isinstance(get(block, "text"), str))
+    delta = get(get(body, "contentBlockDelta"), "delta")
+    if isinstance(get(delta, "text"), str):
+        parts.append(get(delta, "text"))
+    return "".join(parts)
+
+
+class InvokeStreamAccumulator:
+    """``InvokeModelWithResponseStream`` chunks (``{"chunk": {"bytes": b"<json>"}}``) of any family."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.anthropic = MessageEvents()
+        self.body = Counts()
+        self.metrics = Counts()
+        self.text: list[str] = []
+
+    def on_chunk(self, chunk: Any) -> bool:
+        data = get(get(chunk, "chunk"), "bytes")
+        if not isinstance(data, (bytes, str)):
+            return True
+        event = json.loads(data)
+        if not isinstance(event, Mapping):
+            return True
+        if METRICS_KEY in event:
+            self.metrics = counts_from_metrics(event[METRICS_KEY])
+        if isinstance(event.get("type"), str):
+            self.anthropic.add(event)
+            return True
+        self.text.append(text_of_body(event))
+        read_bedrock_usage(self.body, get(event.get("metadata"), "usage"))
+        self.body.set("input", event.get("prompt_token_count"))
+        self.body.set("output", event.get("generation_token_count"))
+        return True
+
+    def result(self) -> Result:
+        request = self.request
+        anthropic = self.anthropic
+        if anthropic.counts.reported or anthropic.text:
+            if anthropic.final or not self.metrics.reported:
+                return anthropic.result(request)
+            counts = fill(Counts(), self.metrics)
+            counts.cache_read = anthropic.counts.cache_read if counts.cache_read is None else counts.cache_read
+            counts.cache_write = anthropic.counts.cache_write if counts.cache_write is None else counts.cache_write
+            text = "".join(anthropic.text)
+            model = anthropic.model
+        else:
+            counts = fill(self.body, self.metrics) if self.metrics.reported else self.body
+            text = "".join(self.text)
+            model = None
+        usage = counts.usage(lambda: estimate_prompt(request), lambda: estimate_text(text, request))
+        return Result(usage, response_model=model)
+
+
+def _first(obj: Any, *names: str) -> Any:
+    for name in names:
+        value = get(obj, name)
+        if value is not None:
+            return value
+    return None
+
+
+def _header_int(value: Any) -> Any:
+    if isinstance(value, str):
+        stripped = value.strip()
+        return int(stripped) if stripped.isdigit() else (None if not stripped else stripped)
+    return value
