@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from . import _meter, _safe
+from . import _meter, _orphans, _safe
 from ._context import Scope, add_scope_attributes, current_scope
 from ._errors import PolicyViolation
 from ._instruments import depth_bucket
@@ -141,28 +141,54 @@ class MeteredCall:
     ) -> None:
         meter, req, scope = self.meter, self.request, self.scope
         duration = time.perf_counter() - self._t0
-        if usage is not None:
-            cost = meter.prices.cost(req.provider, req.model, usage)
-            if provider_cost_usd is not None:
-                cost = Cost(provider_cost_usd, "provider", cost.by_class)
-        else:
-            cost = UNPRICED
-        error_type = None if error is None else _error_type(error)
-        self._record_metrics(usage, cost, error_type, duration)
-        if scope.node is not None:
-            scope.node.add_call(usage, cost.usd, error=error is not None)
-        # After the rollup: the run guard releases this call's estimate only once its usage is counted.
-        if meter.gate is not None:
-            try:
+        cost = UNPRICED
+        error_type: str | None = None
+        # Each sink is isolated: a fault in one never costs the span or the others their record.
+        try:
+            error_type = None if error is None else _error_type(error)
+            if usage is not None:
+                cost = meter.prices.cost(req.provider, req.model, usage)
+                if provider_cost_usd is not None:
+                    cost = _provider_cost(provider_cost_usd, cost, usage)
+        except Exception:
+            _safe.log_once("call.price", "tokenmeter: pricing a call failed; it is reported unpriced")
+        try:
+            self._record_metrics(usage, cost, error_type, duration)
+        except Exception:
+            _safe.log_once("call.metrics", "tokenmeter: recording call metrics failed")
+        try:
+            if scope.node is not None:
+                scope.node.add_call(usage, cost.usd, error=error is not None)
+            # After the rollup: the run guard releases this call's estimate only once its usage is counted.
+            if meter.gate is not None:
                 meter.gate.after(self, usage, cost, error)
-            except Exception:
-                _safe.log_once("gate.after", "tokenmeter: settling the budget reservation failed")
-        meter.ledger.add_call(
-            (scope.team or "-", scope.workflow or "-", self.tier, req.provider, req.model),
-            usage,
-            cost.usd,
-            "ok" if error is None else "error",
-        )
+        except Exception:
+            _safe.log_once("gate.after", "tokenmeter: settling the rollup or budget reservation failed")
+        try:
+            meter.ledger.add_call(self._ledger_key(), usage, cost.usd, "ok" if error is None else "error")
+        except Exception:
+            _safe.log_once("call.ledger", "tokenmeter: adding a call to the ledger failed")
+        try:
+            self._end_span(usage, cost, error, error_type, response_model, response_id, finish_reasons)
+        except Exception:
+            _safe.log_once("call.span", "tokenmeter: ending a call span failed")
+            if self.span is not None:
+                self.span.end()
+
+    def _ledger_key(self) -> tuple[str, str, str, str, str]:
+        scope = self.scope
+        return (scope.team or "-", scope.workflow or "-", self.tier, self.request.provider, self.request.model)
+
+    def _end_span(
+        self,
+        usage: Usage | None,
+        cost: Cost,
+        error: BaseException | None,
+        error_type: str | None,
+        response_model: str | None,
+        response_id: str | None,
+        finish_reasons: Sequence[str] | None,
+    ) -> None:
         span = self.span
         if span is not None and span.is_recording():
             attrs: dict[str, Any] = {}
@@ -176,7 +202,7 @@ class MeteredCall:
                 attrs["gen_ai.usage.input_tokens"] = usage.input_total
                 attrs["gen_ai.usage.output_tokens"] = usage.output_total
                 attrs["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read
-                attrs["gen_ai.usage.cache_write.input_tokens"] = usage.cache_write
+                attrs["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write
                 attrs["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning
                 attrs["tokenmeter.usage.estimated"] = usage.estimated
             else:
@@ -245,18 +271,31 @@ class MeteredCall:
         """Record a call the policy refused before sending (no tokens, outcome ``blocked``)."""
         self._done = True
         try:
-            scope, req, ins = self.scope, self.request, self.meter.instruments
+            ins = self.meter.instruments
             key = self._metric_key(type(violation).__name__)
             reg = ins.call_attributes(key)
             with ins.register_lock:
                 reg.blocked_calls += 1
-            self.meter.ledger.add_call(
-                (scope.team or "-", scope.workflow or "-", self.tier, req.provider, req.model), None, None, "blocked"
-            )
+            self.meter.ledger.add_call(self._ledger_key(), None, None, "blocked")
             if self.span is not None:
                 self.span.end()
         except Exception:
             _safe.log_once("call.blocked", "tokenmeter: recording a blocked call failed")
+
+
+def _provider_cost(usd: Decimal, table: Cost, usage: Usage) -> Cost:
+    """A provider-reported cost, split over the token classes like the table's (or like the tokens)."""
+    if table.by_class is not None and table.usd:
+        weights: tuple[Decimal, ...] = table.by_class
+        total = table.usd
+    else:
+        weights = tuple(Decimal(n) for _, n in usage.by_class())
+        total = Decimal(usage.total)
+    if not total:
+        return Cost(usd, "provider", (usd, Decimal(0), Decimal(0), Decimal(0), Decimal(0)))
+    parts = [usd * w / total for w in weights]
+    parts[0] += usd - sum(parts)  # rounding remainder, so the parts add up to the reported cost exactly
+    return Cost(usd, "provider", tuple(parts))
 
 
 def _error_type(error: BaseException) -> str:
@@ -279,6 +318,8 @@ def begin(request: Request) -> MeteredCall | None:
     meter = _meter.active()
     if meter is None:
         return None
+    if _orphans._QUEUE:
+        _orphans.drain()
     try:
         call = MeteredCall(meter, request, current_scope())
         call._start()

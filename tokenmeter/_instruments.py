@@ -8,7 +8,8 @@ SDK's own ``add``/``record``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -133,6 +134,14 @@ class Instruments:
         self.policy_decisions = meter.create_counter(
             "tokenmeter.policy.decisions", unit="{decision}", description="Policy decisions on LLM calls."
         )
+        # Set by the governance gate of the meter in force; the gauge is registered once per provider.
+        self.budget_observer: Callable[[CallbackOptions], Iterable[Observation]] | None = None
+        meter.create_observable_gauge(
+            "tokenmeter.budget.utilization",
+            [self._observe_budgets],
+            unit="1",
+            description="Settled spend of each budget's current window over its limit.",
+        )
         self._cache: dict[tuple[Any, ...], CallAttributes] = {}
         self._by_attributes: dict[frozenset[tuple[str, Any]], CallAttributes] = {}
         self._lock = threading.Lock()
@@ -159,6 +168,20 @@ class Instruments:
                 self._cache.clear()  # only the key -> register shortcut; registers are kept
             self._cache[key] = built
         return built
+
+    def reconfigure(self, *, cardinality_limit: int, extra_dimensions: Iterable[str]) -> None:
+        """Adopt a new configuration, keeping the registers (counters are cumulative)."""
+        self.limiter.limit = cardinality_limit
+        extra = tuple(k for k in extra_dimensions if k not in NEVER_ON_METRICS)
+        if extra != self.extra_dimensions:
+            self.extra_dimensions = extra
+            with self._lock:
+                self._cache.clear()
+        self.budget_observer = None
+
+    def _observe_budgets(self, options: CallbackOptions) -> Iterable[Observation]:
+        observer = self.budget_observer
+        return observer(options) if observer is not None else ()
 
     def _registers(self) -> list[CallAttributes]:
         with self._lock:
@@ -231,3 +254,29 @@ class CallAttributes:
         self.ok_calls = 0
         self.error_calls = 0
         self.blocked_calls = 0
+
+
+_BY_PROVIDER: weakref.WeakKeyDictionary[Any, Instruments] = weakref.WeakKeyDictionary()
+
+
+def instruments_for(
+    provider: Any, meter: OtelMeter, *, cardinality_limit: int, extra_dimensions: Iterable[str]
+) -> Instruments:
+    """The instruments of ``provider``: created once, then reused when tokenmeter is reconfigured.
+
+    The SDK hands back an already registered observable instrument (with its first callbacks) when the
+    same name is created again on the same provider, so new registers would never be read.
+    """
+    try:
+        found = _BY_PROVIDER.get(provider)
+    except TypeError:
+        found = None
+    if found is not None:
+        found.reconfigure(cardinality_limit=cardinality_limit, extra_dimensions=extra_dimensions)
+        return found
+    created = Instruments(meter, cardinality_limit=cardinality_limit, extra_dimensions=extra_dimensions)
+    try:
+        _BY_PROVIDER[provider] = created
+    except TypeError:
+        pass
+    return created

@@ -9,10 +9,10 @@ from typing import Any
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
 
-from . import _safe
+from . import _orphans, _safe
 from ._config import Options, resolve_options
 from ._errors import ConfigError
-from ._instruments import Instruments
+from ._instruments import instruments_for
 from ._ledger import Ledger
 from ._prices import PriceBook
 from ._tiers import TierResolver
@@ -44,8 +44,11 @@ class Meter:
         version = _version()
         self.tracer = self.tracer_provider.get_tracer(SCOPE_NAME, version)
         otel_meter = self.meter_provider.get_meter(SCOPE_NAME, version)
-        self.instruments = Instruments(
-            otel_meter, cardinality_limit=options.cardinality_limit, extra_dimensions=options.metric_attributes
+        self.instruments = instruments_for(
+            self.meter_provider,
+            otel_meter,
+            cardinality_limit=options.cardinality_limit,
+            extra_dimensions=options.metric_attributes,
         )
         self.ledger = Ledger()
         from ._governance import build_gate
@@ -86,6 +89,7 @@ class Meter:
     # -- lifecycle -----------------------------------------------------------------------------
     def force_flush(self, timeout_millis: int = 10_000) -> bool:
         """Export everything recorded so far (spans and metrics). Returns False on timeout or error."""
+        _orphans.drain()
         ok = True
         for provider in (self.tracer_provider, self.meter_provider):
             flush = getattr(provider, "force_flush", None)
@@ -169,6 +173,7 @@ def configure(**options: Any) -> Meter:
         except ImportError as exc:
             raise ConfigError(f"a package needed by this configuration is missing: {exc}") from exc
         set_default_tokenizer(meter.tokenizer)
+        _orphans.start_reaper()
         if resolved.instrument_threads:
             from ._threads import instrument_executors
 

@@ -30,9 +30,10 @@ class Attempt:
         self._token: Any = None
         self._node: Node | None = None
         self._scope: Any = None
+        self._parent: Any = None
 
     def __enter__(self) -> Attempt:
-        parent = current_scope()
+        parent = self._parent = current_scope()
         self._node = Node(parent.node)
         self._scope = replace(parent, attempt=self.number, node=self._node)
         self._token = set_scope(self._scope)
@@ -41,7 +42,10 @@ class Attempt:
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        reset_scope(self._token)
+        try:
+            reset_scope(self._token)
+        except ValueError:  # left in another context than it was entered in: restore, never raise
+            set_scope(self._parent)
         if exc is None:
             self.loop.done = True
             return False

@@ -7,6 +7,7 @@ async generators are all supported; a generator's scope is active only while its
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import uuid
@@ -25,19 +26,23 @@ from ._usage import TOKEN_CLASSES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Frames entered with ``with`` / ``async with`` and not yet left, in this context.
+_OPEN: contextvars.ContextVar[tuple[_Frame, ...]] = contextvars.ContextVar("tokenmeter.open_frames", default=())
+
 _OPERATION = {"workflow": "invoke_workflow", "agent": "invoke_agent", "tool": "execute_tool", "step": None}
 
 
 class _Frame:
     """One active use of a scope spec: the scope, its span and the tokens needed to leave it."""
 
-    __slots__ = ("_ctx", "_tokens", "node", "scope", "span", "spec")
+    __slots__ = ("_ctx", "_parent", "_parent_ctx", "_tokens", "node", "scope", "span", "spec")
 
     def __init__(self, spec: ScopeSpec) -> None:
         self.spec = spec
         self.span: Any = None
         self._tokens: list[Any] = []
-        parent = current_scope()
+        self._parent_ctx = otel_context.get_current()
+        parent = self._parent = current_scope()
         kind = spec.kind
         node: Node | None = None
         run = parent.run
@@ -100,8 +105,15 @@ class _Frame:
 
     def deactivate(self) -> None:
         scope_token, ctx_token = self._tokens.pop()
+        try:
+            reset_scope(scope_token)
+        except ValueError:
+            # Left in another context than it was entered in (e.g. a generator stepped through a thread
+            # pool): restore the parent explicitly instead of raising into the host.
+            set_scope(self._parent)
+            otel_context.attach(self._parent_ctx)
+            return
         otel_context.detach(ctx_token)
-        reset_scope(scope_token)
 
     def close(self, error: BaseException | None) -> None:
         """End the span with the subtree's rollups; report waste and the run if this frame owns them."""
@@ -204,19 +216,36 @@ class ScopeSpec:
         self.extra = extra
         self.max_tokens = max_tokens
         self.max_cost_usd = max_cost_usd
-        self._frames: list[_Frame] = []
+        self._frames: list[_Frame] = []  # open frames of this spec, whatever context they were entered in
 
     # -- context manager -------------------------------------------------------------------------
     def __enter__(self) -> Scope:
         frame = _Frame(self)
         frame.activate()
+        _OPEN.set((*_OPEN.get(), frame))
         self._frames.append(frame)
         return frame.scope
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        frame = self._frames.pop()
-        frame.deactivate()
-        frame.close(exc)
+        # The frame this spec opened in *this* context (a spec may be entered by several tasks at once);
+        # failing that (left from another context, e.g. a generator stepped through a thread pool), the
+        # spec's most recent open frame.
+        frames = _OPEN.get()
+        index = next((i for i in range(len(frames) - 1, -1, -1) if frames[i].spec is self), None)
+        if index is not None:
+            frame = frames[index]
+            _OPEN.set(frames[:index] + frames[index + 1 :])
+        elif self._frames:
+            frame = self._frames[-1]
+        else:
+            return
+        try:
+            self._frames.remove(frame)
+            frame.deactivate()
+        except Exception:
+            _safe.log_once("scope.exit", "tokenmeter: leaving a scope failed")
+        finally:
+            frame.close(None if isinstance(exc, GeneratorExit) else exc)
 
     async def __aenter__(self) -> Scope:
         return self.__enter__()
@@ -236,15 +265,22 @@ class ScopeSpec:
                 gen = fn(*args, **kwargs)
                 try:
                     sent: Any = None
+                    thrown: BaseException | None = None
                     while True:
                         frame.activate()
                         try:
-                            item = await gen.asend(sent)
+                            item = await (gen.asend(sent) if thrown is None else gen.athrow(thrown))
                         except StopAsyncIteration:
                             return
                         finally:
                             frame.deactivate()
-                        sent = yield item
+                        thrown = None
+                        try:
+                            sent = yield item
+                        except GeneratorExit:
+                            raise
+                        except BaseException as exc:  # athrow(): hand it to the user's generator
+                            thrown = exc
                 except BaseException as exc:
                     error = exc if not isinstance(exc, GeneratorExit) else None
                     raise
@@ -262,15 +298,22 @@ class ScopeSpec:
                 gen = fn(*args, **kwargs)
                 try:
                     sent: Any = None
+                    thrown: BaseException | None = None
                     while True:
                         frame.activate()
                         try:
-                            item = gen.send(sent)
+                            item = gen.send(sent) if thrown is None else gen.throw(thrown)
                         except StopIteration as stop:
                             return stop.value
                         finally:
                             frame.deactivate()
-                        sent = yield item
+                        thrown = None
+                        try:
+                            sent = yield item
+                        except GeneratorExit:
+                            raise
+                        except BaseException as exc:  # throw(): hand it to the user's generator
+                            thrown = exc
                 except BaseException as exc:
                     error = exc if not isinstance(exc, GeneratorExit) else None
                     raise

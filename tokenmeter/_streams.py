@@ -1,8 +1,9 @@
 """Stream proxies: meter a provider stream exactly once, however the caller leaves it.
 
 The proxy forwards everything to the SDK's stream object (attributes, ``response``, helpers) and
-finalizes on exhaustion, ``close()``, leaving its ``with`` block, an error mid-stream, an early
-``break`` followed by garbage collection, or interpreter shutdown -- whichever comes first.
+finalizes on exhaustion, ``close()``, leaving its ``with`` block, an error mid-stream, or an early
+``break`` followed by garbage collection -- whichever comes first. A collected proxy is finished soon
+after, outside the garbage collector (see ``_orphans``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import wrapt
 
-from . import _safe
+from . import _orphans, _safe
 from ._call import MeteredCall
 from ._wrap import Result, StreamAccumulator
 
@@ -37,6 +38,12 @@ class _Finalizer:
         if self.done:
             return
         self.done = True
+        try:
+            self._finish(error)
+        except Exception:
+            _safe.log_once("stream.finish", "tokenmeter: finishing a stream failed")
+
+    def _finish(self, error: BaseException | None) -> None:
         try:
             result: Result = self.acc.result()
         except Exception:
@@ -102,10 +109,9 @@ class MeteredStream(wrapt.ObjectProxy[Any]):
             self._self_fin.finish()
 
     def __del__(self) -> None:
-        try:
-            self._self_fin.finish()
-        except Exception:
-            pass
+        fin = self._self_fin
+        if not fin.done:
+            _orphans.abandon(fin.finish)
 
 
 class AsyncMeteredStream(wrapt.ObjectProxy[Any]):
@@ -163,7 +169,6 @@ class AsyncMeteredStream(wrapt.ObjectProxy[Any]):
             self._self_fin.finish()
 
     def __del__(self) -> None:
-        try:
-            self._self_fin.finish()
-        except Exception:
-            pass
+        fin = self._self_fin
+        if not fin.done:
+            _orphans.abandon(fin.finish)

@@ -23,7 +23,8 @@ def in_context(fn: Callable[..., T]) -> Callable[..., T]:
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> T:
-        return ctx.run(fn, *args, **kwargs)
+        # A fresh copy per run: the same wrapped function may run in several threads at once.
+        return ctx.copy().run(fn, *args, **kwargs)
 
     return run
 

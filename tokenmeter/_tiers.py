@@ -6,6 +6,8 @@ import fnmatch
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 
+from . import _safe
+
 # Default tier thresholds on the input price in USD per million tokens:
 #   price < 0.50            -> "small"     (gpt-4o-mini, claude-haiku, nova-lite, gemini-flash)
 #   0.50 <= price < 5.00    -> "standard"  (gpt-4o, claude-sonnet, gemini-pro, o3)
@@ -41,7 +43,11 @@ class TierResolver:
         for pattern, tier in self._globs:
             if fnmatch.fnmatchcase(model, pattern):
                 return tier
-        price = self._price_of(provider, model)
+        try:
+            price = self._price_of(provider, model)
+        except Exception:
+            _safe.log_once("tier.price", "tokenmeter: looking up a price for the model tier failed")
+            return UNKNOWN
         if price is None:
             return UNKNOWN
         if price < SMALL_BELOW:

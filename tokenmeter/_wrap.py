@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
-from . import _safe
+from . import _meter, _safe
 from ._call import MeteredCall, Request, begin
 from ._context import IN_CALL
 from ._errors import PolicyViolation
@@ -68,7 +68,7 @@ def open_call(
     Returns ``(None, args, kwargs)`` when the call is not to be metered (not configured, already inside a
     metered call, or a fault). Raises only the policy's refusal, before anything is sent.
     """
-    if IN_CALL.get():
+    if IN_CALL.get() or _meter.active() is None:
         return None, args, kwargs
     try:
         request = endpoint.request(instance, args, kwargs)

@@ -42,7 +42,7 @@ def usage_of(span: ReadableSpan) -> Usage:
     """The usage a span reports, as far as the semconv attributes allow (input/output totals split by class)."""
     a = dict(span.attributes or {})
     cache_read = int(a.get("gen_ai.usage.cache_read.input_tokens", 0))
-    cache_write = int(a.get("gen_ai.usage.cache_write.input_tokens", 0))
+    cache_write = int(a.get("gen_ai.usage.cache_creation.input_tokens", 0))
     reasoning = int(a.get("gen_ai.usage.reasoning.output_tokens", 0))
     return Usage(
         input=int(a["gen_ai.usage.input_tokens"]) - cache_read - cache_write,
@@ -102,7 +102,7 @@ def assert_metered(
     assert a["gen_ai.usage.input_tokens"] == usage.input_total
     assert a["gen_ai.usage.output_tokens"] == usage.output_total
     assert a["gen_ai.usage.cache_read.input_tokens"] == usage.cache_read
-    assert a["gen_ai.usage.cache_write.input_tokens"] == usage.cache_write
+    assert a["gen_ai.usage.cache_creation.input_tokens"] == usage.cache_write
     assert a["gen_ai.usage.reasoning.output_tokens"] == usage.reasoning
     assert a["tokenmeter.usage.estimated"] is usage.estimated
     assert "error.type" not in a

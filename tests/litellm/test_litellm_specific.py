@@ -35,14 +35,14 @@ EXPECTED = Usage(input=15, cache_read=30, output=6)
 def spy(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
     """``(integration module, whether it started metering)`` for every patched call entered."""
     seen: list[tuple[str, bool]] = []
-    original = tokenmeter._wrap._before
+    original = tokenmeter._wrap.open_call
 
     def before(endpoint: Any, *args: Any) -> Any:
         outcome = original(endpoint, *args)
         seen.append((type(endpoint).__module__.rsplit(".", 1)[-1], outcome[0] is not None))
         return outcome
 
-    monkeypatch.setattr(tokenmeter._wrap, "_before", before)
+    monkeypatch.setattr(tokenmeter._wrap, "open_call", before)
     return seen
 
 

@@ -46,6 +46,7 @@ def test_a_failing_price_lookup_never_breaks_the_host(
         raise RuntimeError("price table exploded")
 
     monkeypatch.setattr(cap.meter.prices, "cost", broken)
+    monkeypatch.setattr(tokenmeter._safe, "_seen", set())  # other tests may have logged these sites
     with caplog.at_level(logging.WARNING, logger="tokenmeter"):
         for _ in range(3):
             tokenmeter.record("openai", "gpt-4o", Usage(input=1))
@@ -56,8 +57,13 @@ def test_a_failing_price_lookup_never_breaks_the_host(
             return "result"
 
         assert run() == "result"
-    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(warnings) == 1  # logged once, then at debug level
+        first = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        for _ in range(5):
+            tokenmeter.record("openai", "gpt-4o", Usage(input=1))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == first  # each fault site is logged once, then at debug level
+    assert 1 <= len(warnings) <= 2 and len(set(warnings)) == len(warnings)
+    assert cap.counter("tokenmeter.calls") == 9  # every call still metered, as unpriced
 
 
 def test_a_failing_attribute_build_never_breaks_the_host(cap: Capture, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -81,7 +81,7 @@ class Gate:
         self._runs = RunGuard()
         self._down_until: float | None = None
         if self.store is not None:
-            _signals.register_gauge(otel_meter, budgets, self.store, lambda: self.clock())
+            _signals.register_gauge(meter.instruments, budgets, self.store, lambda: self.clock())
 
     # -- before --------------------------------------------------------------------------------
     def before(self, call: Any) -> None:

@@ -100,7 +100,7 @@ def warn(budget: Budget, state: BucketState, thresholds: Sequence[float], now: f
                 _safe.log_once("on_budget_warning", "tokenmeter: the on_budget_warning callback raised")
 
 
-def register_gauge(otel_meter: Any, budgets: Sequence[Budget], store: BudgetStore,
+def register_gauge(instruments: Any, budgets: Sequence[Budget], store: BudgetStore,
                    clock: Callable[[], float]) -> None:
     """``tokenmeter.budget.utilization``: one point per budget, read from the store at collection time."""
 
@@ -116,7 +116,4 @@ def register_gauge(otel_meter: Any, budgets: Sequence[Budget], store: BudgetStor
             out.append(Observation(utilization(budget, state), {"tokenmeter.budget.name": budget.name}))
         return out
 
-    otel_meter.create_observable_gauge(
-        "tokenmeter.budget.utilization", callbacks=[observe], unit="1",
-        description="Settled spend of each budget's current window over its limit.",
-    )
+    instruments.budget_observer = observe

@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from .. import _orphans
 from .._meter import Meter, configure, unconfigure
 
 
@@ -31,6 +32,7 @@ class Capture:
     @property
     def spans(self) -> list[ReadableSpan]:
         """Finished spans, oldest first."""
+        _orphans.drain()
         return list(self.exporter.get_finished_spans())
 
     def span(self, name: str) -> ReadableSpan:
@@ -41,6 +43,7 @@ class Capture:
 
     def points(self, metric: str) -> list[Any]:
         """All data points of ``metric`` (counters: ``.value``; histograms: ``.sum``, ``.count``)."""
+        _orphans.drain()  # streams dropped without being closed are metered before reading
         data = self.reader.get_metrics_data()
         out: list[Any] = []
         if data is None:
