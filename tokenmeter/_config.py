@@ -127,13 +127,15 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
         raw["disabled"] = True
     if "service_name" not in raw:
         raw["service_name"] = env.get("OTEL_SERVICE_NAME") or "unknown_service"
-    if "endpoint" not in raw and env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-        raw["endpoint"] = env["OTEL_EXPORTER_OTLP_ENDPOINT"]
+    # OTEL_EXPORTER_OTLP_(TRACES_|METRICS_)ENDPOINT are left to the OTLP exporters, which apply the
+    # spec's precedence (signal-specific first); they only decide that OTLP is the exporter.
     if "exporter" not in raw:
         otel = env.get("OTEL_TRACES_EXPORTER", "").split(",")[0].strip().lower()
         if otel in EXPORTERS:
             raw["exporter"] = otel
-        elif raw.get("endpoint") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        elif raw.get("endpoint") or any(
+            env.get(f"OTEL_EXPORTER_OTLP_{signal}ENDPOINT") for signal in ("", "TRACES_", "METRICS_")
+        ):
             raw["exporter"] = "otlp"
     raw.setdefault("protocol", env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf")
     if "metric_export_interval_ms" not in raw and env.get("OTEL_METRIC_EXPORT_INTERVAL"):

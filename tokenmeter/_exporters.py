@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
 from ._config import Options
+from ._errors import ConfigError
 
 
 def _resource(options: Options) -> Resource:
@@ -74,5 +75,8 @@ def _prometheus_reader(address: str) -> MetricReader:
     host, _, port = address.rpartition(":")
     if address not in _prometheus_servers:
         # The HTTP server serves prometheus_client's global registry and outlives reconfiguration.
-        _prometheus_servers[address] = start_http_server(int(port), addr=host or "127.0.0.1")
+        try:
+            _prometheus_servers[address] = start_http_server(int(port), addr=host or "127.0.0.1")
+        except OSError as exc:
+            raise ConfigError(f"prometheus_address {address!r}: cannot listen there ({exc}); pick a free port") from exc
     return PrometheusMetricReader()

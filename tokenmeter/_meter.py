@@ -37,6 +37,7 @@ class Meter:
     def __init__(self, options: Options) -> None:
         self.options = options
         self._owned: list[Any] = []
+        self.gate: Any = None
         self.prices = PriceBook(options.prices)
         self.tiers = TierResolver(options.tiers, self.prices.input_price_mtok)
         self.tokenizer = Tokenizer(options.tiktoken_cache_dir, options.tiktoken_files)
@@ -55,7 +56,7 @@ class Meter:
 
         # Always built: the per-run guard (workflow(max_tokens=...)) needs it even without budgets;
         # with nothing configured its before() returns at once.
-        self.gate: Any = build_gate(self, options, otel_meter)
+        self.gate = build_gate(self, options, otel_meter)
 
     # -- providers -----------------------------------------------------------------------------
     def _providers(self, options: Options) -> tuple[Any, Any]:
@@ -71,6 +72,9 @@ class Meter:
             global_mp = otel_metrics.get_meter_provider()
             if type(global_mp).__name__ not in ("_ProxyMeterProvider", "NoOpMeterProvider"):
                 mp = global_mp
+        if mp is not None and options.prometheus_address:
+            _log.warning("tokenmeter: prometheus_address=%r not served: metrics go to the meter provider in use "
+                         "(add a PrometheusMetricReader to it)", options.prometheus_address)
         if tp is not None and mp is not None:
             if options.exporter != "none" and options.tracer_provider is None and options.meter_provider is None:
                 _log.info("tokenmeter: using the application's OpenTelemetry providers; exporter=%r not applied",
@@ -78,12 +82,16 @@ class Meter:
             return tp, mp
         from ._exporters import build_meter_provider, build_tracer_provider
 
-        if tp is None:
-            tp = build_tracer_provider(options)
-            self._owned.append(tp)
-        if mp is None:
-            mp = build_meter_provider(options)
-            self._owned.append(mp)
+        try:
+            if tp is None:
+                tp = build_tracer_provider(options)
+                self._owned.append(tp)
+            if mp is None:
+                mp = build_meter_provider(options)
+                self._owned.append(mp)
+        except BaseException:
+            self.shutdown()  # what was built so far (e.g. a port already in use for Prometheus)
+            raise
         return tp, mp
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -174,10 +182,12 @@ def configure(**options: Any) -> Meter:
             raise ConfigError(f"a package needed by this configuration is missing: {exc}") from exc
         set_default_tokenizer(meter.tokenizer)
         _orphans.start_reaper()
-        if resolved.instrument_threads:
-            from ._threads import instrument_executors
+        from ._threads import instrument_executors, uninstrument_executors
 
+        if resolved.instrument_threads:
             instrument_executors()
+        else:
+            uninstrument_executors()
         _ACTIVE = meter
         return meter
 
@@ -199,3 +209,6 @@ def unconfigure() -> None:
         previous, _ACTIVE = _ACTIVE, None
     if previous is not None:
         previous.shutdown()
+    from ._threads import uninstrument_executors
+
+    uninstrument_executors()

@@ -64,7 +64,9 @@ def test_environment_variables_mirror_options_and_otel_variables_are_honoured() 
     assert o.tiers == {"gpt-4o*": "premium", "llama*": "local"}
     assert o.capture_content is True
     assert o.cardinality_limit == 7
-    assert o.exporter == "otlp" and o.endpoint == "http://127.0.0.1:4318" and o.protocol == "grpc"
+    # the OTLP exporters read OTEL_EXPORTER_OTLP_*ENDPOINT themselves (signal-specific variables first)
+    assert o.exporter == "otlp" and o.endpoint is None and o.protocol == "grpc"
+    assert resolve_options({"endpoint": "http://127.0.0.1:9"}, env).endpoint == "http://127.0.0.1:9"
     # keyword arguments win over the environment
     assert resolve_options({"service_name": "kw"}, env).service_name == "kw"
     assert resolve_options({}, {"OTEL_SERVICE_NAME": "o"}).service_name == "o"
@@ -109,3 +111,25 @@ def test_disabled_configuration_meters_nothing() -> None:
     meter = tokenmeter.configure(disabled=True)
     assert tokenmeter.active() is None
     assert meter.options.disabled
+
+
+def test_a_prometheus_port_in_use_is_a_config_error() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ConfigError, match="cannot listen there"):
+            tokenmeter.configure(prometheus_address=f"127.0.0.1:{port}")
+    assert tokenmeter.active() is None
+
+
+def test_unconfigure_restores_the_thread_pool() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    original = ThreadPoolExecutor.submit
+    tokenmeter.configure()
+    assert ThreadPoolExecutor.submit is not original
+    tokenmeter.unconfigure()
+    assert ThreadPoolExecutor.submit is original
