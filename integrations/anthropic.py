@@ -43,7 +43,7 @@ from tokenmeter._call import MeteredCall, Request
 from tokenmeter._context import IN_CALL
 from tokenmeter._patch import Patcher
 from tokenmeter._streams import AsyncMeteredStream, MeteredStream
-from tokenmeter._wrap import Result, async_wrapper, open_call, sync_wrapper
+from tokenmeter._wrap import Result, async_wrapper, sync_wrapper
 
 from ._anthropic_usage import MessageEvents, message_result, usage_from_events, usage_from_message
 
@@ -230,23 +230,8 @@ class _AsyncManager(_Manager):
 
 
 def _helper_wrapper(manager_proxy: type[_Manager]) -> Callable[..., Any]:
-    endpoint = _Messages(helper=True)
-
-    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        call, args, kwargs = open_call(endpoint, instance, args, kwargs)
-        if call is None:
-            return wrapped(*args, **kwargs)
-        token = IN_CALL.set(True)
-        try:
-            manager = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        finally:
-            IN_CALL.reset(token)
-        return manager_proxy(manager, call)
-
-    return wrapper
+    """``messages.stream()``: the shared wrapper, handing back a metering proxy of the stream manager."""
+    return sync_wrapper(_Messages(helper=True), finish=lambda _endpoint, call, manager, _: manager_proxy(manager, call))
 
 
 # -- patches ------------------------------------------------------------------------------------

@@ -115,8 +115,15 @@ def finish_call(endpoint: Endpoint, call: MeteredCall, response: Any, is_async: 
         return response
 
 
-def sync_wrapper(endpoint: Endpoint) -> Callable[..., Any]:
-    """A ``wrapt`` wrapper metering a synchronous SDK method."""
+Finish = Callable[[Endpoint, MeteredCall, Any, bool], Any]
+
+
+def sync_wrapper(endpoint: Endpoint, *, finish: Finish = finish_call) -> Callable[..., Any]:
+    """A ``wrapt`` wrapper metering a synchronous SDK method.
+
+    ``finish(endpoint, call, response, is_async)`` turns the SDK's return value into what the caller
+    gets (default: meter it, or proxy a stream); an SDK helper that returns a manager object passes its own.
+    """
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         call, args, kwargs = open_call(endpoint, instance, args, kwargs)
@@ -130,13 +137,13 @@ def sync_wrapper(endpoint: Endpoint) -> Callable[..., Any]:
             raise
         finally:
             IN_CALL.reset(token)
-        return finish_call(endpoint, call, response, False)
+        return finish(endpoint, call, response, False)
 
     return wrapper
 
 
-def async_wrapper(endpoint: Endpoint) -> Callable[..., Any]:
-    """A ``wrapt`` wrapper metering an ``async`` SDK method."""
+def async_wrapper(endpoint: Endpoint, *, finish: Finish = finish_call) -> Callable[..., Any]:
+    """A ``wrapt`` wrapper metering an ``async`` SDK method (``finish`` as in :func:`sync_wrapper`)."""
 
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         call, args, kwargs = open_call(endpoint, instance, args, kwargs)
@@ -150,7 +157,7 @@ def async_wrapper(endpoint: Endpoint) -> Callable[..., Any]:
             raise
         finally:
             IN_CALL.reset(token)
-        return finish_call(endpoint, call, response, True)
+        return finish(endpoint, call, response, True)
 
     return wrapper
 
