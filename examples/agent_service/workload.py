@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import openai
+
 import tokenmeter
 from tokenmeter import Budget, Policy
 
@@ -137,6 +139,8 @@ def _serve(llm: LLM, rng: random.Random, index: int, kind: str) -> RunRecord:
         record.outcome, record.detail = "stopped", str(stop)  # a real service hands the ticket to a human here
     except (agents.ValidationError, tokenmeter.PolicyViolation) as failure:
         record.outcome, record.detail = "failed", str(failure)
+    except openai.BadRequestError as failure:  # e.g. a small real model's context window overflowing
+        record.outcome, record.detail = "failed", f"provider refused the request: {failure.message}"
     if record.outcome != "ok":
         for call in llm.calls:
             if call.run == index and call.wasted is None:
