@@ -7,7 +7,7 @@ extra chunk whose ``choices`` is empty. When tokenmeter injected that option, th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tokenmeter import _safe
@@ -20,7 +20,12 @@ _FINAL_RESPONSE_EVENTS = frozenset({"response.completed", "response.incomplete",
 
 
 class ChatStream:
-    """Accumulates a Chat Completions stream: text for estimates, the usage chunk, model, id, finish."""
+    """Accumulates a Chat Completions stream: text for estimates, the usage chunk, model, id, finish.
+
+    Runs on every chunk, so it reads attributes directly (``getattr``) rather than through
+    :func:`field`; a chunk that is a mapping (a raw or compatible-server body) is read through an
+    attribute view of it, so there is one reading path for both.
+    """
 
     def __init__(self, request: OpenAIRequest) -> None:
         self.request = request
@@ -32,45 +37,72 @@ class ChatStream:
 
     def on_chunk(self, chunk: Any) -> bool:
         """Record one chunk; False for the usage-only chunk tokenmeter itself asked for."""
+        if isinstance(chunk, Mapping):
+            chunk = AttributeView(chunk)
+        choices = getattr(chunk, "choices", None)
+        usage = getattr(chunk, "usage", None)
         # Decided before anything else can fail: a leaked usage-only chunk breaks `chunk.choices[0]` loops.
-        hide = self.request.inject_usage and not field(chunk, "choices") and field(chunk, "usage") is not None
+        hide = self.request.inject_usage and not choices and usage is not None
         try:
-            self._accumulate(chunk)
+            self._accumulate(chunk, choices, usage)
         except Exception:
             _safe.log_once("openai.chat.chunk", "tokenmeter: reading an OpenAI stream chunk failed")
         return not hide
 
-    def _accumulate(self, chunk: Any) -> None:
-        usage = field(chunk, "usage")
+    def _accumulate(self, chunk: Any, choices: Any, usage: Any) -> None:
         if usage is not None:
             self.usage = usage
-        model = field(chunk, "model")
-        if isinstance(model, str) and model:
+        model = getattr(chunk, "model", None)
+        if model and isinstance(model, str):
             self.model = model
-        chunk_id = field(chunk, "id")
-        if isinstance(chunk_id, str) and chunk_id:
+        chunk_id = getattr(chunk, "id", None)
+        if chunk_id and isinstance(chunk_id, str):
             self.response_id = chunk_id
-        for choice in field(chunk, "choices") or ():
-            delta = field(choice, "delta")
-            for key in ("content", "refusal"):
-                text = field(delta, key)
-                if isinstance(text, str):
-                    self.parts.append(text)
-            for call in field(delta, "tool_calls") or ():
-                arguments = field(field(call, "function"), "arguments")
-                if isinstance(arguments, str):
-                    self.parts.append(arguments)
-            text = field(choice, "text")  # legacy completions
-            if isinstance(text, str):
-                self.parts.append(text)
-            reason = field(choice, "finish_reason")
-            if isinstance(reason, str):
+        if not choices:
+            return
+        parts = self.parts
+        for choice in choices:
+            delta = getattr(choice, "delta", None)
+            if delta is not None:
+                text = getattr(delta, "content", None)
+                if text and isinstance(text, str):
+                    parts.append(text)
+                refusal = getattr(delta, "refusal", None)
+                if refusal and isinstance(refusal, str):
+                    parts.append(refusal)
+                for call in getattr(delta, "tool_calls", None) or ():
+                    arguments = getattr(getattr(call, "function", None), "arguments", None)
+                    if arguments and isinstance(arguments, str):
+                        parts.append(arguments)
+            else:
+                text = getattr(choice, "text", None)  # legacy completions
+                if text and isinstance(text, str):
+                    parts.append(text)
+            reason = getattr(choice, "finish_reason", None)
+            if reason and isinstance(reason, str):
                 self.finish.append(reason)
 
     def result(self) -> Result:
         """Usage from the usage chunk, else counted locally from the prompt and the streamed text."""
         usage = settle(read(self.usage), self.request, "".join(self.parts))
         return Result(usage, self.model, self.response_id, self.finish or None)
+
+
+class AttributeView:
+    """Read a mapping (and the mappings and lists inside it) by attribute: ``view.a`` is ``m.get("a")``."""
+
+    __slots__ = ("_mapping",)
+
+    def __init__(self, mapping: Mapping[str, Any]) -> None:
+        self._mapping = mapping
+
+    def __getattr__(self, name: str) -> Any:
+        value = self._mapping.get(name)
+        if isinstance(value, Mapping):
+            return AttributeView(value)
+        if isinstance(value, list):
+            return [AttributeView(v) if isinstance(v, Mapping) else v for v in value]
+        return value
 
 
 class ResponsesStream:

@@ -9,7 +9,7 @@ missing, never raised on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,13 +37,25 @@ _CHAT_KEYS = ("prompt_tokens", "prompt_tokens_details", "completion_tokens", "co
 _RESPONSES_KEYS = ("input_tokens", "input_tokens_details", "output_tokens", "output_tokens_details")
 
 
+_ABSENT: Any = object()
+
+
 def field(obj: Any, name: str) -> Any:
-    """``obj.name`` or ``obj[name]`` (None when absent)."""
+    """``obj.name`` or ``obj[name]`` (None when absent).
+
+    On the hot path of every call and stream chunk: plain dicts and attributes are looked up first,
+    the (slower) ``Mapping`` check only runs for other mappings.
+    """
     if obj is None:
         return None
+    if type(obj) is dict:
+        return obj.get(name)
+    value = getattr(obj, name, _ABSENT)
+    if value is not _ABSENT:
+        return value
     if isinstance(obj, Mapping):
         return obj.get(name)
-    return getattr(obj, name, None)
+    return None
 
 
 def count(value: Any) -> int | None:
@@ -98,11 +110,14 @@ def combine(reported: Reported | None) -> Usage | None:
     return total
 
 
-def settle(reported: Reported | None, request: OpenAIRequest, completion_text: str | None) -> Usage:
+def settle(
+    reported: Reported | None, request: OpenAIRequest, completion_text: str | Callable[[], str] | None
+) -> Usage:
     """The usage to meter: what the provider reported, with missing halves counted locally (flagged).
 
-    ``completion_text`` is ``None`` when the reply text is not known (e.g. a raw stream); the completion
-    then counts 0, still flagged estimated.
+    ``completion_text`` is the reply text, or a function returning it (only called when the provider
+    reported no completion tokens, so the common path never builds the text); ``None`` when the reply
+    text is not known (e.g. a raw stream): the completion then counts 0, still flagged estimated.
     """
     prompt = reported.prompt if reported is not None else None
     completion = reported.completion if reported is not None else None
@@ -111,7 +126,8 @@ def settle(reported: Reported | None, request: OpenAIRequest, completion_text: s
     if prompt is None:
         prompt = Usage(input=estimate(request.estimate_input, request.model), estimated=True)
     if completion is None:
-        completion = Usage(output=estimate(completion_text or "", request.model), estimated=True)
+        text = completion_text() if callable(completion_text) else completion_text
+        completion = Usage(output=estimate(text or "", request.model), estimated=True)
     total = prompt + completion
     return Usage(total.input, total.cache_read, total.cache_write, total.output, total.reasoning, True)
 

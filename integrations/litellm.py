@@ -207,7 +207,7 @@ class _Completion(_Endpoint):
         if hasattr(response, "__next__") or hasattr(response, "__anext__"):  # CustomStreamWrapper
             return _Stream(request, response)
         choices = field(response, "choices")
-        usage = settle(read(_openai_shaped(field(response, "usage"))), request, chat_text(choices))
+        usage = settle(read(_openai_shaped(field(response, "usage"))), request, lambda: chat_text(choices))
         finish = [r for r in (field(c, "finish_reason") for c in choices or ()) if isinstance(r, str)]
         return Result(usage, _str(field(response, "model")), _str(field(response, "id")), finish or None)
 

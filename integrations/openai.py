@@ -128,10 +128,10 @@ def _tokens_limit(*values: Any) -> int | None:
 
 
 def _raw_mode(headers: Any) -> str | None:
-    if isinstance(headers, Mapping):
-        value = headers.get(_RAW_HEADER)
-        return value if isinstance(value, str) else None
-    return None
+    if headers is None or not isinstance(headers, Mapping):
+        return None
+    value = headers.get(_RAW_HEADER)
+    return value if isinstance(value, str) else None
 
 
 _stream_types: tuple[type, ...] = ()
@@ -206,7 +206,7 @@ class _Endpoint:
     def complete(self, response: Any, request: OpenAIRequest) -> Result:
         """Translate a complete (non-streamed) response object or JSON body."""
         choices = field(response, "choices")
-        usage = settle(read(field(response, "usage")), request, chat_text(choices))
+        usage = settle(read(field(response, "usage")), request, lambda: chat_text(choices))
         finish = [r for r in (field(c, "finish_reason") for c in choices or ()) if isinstance(r, str)]
         return Result(usage, _str(field(response, "model")), _str(field(response, "id")), finish or None)
 
@@ -277,7 +277,9 @@ class _Responses(_Endpoint):
         return ResponsesStream(request)
 
     def complete(self, response: Any, request: OpenAIRequest) -> Result:
-        usage = settle(read_responses(field(response, "usage")), request, responses_text(field(response, "output")))
+        usage = settle(
+            read_responses(field(response, "usage")), request, lambda: responses_text(field(response, "output"))
+        )
         return Result(usage, _str(field(response, "model")), _str(field(response, "id")))
 
 

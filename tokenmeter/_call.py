@@ -257,8 +257,9 @@ class MeteredCall:
                 by_class = cost.by_class
                 if by_class is not None:
                     c = a.cost
-                    for i in range(5):
-                        c[i] += by_class[i]
+                    for i, part in enumerate(by_class):
+                        if part:
+                            c[i] += part
                 elif usage.total:
                     a.unpriced += usage.total
         ins.duration.record(duration, a.semconv)

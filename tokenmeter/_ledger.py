@@ -54,8 +54,12 @@ class Ledger:
             elif outcome == "blocked":
                 t.blocked += 1
             if usage is not None:
-                for i, (_, n) in enumerate(usage.by_class()):
-                    t.tokens[i] += n
+                tokens = t.tokens
+                tokens[0] += usage.input
+                tokens[1] += usage.cache_read
+                tokens[2] += usage.cache_write
+                tokens[3] += usage.output
+                tokens[4] += usage.reasoning
                 if cost is None:
                     t.unpriced_tokens += usage.total
             if cost is not None:

@@ -16,6 +16,7 @@ from ._errors import ConfigError
 from ._usage import TOKEN_CLASSES, Usage
 
 _MILLION = Decimal(1_000_000)
+_ZERO = Decimal(0)
 
 # OTel ``gen_ai.provider.name`` values -> genai-prices provider ids.
 _TABLE_PROVIDER: dict[str, str] = {
@@ -94,16 +95,17 @@ class _Rates:
     source: str
 
     def cost(self, usage: Usage) -> Cost:
-        prompt = usage.input_total
+        prompt = usage.input + usage.cache_read + usage.cache_write
         parts: list[Decimal] = []
-        total = Decimal(0)
-        for (_, tokens), rate in zip(usage.by_class(), self.by_class, strict=False):
-            if tokens == 0:
-                parts.append(Decimal(0))
+        total = _ZERO
+        counts = (usage.input, usage.cache_read, usage.cache_write, usage.output, usage.reasoning)
+        for tokens, rate in zip(counts, self.by_class, strict=True):
+            if not tokens:
+                parts.append(_ZERO)
                 continue
             if rate is None:
                 return UNPRICED
-            part = rate.at(prompt) * tokens / _MILLION
+            part = (rate.base if not rate.tiers else rate.at(prompt)) * tokens / _MILLION
             parts.append(part)
             total += part
         return Cost(total, self.source, tuple(parts))

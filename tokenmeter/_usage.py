@@ -32,6 +32,12 @@ class Usage:
     estimated: bool = False
 
     def __post_init__(self) -> None:
+        # One cheap test for the common case (built on every call); the loop only names the culprit.
+        i, r, w, o, z = self.input, self.cache_read, self.cache_write, self.output, self.reasoning
+        if (
+            type(i) is int and type(r) is int and type(w) is int and type(o) is int and type(z) is int
+        ) and (i >= 0 and r >= 0 and w >= 0 and o >= 0 and z >= 0):
+            return
         for name in TOKEN_CLASSES:
             value = getattr(self, name)
             if type(value) is not int:
