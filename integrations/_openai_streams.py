@@ -16,6 +16,7 @@ from tokenmeter._wrap import Result
 
 from ._openai_usage import OpenAIRequest, Reported, field, read, read_responses, settle
 
+_ABSENT: Any = object()
 _FINAL_RESPONSE_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
@@ -37,9 +38,11 @@ class ChatStream:
 
     def on_chunk(self, chunk: Any) -> bool:
         """Record one chunk; False for the usage-only chunk tokenmeter itself asked for."""
-        if isinstance(chunk, Mapping):
-            chunk = AttributeView(chunk)
-        choices = getattr(chunk, "choices", None)
+        choices = getattr(chunk, "choices", _ABSENT)
+        if choices is _ABSENT:  # not the SDK's chunk object: a mapping, or something without choices
+            if isinstance(chunk, Mapping):
+                chunk = AttributeView(chunk)
+            choices = getattr(chunk, "choices", None)
         usage = getattr(chunk, "usage", None)
         # Decided before anything else can fail: a leaked usage-only chunk breaks `chunk.choices[0]` loops.
         hide = self.request.inject_usage and not choices and usage is not None

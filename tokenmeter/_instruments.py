@@ -131,8 +131,11 @@ class Instruments:
             description="Agent/step/tool scopes and LLM calls per finished workflow run.",
             explicit_bucket_boundaries_advisory=RUN_STEP_BUCKETS,
         )
-        self.policy_decisions = meter.create_counter(
-            "tokenmeter.policy.decisions", unit="{decision}", description="Policy decisions on LLM calls."
+        meter.create_observable_counter(
+            "tokenmeter.policy.decisions",
+            [self._observe_decisions],
+            unit="{decision}",
+            description="Policy decisions on LLM calls.",
         )
         # Set by the governance gate of the meter in force; the gauge is registered once per provider.
         self.budget_observer: Callable[[CallbackOptions], Iterable[Observation]] | None = None
@@ -144,6 +147,7 @@ class Instruments:
         )
         self._cache: dict[tuple[Any, ...], CallAttributes] = {}
         self._by_attributes: dict[frozenset[tuple[str, Any]], CallAttributes] = {}
+        self._decisions: dict[frozenset[tuple[str, Any]], list[Any]] = {}
         self._lock = threading.Lock()
         self.register_lock = threading.Lock()
 
@@ -178,6 +182,25 @@ class Instruments:
             with self._lock:
                 self._cache.clear()
         self.budget_observer = None
+
+    def decision_register(self, attributes: dict[str, Any]) -> list[Any]:
+        """The register ``[attributes, count]`` of one ``tokenmeter.policy.decisions`` attribute set.
+
+        Increment ``register[1]`` under ``register_lock``.
+        """
+        identity = frozenset(attributes.items())
+        with self._lock:
+            found = self._decisions.get(identity)
+            if found is None:
+                found = self._decisions[identity] = [attributes, 0]
+            return found
+
+    def _observe_decisions(self, options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            registers = list(self._decisions.values())
+        for attributes, n in registers:
+            if n:
+                yield Observation(n, attributes)
 
     def _observe_budgets(self, options: CallbackOptions) -> Iterable[Observation]:
         observer = self.budget_observer

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-import uuid
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any, TypeVar
 
@@ -20,6 +19,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from . import _meter, _safe
 from ._context import AttrValue, Run, Scope, add_scope_attributes, current_scope, reset_scope, set_scope, with_baggage
+from ._ids import new_id
 from ._instruments import depth_bucket
 from ._rollup import Node
 from ._usage import TOKEN_CLASSES
@@ -50,7 +50,7 @@ class _Frame:
         if kind == "workflow":
             node = Node(parent.node)
             fields["workflow"] = spec.name
-            run = Run(uuid.uuid4().hex, spec.name, node, spec.max_tokens, spec.max_cost_usd)
+            run = Run(new_id(), spec.name, node, spec.max_tokens, spec.max_cost_usd)
             depth = parent.depth if parent.run is None else parent.depth + 1
         elif kind in ("agent", "step", "tool"):
             node = Node(parent.node)

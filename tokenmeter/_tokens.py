@@ -15,6 +15,7 @@ up, plus the chat framing below.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -173,8 +174,9 @@ def _bundled_dirs() -> list[str]:
     return found
 
 
+@functools.lru_cache(maxsize=1024)
 def _encoding_name(model: str) -> tuple[str, bool]:
-    """The encoding for ``model`` and whether it is that model's real tokenizer."""
+    """The encoding for ``model`` and whether it is that model's real tokenizer (cached: per call)."""
     bare = model.rsplit("/", 1)[-1].lower()
     try:
         from tiktoken.model import encoding_name_for_model

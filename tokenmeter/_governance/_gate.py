@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from .. import _safe
 from .._context import Run
 from .._errors import BudgetExceeded, ConfigError, PolicyViolation
+from .._ids import new_id
 from .._prices import Cost
 from .._usage import Usage
 from . import _signals
@@ -148,7 +148,7 @@ class Gate:
             estimate = self._estimate(call)
             now = self.clock()
             lines = [b.line(now, estimate.usd or 0, estimate.tokens, self.lease_s) for b in matched]
-            rid = uuid.uuid4().hex
+            rid = new_id()
             try:
                 if self._down_until is not None and now < self._down_until:
                     raise StoreUnavailable("in outage cooldown")

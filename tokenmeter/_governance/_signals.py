@@ -32,27 +32,32 @@ def utilization(budget: Budget, state: BucketState) -> float:
 
 
 class Decisions:
-    """Counts decisions in ``tokenmeter.policy.decisions`` with cached, cardinality-capped attributes."""
+    """Counts decisions in ``tokenmeter.policy.decisions`` (registers read at collection time, like the
+    call counters) with cached, cardinality-capped attributes."""
 
     def __init__(self, instruments: Any) -> None:
-        self._counter = instruments.policy_decisions
+        self._instruments = instruments
         self._limiter = instruments.limiter
-        self._cache: dict[tuple[str, str | None, str | None, str], dict[str, Any]] = {}
+        self._cache: dict[tuple[str, str | None, str | None, str], list[Any]] = {}
 
     def count(self, decision: str, team: str | None, workflow: str | None, tier: str) -> None:
         """Add one decision."""
         key = (decision, team, workflow, tier)
-        attrs = self._cache.get(key)
-        if attrs is None:
+        register = self._cache.get(key)
+        if register is None:
             attrs = {"tokenmeter.policy.decision": decision}
-            for name, value in (("tokenmeter.team.name", team), ("gen_ai.workflow.name", workflow),
-                                ("tokenmeter.model.tier", tier)):
+            for name, value in (
+                ("tokenmeter.team.name", team),
+                ("gen_ai.workflow.name", workflow),
+                ("tokenmeter.model.tier", tier),
+            ):
                 if value is not None:
                     attrs[name] = self._limiter.fold(name, value)
             if len(self._cache) > 4096:
-                self._cache.clear()
-            self._cache[key] = attrs
-        self._counter.add(1, attrs)
+                self._cache.clear()  # only the key -> register shortcut; registers are kept
+            register = self._cache[key] = self._instruments.decision_register(attrs)
+        with self._instruments.register_lock:
+            register[1] += 1
 
 
 def event_attributes(decision: str, reason: str, **extra: Any) -> dict[str, Any]:
