@@ -29,6 +29,7 @@ class Options:
     tiers: Mapping[str, str] = field(default_factory=dict)
     capture_content: bool = False
     cardinality_limit: int = 100
+    max_attribute_sets: int = 2000
     metric_attributes: tuple[str, ...] = ()
     tiktoken_cache_dir: str | None = None
     tiktoken_files: Mapping[str, str] = field(default_factory=dict)
@@ -53,6 +54,7 @@ _ENV: dict[str, str] = {
     "tiers": "TOKENMETER_TIERS",
     "capture_content": "TOKENMETER_CAPTURE_CONTENT",
     "cardinality_limit": "TOKENMETER_CARDINALITY_LIMIT",
+    "max_attribute_sets": "TOKENMETER_MAX_ATTRIBUTE_SETS",
     "metric_attributes": "TOKENMETER_METRIC_ATTRIBUTES",
     "tiktoken_cache_dir": "TOKENMETER_TIKTOKEN_CACHE_DIR",
     "prometheus_address": "TOKENMETER_PROMETHEUS_ADDRESS",
@@ -157,6 +159,8 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
             raw[key] = _bool(key, raw[key])
     if "cardinality_limit" in raw:
         raw["cardinality_limit"] = _int("cardinality_limit", raw["cardinality_limit"], 1)
+    if "max_attribute_sets" in raw:
+        raw["max_attribute_sets"] = _int("max_attribute_sets", raw["max_attribute_sets"], 1)
     if "expected_output_tokens" in raw:
         raw["expected_output_tokens"] = _int("expected_output_tokens", raw["expected_output_tokens"], 0)
     if "metric_export_interval_ms" in raw:

@@ -19,6 +19,7 @@ from opentelemetry.metrics import Meter as OtelMeter
 from ._usage import TOKEN_CLASSES
 
 OTHER = "_other"
+OVERFLOW = "otel.metric.overflow"  # the OTel SDK's own overflow attribute
 TOKEN_BUCKETS = [4.0**i for i in range(14)]  # 1, 4, 16, ... 67108864 (semconv advice)
 DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
 RUN_TOKEN_BUCKETS = [4.0**i for i in range(4, 15)]  # 256 ... 268M tokens per run
@@ -75,8 +76,16 @@ class CardinalityLimiter:
 class Instruments:
     """The instruments of one configured meter, plus the cached attribute sets they are recorded with."""
 
-    def __init__(self, meter: OtelMeter, *, cardinality_limit: int, extra_dimensions: Iterable[str]) -> None:
+    def __init__(
+        self,
+        meter: OtelMeter,
+        *,
+        cardinality_limit: int,
+        extra_dimensions: Iterable[str],
+        max_attribute_sets: int = 2000,
+    ) -> None:
         self.limiter = CardinalityLimiter(cardinality_limit)
+        self.max_attribute_sets = max_attribute_sets
         self.extra_dimensions = tuple(k for k in extra_dimensions if k not in NEVER_ON_METRICS)
         self.token_usage = meter.create_histogram(
             "gen_ai.client.token.usage",
@@ -166,6 +175,13 @@ class Instruments:
         identity = frozenset(base.items())
         with self._lock:
             built = self._by_attributes.get(identity)
+            if built is None and len(self._by_attributes) >= self.max_attribute_sets:
+                # The caps bound each dimension, not their product: past max_attribute_sets new
+                # combinations are counted together (per semconv key set), as the OTel SDK's overflow.
+                base = {k: base[k] for k in SEMCONV_KEYS if k in base}
+                base[OVERFLOW] = True
+                identity = frozenset(base.items())
+                built = self._by_attributes.get(identity)
             if built is None:
                 built = self._by_attributes[identity] = CallAttributes(base)
             if len(self._cache) > 50_000:
@@ -173,9 +189,10 @@ class Instruments:
             self._cache[key] = built
         return built
 
-    def reconfigure(self, *, cardinality_limit: int, extra_dimensions: Iterable[str]) -> None:
+    def reconfigure(self, *, cardinality_limit: int, extra_dimensions: Iterable[str], max_attribute_sets: int) -> None:
         """Adopt a new configuration, keeping the registers (counters are cumulative)."""
         self.limiter.limit = cardinality_limit
+        self.max_attribute_sets = max_attribute_sets
         extra = tuple(k for k in extra_dimensions if k not in NEVER_ON_METRICS)
         if extra != self.extra_dimensions:
             self.extra_dimensions = extra
@@ -283,7 +300,12 @@ _BY_PROVIDER: weakref.WeakKeyDictionary[Any, Instruments] = weakref.WeakKeyDicti
 
 
 def instruments_for(
-    provider: Any, meter: OtelMeter, *, cardinality_limit: int, extra_dimensions: Iterable[str]
+    provider: Any,
+    meter: OtelMeter,
+    *,
+    cardinality_limit: int,
+    extra_dimensions: Iterable[str],
+    max_attribute_sets: int = 2000,
 ) -> Instruments:
     """The instruments of ``provider``: created once, then reused when tokenmeter is reconfigured.
 
@@ -295,9 +317,18 @@ def instruments_for(
     except TypeError:
         found = None
     if found is not None:
-        found.reconfigure(cardinality_limit=cardinality_limit, extra_dimensions=extra_dimensions)
+        found.reconfigure(
+            cardinality_limit=cardinality_limit,
+            extra_dimensions=extra_dimensions,
+            max_attribute_sets=max_attribute_sets,
+        )
         return found
-    created = Instruments(meter, cardinality_limit=cardinality_limit, extra_dimensions=extra_dimensions)
+    created = Instruments(
+        meter,
+        cardinality_limit=cardinality_limit,
+        extra_dimensions=extra_dimensions,
+        max_attribute_sets=max_attribute_sets,
+    )
     try:
         _BY_PROVIDER[provider] = created
     except TypeError:

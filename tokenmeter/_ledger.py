@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TypeVar
@@ -42,7 +42,7 @@ class Ledger:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._totals: dict[Key, Totals] = defaultdict(Totals)
-        self._runs: dict[str, list[tuple[int, Decimal, int]]] = defaultdict(list)
+        self._runs: dict[str, deque[tuple[int, Decimal, int]]] = defaultdict(lambda: deque(maxlen=_MAX_RUNS_KEPT))
 
     def add_call(self, key: Key, usage: Usage | None, cost: Decimal | None, outcome: str) -> None:
         """Add one call (``outcome`` ok / error / blocked)."""
@@ -75,10 +75,7 @@ class Ledger:
     def add_run(self, workflow: str, tokens: int, cost: Decimal, steps: int) -> None:
         """Record one finished workflow run."""
         with self._lock:
-            runs = self._runs[workflow]
-            runs.append((tokens, cost, steps))
-            if len(runs) > _MAX_RUNS_KEPT:
-                del runs[: len(runs) - _MAX_RUNS_KEPT]
+            self._runs[workflow].append((tokens, cost, steps))  # the oldest run drops off past the limit
 
     def totals(self) -> dict[Key, Totals]:
         """A copy of the totals per key."""

@@ -50,6 +50,7 @@ class Meter:
             otel_meter,
             cardinality_limit=options.cardinality_limit,
             extra_dimensions=options.metric_attributes,
+            max_attribute_sets=options.max_attribute_sets,
         )
         self.ledger = Ledger()
         from ._governance import build_gate
@@ -154,6 +155,9 @@ def configure(**options: Any) -> Meter:
     * ``tiers`` -- ``{"model-glob": "tier"}``; unmatched models get a tier from their price.
     * ``capture_content`` -- record prompts and completions on spans (default False).
     * ``cardinality_limit`` -- distinct values per metric dimension before ``"_other"`` (default 100).
+    * ``max_attribute_sets`` -- distinct attribute sets (dimension combinations) of the call counters
+      before new ones are counted under ``otel.metric.overflow=true`` (default 2000, as the OTel SDK's
+      own default cardinality limit).
     * ``metric_attributes`` -- extra ``attributes(**extra)`` keys allowed on metrics.
     * ``tiktoken_cache_dir``, ``tiktoken_files`` -- where local tiktoken encodings are.
     * ``prometheus_address`` -- ``"127.0.0.1:9464"`` serves a Prometheus scrape endpoint.

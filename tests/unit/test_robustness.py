@@ -30,6 +30,30 @@ def test_each_dimension_is_capped_then_folded_into_other() -> None:
         assert {dict(s.attributes or {})["tokenmeter.team.name"] for s in cap.spans} == {f"team-{i}" for i in range(10)}
 
 
+def test_combinations_past_max_attribute_sets_overflow_with_totals_kept() -> None:
+    # 10 teams x 10 workflows are each within the per-dimension cap, but 100 combinations are not:
+    # past max_attribute_sets the rest is counted under otel.metric.overflow, and no token is lost.
+    with capture(cardinality_limit=100, max_attribute_sets=20) as cap:
+        for team in range(10):
+            for workflow in range(10):
+                with tokenmeter.attributes(team=f"t{team}", workflow=f"w{workflow}"):
+                    tokenmeter.record("openai", "gpt-4o", Usage(input=3, output=1))
+        points = cap.points("tokenmeter.calls")
+        kept = [p for p in points if "otel.metric.overflow" not in dict(p.attributes or {})]
+        overflow = [dict(p.attributes or {}) for p in points if "otel.metric.overflow" in dict(p.attributes or {})]
+        assert len(kept) == 20 and sum(p.value for p in kept) == 20
+        assert overflow == [
+            {"otel.metric.overflow": True, "gen_ai.provider.name": "openai", "gen_ai.operation.name": "chat",
+             "gen_ai.request.model": "gpt-4o", "tokenmeter.outcome": "ok"}
+        ]
+        assert cap.counter("tokenmeter.calls", **{"otel.metric.overflow": True}) == 80
+        assert cap.counter("tokenmeter.tokens", **{"tokenmeter.token.class": "input"}) == 300
+        assert cap.counter("tokenmeter.tokens", **{"tokenmeter.token.class": "output"}) == 100
+        # the semconv histograms and the spans keep their attributes
+        assert sum(p.count for p in cap.points("gen_ai.client.operation.duration")) == 100
+        assert len({dict(s.attributes or {})["gen_ai.workflow.name"] for s in cap.spans}) == 10
+
+
 def test_extra_attributes_stay_off_metrics_unless_allowed(cap: Capture) -> None:
     with tokenmeter.attributes(team="t", customer="acme", request_id="r-1"):
         tokenmeter.record("openai", "gpt-4o", Usage(input=1))
