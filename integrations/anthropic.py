@@ -40,7 +40,7 @@ import wrapt
 
 from tokenmeter import _safe
 from tokenmeter._call import MeteredCall, Request
-from tokenmeter._context import IN_CALL
+from tokenmeter._context import CURRENT_CALL
 from tokenmeter._patch import Patcher
 from tokenmeter._streams import AsyncMeteredStream, MeteredStream
 from tokenmeter._wrap import Result, async_wrapper, sync_wrapper
@@ -196,14 +196,14 @@ class _SyncManager(_Manager):
 
     def __enter__(self) -> Any:
         self._self_entered = True
-        token = IN_CALL.set(True)
+        token = CURRENT_CALL.set(self._self_call)
         try:
             stream = self.__wrapped__.__enter__()
         except BaseException as exc:
             self._self_call.fail(exc)
             raise
         finally:
-            IN_CALL.reset(token)
+            CURRENT_CALL.reset(token)
         return _meter_raw_stream(stream, self._self_call, MeteredStream)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
@@ -215,14 +215,14 @@ class _AsyncManager(_Manager):
 
     async def __aenter__(self) -> Any:
         self._self_entered = True
-        token = IN_CALL.set(True)
+        token = CURRENT_CALL.set(self._self_call)
         try:
             stream = await self.__wrapped__.__aenter__()
         except BaseException as exc:
             self._self_call.fail(exc)
             raise
         finally:
-            IN_CALL.reset(token)
+            CURRENT_CALL.reset(token)
         return _meter_raw_stream(stream, self._self_call, AsyncMeteredStream)
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:

@@ -15,7 +15,7 @@ from ._context import Scope, add_scope_attributes, current_scope
 from ._errors import PolicyViolation
 from ._instruments import depth_bucket
 from ._prices import UNPRICED, Cost
-from ._usage import Usage
+from ._usage import Usage, add_counts
 
 if TYPE_CHECKING:
     from ._meter import Meter
@@ -48,7 +48,18 @@ class MeteredCall:
     :meth:`stop` with the provider-reported :class:`Usage` or :meth:`fail` with the exception.
     """
 
-    __slots__ = ("_done", "_t0", "meter", "request", "requested_model", "reservation", "scope", "span", "tier")
+    __slots__ = (
+        "_done",
+        "_t0",
+        "http_attempts",
+        "meter",
+        "request",
+        "requested_model",
+        "reservation",
+        "scope",
+        "span",
+        "tier",
+    )
 
     def __init__(self, meter: Meter, request: Request, scope: Scope) -> None:
         self.meter = meter
@@ -59,6 +70,7 @@ class MeteredCall:
         self.span: Any = None
         self._done = False
         self.reservation: Any = None
+        self.http_attempts: list[tuple[int | None, str | None]] | None = None
         self._t0 = time.perf_counter()
 
     @property
@@ -100,6 +112,20 @@ class MeteredCall:
         self.span = meter.tracer.start_span(
             f"{req.operation} {req.model}", kind=SpanKind.CLIENT, attributes=attrs, start_time=start_time_ns
         )
+
+    def http_attempt(self, status: int | None, error_type: str | None) -> None:
+        """One HTTP request the SDK sent for this call (``_transport``); more than one means it retried."""
+        attempts = self.http_attempts
+        if attempts is None:
+            self.http_attempts = [(status, error_type)]
+        else:
+            attempts.append((status, error_type))
+
+    @property
+    def sdk_retried(self) -> bool:
+        """Whether the SDK sent this call more than once (its own retries)."""
+        attempts = self.http_attempts
+        return attempts is not None and len(attempts) > 1
 
     # -- stop / fail ---------------------------------------------------------------------------
     def stop(
@@ -213,6 +239,16 @@ class MeteredCall:
             if error_type is not None:
                 attrs["error.type"] = error_type
                 span.set_status(Status(StatusCode.ERROR, str(error)[:256]))
+            attempts = self.http_attempts
+            if attempts is not None and len(attempts) > 1:
+                attrs["tokenmeter.sdk.attempts"] = len(attempts)
+                for i, (status, failure) in enumerate(attempts[:-1]):
+                    event: dict[str, Any] = {"tokenmeter.sdk.attempt": i}
+                    if status is not None:
+                        event["http.response.status_code"] = status
+                    if failure is not None:
+                        event["error.type"] = failure
+                    span.add_event("tokenmeter.sdk.retry", event)
             span.set_attributes(attrs)
         if span is not None:
             span.end()
@@ -229,7 +265,7 @@ class MeteredCall:
             scope.team,
             self.tier,
             scope.env,
-            scope.attempt > 0,
+            scope.attempt > 0 or self.sdk_retried,
             depth_bucket(scope.depth),
             error_type,
         )
@@ -248,12 +284,7 @@ class MeteredCall:
             else:
                 a.error_calls += 1
             if usage is not None:
-                tokens = a.tokens
-                tokens[0] += usage.input
-                tokens[1] += usage.cache_read
-                tokens[2] += usage.cache_write
-                tokens[3] += usage.output
-                tokens[4] += usage.reasoning
+                add_counts(a.tokens, usage)
                 by_class = cost.by_class
                 if by_class is not None:
                     c = a.cost

@@ -66,9 +66,10 @@ class Scope:
 EMPTY = Scope()
 _SCOPE: contextvars.ContextVar[Scope] = contextvars.ContextVar("tokenmeter.scope", default=EMPTY)
 
-# Set while an integration is inside a metered call: an SDK that calls another instrumented SDK
-# underneath (LiteLLM -> openai) is metered once, by the outermost integration.
-IN_CALL: contextvars.ContextVar[bool] = contextvars.ContextVar("tokenmeter.in_call", default=False)
+# The metered call in progress (while the SDK method runs): an SDK that calls another instrumented SDK
+# underneath (LiteLLM -> openai) is metered once, by the outermost integration, and the HTTP requests
+# sent meanwhile are that call's attempts (``_transport``).
+CURRENT_CALL: contextvars.ContextVar[Any] = contextvars.ContextVar("tokenmeter.current_call", default=None)
 
 
 def current_scope() -> Scope:

@@ -8,6 +8,7 @@ import logging
 import threading
 from typing import Any
 
+from . import _transport
 from ._errors import ConfigError
 
 _log = logging.getLogger("tokenmeter")
@@ -63,6 +64,8 @@ def instrument(*names: str) -> list[str]:
                 continue
             module.instrument()
             _active.add(name)
+        if _active:
+            _transport.instrument()
         return sorted(_active)
 
 
@@ -75,6 +78,8 @@ def uninstrument(*names: str) -> None:
             module: Any = importlib.import_module(INTEGRATIONS[name][0])
             module.uninstrument()
             _active.discard(name)
+        if not _active:
+            _transport.uninstrument()
 
 
 def instrumented() -> list[str]:

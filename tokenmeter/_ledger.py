@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TypeVar
 
-from ._usage import TOKEN_CLASSES, Usage
+from ._usage import TOKEN_CLASSES, Usage, add_counts
 
 _MAX_RUNS_KEPT = 10_000  # per workflow, for the per-run spread; older runs are dropped
 _N = TypeVar("_N", int, Decimal)
@@ -54,12 +54,7 @@ class Ledger:
             elif outcome == "blocked":
                 t.blocked += 1
             if usage is not None:
-                tokens = t.tokens
-                tokens[0] += usage.input
-                tokens[1] += usage.cache_read
-                tokens[2] += usage.cache_write
-                tokens[3] += usage.output
-                tokens[4] += usage.reasoning
+                add_counts(t.tokens, usage)
                 if cost is None:
                     t.unpriced_tokens += usage.total
             if cost is not None:

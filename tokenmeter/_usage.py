@@ -83,5 +83,14 @@ class Usage:
         )
 
 
+def add_counts(counts: list[int], usage: Usage) -> None:
+    """Add ``usage`` to per-class running totals ``counts`` (ordered as :data:`TOKEN_CLASSES`)."""
+    counts[0] += usage.input
+    counts[1] += usage.cache_read
+    counts[2] += usage.cache_write
+    counts[3] += usage.output
+    counts[4] += usage.reasoning
+
+
 ZERO = Usage()
 """The empty usage."""

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from . import _meter, _safe
 from ._call import MeteredCall, Request, begin
-from ._context import IN_CALL
+from ._context import CURRENT_CALL
 from ._errors import PolicyViolation
 from ._usage import Usage
 
@@ -68,7 +68,7 @@ def open_call(
     Returns ``(None, args, kwargs)`` when the call is not to be metered (not configured, already inside a
     metered call, or a fault). Raises only the policy's refusal, before anything is sent.
     """
-    if IN_CALL.get() or _meter.active() is None:
+    if CURRENT_CALL.get() is not None or _meter.active() is None:
         return None, args, kwargs
     try:
         request = endpoint.request(instance, args, kwargs)
@@ -129,14 +129,14 @@ def sync_wrapper(endpoint: Endpoint, *, finish: Finish = finish_call) -> Callabl
         call, args, kwargs = open_call(endpoint, instance, args, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
-        token = IN_CALL.set(True)
+        token = CURRENT_CALL.set(call)
         try:
             response = wrapped(*args, **kwargs)
         except BaseException as exc:
             call.fail(exc)
             raise
         finally:
-            IN_CALL.reset(token)
+            CURRENT_CALL.reset(token)
         return finish(endpoint, call, response, False)
 
     return wrapper
@@ -149,14 +149,14 @@ def async_wrapper(endpoint: Endpoint, *, finish: Finish = finish_call) -> Callab
         call, args, kwargs = open_call(endpoint, instance, args, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
-        token = IN_CALL.set(True)
+        token = CURRENT_CALL.set(call)
         try:
             response = await wrapped(*args, **kwargs)
         except BaseException as exc:
             call.fail(exc)
             raise
         finally:
-            IN_CALL.reset(token)
+            CURRENT_CALL.reset(token)
         return finish(endpoint, call, response, True)
 
     return wrapper

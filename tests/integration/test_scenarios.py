@@ -163,6 +163,33 @@ def test_rate_limited_then_sdk_retry_succeeds(driver: Driver, fp: FakeProvider, 
     assert len(fp.requests) == 2
     _check(cap, driver, PLAIN)
     assert calls(cap, "error") == 0
+    # the SDK's own retry is visible: two attempts on the one call span, the retried one as an event
+    span = only_call_span(cap)
+    assert dict(span.attributes or {})["tokenmeter.sdk.attempts"] == 2
+    retries = [dict(e.attributes or {}) for e in span.events if e.name == "tokenmeter.sdk.retry"]
+    assert retries == [{"tokenmeter.sdk.attempt": 0, "http.response.status_code": 429}]
+    assert cap.counter("tokenmeter.calls", **{"tokenmeter.retried": True}) == 1
+
+
+def test_a_call_sent_once_has_no_sdk_attempts(driver: Driver, fp: FakeProvider, cap: Capture) -> None:
+    fp.enqueue(PLAIN)
+    assert driver.call(driver.client(fp.url, max_retries=2), model=driver.model) == TEXT
+    span = only_call_span(cap)
+    assert "tokenmeter.sdk.attempts" not in dict(span.attributes or {})
+    assert [e for e in span.events if e.name == "tokenmeter.sdk.retry"] == []
+    assert cap.counter("tokenmeter.calls", **{"tokenmeter.retried": False}) == 1
+
+
+def test_rate_limited_until_the_sdk_gives_up(driver: Driver, fp: FakeProvider, cap: Capture) -> None:
+    require(driver, "sdk_retry")
+    fp.enqueue(Reply(status=429), Reply(status=429))
+    with pytest.raises(driver.rate_limit_error):
+        driver.call(driver.client(fp.url, max_retries=1), model=driver.model)
+    assert len(fp.requests) == 2
+    span = assert_failed(cap, provider=driver.provider, model=driver.model)
+    assert dict(span.attributes or {})["tokenmeter.sdk.attempts"] == 2
+    retries = [dict(e.attributes or {}) for e in span.events if e.name == "tokenmeter.sdk.retry"]
+    assert retries == [{"tokenmeter.sdk.attempt": 0, "http.response.status_code": 429}]
 
 
 def test_server_error(driver: Driver, fp: FakeProvider, cap: Capture) -> None:
