@@ -14,6 +14,7 @@ import wrapt
 
 from . import _orphans, _safe
 from ._call import MeteredCall
+from ._context import CURRENT_CALL
 from ._wrap import Result, StreamAccumulator
 
 
@@ -73,9 +74,9 @@ class MeteredStream(wrapt.ObjectProxy[Any]):
         return self
 
     def __next__(self) -> Any:
-        fin = self._self_fin
         if self._self_iter is None:
-            self._self_iter = iter(self.__wrapped__)
+            return self._first()
+        fin = self._self_fin
         while True:
             try:
                 chunk = next(self._self_iter)
@@ -87,6 +88,16 @@ class MeteredStream(wrapt.ObjectProxy[Any]):
                 raise
             if fin.see(chunk):
                 return chunk
+
+    def _first(self) -> Any:
+        # A lazy stream (a generator, e.g. google-genai's) sends its request now: its HTTP attempts
+        # belong to this call (see _transport).
+        self._self_iter = iter(self.__wrapped__)
+        token = CURRENT_CALL.set(self._self_fin.call)
+        try:
+            return self.__next__()
+        finally:
+            CURRENT_CALL.reset(token)
 
     def close(self) -> Any:
         try:
@@ -126,9 +137,9 @@ class AsyncMeteredStream(wrapt.ObjectProxy[Any]):
         return self
 
     async def __anext__(self) -> Any:
-        fin = self._self_fin
         if self._self_iter is None:
-            self._self_iter = self.__wrapped__.__aiter__()
+            return await self._first()
+        fin = self._self_fin
         while True:
             try:
                 chunk = await self._self_iter.__anext__()
@@ -140,6 +151,15 @@ class AsyncMeteredStream(wrapt.ObjectProxy[Any]):
                 raise
             if fin.see(chunk):
                 return chunk
+
+    async def _first(self) -> Any:
+        # As MeteredStream._first: a lazy async stream sends its request at the first chunk.
+        self._self_iter = self.__wrapped__.__aiter__()
+        token = CURRENT_CALL.set(self._self_fin.call)
+        try:
+            return await self.__anext__()
+        finally:
+            CURRENT_CALL.reset(token)
 
     async def close(self) -> Any:
         try:

@@ -171,6 +171,18 @@ def test_rate_limited_then_sdk_retry_succeeds(driver: Driver, fp: FakeProvider, 
     assert cap.counter("tokenmeter.calls", **{"tokenmeter.retried": True}) == 1
 
 
+def test_stream_rate_limited_then_sdk_retry_succeeds(driver: Driver, fp: FakeProvider, cap: Capture) -> None:
+    require(driver, "sdk_retry")
+    require(driver, "stream")
+    reply = Reply(text=TEXT, input_tokens=15, output_tokens=6, chunks=3)
+    fp.enqueue(Reply(status=429), reply)
+    assert driver.call(driver.client(fp.url, max_retries=2), model=driver.model, stream=True) == TEXT
+    assert len(fp.requests) == 2
+    _check(cap, driver, reply, stream=True)
+    span = only_call_span(cap)
+    assert dict(span.attributes or {})["tokenmeter.sdk.attempts"] == 2
+
+
 def test_a_call_sent_once_has_no_sdk_attempts(driver: Driver, fp: FakeProvider, cap: Capture) -> None:
     fp.enqueue(PLAIN)
     assert driver.call(driver.client(fp.url, max_retries=2), model=driver.model) == TEXT
