@@ -65,7 +65,7 @@ def instrument(*names: str) -> list[str]:
             module.instrument()
             _active.add(name)
         if _active:
-            _transport.instrument()
+            _transport.PATCHER.apply()
         return sorted(_active)
 
 
@@ -79,7 +79,7 @@ def uninstrument(*names: str) -> None:
             module.uninstrument()
             _active.discard(name)
         if not _active:
-            _transport.uninstrument()
+            _transport.PATCHER.restore()
 
 
 def instrumented() -> list[str]:

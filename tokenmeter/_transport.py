@@ -78,14 +78,5 @@ def _patcher() -> Patcher:
     return patcher
 
 
-_PATCHER = _patcher()
-
-
-def instrument() -> None:
-    """Count HTTP attempts of metered calls (idempotent; applied with the first integration)."""
-    _PATCHER.apply()
-
-
-def uninstrument() -> None:
-    """Stop counting (when the last integration is uninstrumented)."""
-    _PATCHER.restore()
+PATCHER = _patcher()
+"""Applied by ``tokenmeter.instrument()`` with the first integration, restored with the last."""
