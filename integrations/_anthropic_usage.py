@@ -7,7 +7,7 @@ Shared by the ``anthropic`` integration and Bedrock's Anthropic ``InvokeModel`` 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -16,12 +16,7 @@ from tokenmeter._tokens import count_tokens
 from tokenmeter._usage import Usage
 from tokenmeter._wrap import Result
 
-
-def get(obj: Any, name: str) -> Any:
-    """``obj[name]`` of a mapping, else ``obj.name``; ``None`` when absent."""
-    if isinstance(obj, Mapping):
-        return obj.get(name)
-    return getattr(obj, name, None)
+from ._fields import field, nonempty
 
 
 @dataclass
@@ -85,11 +80,11 @@ def read_usage(counts: Counts, usage: Any) -> None:
     """Fold one Anthropic ``usage`` object or dict (of a Message, ``message_start`` or ``message_delta``)."""
     if usage is None:
         return
-    counts.set("input", get(usage, "input_tokens"))
-    counts.set("cache_read", get(usage, "cache_read_input_tokens"))
-    counts.set("cache_write", get(usage, "cache_creation_input_tokens"))
-    counts.set("output", get(usage, "output_tokens"))
-    counts.set("reasoning", get(get(usage, "output_tokens_details"), "thinking_tokens"))
+    counts.set("input", field(usage, "input_tokens"))
+    counts.set("cache_read", field(usage, "cache_read_input_tokens"))
+    counts.set("cache_write", field(usage, "cache_creation_input_tokens"))
+    counts.set("output", field(usage, "output_tokens"))
+    counts.set("reasoning", field(field(usage, "output_tokens_details"), "thinking_tokens"))
 
 
 def usage_from_message(message: Any) -> Usage | None:
@@ -99,7 +94,7 @@ def usage_from_message(message: Any) -> Usage | None:
     ``None``) counts as missing and flags the usage estimated. Never raises.
     """
     try:
-        usage = get(message, "usage") if get(message, "input_tokens") is None else message
+        usage = field(message, "usage") if field(message, "input_tokens") is None else message
         counts = Counts()
         read_usage(counts, usage)
         return counts.usage()
@@ -137,10 +132,10 @@ def _text_of_content(content: Any) -> str:
     parts: list[str] = []
     for block in content if isinstance(content, list) else []:
         for key in ("text", "thinking"):
-            value = get(block, key)
+            value = field(block, key)
             if isinstance(value, str):
                 parts.append(value)
-        tool_input = get(block, "input")
+        tool_input = field(block, "input")
         if tool_input is not None:
             parts.append(json.dumps(tool_input, default=str))
     return "".join(parts)
@@ -149,16 +144,16 @@ def _text_of_content(content: Any) -> str:
 def message_result(message: Any, request: Request) -> Result:
     """The :class:`Result` of a complete ``Message`` (object or dict); missing counts are estimated."""
     counts = Counts()
-    read_usage(counts, get(message, "usage"))
+    read_usage(counts, field(message, "usage"))
     usage = counts.usage(
         lambda: estimate_prompt(request),
-        lambda: estimate_text(_text_of_content(get(message, "content")), request),
+        lambda: estimate_text(_text_of_content(field(message, "content")), request),
     )
     return Result(
         usage,
-        response_model=_str(get(message, "model")),
-        response_id=_str(get(message, "id")),
-        finish_reasons=_reasons(get(message, "stop_reason")),
+        response_model=nonempty(field(message, "model")),
+        response_id=nonempty(field(message, "id")),
+        finish_reasons=_reasons(field(message, "stop_reason")),
     )
 
 
@@ -175,25 +170,25 @@ class MessageEvents:
 
     def add(self, event: Any) -> None:
         """Take one event."""
-        kind = get(event, "type")
+        kind = field(event, "type")
         if kind == "content_block_delta":
-            delta = get(event, "delta")
+            delta = field(event, "delta")
             for key in ("text", "thinking", "partial_json"):
-                piece = get(delta, key)
+                piece = field(delta, key)
                 if isinstance(piece, str):
                     self.text.append(piece)
         elif kind == "message_start":
-            message = get(event, "message")
-            self.model = _str(get(message, "model")) or self.model
-            self.id = _str(get(message, "id")) or self.id
-            read_usage(self.counts, get(message, "usage"))
+            message = field(event, "message")
+            self.model = nonempty(field(message, "model")) or self.model
+            self.id = nonempty(field(message, "id")) or self.id
+            read_usage(self.counts, field(message, "usage"))
         elif kind == "message_delta":
-            usage = get(event, "usage")
+            usage = field(event, "usage")
             read_usage(self.counts, usage)
-            output = get(usage, "output_tokens")
+            output = field(usage, "output_tokens")
             if type(output) is int and output >= 0:
                 self.final = True
-            self.stop_reason = _str(get(get(event, "delta"), "stop_reason")) or self.stop_reason
+            self.stop_reason = nonempty(field(field(event, "delta"), "stop_reason")) or self.stop_reason
 
     def result(self, request: Request) -> Result:
         """The stream's :class:`Result`; counts the stream did not (finally) report are estimated."""
@@ -206,10 +201,6 @@ class MessageEvents:
             lambda: max(provisional or 0, estimate_text("".join(self.text), request)),
         )
         return Result(usage, response_model=self.model, response_id=self.id, finish_reasons=_reasons(self.stop_reason))
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def _reasons(stop_reason: Any) -> list[str] | None:

@@ -26,7 +26,8 @@ from tokenmeter._call import Request
 from tokenmeter._usage import Usage
 from tokenmeter._wrap import Result
 
-from ._anthropic_usage import Counts, MessageEvents, estimate_prompt, estimate_text, get, message_result, read_usage
+from ._anthropic_usage import Counts, MessageEvents, estimate_prompt, estimate_text, message_result, read_usage
+from ._fields import field
 
 _HEADERS = (
     ("input", "x-amzn-bedrock-input-token-count"),
@@ -51,8 +52,8 @@ def read_bedrock_usage(counts: Counts, usage: Any) -> None:
     """Fold a Converse ``TokenUsage`` or a Nova ``usage`` (input excludes cache reads and writes)."""
     if usage is None:
         return
-    counts.set("input", get(usage, "inputTokens"))
-    counts.set("output", get(usage, "outputTokens"))
+    counts.set("input", field(usage, "inputTokens"))
+    counts.set("output", field(usage, "outputTokens"))
     counts.set("cache_read", _first(usage, "cacheReadInputTokens", "cacheReadInputTokenCount"))
     counts.set("cache_write", _first(usage, "cacheWriteInputTokens", "cacheWriteInputTokenCount"))
 
@@ -71,7 +72,7 @@ def counts_from_metrics(metrics: Any) -> Counts:
     """The ``amazon-bedrock-invocationMetrics`` of a stream's last chunk."""
     counts = Counts()
     for name, key in _METRICS:
-        counts.set(name, get(metrics, key))
+        counts.set(name, field(metrics, key))
     return counts
 
 
@@ -130,7 +131,7 @@ def request_facts(body: Any) -> tuple[list[Any] | None, str | None, int | None]:
         if isinstance(system, (str, list)):
             messages.insert(0, {"role": "system", "content": system})
     elif isinstance(body.get("message"), str):  # Cohere
-        history = [{"role": "user", "content": get(m, "message")} for m in body.get("chat_history") or []]
+        history = [{"role": "user", "content": field(m, "message")} for m in body.get("chat_history") or []]
         preamble = [{"role": "system", "content": body["preamble"]}] if isinstance(body.get("preamble"), str) else []
         messages = [*preamble, *history, {"role": "user", "content": body["message"]}]
     prompt = body.get("prompt", body.get("inputText"))
@@ -141,9 +142,9 @@ def request_facts(body: Any) -> tuple[list[Any] | None, str | None, int | None]:
             for v in (
                 body.get("max_tokens"),
                 body.get("max_gen_len"),
-                get(config, "max_new_tokens"),
-                get(config, "maxTokens"),
-                get(config, "maxTokenCount"),
+                field(config, "max_new_tokens"),
+                field(config, "maxTokens"),
+                field(config, "maxTokenCount"),
             )
             if type(v) is int
         ),
@@ -166,7 +167,7 @@ def invoke_result(data: bytes, headers: Any, request: Request) -> Result:
             return result
     counts = fill(counts_from_body(body), counts_from_headers(headers))
     usage = counts.usage(lambda: estimate_prompt(request), lambda: estimate_text(text_of_body(body), request))
-    model = get(body, "model") if isinstance(body, Mapping) else None
+    model = field(body, "model") if isinstance(body, Mapping) else None
     return Result(usage, response_model=model if isinstance(model, str) else None)
 
 
@@ -178,18 +179,18 @@ def text_of_body(body: Any) -> str:
     for key in ("generation", "text", "outputText", "completion"):
         if isinstance(body.get(key), str):
             parts.append(body[key])
-    containers = [get(get(get(body, "output"), "message"), "content"), body.get("content")]
-    containers += [get(r, "outputText") for r in body.get("results") or []]
-    containers += [get(get(c, "message"), "content") for c in body.get("choices") or []]
-    containers += [get(o, "text") for o in body.get("outputs") or []]
+    containers = [field(field(field(body, "output"), "message"), "content"), body.get("content")]
+    containers += [field(r, "outputText") for r in body.get("results") or []]
+    containers += [field(field(c, "message"), "content") for c in body.get("choices") or []]
+    containers += [field(o, "text") for o in body.get("outputs") or []]
     for value in containers:
         if isinstance(value, str):
             parts.append(value)
         elif isinstance(value, list):
-            parts.extend(get(block, "text") for block in value if isinstance(get(block, "text"), str))
-    delta = get(get(body, "contentBlockDelta"), "delta")
-    if isinstance(get(delta, "text"), str):
-        parts.append(get(delta, "text"))
+            parts.extend(field(block, "text") for block in value if isinstance(field(block, "text"), str))
+    delta = field(field(body, "contentBlockDelta"), "delta")
+    if isinstance(field(delta, "text"), str):
+        parts.append(field(delta, "text"))
     return "".join(parts)
 
 
@@ -204,7 +205,7 @@ class InvokeStreamAccumulator:
         self.text: list[str] = []
 
     def on_chunk(self, chunk: Any) -> bool:
-        data = get(get(chunk, "chunk"), "bytes")
+        data = field(field(chunk, "chunk"), "bytes")
         if not isinstance(data, (bytes, str)):
             return True
         event = json.loads(data)
@@ -216,7 +217,7 @@ class InvokeStreamAccumulator:
             self.anthropic.add(event)
             return True
         self.text.append(text_of_body(event))
-        read_bedrock_usage(self.body, get(event.get("metadata"), "usage"))
+        read_bedrock_usage(self.body, field(event.get("metadata"), "usage"))
         self.body.set("input", event.get("prompt_token_count"))
         self.body.set("output", event.get("generation_token_count"))
         return True
@@ -242,7 +243,7 @@ class InvokeStreamAccumulator:
 
 def _first(obj: Any, *names: str) -> Any:
     for name in names:
-        value = get(obj, name)
+        value = field(obj, name)
         if value is not None:
             return value
     return None

@@ -14,7 +14,8 @@ from tokenmeter import _safe
 from tokenmeter._streams import AsyncMeteredStream, MeteredStream
 from tokenmeter._wrap import Result
 
-from ._openai_usage import OpenAIRequest, Reported, field, read, read_responses, settle
+from ._fields import field
+from ._openai_usage import OpenAIRequest, Reported, read, read_responses, settle
 
 _ABSENT: Any = object()
 _FINAL_RESPONSE_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})

@@ -9,11 +9,13 @@ missing, never raised on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from tokenmeter import Request, Usage, count_tokens
+
+from ._fields import count, field
 
 
 @dataclass
@@ -35,32 +37,6 @@ class Reported:
 
 _CHAT_KEYS = ("prompt_tokens", "prompt_tokens_details", "completion_tokens", "completion_tokens_details")
 _RESPONSES_KEYS = ("input_tokens", "input_tokens_details", "output_tokens", "output_tokens_details")
-
-
-_ABSENT: Any = object()
-
-
-def field(obj: Any, name: str) -> Any:
-    """``obj.name`` or ``obj[name]`` (None when absent).
-
-    On the hot path of every call and stream chunk: plain dicts and attributes are looked up first,
-    the (slower) ``Mapping`` check only runs for other mappings.
-    """
-    if obj is None:
-        return None
-    if type(obj) is dict:
-        return obj.get(name)
-    value = getattr(obj, name, _ABSENT)
-    if value is not _ABSENT:
-        return value
-    if isinstance(obj, Mapping):
-        return obj.get(name)
-    return None
-
-
-def count(value: Any) -> int | None:
-    """A valid token count, or None for anything else (bool, str, negative, null, float)."""
-    return value if type(value) is int and value >= 0 else None
 
 
 def read(usage: Any, keys: tuple[str, str, str, str] = _CHAT_KEYS) -> Reported | None:

@@ -38,7 +38,7 @@ from tokenmeter._patch import Patcher
 from tokenmeter._usage import Usage
 from tokenmeter._wrap import Result, sync_wrapper
 
-from ._anthropic_usage import Counts, estimate_prompt, estimate_text, get
+from ._anthropic_usage import Counts, estimate_prompt, estimate_text
 from ._bedrock_bodies import (
     InvokeStreamAccumulator,
     invoke_result,
@@ -46,6 +46,7 @@ from ._bedrock_bodies import (
     request_facts,
     usage_from_invoke,
 )
+from ._fields import field
 
 PROVIDER = "aws.bedrock"
 """``gen_ai.provider.name`` of Bedrock."""
@@ -78,7 +79,7 @@ def usage_from_converse(response: Any) -> Usage | None:
     ``None``) counts as missing and flags the usage estimated. Never raises.
     """
     try:
-        usage = response if get(response, "inputTokens") is not None else get(response, "usage")
+        usage = response if field(response, "inputTokens") is not None else field(response, "usage")
         counts = Counts()
         read_bedrock_usage(counts, usage)
         return counts.usage()
@@ -127,7 +128,7 @@ class _Operation:
             messages: list[Any] | None = list(params["messages"]) if isinstance(params.get("messages"), list) else None
             if messages is not None and isinstance(params.get("system"), list):
                 messages.insert(0, {"role": "system", "content": params["system"]})
-            max_tokens, prompt = get(params.get("inferenceConfig"), "maxTokens"), None
+            max_tokens, prompt = field(params.get("inferenceConfig"), "maxTokens"), None
         else:
             body = params.get("body")
             parsed = json.loads(body) if isinstance(body, (bytes, str)) and body else None
@@ -164,11 +165,11 @@ class _Operation:
 
 def _converse_result(response: Any, request: Request) -> Result:
     counts = Counts()
-    read_bedrock_usage(counts, get(response, "usage"))
-    content = get(get(get(response, "output"), "message"), "content")
-    text = "".join(t for t in (get(b, "text") for b in content or []) if isinstance(t, str))
+    read_bedrock_usage(counts, field(response, "usage"))
+    content = field(field(field(response, "output"), "message"), "content")
+    text = "".join(t for t in (field(b, "text") for b in content or []) if isinstance(t, str))
     usage = counts.usage(lambda: estimate_prompt(request), lambda: estimate_text(text, request))
-    stop = get(response, "stopReason")
+    stop = field(response, "stopReason")
     return Result(usage, finish_reasons=[stop] if isinstance(stop, str) else None)
 
 
@@ -181,7 +182,7 @@ def _invoke_result(response: Any, request: Request) -> Result:
         response["body"] = StreamingBody(_Failing(exc), None)
         raise
     response["body"] = StreamingBody(io.BytesIO(data), len(data))  # the caller reads the same bytes
-    headers = get(response.get("ResponseMetadata"), "HTTPHeaders")
+    headers = field(response.get("ResponseMetadata"), "HTTPHeaders")
     return invoke_result(data, headers, request)
 
 
@@ -207,18 +208,18 @@ class _ConverseStream:
     def on_chunk(self, chunk: Any) -> bool:
         if not isinstance(chunk, Mapping):
             return True
-        delta = get(chunk.get("contentBlockDelta"), "delta")
+        delta = field(chunk.get("contentBlockDelta"), "delta")
         if delta is not None:
-            for piece in (get(delta, "text"), get(get(delta, "reasoningContent"), "text")):
+            for piece in (field(delta, "text"), field(field(delta, "reasoningContent"), "text")):
                 if isinstance(piece, str):
                     self.text.append(piece)
-            tool_input = get(get(delta, "toolUse"), "input")
+            tool_input = field(field(delta, "toolUse"), "input")
             if isinstance(tool_input, str):
                 self.text.append(tool_input)
         elif "metadata" in chunk:
-            read_bedrock_usage(self.counts, get(chunk["metadata"], "usage"))
+            read_bedrock_usage(self.counts, field(chunk["metadata"], "usage"))
         elif "messageStop" in chunk:
-            stop = get(chunk["messageStop"], "stopReason")
+            stop = field(chunk["messageStop"], "stopReason")
             self.stop = stop if isinstance(stop, str) else None
         return True
 

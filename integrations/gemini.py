@@ -25,6 +25,8 @@ from tokenmeter._tokens import count_tokens
 from tokenmeter._usage import Usage
 from tokenmeter._wrap import Result, async_wrapper, sync_wrapper
 
+from ._fields import count
+
 PROVIDER = "gcp.gemini"
 """``gen_ai.provider.name`` of the Gemini Developer API."""
 
@@ -66,15 +68,11 @@ def _field(obj: Any, snake: str, camel: str | None = None) -> Any:
     return getattr(obj, snake, None)
 
 
-def _valid(value: Any) -> int | None:
-    return value if type(value) is int and value >= 0 else None
-
-
 def counts_from_metadata(meta: Any) -> Counts | None:
     """Read a ``usage_metadata`` (SDK object, or a dict in snake_case or camelCase); ``None`` when absent."""
     if meta is None:
         return None
-    return Counts(*(_valid(_field(meta, snake, camel)) for snake, camel in _FIELDS))
+    return Counts(*(count(_field(meta, snake, camel)) for snake, camel in _FIELDS))
 
 
 def usage_from_counts(counts: Counts, *, estimated: bool = False) -> Usage:
@@ -171,7 +169,7 @@ class _GenerateContent:
             provider=VERTEX_PROVIDER if vertex else PROVIDER,
             model=model_name(kwargs.get("model")),
             operation="chat",
-            max_tokens=_valid(_field(config, "max_output_tokens", "maxOutputTokens")),
+            max_tokens=count(_field(config, "max_output_tokens", "maxOutputTokens")),
             messages=_messages(kwargs.get("contents"), config),
             stream=self.stream,
             server_address=address,

@@ -28,8 +28,9 @@ from tokenmeter import Request, Usage
 from tokenmeter._patch import Patcher
 from tokenmeter._wrap import Result, StreamAccumulator, async_wrapper, sync_wrapper
 
+from ._fields import count, field, nonempty
 from ._openai_streams import ChatStream
-from ._openai_usage import OpenAIRequest, chat_text, combine, count, field, read, read_embeddings, settle, text_inputs
+from ._openai_usage import OpenAIRequest, chat_text, combine, read, read_embeddings, settle, text_inputs
 
 PROVIDER = "litellm"
 """Fallback ``gen_ai.provider.name`` when LiteLLM cannot tell which provider serves a model."""
@@ -209,7 +210,7 @@ class _Completion(_Endpoint):
         choices = field(response, "choices")
         usage = settle(read(_openai_shaped(field(response, "usage"))), request, lambda: chat_text(choices))
         finish = [r for r in (field(c, "finish_reason") for c in choices or ()) if isinstance(r, str)]
-        return Result(usage, _str(field(response, "model")), _str(field(response, "id")), finish or None)
+        return Result(usage, nonempty(field(response, "model")), nonempty(field(response, "id")), finish or None)
 
 
 class _Stream(ChatStream):
@@ -256,11 +257,7 @@ class _Embedding(_Endpoint):
         if not isinstance(request, LiteLLMRequest):
             return Result(None)
         reported = read_embeddings(_openai_shaped(field(response, "usage")))
-        return Result(settle(reported, request, ""), _str(field(response, "model")))
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+        return Result(settle(reported, request, ""), nonempty(field(response, "model")))
 
 
 _patcher = Patcher()

@@ -33,13 +33,13 @@ from tokenmeter import Request, Usage
 from tokenmeter._patch import Patcher
 from tokenmeter._wrap import Result, StreamAccumulator, async_wrapper, sync_wrapper
 
+from ._fields import field, nonempty
 from ._openai_streams import ChatStream, ResponsesStream, aclose_helper, close_helper
 from ._openai_usage import (
     OpenAIRequest,
     Reported,
     chat_text,
     combine,
-    field,
     read,
     read_embeddings,
     read_responses,
@@ -208,11 +208,7 @@ class _Endpoint:
         choices = field(response, "choices")
         usage = settle(read(field(response, "usage")), request, lambda: chat_text(choices))
         finish = [r for r in (field(c, "finish_reason") for c in choices or ()) if isinstance(r, str)]
-        return Result(usage, _str(field(response, "model")), _str(field(response, "id")), finish or None)
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+        return Result(usage, nonempty(field(response, "model")), nonempty(field(response, "id")), finish or None)
 
 
 def _inject_enabled() -> bool:
@@ -280,7 +276,7 @@ class _Responses(_Endpoint):
         usage = settle(
             read_responses(field(response, "usage")), request, lambda: responses_text(field(response, "output"))
         )
-        return Result(usage, _str(field(response, "model")), _str(field(response, "id")))
+        return Result(usage, nonempty(field(response, "model")), nonempty(field(response, "id")))
 
 
 class _Embeddings(_Endpoint):
@@ -295,7 +291,7 @@ class _Embeddings(_Endpoint):
 
     def complete(self, response: Any, request: OpenAIRequest) -> Result:
         reported = read_embeddings(field(response, "usage")) or Reported(None, Usage())
-        return Result(settle(reported, request, None), _str(field(response, "model")))
+        return Result(settle(reported, request, None), nonempty(field(response, "model")))
 
 
 def _patcher() -> Patcher:
