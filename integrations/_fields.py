@@ -38,3 +38,15 @@ def count(value: Any) -> int | None:
 def nonempty(value: Any) -> str | None:
     """A non-empty string, or ``None`` (model names, response ids)."""
     return value if isinstance(value, str) and value else None
+
+
+def generic_status(error: BaseException, generic_class: str) -> str | None:
+    """The HTTP status (``"418"``) of an SDK's generic status error class, whose name says nothing.
+
+    Stainless-built SDKs (openai, anthropic) raise named subclasses (``RateLimitError``...) for the common
+    statuses and ``APIStatusError`` itself for the rest.
+    """
+    if type(error).__name__ != generic_class:
+        return None
+    status = getattr(error, "status_code", None)
+    return str(status) if type(status) is int else None

@@ -46,6 +46,7 @@ from tokenmeter._streams import AsyncMeteredStream, MeteredStream
 from tokenmeter._wrap import Result, async_wrapper, sync_wrapper
 
 from ._anthropic_usage import MessageEvents, message_result, usage_from_events, usage_from_message
+from ._fields import generic_status
 
 __all__ = [
     "EXTRA",
@@ -144,6 +145,9 @@ class _Messages:
         if kwargs.get("model") != request.model:
             kwargs = {**kwargs, "model": request.model}
         return args, kwargs
+
+    def error_type(self, error: BaseException) -> str | None:
+        return generic_status(error, "APIStatusError")
 
     def result(self, response: Any, request: Request) -> Result | _StreamAccumulator:
         raw = hasattr(response, "http_response")  # with_raw_response / with_streaming_response

@@ -153,6 +153,11 @@ class _Operation:
             return _with_params(args, kwargs, {**params, "modelId": request.model})
         return args, kwargs
 
+    def error_type(self, error: BaseException) -> str | None:
+        # botocore's ClientError carries the service's error code (ThrottlingException, ValidationException...).
+        code = field(field(getattr(error, "response", None), "Error"), "Code")
+        return code if isinstance(code, str) and code else None
+
     def result(self, response: Any, request: Request) -> Result | _ConverseStream | InvokeStreamAccumulator:
         if self.stream:  # ``response`` is the event stream taken out of the response dict (see _stream_call)
             if response is None:

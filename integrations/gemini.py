@@ -184,6 +184,13 @@ class _GenerateContent:
             kwargs = {**kwargs, "model": request.model}
         return args, kwargs
 
+    def error_type(self, error: BaseException) -> str | None:
+        # google-genai raises ClientError / ServerError (subclasses of APIError) for every HTTP status.
+        code = getattr(error, "code", None)
+        if type(code) is int and any(c.__name__ == "APIError" for c in type(error).__mro__):
+            return str(code)
+        return None
+
     def result(self, response: Any, request: Request) -> Result | _Responses:
         responses = _Responses(request)
         if self.stream:

@@ -33,7 +33,7 @@ from tokenmeter import Request, Usage
 from tokenmeter._patch import Patcher
 from tokenmeter._wrap import Result, StreamAccumulator, async_wrapper, sync_wrapper
 
-from ._fields import field, nonempty
+from ._fields import field, generic_status, nonempty
 from ._openai_streams import ChatStream, ResponsesStream, aclose_helper, close_helper
 from ._openai_usage import (
     OpenAIRequest,
@@ -198,6 +198,10 @@ class _Endpoint:
         if request.raw == "true" and not request.stream and http is not None:
             return self.complete(http.json(), request)
         return Result(settle(None, request, None))
+
+    def error_type(self, error: BaseException) -> str | None:
+        """``error.type`` of an SDK error: the status of a generic ``APIStatusError``, else its class."""
+        return generic_status(error, "APIStatusError")
 
     def stream(self, request: OpenAIRequest) -> StreamAccumulator:
         """The accumulator of this endpoint's streams."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -51,6 +51,7 @@ class MeteredCall:
     __slots__ = (
         "_done",
         "_t0",
+        "error_namer",
         "http_attempts",
         "meter",
         "request",
@@ -71,6 +72,8 @@ class MeteredCall:
         self._done = False
         self.reservation: Any = None
         self.http_attempts: list[tuple[int | None, str | None]] | None = None
+        # The integration's Endpoint.error_type (the SDK's error -> "429", "ThrottlingException"...), if any.
+        self.error_namer: Callable[[BaseException], str | None] | None = None
         self._t0 = time.perf_counter()
 
     @property
@@ -171,7 +174,7 @@ class MeteredCall:
         error_type: str | None = None
         # Each sink is isolated: a fault in one never costs the span or the others their record.
         try:
-            error_type = None if error is None else _error_type(error)
+            error_type = None if error is None else _error_type(error, self.error_namer)
             if usage is not None:
                 cost = meter.prices.cost(req.provider, req.model, usage)
                 if provider_cost_usd is not None:
@@ -330,14 +333,19 @@ def _provider_cost(usd: Decimal, table: Cost, usage: Usage) -> Cost:
     return Cost(usd, "provider", tuple(parts))
 
 
-def _error_type(error: BaseException) -> str:
+def _error_type(error: BaseException, namer: Callable[[BaseException], str | None] | None) -> str:
+    """``error.type``: what the integration names the SDK's error, else the exception's class name."""
     if isinstance(error, _NamedError):
         return error.type_name
-    status = getattr(error, "status_code", getattr(error, "code", None))  # google-genai: .code
-    name = type(error).__name__
-    if isinstance(status, int) and name in ("APIStatusError", "ClientError", "ServerError"):
-        return str(status)
-    return name
+    if namer is not None:
+        try:
+            name = namer(error)
+        except Exception:
+            name = None
+            _safe.log_once("call.error_type", "tokenmeter: naming an SDK error failed; using its class name")
+        if isinstance(name, str) and name:
+            return name
+    return type(error).__name__
 
 
 def begin(request: Request) -> MeteredCall | None:

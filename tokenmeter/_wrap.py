@@ -59,6 +59,10 @@ class Endpoint(Protocol):
         """Translate a response, or return an accumulator when the response is a stream."""
         ...
 
+    # Optional: ``error_type(self, error: BaseException) -> str | None`` names the SDK's error for
+    # ``error.type`` (an HTTP status of a generic status error, a service error code); ``None`` or no
+    # such method: the exception's class name.
+
 
 def open_call(
     endpoint: Endpoint, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -78,6 +82,7 @@ def open_call(
     call = begin(request)  # raises PolicyViolation when refused: the call must not be sent
     if call is None:
         return None, args, kwargs
+    call.error_namer = getattr(endpoint, "error_type", None)
     try:
         new_args, new_kwargs = endpoint.prepare(request, args, kwargs)
     except Exception:

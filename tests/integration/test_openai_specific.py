@@ -318,6 +318,16 @@ def test_uninstrument_restores_originals_and_instrument_is_idempotent(fp: FakePr
     assert Completions.__dict__["create"] is original
 
 
+def test_an_uncommon_status_is_named_by_its_code(fp: FakeProvider, cap: Capture, client: Any) -> None:
+    # openai raises the generic APIStatusError for statuses without a named subclass: error.type is the status
+    fp.enqueue(Reply(status=418))
+    with pytest.raises(openai.APIStatusError) as raised:
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert type(raised.value) is openai.APIStatusError
+    assert dict(only_call_span(cap).attributes or {})["error.type"] == "418"
+    assert cap.counter("tokenmeter.calls", **{"error.type": "418"}) == 1
+
+
 def test_faults_inside_tokenmeter_never_reach_the_caller(
     fp: FakeProvider, cap: Capture, client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

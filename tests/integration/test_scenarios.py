@@ -153,7 +153,8 @@ def test_rate_limited_without_retries(driver: Driver, fp: FakeProvider, cap: Cap
         driver.call(driver.client(fp.url, max_retries=0), model=driver.model)
     assert not isinstance(raised.value, tokenmeter.TokenmeterError)
     assert len(fp.requests) == 1
-    assert_failed(cap, provider=driver.provider, model=driver.model)
+    span = assert_failed(cap, provider=driver.provider, model=driver.model)
+    assert dict(span.attributes or {})["error.type"] == driver.rate_limit_error_type
 
 
 def test_rate_limited_then_sdk_retry_succeeds(driver: Driver, fp: FakeProvider, cap: Capture) -> None:

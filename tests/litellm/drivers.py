@@ -35,6 +35,7 @@ class LiteLLMDriver:
 
     name = "litellm"
     rate_limit_error: type[BaseException] = litellm.RateLimitError
+    rate_limit_error_type: str = "RateLimitError"
     server_error: type[BaseException] = litellm.InternalServerError
     stream_usage_injected = True
 

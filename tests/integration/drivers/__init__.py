@@ -101,6 +101,7 @@ class Driver(Protocol):
         ...
 
     rate_limit_error: type[BaseException]  # what the SDK raises on 429
+    rate_limit_error_type: str  # the error.type metered for it
     server_error: type[BaseException]  # what the SDK raises on 500
 
 

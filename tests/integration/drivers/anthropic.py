@@ -74,6 +74,7 @@ class AnthropicDriver:
         }
     )
     rate_limit_error: type[BaseException] = anthropic.RateLimitError
+    rate_limit_error_type: str = "RateLimitError"
     server_error: type[BaseException] = anthropic.InternalServerError
 
     def client(self, url: str, *, max_retries: int = 0) -> Any:

@@ -88,6 +88,7 @@ class BedrockConverseDriver:
         }
     )
     rate_limit_error: type[BaseException] = ClientError
+    rate_limit_error_type: str = "ThrottlingException"
     server_error: type[BaseException] = ClientError
 
     def client(self, url: str, *, max_retries: int = 0) -> Any:

@@ -65,6 +65,7 @@ class BedrockInvokeDriver:
         }
     )
     rate_limit_error: type[BaseException] = ClientError
+    rate_limit_error_type: str = "ThrottlingException"
     server_error: type[BaseException] = ClientError
 
     def client(self, url: str, *, max_retries: int = 0) -> Any:

@@ -71,6 +71,7 @@ class GeminiDriver:
         }
     )
     rate_limit_error: type[BaseException] = errors.ClientError
+    rate_limit_error_type: str = "429"
     server_error: type[BaseException] = errors.ServerError
 
     def client(self, url: str, *, max_retries: int = 0) -> Any:

@@ -74,6 +74,7 @@ class OpenAIDriver:
         }
     )
     rate_limit_error: type[BaseException] = openai.RateLimitError
+    rate_limit_error_type: str = "RateLimitError"
     server_error: type[BaseException] = openai.InternalServerError
 
     def client(self, url: str, *, max_retries: int = 0) -> Any:
