@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -199,6 +199,27 @@ class Instruments:
             with self._lock:
                 self._cache.clear()
         self.budget_observer = None
+
+    def _folded(self, dimensions: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: self.limiter.fold(k, v) for k, v in dimensions.items() if v is not None}
+
+    def record_waste(self, dimensions: Mapping[str, Any], tokens: Sequence[int], cost: Decimal, reason: str) -> None:
+        """``tokenmeter.tokens.wasted`` (per class) and ``tokenmeter.cost.wasted`` of retried or failed work."""
+        base = self._folded(dimensions)
+        base["tokenmeter.waste.reason"] = reason
+        for token_class, n in zip(TOKEN_CLASSES, tokens, strict=False):
+            if n:
+                self.wasted_tokens.add(n, {**base, "tokenmeter.token.class": token_class})
+        if cost:
+            self.wasted_cost.add(float(cost), base)
+
+    def record_run(self, dimensions: Mapping[str, Any], tokens: int, cost: Decimal, steps: int, *, ok: bool) -> None:
+        """One point of each ``tokenmeter.run.*`` histogram for a finished workflow run."""
+        attrs = self._folded(dimensions)
+        attrs["tokenmeter.outcome"] = "ok" if ok else "error"
+        self.run_tokens.record(tokens, attrs)
+        self.run_cost.record(float(cost), attrs)
+        self.run_steps.record(steps, attrs)
 
     def decision_register(self, attributes: dict[str, Any]) -> list[Any]:
         """The register ``[attributes, count]`` of one ``tokenmeter.policy.decisions`` attribute set.

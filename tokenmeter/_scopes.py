@@ -156,44 +156,26 @@ def report_waste(meter: Any, scope: Scope, node: Node, reason: str) -> None:
     total = sum(tokens)
     if not total and not cost:
         return
-    ins = meter.instruments
-    base = {
-        k: ins.limiter.fold(k, v)
-        for k, v in (
-            ("gen_ai.workflow.name", scope.workflow),
-            ("gen_ai.agent.name", scope.agent),
-            ("tokenmeter.team.name", scope.team),
-            ("tokenmeter.model.tier", scope.tier),
-            ("tokenmeter.env", scope.env),
-            ("tokenmeter.step.depth", depth_bucket(scope.depth)),
-        )
-        if v is not None
+    dimensions = {
+        "gen_ai.workflow.name": scope.workflow,
+        "gen_ai.agent.name": scope.agent,
+        "tokenmeter.team.name": scope.team,
+        "tokenmeter.model.tier": scope.tier,
+        "tokenmeter.env": scope.env,
+        "tokenmeter.step.depth": depth_bucket(scope.depth),
     }
-    base["tokenmeter.waste.reason"] = reason
-    for c, n in zip(TOKEN_CLASSES, tokens, strict=False):
-        if n:
-            ins.wasted_tokens.add(n, {**base, "tokenmeter.token.class": c})
-    if cost:
-        ins.wasted_cost.add(float(cost), base)
+    meter.instruments.record_waste(dimensions, tokens, cost, reason)
     meter.ledger.add_waste(scope.team or "-", scope.workflow or "-", total, cost)
 
 
 def _record_run(meter: Any, scope: Scope, tokens: int, cost: Any, steps: int, error: BaseException | None) -> None:
-    ins = meter.instruments
-    attrs = {
-        k: ins.limiter.fold(k, v)
-        for k, v in (
-            ("gen_ai.workflow.name", scope.workflow),
-            ("tokenmeter.team.name", scope.team),
-            ("tokenmeter.model.tier", scope.tier),
-            ("tokenmeter.env", scope.env),
-        )
-        if v is not None
+    dimensions = {
+        "gen_ai.workflow.name": scope.workflow,
+        "tokenmeter.team.name": scope.team,
+        "tokenmeter.model.tier": scope.tier,
+        "tokenmeter.env": scope.env,
     }
-    attrs["tokenmeter.outcome"] = "ok" if error is None else "error"
-    ins.run_tokens.record(tokens, attrs)
-    ins.run_cost.record(float(cost), attrs)
-    ins.run_steps.record(steps, attrs)
+    meter.instruments.record_run(dimensions, tokens, cost, steps, ok=error is None)
     meter.ledger.add_run(scope.workflow or "-", tokens, cost, steps)
 
 
