@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import ConfigError
-from ._usage import TOKEN_CLASSES, Usage
+from ._usage import TOKEN_CLASSES, Usage, class_counts
 
 _MILLION = Decimal(1_000_000)
 _ZERO = Decimal(0)
@@ -80,6 +80,8 @@ class _Rate:
     tiers: tuple[tuple[int, Decimal], ...] = ()
 
     def at(self, prompt_tokens: int) -> Decimal:
+        if not self.tiers:
+            return self.base
         price = self.base
         for start, tier_price in self.tiers:
             if prompt_tokens > start:
@@ -95,17 +97,16 @@ class _Rates:
     source: str
 
     def cost(self, usage: Usage) -> Cost:
-        prompt = usage.input + usage.cache_read + usage.cache_write
+        prompt = usage.input_total
         parts: list[Decimal] = []
         total = _ZERO
-        counts = (usage.input, usage.cache_read, usage.cache_write, usage.output, usage.reasoning)
-        for tokens, rate in zip(counts, self.by_class, strict=True):
+        for tokens, rate in zip(class_counts(usage), self.by_class, strict=True):
             if not tokens:
                 parts.append(_ZERO)
                 continue
             if rate is None:
                 return UNPRICED
-            part = (rate.base if not rate.tiers else rate.at(prompt)) * tokens / _MILLION
+            part = rate.at(prompt) * tokens / _MILLION
             parts.append(part)
             total += part
         return Cost(total, self.source, tuple(parts))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from decimal import Decimal
 
-from ._usage import Usage
+from ._usage import Usage, class_counts
 
 _LOCK = threading.Lock()
 
@@ -44,8 +44,7 @@ class Node:
 
     def add_call(self, usage: Usage | None, cost: Decimal | None, *, error: bool) -> None:
         """Add one finished LLM call to this node and all its ancestors."""
-        classes = None if usage is None else (usage.input, usage.cache_read, usage.cache_write, usage.output,
-                                               usage.reasoning)
+        classes = None if usage is None else class_counts(usage)
         with _LOCK:
             node: Node | None = self
             while node is not None:

@@ -83,6 +83,11 @@ class Usage:
         )
 
 
+def class_counts(usage: Usage) -> tuple[int, int, int, int, int]:
+    """The tokens of each class, ordered as :data:`TOKEN_CLASSES`."""
+    return (usage.input, usage.cache_read, usage.cache_write, usage.output, usage.reasoning)
+
+
 def add_counts(counts: list[int], usage: Usage) -> None:
     """Add ``usage`` to per-class running totals ``counts`` (ordered as :data:`TOKEN_CLASSES`)."""
     counts[0] += usage.input
