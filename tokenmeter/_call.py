@@ -51,7 +51,7 @@ class MeteredCall:
     __slots__ = (
         "_done",
         "_t0",
-        "error_namer",
+        "endpoint",
         "http_attempts",
         "meter",
         "request",
@@ -72,8 +72,8 @@ class MeteredCall:
         self._done = False
         self.reservation: Any = None
         self.http_attempts: list[tuple[int | None, str | None]] | None = None
-        # The integration's Endpoint.error_type (the SDK's error -> "429", "ThrottlingException"...), if any.
-        self.error_namer: Callable[[BaseException], str | None] | None = None
+        # The integration's Endpoint (None for record()); its optional error_type() names SDK errors.
+        self.endpoint: Any = None
         self._t0 = time.perf_counter()
 
     @property
@@ -174,7 +174,7 @@ class MeteredCall:
         error_type: str | None = None
         # Each sink is isolated: a fault in one never costs the span or the others their record.
         try:
-            error_type = None if error is None else _error_type(error, self.error_namer)
+            error_type = None if error is None else _error_type(error, getattr(self.endpoint, "error_type", None))
             if usage is not None:
                 cost = meter.prices.cost(req.provider, req.model, usage)
                 if provider_cost_usd is not None:

@@ -23,14 +23,18 @@ from ._patch import Patcher
 def _counted(call: Any, args: tuple[Any, ...]) -> bool:
     """Whether this request belongs to ``call``: sent to the call's server (when known), e.g. not a
     credentials refresh the SDK makes on the way."""
-    expected = call.request.server_address
-    if not expected or not args:
-        return True
-    url = getattr(args[0], "url", None)
-    host = getattr(url, "host", None)  # httpx / httpx2
-    if not isinstance(host, str) and isinstance(url, str):  # botocore
-        host = urllib.parse.urlsplit(url).hostname
-    return not isinstance(host, str) or host == expected
+    try:
+        expected = call.request.server_address
+        if not expected or not args:
+            return True
+        url = getattr(args[0], "url", None)
+        host = getattr(url, "host", None)  # httpx / httpx2
+        if not isinstance(host, str) and isinstance(url, str):  # botocore
+            host = urllib.parse.urlsplit(url).hostname
+        return not isinstance(host, str) or host == expected
+    except Exception:  # never let counting stand between the SDK and its request
+        _safe.log_once("transport.counted", "tokenmeter: matching an HTTP request to its call failed")
+        return False
 
 
 def _note(call: Any, response: Any, error: BaseException | None) -> None:

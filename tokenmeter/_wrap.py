@@ -82,7 +82,7 @@ def open_call(
     call = begin(request)  # raises PolicyViolation when refused: the call must not be sent
     if call is None:
         return None, args, kwargs
-    call.error_namer = getattr(endpoint, "error_type", None)
+    call.endpoint = endpoint
     try:
         new_args, new_kwargs = endpoint.prepare(request, args, kwargs)
     except Exception:
