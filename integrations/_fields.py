@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-_ABSENT: Any = object()
+ABSENT: Any = object()
+"""A ``getattr`` default that no payload holds."""
 
 
 def field(obj: Any, name: str) -> Any:
@@ -22,8 +23,8 @@ def field(obj: Any, name: str) -> Any:
         return None
     if type(obj) is dict:
         return obj.get(name)
-    value = getattr(obj, name, _ABSENT)
-    if value is not _ABSENT:
+    value = getattr(obj, name, ABSENT)
+    if value is not ABSENT:
         return value
     if isinstance(obj, Mapping):
         return obj.get(name)
@@ -50,3 +51,20 @@ def generic_status(error: BaseException, generic_class: str) -> str | None:
         return None
     status = getattr(error, "status_code", None)
     return str(status) if type(status) is int else None
+
+
+class AttributeView:
+    """Read a mapping (and the mappings and lists inside it) by attribute: ``view.a`` is ``m.get("a")``."""
+
+    __slots__ = ("_mapping",)
+
+    def __init__(self, mapping: Mapping[str, Any]) -> None:
+        self._mapping = mapping
+
+    def __getattr__(self, name: str) -> Any:
+        value = self._mapping.get(name)
+        if isinstance(value, Mapping):
+            return AttributeView(value)
+        if isinstance(value, list):
+            return [AttributeView(v) if isinstance(v, Mapping) else v for v in value]
+        return value

@@ -14,10 +14,9 @@ from tokenmeter import _safe
 from tokenmeter._streams import AsyncMeteredStream, MeteredStream
 from tokenmeter._wrap import Result
 
-from ._fields import field
+from ._fields import ABSENT, AttributeView, field
 from ._openai_usage import OpenAIRequest, Reported, read, read_responses, settle
 
-_ABSENT: Any = object()
 _FINAL_RESPONSE_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
@@ -39,8 +38,8 @@ class ChatStream:
 
     def on_chunk(self, chunk: Any) -> bool:
         """Record one chunk; False for the usage-only chunk tokenmeter itself asked for."""
-        choices = getattr(chunk, "choices", _ABSENT)
-        if choices is _ABSENT:  # not the SDK's chunk object: a mapping, or something without choices
+        choices = getattr(chunk, "choices", ABSENT)
+        if choices is ABSENT:  # not the SDK's chunk object: a mapping, or something without choices
             if isinstance(chunk, Mapping):
                 chunk = AttributeView(chunk)
             choices = getattr(chunk, "choices", None)
@@ -90,23 +89,6 @@ class ChatStream:
         """Usage from the usage chunk, else counted locally from the prompt and the streamed text."""
         usage = settle(read(self.usage), self.request, "".join(self.parts))
         return Result(usage, self.model, self.response_id, self.finish or None)
-
-
-class AttributeView:
-    """Read a mapping (and the mappings and lists inside it) by attribute: ``view.a`` is ``m.get("a")``."""
-
-    __slots__ = ("_mapping",)
-
-    def __init__(self, mapping: Mapping[str, Any]) -> None:
-        self._mapping = mapping
-
-    def __getattr__(self, name: str) -> Any:
-        value = self._mapping.get(name)
-        if isinstance(value, Mapping):
-            return AttributeView(value)
-        if isinstance(value, list):
-            return [AttributeView(v) if isinstance(v, Mapping) else v for v in value]
-        return value
 
 
 class ResponsesStream:

@@ -46,7 +46,7 @@ from ._bedrock_bodies import (
     request_facts,
     usage_from_invoke,
 )
-from ._fields import field
+from ._fields import field, nonempty
 
 PROVIDER = "aws.bedrock"
 """``gen_ai.provider.name`` of Bedrock."""
@@ -155,8 +155,7 @@ class _Operation:
 
     def error_type(self, error: BaseException) -> str | None:
         # botocore's ClientError carries the service's error code (ThrottlingException, ValidationException...).
-        code = field(field(getattr(error, "response", None), "Error"), "Code")
-        return code if isinstance(code, str) and code else None
+        return nonempty(field(field(getattr(error, "response", None), "Error"), "Code"))
 
     def result(self, response: Any, request: Request) -> Result | _ConverseStream | InvokeStreamAccumulator:
         if self.stream:  # ``response`` is the event stream taken out of the response dict (see _stream_call)
