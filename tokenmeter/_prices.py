@@ -7,7 +7,7 @@ import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -300,7 +300,7 @@ class PriceBook:
                 _, info = snapshot.find_provider_model(model, None, None, None)
             except LookupError:
                 return None
-        prices = info.get_prices(datetime.now(timezone.utc))
+        prices = info.get_prices(datetime.now(UTC))
         inp = _rate_from_table(getattr(prices, "input_mtok", None))
         if inp is None:
             return None

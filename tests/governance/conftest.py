@@ -7,7 +7,7 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from tokenmeter._governance._stores.sqlite import SQLiteStore
 from tokenmeter.testing import Capture, capture
 
 # Far enough in the future that nothing the tests write is ever "expired" by real time.
-T0 = datetime(2030, 1, 15, 10, 0, tzinfo=timezone.utc).timestamp()
+T0 = datetime(2030, 1, 15, 10, 0, tzinfo=UTC).timestamp()
 LEASE_S = 60.0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -185,15 +184,10 @@ def load_budgets(path: str | Path) -> list[Budget]:
         raise ConfigError(f"cannot read budgets file {p}: {exc}") from exc
     try:
         if p.suffix.lower() == ".toml":
-            if sys.version_info >= (3, 11):
-                import tomllib
-            else:  # pragma: no cover - Python 3.10
-                import tomli as tomllib
+            import tomllib
             data: Any = tomllib.loads(text)
         else:
             data = json.loads(text)
-    except ImportError:  # pragma: no cover - Python 3.10 without tomli
-        raise ConfigError("TOML budget files need Python 3.11+ or `pip install tomli`; JSON works too") from None
     except ValueError as exc:
         raise ConfigError(f"budgets file {p} is not valid {p.suffix.lstrip('.') or 'JSON'}: {exc}") from exc
     if isinstance(data, Mapping):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry import trace as otel_trace
@@ -98,8 +98,8 @@ def warn(budget: Budget, state: BucketState, thresholds: Sequence[float], now: f
                      budget.name, round(threshold * 100), used * 100, budget.window, label(start))
         if callback is not None:
             try:
-                callback(BudgetWarning(budget, threshold, used, datetime.fromtimestamp(start, timezone.utc),
-                                       datetime.fromtimestamp(end, timezone.utc), from_nano(state.spent_usd),
+                callback(BudgetWarning(budget, threshold, used, datetime.fromtimestamp(start, UTC),
+                                       datetime.fromtimestamp(end, UTC), from_nano(state.spent_usd),
                                        state.spent_tokens))
             except Exception:
                 _safe.log_once("on_budget_warning", "tokenmeter: the on_budget_warning callback raised")

@@ -11,7 +11,7 @@ Windows do not slide: when one ends, the next starts from zero spend and its war
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 WINDOWS: tuple[str, ...] = ("1h", "1d", "7d", "30d", "month")
 
@@ -25,9 +25,9 @@ _OFFSETS = {"7d": 4 * _DAY}
 def bounds(window: str, now: float) -> tuple[int, int]:
     """``(start, end)`` in epoch seconds of the ``window`` containing ``now`` (start inclusive, end exclusive)."""
     if window == "month":
-        t = datetime.fromtimestamp(math.floor(now), timezone.utc)
-        first = datetime(t.year, t.month, 1, tzinfo=timezone.utc)
-        after = datetime(t.year + t.month // 12, t.month % 12 + 1, 1, tzinfo=timezone.utc)
+        t = datetime.fromtimestamp(math.floor(now), UTC)
+        first = datetime(t.year, t.month, 1, tzinfo=UTC)
+        after = datetime(t.year + t.month // 12, t.month % 12 + 1, 1, tzinfo=UTC)
         return int(first.timestamp()), int(after.timestamp())
     try:
         length = _LENGTHS[window]
@@ -40,4 +40,4 @@ def bounds(window: str, now: float) -> tuple[int, int]:
 
 def label(epoch: int) -> str:
     """An epoch second as ISO-8601 UTC, e.g. ``2026-01-05T00:00Z``."""
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%MZ")
