@@ -21,7 +21,7 @@ from ._instrument import instrument, instrumented, uninstrument
 from ._meter import Meter, active, configure, unconfigure
 from ._prices import Cost, PriceBook
 from ._retry import Attempt, attempts
-from ._scopes import agent, attributes, step, tool, workflow
+from ._scopes import agent, attributes, outcome, step, tool, workflow
 from ._threads import in_context
 from ._tokens import TokenCount, count_tokens
 from ._usage import TOKEN_CLASSES, Usage
@@ -54,6 +54,7 @@ __all__ = [
     "in_context",
     "instrument",
     "instrumented",
+    "outcome",
     "record",
     "step",
     "tool",

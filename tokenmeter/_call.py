@@ -194,7 +194,8 @@ class MeteredCall:
         except Exception:
             _safe.log_once("gate.after", "tokenmeter: settling the rollup or budget reservation failed")
         try:
-            meter.ledger.add_call(self._ledger_key(), usage, cost.usd, "ok" if error is None else "error")
+            meter.ledger.call(scope, self.tier, req.provider, req.model, req.operation, usage, cost,
+                              "ok" if error is None else "error")
         except Exception:
             _safe.log_once("call.ledger", "tokenmeter: adding a call to the ledger failed")
         try:
@@ -203,10 +204,6 @@ class MeteredCall:
             _safe.log_once("call.span", "tokenmeter: ending a call span failed")
             if self.span is not None:
                 self.span.end()
-
-    def _ledger_key(self) -> tuple[str, str, str, str, str]:
-        scope = self.scope
-        return (scope.team or "-", scope.workflow or "-", self.tier, self.request.provider, self.request.model)
 
     def _end_span(
         self,
@@ -311,7 +308,9 @@ class MeteredCall:
             reg = ins.call_attributes(key)
             with ins.register_lock:
                 reg.blocked_calls += 1
-            self.meter.ledger.add_call(self._ledger_key(), None, None, "blocked")
+            req = self.request
+            self.meter.ledger.call(self.scope, self.tier, req.provider, req.model, req.operation, None, UNPRICED,
+                                   "blocked")
             if self.span is not None:
                 self.span.end()
         except Exception:

@@ -44,6 +44,11 @@ class Options:
     on_budget_warning: Any = None
     expected_output_tokens: int = 512
     disabled: bool = False
+    ledger: str | None = "default"
+    ledger_flush_interval: float = 1.0
+    ledger_queue_size: int = 65_536
+    ledger_retention_days: int = 400
+    ledger_run_retention_days: int = 90
 
 
 _ENV: dict[str, str] = {
@@ -64,6 +69,11 @@ _ENV: dict[str, str] = {
     "fail_open": "TOKENMETER_FAIL_OPEN",
     "expected_output_tokens": "TOKENMETER_EXPECTED_OUTPUT_TOKENS",
     "disabled": "TOKENMETER_DISABLED",
+    "ledger": "TOKENMETER_LEDGER",
+    "ledger_flush_interval": "TOKENMETER_LEDGER_FLUSH_INTERVAL",
+    "ledger_queue_size": "TOKENMETER_LEDGER_QUEUE_SIZE",
+    "ledger_retention_days": "TOKENMETER_LEDGER_RETENTION_DAYS",
+    "ledger_run_retention_days": "TOKENMETER_LEDGER_RUN_RETENTION_DAYS",
 }
 ENV_VARS: tuple[str, ...] = tuple(_ENV.values())
 
@@ -122,6 +132,8 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
             f"configure() got unknown option(s) {', '.join(sorted(unknown))}; valid options: {', '.join(sorted(known))}"
         )
     raw: dict[str, Any] = {k: v for k, v in kwargs.items() if v is not None}
+    if "ledger" in kwargs and kwargs["ledger"] is None:
+        raw["ledger"] = "none"  # ledger=None turns the durable ledger off (not "use the default")
     for key, var in _ENV.items():
         if key not in raw and env.get(var) not in (None, ""):
             raw[key] = env[var]
@@ -183,9 +195,45 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
         store == "memory" or store.startswith("sqlite:///") or store.startswith(("redis://", "rediss://"))
     ):
         raise ConfigError(f"store must be 'memory', 'sqlite:///path' or 'redis://host:port/db', got {store!r}")
+    _ledger_options(raw)
     if "budgets" in raw:
         budgets = raw["budgets"]
         if not isinstance(budgets, Sequence) or isinstance(budgets, str):
             raise ConfigError("budgets must be a list of tokenmeter.Budget objects")
         raw["budgets"] = tuple(budgets)
     return Options(**raw)
+
+
+def ledger_path(value: str | None) -> str | None:
+    """The ledger file of a ``ledger`` option value (``None``: off). ``default``: the user data directory."""
+    if value is None or value in ("none", "off", "memory"):
+        return None
+    if value == "default":
+        from platformdirs import user_data_dir
+
+        return str(Path(user_data_dir("tokenmeter", appauthor=False)) / "ledger.db")
+    return value[len("sqlite:///"):]
+
+
+def _ledger_options(raw: dict[str, Any]) -> None:
+    ledger = raw.get("ledger", "default")
+    if isinstance(ledger, Path):
+        ledger = f"sqlite:///{ledger}"
+    if not isinstance(ledger, str) or not (
+        ledger in ("default", "none", "off", "memory") or (ledger.startswith("sqlite:///") and len(ledger) > 10)
+    ):
+        raise ConfigError(f"ledger must be 'sqlite:///path/ledger.db', 'default' (the user data directory) or "
+                          f"None / 'none' (off), got {ledger!r}")
+    raw["ledger"] = ledger.lower() if ledger.lower() in ("default", "none", "off", "memory") else ledger
+    if "ledger_flush_interval" in raw:
+        value = raw["ledger_flush_interval"]
+        try:
+            interval = float(value)
+        except (TypeError, ValueError):
+            interval = -1.0
+        if isinstance(value, bool) or not 0 < interval <= 60:
+            raise ConfigError(f"ledger_flush_interval must be seconds in (0, 60], got {value!r}")
+        raw["ledger_flush_interval"] = interval
+    for key, minimum in (("ledger_queue_size", 1), ("ledger_retention_days", 1), ("ledger_run_retention_days", 1)):
+        if key in raw:
+            raw[key] = _int(key, raw[key], minimum)

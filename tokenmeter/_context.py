@@ -8,7 +8,8 @@ new one and leaving restores the old. Team, workflow, tier and env also travel a
 from __future__ import annotations
 
 import contextvars
-from dataclasses import dataclass, replace
+import time
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from opentelemetry import baggage as otel_baggage
@@ -35,6 +36,9 @@ class Run:
     node: Node
     max_tokens: int | None = None
     max_cost_usd: float | None = None
+    started: float = field(default_factory=time.time)
+    # The business outcome set with ``tokenmeter.outcome()``: {"outcome": name, "success": bool}.
+    marks: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

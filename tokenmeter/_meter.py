@@ -13,7 +13,6 @@ from . import _orphans, _safe
 from ._config import Options, resolve_options
 from ._errors import ConfigError
 from ._instruments import instruments_for
-from ._ledger import Ledger
 from ._prices import PriceBook
 from ._tiers import TierResolver
 from ._tokens import Tokenizer, set_default_tokenizer
@@ -52,7 +51,7 @@ class Meter:
             extra_dimensions=options.metric_attributes,
             max_attribute_sets=options.max_attribute_sets,
         )
-        self.ledger = Ledger()
+        self.ledger = _build_ledger(options, self.prices)
         from ._governance import build_gate
 
         # Always built: the per-run guard (workflow(max_tokens=...)) needs it even without budgets;
@@ -97,9 +96,14 @@ class Meter:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def force_flush(self, timeout_millis: int = 10_000) -> bool:
-        """Export everything recorded so far (spans and metrics). Returns False on timeout or error."""
+        """Export everything recorded so far (spans, metrics, the ledger). Returns False on timeout or error."""
         _orphans.drain()
         ok = True
+        try:
+            ok = self.ledger.flush()
+        except Exception:
+            _safe.log_once("ledger.flush", "tokenmeter: flushing the ledger failed")
+            ok = False
         for provider in (self.tracer_provider, self.meter_provider):
             flush = getattr(provider, "force_flush", None)
             if flush is not None:
@@ -112,6 +116,12 @@ class Meter:
 
     def shutdown(self) -> None:
         """Flush and stop what this meter created (never the application's own providers)."""
+        ledger = getattr(self, "ledger", None)
+        if ledger is not None:
+            try:
+                ledger.close()
+            except Exception:
+                _safe.log_once("ledger.close", "tokenmeter: closing the ledger failed")
         if self.gate is not None:
             try:
                 self.gate.close()
@@ -125,8 +135,32 @@ class Meter:
         self._owned.clear()
 
     def report(self) -> str:
-        """A plain-text report of everything metered in this process (the embedded ledger)."""
-        return self.ledger.format()
+        """A plain-text FinOps report of everything metered in this process (see ``tokenmeter report``)."""
+        from .finops.report import build_report, render_text
+
+        return render_text(build_report(self.reader(), prices=self.prices))
+
+    def reader(self) -> Any:
+        """A :class:`tokenmeter.finops.Reader` over what this process metered (in memory)."""
+        from .finops._memory import MemoryReader
+
+        return MemoryReader(self)
+
+
+def _build_ledger(options: Options, prices: PriceBook) -> Any:
+    from ._config import ledger_path
+    from .finops._agg import default_env
+    from .finops._sink import LedgerSink
+
+    return LedgerSink(
+        ledger_path(options.ledger),
+        flush_interval=options.ledger_flush_interval,
+        queue_size=options.ledger_queue_size,
+        retention_days=options.ledger_retention_days,
+        run_retention_days=options.ledger_run_retention_days,
+        list_prices=PriceBook(None),
+        env=default_env(),
+    )
 
 
 _ACTIVE: Meter | None = None
@@ -165,6 +199,13 @@ def configure(**options: Any) -> Meter:
     * ``inject_stream_usage`` -- ask OpenAI streams for usage (default True).
     * ``budgets``, ``policy``, ``store``, ``fail_open``, ``on_budget_warning``,
       ``expected_output_tokens`` -- governance (see :class:`Budget` and :class:`Policy`).
+    * ``ledger`` -- the durable FinOps ledger: ``"sqlite:///path/ledger.db"``, ``"default"`` (the platform's
+      user data directory, e.g. ``~/.local/share/tokenmeter/ledger.db``) or ``None`` / ``"none"`` (off: the
+      report then covers this process only). Written by a background thread; read with ``tokenmeter report``.
+    * ``ledger_flush_interval`` -- seconds between ledger writes (default 1.0: at most that much is lost if
+      the process is killed); ``ledger_queue_size`` (default 65536 events before folding in memory);
+      ``ledger_retention_days`` (hourly rows, default 400; daily and monthly rows stay) and
+      ``ledger_run_retention_days`` (per-run rows, default 90).
     * ``disabled`` -- configure nothing (also ``OTEL_SDK_DISABLED=true``).
 
     Raises :class:`ConfigError` naming the option to fix. Never raises afterwards.
@@ -203,7 +244,7 @@ def _disabled(options: Options) -> Options:
     from opentelemetry.trace import NoOpTracerProvider
 
     return replace(options, exporter="none", tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider(),
-                   budgets=(), policy=None, store="memory")
+                   budgets=(), policy=None, store="memory", ledger="none")
 
 
 def unconfigure() -> None:

@@ -19,6 +19,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from . import _meter, _safe
 from ._context import AttrValue, Run, Scope, add_scope_attributes, current_scope, reset_scope, set_scope, with_baggage
+from ._errors import PolicyViolation
 from ._ids import new_id
 from ._instruments import depth_bucket
 from ._rollup import Node
@@ -125,8 +126,11 @@ class _Frame:
             if error is not None and meter is not None:
                 report_waste(meter, self.scope, node, "failed")
             tokens, cost, calls, errors, retries, unpriced, steps = node.snapshot()
-            if self.spec.kind == "workflow" and meter is not None:
-                _record_run(meter, self.scope, sum(tokens), cost, steps + calls, error)
+            if meter is not None:
+                if self.spec.kind == "workflow":
+                    _record_run(meter, self.scope, tokens, cost, unpriced, calls, steps + calls, error)
+                elif self.scope.run is not None:
+                    meter.ledger.step(self.scope.run.run_id, self.scope.depth, error is None)
             span = self.span
             if span is None:
                 return
@@ -165,10 +169,12 @@ def report_waste(meter: Any, scope: Scope, node: Node, reason: str) -> None:
         "tokenmeter.step.depth": depth_bucket(scope.depth),
     }
     meter.instruments.record_waste(dimensions, tokens, cost, reason)
-    meter.ledger.add_waste(scope.team or "-", scope.workflow or "-", total, cost)
+    meter.ledger.waste(scope, tokens, cost)
 
 
-def _record_run(meter: Any, scope: Scope, tokens: int, cost: Any, steps: int, error: BaseException | None) -> None:
+def _record_run(meter: Any, scope: Scope, by_class: list[int], cost: Any, unpriced: int, calls: int, steps: int,
+                error: BaseException | None) -> None:
+    tokens = sum(by_class)
     dimensions = {
         "gen_ai.workflow.name": scope.workflow,
         "tokenmeter.team.name": scope.team,
@@ -176,7 +182,29 @@ def _record_run(meter: Any, scope: Scope, tokens: int, cost: Any, steps: int, er
         "tokenmeter.env": scope.env,
     }
     meter.instruments.record_run(dimensions, tokens, cost, steps, ok=error is None)
-    meter.ledger.add_run(scope.workflow or "-", tokens, cost, steps)
+    if scope.run is not None:
+        outcome = "ok" if error is None else "stopped" if isinstance(error, PolicyViolation) else "error"
+        meter.ledger.run(scope, scope.run, by_class, cost, unpriced, calls, steps, outcome)
+
+
+def outcome(name: str, *, success: bool | None = None) -> None:
+    """Record the business outcome of the current workflow run (``"resolved"``, ``"failed"``, ...).
+
+    Use it when "no exception" is not success: the report's run success rate and cost per successful run
+    count a run as successful only if it finished without an exception *and* its outcome is a success.
+    ``success`` defaults to whether ``name`` is one of ``resolved``, ``success``, ``succeeded``, ``ok``,
+    ``completed``, ``done``, ``converted``, ``accepted``. Outside a workflow run it does nothing.
+    """
+    scope = current_scope()
+    if scope.run is None:
+        return
+    if success is None:
+        success = name.strip().lower() in _SUCCESS
+    scope.run.marks["outcome"] = name
+    scope.run.marks["success"] = bool(success)
+
+
+_SUCCESS = frozenset({"resolved", "success", "succeeded", "ok", "completed", "done", "converted", "accepted"})
 
 
 class ScopeSpec:

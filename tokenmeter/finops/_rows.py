@@ -70,6 +70,20 @@ class RunRow:
     outcome: str = "ok"  # ok / error / stopped
     business_outcome: str | None = None
     customer: str = ""
+    # Added by the ledger (defaults keep older readers valid): whether the run counts as a success (``None``:
+    # decided by ``outcome == "ok"``), and per step depth ``(ok, failed)`` steps and LLM calls.
+    succeeded: bool | None = None
+    step_results: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def success(self) -> bool:
+        """Ok and, when a business outcome was given with ``tokenmeter.outcome()``, a successful one."""
+        return self.outcome == "ok" if self.succeeded is None else (self.outcome == "ok" and self.succeeded)
+
+    @property
+    def total_tokens(self) -> int:
+        """Tokens of every class."""
+        return sum(self.tokens.values())
 
 
 class Reader(Protocol):

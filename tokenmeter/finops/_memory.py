@@ -1,0 +1,127 @@
+"""What this process metered, in memory: the source of ``meter.report()`` and of :class:`MemoryReader`."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict, deque
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from .._ledger import Totals
+from .._usage import TOKEN_CLASSES
+from ._agg import HOUR, Cell, CellKey, RunRecord
+from ._rows import Granularity, RunRow, UsageRow
+from ._sqlite import month_start, next_month
+
+MAX_RUNS_KEPT = 10_000  # per workflow, for the per-run spread; older runs drop off
+
+
+class MemoryStore:
+    """Hourly usage cells (exact Decimal costs) and the latest runs of each workflow."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.cells: dict[CellKey, Cell] = defaultdict(Cell)
+        self.runs: dict[str, deque[RunRecord]] = defaultdict(lambda: deque(maxlen=MAX_RUNS_KEPT))
+
+    def merge(self, cells: dict[CellKey, Cell], runs: list[RunRecord]) -> None:
+        """Add a batch handed over by the writer."""
+        with self.lock:
+            for key, cell in cells.items():
+                self.cells[key].merge(cell)
+            for run in runs:
+                self.runs[run.workflow].append(run)
+
+    def snapshot(self) -> tuple[list[tuple[CellKey, Cell]], list[RunRecord]]:
+        """Copies to read without holding the lock."""
+        with self.lock:
+            cells = [(k, Cell(c.tokens, c.cost, c.list_cost, c.unpriced, c.estimated, c.wasted_tokens,
+                              c.wasted_cost, c.calls)) for k, c in self.cells.items()]
+            runs = [r for q in self.runs.values() for r in q]
+        return cells, runs
+
+    def rollup(self, by: str) -> dict[str, Totals]:
+        """Totals grouped by ``team``, ``workflow``, ``tier``, ``provider`` or ``model`` (waste: team/workflow)."""
+        index = {"team": 2, "workflow": 3, "tier": 5, "provider": 6, "model": 7}[by]
+        grouped: dict[str, Totals] = defaultdict(Totals)
+        for key, c in self.snapshot()[0]:
+            name = key[index]
+            if not name:
+                continue
+            t = grouped[name]
+            t.tokens[TOKEN_CLASSES.index(key[9])] += c.tokens
+            t.cost += c.cost or 0
+            t.unpriced_tokens += c.unpriced
+            t.calls += c.calls
+            if key[10] == "error":
+                t.errors += c.calls
+            elif key[10] == "blocked":
+                t.blocked += c.calls
+            t.wasted_tokens += c.wasted_tokens
+            t.wasted_cost += c.wasted_cost
+        return dict(grouped)
+
+
+def run_row(r: RunRecord) -> RunRow:
+    """A stored run as the shared row type."""
+    return RunRow(r.run_id, r.workflow, r.team, r.env, datetime.fromtimestamp(r.start, UTC), r.duration_s, r.calls,
+                  r.steps, r.max_depth, dict(zip(TOKEN_CLASSES, r.tokens, strict=False)), r.cost, r.outcome,
+                  r.business_outcome, r.customer, succeeded=r.succeeded,
+                  step_results={d: (t[0], t[1]) for d, t in r.step_results.items()})
+
+
+def _period(hour: int, granularity: str) -> tuple[int, int]:
+    if granularity == "hour":
+        return hour, hour + HOUR
+    if granularity == "day":
+        day = hour - hour % 86400
+        return day, day + 86400
+    m = month_start(hour)
+    return m, next_month(m)
+
+
+class MemoryReader:
+    """A :class:`~tokenmeter.finops.Reader` over a meter's in-memory store (tests, notebooks, ``report()``)."""
+
+    granularities = ("hour", "day", "month")
+
+    def __init__(self, meter: Any) -> None:
+        self.meter = meter
+
+    def describe(self) -> str:
+        """Where the rows come from."""
+        return "memory (this process)"
+
+    def _store(self) -> MemoryStore:
+        sink = self.meter.ledger
+        sink.flush()
+        store: MemoryStore = sink.memory
+        return store
+
+    def usage(self, start: datetime, end: datetime, *, env: str | None = None,
+              granularity: Granularity | str = "day") -> Iterable[UsageRow]:
+        """Usage rows of hours in ``[start, end)`` aggregated to ``granularity``."""
+        a, b = start.timestamp(), end.timestamp()
+        grouped: dict[tuple[Any, ...], Cell] = defaultdict(Cell)
+        for key, cell in self._store().snapshot()[0]:
+            if a <= key[0] < b and (env is None or key[1] == env):
+                grouped[(_period(key[0], granularity), *key[1:])].merge(cell)
+        for key, c in grouped.items():
+            (p0, p1), dims = key[0], key[1:]
+            yield UsageRow(datetime.fromtimestamp(p0, UTC), datetime.fromtimestamp(p1, UTC), *dims[:9],
+                           outcome=dims[9], customer=dims[10], cost_source=dims[11], tokens=c.tokens,
+                           cost_usd=c.cost, list_cost_usd=c.list_cost, unpriced_tokens=c.unpriced,
+                           estimated_tokens=c.estimated, wasted_tokens=c.wasted_tokens,
+                           wasted_cost_usd=c.wasted_cost, calls=c.calls)
+
+    def runs(self, start: datetime, end: datetime, *, env: str | None = None) -> Iterable[RunRow]:
+        """Runs (the latest 10,000 per workflow) that started in ``[start, end)``."""
+        a, b = start.timestamp(), end.timestamp()
+        for r in self._store().snapshot()[1]:
+            if a <= r.start < b and (env is None or r.env == env):
+                yield run_row(r)
+
+
+__all__ = ["MAX_RUNS_KEPT", "Decimal", "MemoryReader", "MemoryStore", "run_row"]

@@ -1,0 +1,256 @@
+"""The ledger sink: a cheap append on the caller's thread, a writer thread that folds and stores.
+
+The hot path appends one tuple to a ``collections.deque`` (atomic under the GIL, no lock, no I/O). A daemon
+writer thread wakes every ``flush_interval`` seconds (or when the queue is half full), folds the events into
+hourly cells and writes them to the SQLite ledger in one transaction. A full queue never blocks and never
+drops: the caller folds its event into the pending aggregate directly and ``stats["folded"]`` counts it.
+A ledger file that cannot be written (read-only file system, full disk, locked, corrupt, not ours) is warned
+about once and counted (``stats["write_errors"]``); metering continues in memory, and the rows wait to be
+written when the file is writable again (a corrupt or foreign file is never written at all).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from .. import _safe
+from ._agg import CALL, RUN, STEP, WASTE, Aggregate, Cell, CellKey, RunRecord
+from ._memory import MemoryStore
+from ._sqlite import LedgerDB, LedgerFileError
+
+_log = logging.getLogger("tokenmeter")
+_SINKS: weakref.WeakSet[LedgerSink] = weakref.WeakSet()
+_DRAIN_CHUNK = 2048
+_COMPACT_EVERY_S = 3600.0
+
+
+def register_fork_hook(after_in_child: Callable[[], None]) -> None:
+    """Run ``after_in_child`` in a forked child (re-pointable to a shared at-fork registry)."""
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=after_in_child)
+
+
+def _reset_after_fork() -> None:
+    for sink in list(_SINKS):
+        sink._reset_in_child()
+
+
+register_fork_hook(_reset_after_fork)
+
+
+class LedgerSink:
+    """Receives every metered call, waste, step and finished run; keeps them in memory and (optionally) on disk."""
+
+    def __init__(
+        self,
+        path: str | None,
+        *,
+        flush_interval: float = 1.0,
+        queue_size: int = 65_536,
+        retention_days: int = 400,
+        run_retention_days: int = 90,
+        list_prices: Any = None,
+        env: str = "",
+    ) -> None:
+        self.path = path
+        self.flush_interval = flush_interval
+        self.retention_days = retention_days
+        self.run_retention_days = run_retention_days
+        self._cap = queue_size
+        self._high = max(1, queue_size // 2)
+        self._list_prices = list_prices
+        self._env = env
+        self.stats: dict[str, int] = {"queued": 0, "folded": 0, "written_rows": 0, "write_errors": 0, "flushes": 0}
+        self.degraded: str | None = None  # why the file is not written, if it is not
+        self._init_state()
+        _SINKS.add(self)
+        atexit.register(self.close)
+
+    def _init_state(self) -> None:
+        self._q: deque[tuple[Any, ...]] = deque()
+        self._agg = Aggregate(self._list_prices, self._env)
+        self.memory = MemoryStore()
+        self._unwritten: tuple[dict[CellKey, Cell], list[RunRecord]] | None = None
+        self._db: LedgerDB | None = None
+        self._db_failed = False
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = False
+        self._last_compact = 0.0
+        self._warned: set[str] = set()
+        self._thread = threading.Thread(target=self._loop, name="tokenmeter-ledger", daemon=True)
+        self._thread.start()
+
+    def _reset_in_child(self) -> None:
+        """A forked child starts empty: its parent writes what the parent metered; never reuse its connection."""
+        self._init_state()
+
+    # -- hot path (caller's thread) ------------------------------------------------------------------
+    def _put(self, event: tuple[Any, ...]) -> None:
+        q = self._q
+        n = len(q)
+        if n < self._high:
+            q.append(event)
+            return
+        if n < self._cap:
+            q.append(event)
+            self._wake.set()
+            return
+        agg = self._agg  # full: fold here, in memory (never dropped, never waiting on the disk)
+        with agg.lock:
+            try:
+                agg.absorb(event)
+            except Exception:
+                _safe.log_once("ledger.fold", "tokenmeter: folding a ledger event failed")
+            self.stats["folded"] += 1
+        self._wake.set()
+
+    def call(self, scope: Any, tier: str, provider: str, model: str, operation: str, usage: Any, cost: Any,
+             outcome: str) -> None:
+        """One metered call (``outcome`` ok / error / blocked; ``usage`` None when none was reported)."""
+        self._put((CALL, time.time(), scope, tier, provider, model, operation, usage, cost, outcome))
+
+    def waste(self, scope: Any, tokens: list[int], cost: Decimal) -> None:
+        """Tokens (per class) and cost of retried attempts or failed steps, reported as wasted."""
+        self._put((WASTE, time.time(), scope, tokens, cost))
+
+    def step(self, run_id: str, depth: int, ok: bool) -> None:
+        """One agent / step / tool scope of a run finished (ok or raised)."""
+        self._put((STEP, run_id, depth, ok))
+
+    def run(self, scope: Any, run: Any, tokens: list[int], cost: Decimal, unpriced: int, calls: int, steps: int,
+            outcome: str) -> None:
+        """One workflow run finished (``outcome`` ok / error / stopped)."""
+        self._put((RUN, time.time(), scope, run, tokens, cost, unpriced, calls, steps, outcome))
+
+    # -- writer --------------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stop:
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            if self._stop:
+                break
+            try:
+                self.flush()
+            except Exception:
+                _safe.log_once("ledger.loop", "tokenmeter: the ledger writer failed a flush; it keeps running")
+
+    def _drain(self) -> None:
+        q, agg = self._q, self._agg
+        while q:
+            with agg.lock:
+                for _ in range(_DRAIN_CHUNK):
+                    try:
+                        event = q.popleft()
+                    except IndexError:
+                        break
+                    try:
+                        agg.absorb(event)
+                    except Exception:
+                        _safe.log_once("ledger.absorb", "tokenmeter: folding a ledger event failed")
+                    self.stats["queued"] += 1
+
+    def flush(self) -> bool:
+        """Fold everything queued and write it to the file now; False if the file could not be written."""
+        with self._flush_lock:
+            self._drain()
+            cells, runs = self._agg.take()
+            if cells or runs:
+                self.memory.merge(cells, runs)
+            if self.path is None:
+                return True
+            if self._unwritten is not None:
+                old_cells, old_runs = self._unwritten
+                for key, cell in cells.items():
+                    old_cells.setdefault(key, Cell()).merge(cell)
+                cells, runs = old_cells, old_runs + runs
+                self._unwritten = None
+            ok = self._write(cells, runs)
+            self.stats["flushes"] += 1
+            return ok
+
+    def _write(self, cells: dict[CellKey, Cell], runs: list[RunRecord]) -> bool:
+        db = self._open()
+        if db is None:
+            if cells or runs:
+                self._unwritten = (cells, runs)
+            return False
+        try:
+            if cells or runs:
+                self.stats["written_rows"] += db.write(cells, runs)
+            now = time.time()
+            if now - self._last_compact > _COMPACT_EVERY_S:
+                self._last_compact = now
+                db.compact(self.retention_days, self.run_retention_days, now)
+            if self.degraded is not None:
+                _log.warning("tokenmeter: the ledger %s is writable again; pending rows written", self.path)
+                self.degraded = None
+            return True
+        except Exception as exc:
+            self.stats["write_errors"] += 1
+            self._unwritten = (cells, runs)
+            self._degrade("write", f"cannot write the ledger {self.path} ({exc}); metering continues in memory "
+                                   "and the rows are written when the file is writable again")
+            return False
+
+    def _open(self) -> LedgerDB | None:
+        if self._db is not None:
+            return self._db
+        if self._db_failed or self.path is None:
+            return None
+        try:
+            self._db = LedgerDB(self.path)
+        except LedgerFileError as exc:
+            self._db_failed = True  # a corrupt or foreign file is never touched again by this process
+            self.stats["write_errors"] += 1
+            self._degrade("file", f"{exc}; the ledger stays in memory (move the file away or set "
+                                  "TOKENMETER_LEDGER to another path)")
+        except Exception as exc:
+            self.stats["write_errors"] += 1
+            self._degrade("open", f"cannot open the ledger {self.path} ({exc}); metering continues in memory")
+        return self._db
+
+    def _degrade(self, site: str, message: str) -> None:
+        self.degraded = message
+        if site not in self._warned:
+            self._warned.add(site)
+            _log.warning("tokenmeter: %s", message)
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Write what is pending and stop the writer (idempotent; also run at interpreter exit)."""
+        if self._stop:
+            return
+        self._stop = True
+        self._wake.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        try:
+            self.flush()
+        except Exception:
+            _safe.log_once("ledger.close", "tokenmeter: the final ledger flush failed")
+        if self._db is not None:
+            try:
+                self._db.close()
+            except Exception:
+                pass
+            self._db = None
+        try:
+            atexit.unregister(self.close)
+        except Exception:
+            pass
+
+    # -- compatibility with the former in-memory ledger ----------------------------------------------
+    def rollup(self, by: str) -> Any:
+        """Totals grouped by one dimension, from this process's memory (``flush()`` first)."""
+        self.flush()
+        return self.memory.rollup(by)

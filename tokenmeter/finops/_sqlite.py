@@ -1,0 +1,331 @@
+"""The SQLite ledger file: schema, batched writes from the writer thread, retention, and its reader.
+
+Usage is kept three times, per hour, per day and per month (UTC), each an upsert of the same delta, so a
+report over a year reads twelve monthly rows per attribution instead of 8,760 hourly ones; retention drops
+hourly rows after ``retention_days`` (the daily and monthly rows stay) and runs after ``run_retention_days``.
+Costs are integer nano-dollars (exact sums in SQL; each flush rounds its delta half-even to 1e-9 USD).
+WAL mode and ``BEGIN IMMEDIATE`` with a busy timeout let several processes on one host write one file.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+from typing import Any
+
+from .._usage import TOKEN_CLASSES
+from ._agg import KEY_FIELDS, Cell, CellKey, RunRecord
+from ._rows import Granularity, RunRow, UsageRow
+
+APPLICATION_ID = 0x746D6C67  # "tmlg": marks a file as a tokenmeter ledger
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 5000
+_NANO = Decimal(10) ** 9
+_DIMS = ", ".join(KEY_FIELDS)
+_VALUES = "tokens, cost_nano, list_cost_nano, unpriced_tokens, estimated_tokens, wasted_tokens, wasted_cost_nano, calls"
+TABLES = {"hour": "usage_hour", "day": "usage_day", "month": "usage_month"}
+
+
+class LedgerFileError(Exception):
+    """The ledger file cannot be used: not a tokenmeter ledger, corrupt, unreadable or missing."""
+
+
+def _schema() -> str:
+    dims = ",\n  ".join(f"{name} TEXT NOT NULL" for name in KEY_FIELDS)
+    usage = "".join(
+        f"""
+CREATE TABLE IF NOT EXISTS {table} (
+  period INTEGER NOT NULL,
+  {dims},
+  tokens INTEGER NOT NULL, cost_nano INTEGER, list_cost_nano INTEGER, unpriced_tokens INTEGER NOT NULL,
+  estimated_tokens INTEGER NOT NULL, wasted_tokens INTEGER NOT NULL, wasted_cost_nano INTEGER NOT NULL,
+  calls INTEGER NOT NULL,
+  PRIMARY KEY (period, {_DIMS})
+) WITHOUT ROWID;"""
+        for table in TABLES.values()
+    )
+    return usage + """
+CREATE TABLE IF NOT EXISTS runs (
+  run_id TEXT PRIMARY KEY, start REAL NOT NULL, env TEXT NOT NULL, team TEXT NOT NULL, workflow TEXT NOT NULL,
+  customer TEXT NOT NULL, duration_s REAL NOT NULL, calls INTEGER NOT NULL, steps INTEGER NOT NULL,
+  max_depth INTEGER NOT NULL, tokens TEXT NOT NULL, cost_nano INTEGER, outcome TEXT NOT NULL,
+  business_outcome TEXT, succeeded INTEGER, step_results TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_start ON runs (start);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def _upsert(table: str) -> str:
+    def add(col: str) -> str:  # NULL (unpriced) + NULL stays NULL; a number + NULL keeps the number
+        return (f"{col} = CASE WHEN {col} IS NULL THEN excluded.{col} WHEN excluded.{col} IS NULL THEN {col} "
+                f"ELSE {col} + excluded.{col} END")
+
+    plain = ("tokens", "unpriced_tokens", "estimated_tokens", "wasted_tokens", "wasted_cost_nano", "calls")
+    sets = ", ".join([*(f"{c} = {c} + excluded.{c}" for c in plain), add("cost_nano"), add("list_cost_nano")])
+    marks = ", ".join("?" * (1 + len(KEY_FIELDS) + 8))
+    return (f"INSERT INTO {table} (period, {_DIMS}, {_VALUES}) VALUES ({marks}) "
+            f"ON CONFLICT (period, {_DIMS}) DO UPDATE SET {sets}")
+
+
+def nano(value: Decimal | None) -> int | None:
+    """USD -> integer nano-dollars (half-even), ``None`` stays ``None``."""
+    return None if value is None else int((value * _NANO).to_integral_value(ROUND_HALF_EVEN))
+
+
+def usd(value: int | None) -> Decimal | None:
+    """Integer nano-dollars -> USD."""
+    return None if value is None else Decimal(value) / _NANO
+
+
+def month_start(ts: int) -> int:
+    """Epoch seconds of the first instant of ``ts``'s UTC month."""
+    d = datetime.fromtimestamp(ts, UTC)
+    return int(datetime(d.year, d.month, 1, tzinfo=UTC).timestamp())
+
+
+def next_month(ts: int) -> int:
+    """Epoch seconds of the first instant of the UTC month after ``ts``'s."""
+    d = datetime.fromtimestamp(ts, UTC)
+    y, m = (d.year + 1, 1) if d.month == 12 else (d.year, d.month + 1)
+    return int(datetime(y, m, 1, tzinfo=UTC).timestamp())
+
+
+def _check_ours(conn: sqlite3.Connection, path: str) -> bool:
+    """True if the file is a tokenmeter ledger, False if empty (to initialise); raises if it is something else."""
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    if app_id == APPLICATION_ID:
+        return True
+    tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    if app_id == 0 and tables == 0:
+        return False
+    raise LedgerFileError(f"{path} is an SQLite file but not a tokenmeter ledger; it is left untouched")
+
+
+class LedgerDB:
+    """A writable connection to the ledger file (used by the writer thread only)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            try:
+                ours = _check_ours(conn, path)
+            except sqlite3.DatabaseError as exc:
+                raise LedgerFileError(f"{path} is not a readable SQLite file ({exc}); it is left untouched") from exc
+            if not ours:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    if not _check_ours(conn, path):  # another process may have initialised it meanwhile
+                        for statement in _schema().split(";"):
+                            if statement.strip():
+                                conn.execute(statement)
+                        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                        conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except BaseException:
+            conn.close()
+            raise
+        self.conn = conn
+        self._sql = {g: _upsert(t) for g, t in TABLES.items()}
+
+    def write(self, cells: dict[CellKey, Cell], runs: list[RunRecord]) -> int:
+        """Add a batch of usage deltas and finished runs in one transaction; returns the rows written."""
+        per: dict[str, dict[tuple[Any, ...], Cell]] = {g: defaultdict(Cell) for g in TABLES}
+        months: dict[int, int] = {}
+        for key, cell in cells.items():
+            hour = key[0]
+            per["hour"][key].merge(cell)
+            per["day"][(hour - hour % 86400, *key[1:])].merge(cell)
+            day = hour - hour % 86400
+            m = months.get(day)
+            if m is None:
+                m = months[day] = month_start(day)
+            per["month"][(m, *key[1:])].merge(cell)
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            n = 0
+            for g, rows in per.items():
+                conn.executemany(self._sql[g], (
+                    (*k, c.tokens, nano(c.cost), nano(c.list_cost), c.unpriced, c.estimated, c.wasted_tokens,
+                     nano(c.wasted_cost), c.calls) for k, c in rows.items()))
+                n += len(rows)
+            conn.executemany("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (
+                (r.run_id, r.start, r.env, r.team, r.workflow, r.customer, r.duration_s, r.calls, r.steps,
+                 r.max_depth, json.dumps(r.tokens), nano(r.cost), r.outcome, r.business_outcome,
+                 None if r.succeeded is None else int(r.succeeded),
+                 json.dumps({str(d): t for d, t in r.step_results.items()})) for r in runs))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return n + len(runs)
+
+    def compact(self, retention_days: int, run_retention_days: int, now: float | None = None) -> None:
+        """Drop hourly rows past retention (daily and monthly rows keep the totals) and old runs."""
+        now = time.time() if now is None else now
+        self.conn.execute("DELETE FROM usage_hour WHERE period < ?", (int(now - retention_days * 86400),))
+        self.conn.execute("DELETE FROM runs WHERE start < ?", (now - run_retention_days * 86400,))
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+
+# -- reading -----------------------------------------------------------------------------------------
+def open_for_read(path: str) -> sqlite3.Connection:
+    """A read-only connection; never creates a file. Raises :class:`LedgerFileError` naming the problem."""
+    p = Path(path)
+    if not p.exists():
+        raise LedgerFileError(f"no ledger at {path} (nothing metered there yet; is TOKENMETER_LEDGER / --source "
+                              "pointing at the right file?)")
+    try:
+        conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if not _check_ours(conn, path):
+            raise LedgerFileError(f"{path} is empty: not a tokenmeter ledger yet")
+        conn.execute("SELECT count(*) FROM meta").fetchone()
+    except sqlite3.OperationalError as exc:
+        text = str(exc)
+        hint = "another process holds an exclusive lock; retry" if "locked" in text else "check its permissions"
+        raise LedgerFileError(f"cannot read the ledger {path}: {text} ({hint})") from exc
+    except sqlite3.DatabaseError as exc:
+        raise LedgerFileError(f"{path} is not a readable SQLite ledger ({exc}); it may be corrupt") from exc
+    return conn
+
+
+def _segments(start: int, end: int, granularity: str) -> Iterator[tuple[str, int, int]]:
+    """Cover ``[start, end)`` with the coarsest tables that fit exactly, no coarser than ``granularity``."""
+    if granularity == "month":
+        a = start if start == month_start(start) else next_month(start)
+        b = month_start(end)
+        if a < b:
+            yield from _segments(start, a, "day")
+            yield ("month", a, b)
+            yield from _segments(b, end, "day")
+            return
+        granularity = "day"
+    if granularity == "day":
+        a = -(-start // 86400) * 86400
+        b = end - end % 86400
+        if a < b:
+            if start < a:
+                yield ("hour", start, a)
+            yield ("day", a, b)
+            if b < end:
+                yield ("hour", b, end)
+            return
+    if start < end:
+        yield ("hour", start, end)
+
+
+class SQLiteReader:
+    """Reads a ledger file written by any number of processes (read-only: never creates or changes it)."""
+
+    granularities = ("hour", "day", "month")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.conn = open_for_read(path)
+
+    def describe(self) -> str:
+        """The file read."""
+        return f"sqlite:///{self.path}"
+
+    def usage(self, start: datetime, end: datetime, *, env: str | None = None,
+              granularity: Granularity | str = "day") -> Iterable[UsageRow]:
+        """Usage rows in ``[start, end)``; ``granularity="month"`` uses monthly rows where whole months fit."""
+        a, b = int(start.timestamp()), int(end.timestamp())
+        for g, lo, hi in _segments(a, b, granularity):
+            length = {"hour": 3600, "day": 86400}.get(g)
+            sql = f"SELECT period, {_DIMS}, {_VALUES} FROM {TABLES[g]} WHERE period >= ? AND period < ?"
+            args: list[Any] = [lo, hi]
+            if env is not None:
+                sql += " AND env = ?"
+                args.append(env)
+            try:
+                cursor = self.conn.execute(sql, args)
+            except sqlite3.DatabaseError as exc:
+                raise LedgerFileError(f"cannot read the ledger {self.path}: {exc}") from exc
+            for r in cursor:
+                period = r[0]
+                stop = next_month(period) if length is None else period + length
+                yield UsageRow(
+                    datetime.fromtimestamp(period, UTC), datetime.fromtimestamp(stop, UTC), *r[1:10],
+                    outcome=r[10], customer=r[11], cost_source=r[12], tokens=r[13], cost_usd=usd(r[14]),
+                    list_cost_usd=usd(r[15]), unpriced_tokens=r[16], estimated_tokens=r[17], wasted_tokens=r[18],
+                    wasted_cost_usd=usd(r[19]) or Decimal(0), calls=r[20],
+                )
+
+    def summary(self, start: datetime, end: datetime, *, env: str | None = None,
+                dims: Iterable[str] = KEY_FIELDS) -> Iterable[UsageRow]:
+        """Usage over the whole of ``[start, end)`` grouped in SQL by ``dims`` (other dimensions are ``""``).
+
+        The report's fast path: one row per attribution instead of one per period (a year of 12,000
+        attributions is read from monthly rows and summed where they are stored).
+        """
+        keep = [d for d in KEY_FIELDS if d in set(dims)]
+        cols = ", ".join(keep)
+        sums = ("SUM(tokens), SUM(cost_nano), SUM(list_cost_nano), SUM(unpriced_tokens), SUM(estimated_tokens), "
+                "SUM(wasted_tokens), SUM(wasted_cost_nano), SUM(calls)")
+        parts, args = [], []
+        for g, lo, hi in _segments(int(start.timestamp()), int(end.timestamp()), "month"):
+            where = "period >= ? AND period < ?" + ("" if env is None else " AND env = ?")
+            parts.append(f"SELECT {cols}, {_VALUES} FROM {TABLES[g]} WHERE {where}")
+            args += [lo, hi] + ([] if env is None else [env])
+        if not parts:
+            return
+        sql = f"SELECT {cols}, {sums} FROM ({' UNION ALL '.join(parts)}) GROUP BY {cols}"
+        try:
+            rows = self.conn.execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise LedgerFileError(f"cannot read the ledger {self.path}: {exc}") from exc
+        n = len(keep)
+        for r in rows:
+            named = dict(zip(keep, r[:n], strict=True))
+            v = r[n:]
+            yield UsageRow(start, end, *(named.get(f, "") for f in KEY_FIELDS[:9]),
+                           outcome=named.get("outcome", "ok"), customer=named.get("customer", ""),
+                           cost_source=named.get("cost_source", ""), tokens=v[0], cost_usd=usd(v[1]),
+                           list_cost_usd=usd(v[2]), unpriced_tokens=v[3], estimated_tokens=v[4], wasted_tokens=v[5],
+                           wasted_cost_usd=usd(v[6]) or Decimal(0), calls=v[7])
+
+    def runs(self, start: datetime, end: datetime, *, env: str | None = None) -> Iterable[RunRow]:
+        """Finished runs that started in ``[start, end)``."""
+        sql = ("SELECT run_id, workflow, team, env, start, duration_s, calls, steps, max_depth, tokens, cost_nano, "
+               "outcome, business_outcome, customer, succeeded, step_results FROM runs WHERE start >= ? AND start < ?")
+        args: list[Any] = [start.timestamp(), end.timestamp()]
+        if env is not None:
+            sql += " AND env = ?"
+            args.append(env)
+        try:
+            rows = self.conn.execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise LedgerFileError(f"cannot read the ledger {self.path}: {exc}") from exc
+        for r in rows:
+            tokens = dict(zip(TOKEN_CLASSES, json.loads(r[9]), strict=False))
+            yield RunRow(r[0], r[1], r[2], r[3], datetime.fromtimestamp(r[4], UTC), r[5], r[6], r[7], r[8],
+                         tokens, usd(r[10]), r[11], r[12], r[13],
+                         succeeded=None if r[14] is None else bool(r[14]),
+                         step_results={int(d): (t[0], t[1]) for d, t in json.loads(r[15]).items()})
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()

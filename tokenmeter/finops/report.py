@@ -1,0 +1,303 @@
+"""The FinOps report model: one set of figures, whatever reader the rows come from.
+
+``build_report(reader, start, end)`` reads :class:`UsageRow` and :class:`RunRow` from any
+:class:`~tokenmeter.finops.Reader` (the SQLite ledger, an in-memory meter, a Prometheus-compatible TSDB) and
+computes totals; tokens and cost by team / workflow / agent / tier / model / token class; the tier mix (share
+of calls vs share of spend); cache savings; the wasted share; per-run percentiles and the p99/p50 edge-case
+multiplier per workflow with the worst runs' ids; tokens per task; steps per run; reliability (run success,
+step success by depth, the end-to-end rate they imply next to the observed one); cost per successful run.
+Unpriced tokens are counted and called out, never priced at $0. Rendering lives in :mod:`._render`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from .._usage import TOKEN_CLASSES, Usage
+from ._render import render_text
+from ._rows import RunRow, UsageRow
+
+DIMENSIONS = ("env", "team", "workflow", "agent", "tier", "provider", "model", "operation", "customer")
+DEFAULT_BY = ("team", "workflow", "agent", "tier", "model")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+FOREVER = datetime(2200, 1, 1, tzinfo=UTC)
+_ZERO = Decimal(0)
+
+
+@dataclass
+class Figures:
+    """Usage of one group: calls sent, blocked, tokens, priced cost, unpriced tokens, waste."""
+
+    name: str = ""
+    calls: int = 0  # sent (ok + error)
+    errors: int = 0
+    blocked: int = 0
+    tokens: int = 0
+    cost: Decimal = _ZERO  # of the priced tokens
+    list_cost: Decimal = _ZERO
+    unpriced_tokens: int = 0
+    estimated_tokens: int = 0
+    wasted_tokens: int = 0
+    wasted_cost: Decimal = _ZERO
+
+    def add(self, row: UsageRow) -> None:
+        """Add one usage row."""
+        if row.outcome == "blocked":
+            self.blocked += row.calls
+        else:
+            self.calls += row.calls
+            if row.outcome == "error":
+                self.errors += row.calls
+        self.tokens += row.tokens
+        if row.cost_usd is not None:
+            self.cost += row.cost_usd
+        if row.list_cost_usd is not None:
+            self.list_cost += row.list_cost_usd
+        self.unpriced_tokens += row.unpriced_tokens
+        self.estimated_tokens += row.estimated_tokens
+        self.wasted_tokens += row.wasted_tokens
+        self.wasted_cost += row.wasted_cost_usd
+
+    @property
+    def all_unpriced(self) -> bool:
+        """Every token of the group is unpriced: its cost is unknown, not $0."""
+        return self.tokens > 0 and self.unpriced_tokens == self.tokens
+
+
+@dataclass
+class Spread:
+    """Nearest-rank percentiles of a per-run figure."""
+
+    p50: Any = 0
+    p95: Any = 0
+    p99: Any = 0
+    max: Any = 0
+
+    @classmethod
+    def of(cls, values: Sequence[Any]) -> Spread:
+        """The spread of ``values`` (all zero when empty)."""
+        v = sorted(values)
+        if not v:
+            return cls()
+        return cls(quantile(v, 0.5), quantile(v, 0.95), quantile(v, 0.99), v[-1])
+
+
+@dataclass
+class WorkflowRuns:
+    """Per-run figures of one workflow."""
+
+    workflow: str
+    runs: int
+    succeeded: int
+    tokens: Spread
+    cost: Spread
+    steps: Spread
+    multiplier: float | None  # p99 / p50 of tokens per run: what an edge case costs against the nominal path
+    worst: list[tuple[str, int]]  # (run id, tokens), largest first
+    tokens_per_task: float  # mean tokens per run
+    tokens_per_call: float  # mean tokens per LLM call of the workflow (a single prompt-response)
+    total_cost: Decimal
+    cost_per_success: Decimal | None  # every run's cost over the successful runs (None: no success)
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Reliability:
+    """Run success, step success by depth and the end-to-end reliability the steps imply."""
+
+    runs: int = 0
+    succeeded: int = 0
+    by_depth: dict[int, tuple[int, int]] = field(default_factory=dict)  # depth -> (ok, failed)
+    mean_steps: float = 0.0
+
+    @property
+    def observed(self) -> float | None:
+        """Share of runs that succeeded."""
+        return self.succeeded / self.runs if self.runs else None
+
+    @property
+    def per_step(self) -> float | None:
+        """Share of steps (scopes and LLM calls) that succeeded."""
+        ok = sum(o for o, _ in self.by_depth.values())
+        total = ok + sum(f for _, f in self.by_depth.values())
+        return ok / total if total else None
+
+    @property
+    def implied(self) -> float | None:
+        """``per_step ** mean_steps``: the end-to-end rate if every step had to succeed."""
+        p = self.per_step
+        return None if p is None else p ** self.mean_steps
+
+
+@dataclass
+class Report:
+    """Every figure of a FinOps report over ``[start, end)``."""
+
+    source: str
+    start: datetime
+    end: datetime
+    env: str | None
+    total: Figures
+    by: dict[str, list[Figures]]
+    token_classes: dict[str, Figures]
+    tier_mix: list[tuple[str, float, float]]  # tier, share of calls, share of spend
+    cache_read_share: float | None
+    cache_saved_usd: Decimal | None
+    workflows: list[WorkflowRuns]
+    reliability: Reliability
+    unpriced_by_model: dict[str, int]
+    cost_per_success: Decimal | None
+    runs_total_cost: Decimal
+
+    @property
+    def empty(self) -> bool:
+        """Nothing was metered in the window."""
+        return not (self.total.calls or self.total.blocked or self.total.tokens or self.reliability.runs)
+
+    @property
+    def wasted_share(self) -> float | None:
+        """Wasted tokens over all tokens."""
+        return self.total.wasted_tokens / self.total.tokens if self.total.tokens else None
+
+
+def quantile(sorted_values: Sequence[Any], q: float) -> Any:
+    """Nearest-rank quantile: the value at ``round(q * (n - 1))`` of the sorted values."""
+    return sorted_values[min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))]
+
+
+def _usage_rows(reader: Any, start: datetime, end: datetime, env: str | None, dims: Sequence[str]) -> Iterable[UsageRow]:
+    summary = getattr(reader, "summary", None)
+    if summary is not None:  # a reader that aggregates where the rows live (the SQLite ledger, in SQL)
+        rows: Iterable[UsageRow] = summary(start, end, env=env, dims=dims)
+        return rows
+    granularity = "month" if "month" in getattr(reader, "granularities", ()) else "day"
+    return reader.usage(start, end, env=env, granularity=granularity)
+
+
+def build_report(reader: Any, start: datetime | None = None, end: datetime | None = None, *, env: str | None = None,
+                 by: Sequence[str] = DEFAULT_BY, prices: Any = None) -> Report:
+    """Read ``reader`` over ``[start, end)`` (default: everything) and compute the report.
+
+    ``prices`` (a :class:`~tokenmeter.PriceBook`) prices cache reads at the uncached input rate for the
+    cache savings figure; without it the savings are not computed.
+    """
+    start, end = start or EPOCH, end or FOREVER
+    for name in by:
+        if name not in DIMENSIONS:
+            raise ValueError(f"unknown --by dimension {name!r}; use {', '.join(DIMENSIONS)}")
+    dims = tuple(dict.fromkeys(("team", "workflow", "tier", "provider", "model", "token_class", "outcome", *by)))
+    total = Figures("total")
+    groups: dict[str, dict[str, Figures]] = {d: {} for d in by}
+    classes: dict[str, Figures] = {c: Figures(c) for c in TOKEN_CLASSES}
+    tiers: dict[str, Figures] = {}
+    cache_reads: dict[tuple[str, str], int] = defaultdict(int)
+    unpriced: dict[str, int] = defaultdict(int)
+    wf_calls: dict[str, Figures] = {}
+    for row in _usage_rows(reader, start, end, env, dims):
+        total.add(row)
+        for d in by:
+            name = getattr(row, d)
+            if name or d in ("agent", "customer"):
+                g = groups[d].get(name)
+                if g is None:
+                    g = groups[d][name] = Figures(name or "(none)")
+                g.add(row)
+        if row.token_class in classes:
+            classes[row.token_class].add(row)
+        if row.model:  # waste rows carry no model; tier mix counts calls and spend
+            t = tiers.get(row.tier)
+            if t is None:
+                t = tiers[row.tier] = Figures(row.tier)
+            t.add(row)
+            if row.unpriced_tokens:
+                unpriced[row.model] += row.unpriced_tokens
+            if row.token_class == "cache_read" and row.tokens:
+                cache_reads[(row.provider, row.model)] += row.tokens
+        w = wf_calls.get(row.workflow)
+        if w is None:
+            w = wf_calls[row.workflow] = Figures(row.workflow)
+        w.add(row)
+    runs = list(reader.runs(start, end, env=env))
+    workflows, reliability, runs_cost, per_success = _runs(runs, wf_calls)
+    return Report(
+        source=reader.describe(), start=start, end=end, env=env, total=total,
+        by={d: sorted(g.values(), key=lambda f: (-f.cost, -f.tokens, f.name)) for d, g in groups.items()},
+        token_classes=classes, tier_mix=_tier_mix(tiers, total), cache_read_share=_cache_share(classes),
+        cache_saved_usd=_cache_saved(cache_reads, prices), workflows=workflows, reliability=reliability,
+        unpriced_by_model=dict(sorted(unpriced.items())), cost_per_success=per_success, runs_total_cost=runs_cost,
+    )
+
+
+def _tier_mix(tiers: dict[str, Figures], total: Figures) -> list[tuple[str, float, float]]:
+    out = []
+    for name, t in sorted(tiers.items(), key=lambda kv: -kv[1].cost):
+        calls = t.calls / total.calls if total.calls else 0.0
+        spend = float(t.cost / total.cost) if total.cost else 0.0
+        out.append((name, calls, spend))
+    return out
+
+
+def _cache_share(classes: dict[str, Figures]) -> float | None:
+    inputs = sum(classes[c].tokens for c in ("input", "cache_read", "cache_write"))
+    return classes["cache_read"].tokens / inputs if inputs else None
+
+
+def _cache_saved(reads: dict[tuple[str, str], int], prices: Any) -> Decimal | None:
+    if prices is None or not reads:
+        return None
+    saved = _ZERO
+    for (provider, model), n in reads.items():
+        full = prices.cost(provider, model, Usage(input=n)).usd
+        paid = prices.cost(provider, model, Usage(cache_read=n)).usd
+        if full is not None and paid is not None:
+            saved += full - paid
+    return saved
+
+
+def _runs(runs: list[RunRow], wf_calls: dict[str, Figures]) -> tuple[list[WorkflowRuns], Reliability, Decimal,
+                                                                       Decimal | None]:
+    per: dict[str, list[RunRow]] = defaultdict(list)
+    rel = Reliability()
+    steps_total = 0
+    for r in runs:
+        per[r.workflow].append(r)
+        rel.runs += 1
+        rel.succeeded += r.success
+        steps_total += r.steps
+        for depth, (ok, failed) in r.step_results.items():
+            o, f = rel.by_depth.get(depth, (0, 0))
+            rel.by_depth[depth] = (o + ok, f + failed)
+    rel.by_depth = dict(sorted(rel.by_depth.items()))
+    rel.mean_steps = steps_total / rel.runs if rel.runs else 0.0
+    out = []
+    all_cost = _ZERO
+    for name, rs in sorted(per.items()):
+        tokens = [r.total_tokens for r in rs]
+        costs = [r.cost_usd for r in rs if r.cost_usd is not None]
+        spread = Spread.of(tokens)
+        succeeded = sum(r.success for r in rs)
+        cost = sum(costs, _ZERO)
+        all_cost += cost
+        calls = wf_calls.get(name)
+        outcomes: dict[str, int] = defaultdict(int)
+        for r in rs:
+            outcomes[r.business_outcome or r.outcome] += 1
+        out.append(WorkflowRuns(
+            workflow=name, runs=len(rs), succeeded=succeeded, tokens=spread, cost=Spread.of(costs),
+            steps=Spread.of([r.steps for r in rs]),
+            multiplier=spread.p99 / spread.p50 if spread.p50 else None,
+            worst=[(r.run_id, r.total_tokens) for r in sorted(rs, key=lambda r: -r.total_tokens)[:3]],
+            tokens_per_task=sum(tokens) / len(rs),
+            tokens_per_call=calls.tokens / calls.calls if calls is not None and calls.calls else 0.0,
+            total_cost=cost, cost_per_success=cost / succeeded if succeeded else None, outcomes=dict(outcomes),
+        ))
+    return out, rel, all_cost, (all_cost / rel.succeeded if rel.succeeded else None)
+
+
+__all__ = ["DEFAULT_BY", "DIMENSIONS", "Figures", "Reliability", "Report", "Spread", "WorkflowRuns",
+           "build_report", "quantile", "render_text"]
