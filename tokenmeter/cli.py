@@ -116,8 +116,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     budgets.add_argument("--store", help="budget store URL (default: $TOKENMETER_STORE)")
     budgets.add_argument("--budgets", help="budgets file, .toml or .json (default: $TOKENMETER_BUDGETS)")
     budgets.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    budgets.set_defaults(func=_budgets_command)
+    from .finops import _cli_report
+
+    _cli_report.add_parser(commands)
     args = parser.parse_args(argv)
-    return _budgets_command(args)
+    return int(args.func(args))
 
 
 if __name__ == "__main__":  # pragma: no cover

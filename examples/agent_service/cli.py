@@ -1,16 +1,17 @@
-"""Command line of the demo: configure tokenmeter (embedded ledger), serve the workload, print the report."""
+"""Command line of the demo: configure tokenmeter (a fresh SQLite ledger), serve the workload, print ``tokenmeter report``."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
+import tempfile
 import textwrap
 from typing import Any, TextIO
 
 import tokenmeter
 
-from .insights import insights
 from .workload import DEFAULT_RUNS, DEFAULT_SEED, WorkloadResult, demo_options, run_workload
 
 _WIDTH = 100
@@ -51,9 +52,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def demo(runs: int = DEFAULT_RUNS, seed: int = DEFAULT_SEED, *, base_url: str | None = None, model: str | None = None,
          api_key: str = "demo-key", out: TextIO | None = None, **configure_options: Any) -> WorkloadResult:
-    """Configure tokenmeter, serve the workload, print the report; ``configure_options`` override the demo's
-    ``configure()`` options (tests pass in-memory providers). tokenmeter is unconfigured afterwards."""
+    """Configure tokenmeter, serve the workload, print the product's ``tokenmeter report`` of the demo's own
+    ledger; ``configure_options`` override the demo's ``configure()`` options (tests pass in-memory providers).
+    tokenmeter is unconfigured afterwards."""
     out = out or sys.stdout
+    with tempfile.TemporaryDirectory(prefix="tokenmeter-demo-") as tmp:
+        ledger = f"sqlite:///{tmp}/ledger.db"
+        return _demo(runs, seed, base_url, model, api_key, out, ledger, configure_options)
+
+
+def _demo(runs: int, seed: int, base_url: str | None, model: str | None, api_key: str, out: TextIO, ledger: str,
+          configure_options: dict[str, Any]) -> WorkloadResult:
     warnings: list[str] = []
 
     def on_budget_warning(w: tokenmeter.BudgetWarning) -> None:
@@ -65,7 +74,7 @@ def demo(runs: int = DEFAULT_RUNS, seed: int = DEFAULT_SEED, *, base_url: str | 
     quiet = _BudgetWarningsInReport()
     logger.addFilter(quiet)
     options = demo_options(runs, on_budget_warning=on_budget_warning, served_model=model)
-    meter = tokenmeter.configure(**{**options, **configure_options})
+    meter = tokenmeter.configure(**{**options, "ledger": ledger, **configure_options})
     try:
         where = base_url or "a local OpenAI-compatible fake on 127.0.0.1 (--base-url for a real server)"
         _say(out, f"tokenmeter demo: acme-agents serves {runs} workflow runs (seed {seed}) through the openai "
@@ -75,12 +84,15 @@ def demo(runs: int = DEFAULT_RUNS, seed: int = DEFAULT_SEED, *, base_url: str | 
         stopped = sum(1 for r in result.runs if r.outcome != "ok")
         _say(out, f"Served {len(result.runs)} runs ({stopped} stopped or failed) with {len(result.calls)} LLM calls "
                   f"in {result.seconds:.1f} s.")
-        print(f"\n{_RULE}\nWhat tokenmeter metered (its embedded ledger: meter.report()):\n", file=out)
-        print(meter.report(), file=out)
-        print(f"{_RULE}\nFinOps insights:\n", file=out)
-        for line in insights(meter, result):
-            print(textwrap.fill(line, width=_WIDTH, initial_indent="  * ", subsequent_indent="    ",
-                                break_on_hyphens=False), file=out)
+        for line in warnings:
+            _say(out, f"Budget: {line}")
+        meter.shutdown()  # writes the ledger's last rows
+        print(f"\n{_RULE}\n$ tokenmeter report --source {ledger}\n", file=out)
+        from tokenmeter.cli import main as tokenmeter_cli
+
+        argv = ["report", "--source", ledger] + ([] if out.isatty() else ["--plain"])
+        with contextlib.redirect_stdout(out):
+            tokenmeter_cli(argv)
         print(file=out)
         _say(out, "Next: the same numbers as metrics and traces, in Prometheus, Grafana and a trace UI: see the "
                   "README, 'Dashboards and alerts'.")

@@ -78,8 +78,10 @@ class Capture:
 def capture(**options: Any) -> Iterator[Capture]:
     """Configure tokenmeter with in-memory exporters for the block; restore the no-op state after.
 
-    Keyword options are passed to ``configure()`` (e.g. ``prices=...``, ``tiers=...``).
+    Keyword options are passed to ``configure()`` (e.g. ``prices=...``, ``tiers=...``). The durable
+    ledger is off unless ``ledger=...`` is given (``cap.meter.report()`` reads this process's rows).
     """
+    options.setdefault("ledger", None)
     exporter = InMemorySpanExporter()
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
