@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextvars
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from dataclasses import field as dc_field
 from typing import Any
 
 from opentelemetry import baggage as otel_baggage
@@ -36,9 +37,9 @@ class Run:
     node: Node
     max_tokens: int | None = None
     max_cost_usd: float | None = None
-    started: float = field(default_factory=time.time)
+    started: float = dc_field(default_factory=time.time)
     # The business outcome set with ``tokenmeter.outcome()``: {"outcome": name, "success": bool}.
-    marks: dict[str, Any] = field(default_factory=dict)
+    marks: dict[str, Any] = dc_field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Command line of the demo: configure tokenmeter (a fresh SQLite ledger), serve the workload, print ``tokenmeter report``."""
+"""Command line of the demo: configure tokenmeter (a fresh SQLite ledger), serve the workload, print the report."""
 
 from __future__ import annotations
 

@@ -8,7 +8,6 @@ own call log: the usage it scripted on the local fake provider, priced independe
 from __future__ import annotations
 
 import io
-import re
 import subprocess
 import sys
 from collections import Counter, defaultdict

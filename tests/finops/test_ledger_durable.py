@@ -10,9 +10,8 @@ import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
-
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 

@@ -6,7 +6,6 @@ import threading
 from collections import defaultdict, deque
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from .._ledger import Totals
@@ -47,7 +46,7 @@ class MemoryStore:
         index = {"team": 2, "workflow": 3, "tier": 5, "provider": 6, "model": 7}[by]
         grouped: dict[str, Totals] = defaultdict(Totals)
         for key, c in self.snapshot()[0]:
-            name = key[index]
+            name = str(key[index])
             if not name:
                 continue
             t = grouped[name]
@@ -104,17 +103,18 @@ class MemoryReader:
               granularity: Granularity | str = "day") -> Iterable[UsageRow]:
         """Usage rows of hours in ``[start, end)`` aggregated to ``granularity``."""
         a, b = start.timestamp(), end.timestamp()
-        grouped: dict[tuple[Any, ...], Cell] = defaultdict(Cell)
-        for key, cell in self._store().snapshot()[0]:
-            if a <= key[0] < b and (env is None or key[1] == env):
-                grouped[(_period(key[0], granularity), *key[1:])].merge(cell)
-        for key, c in grouped.items():
-            (p0, p1), dims = key[0], key[1:]
-            yield UsageRow(datetime.fromtimestamp(p0, UTC), datetime.fromtimestamp(p1, UTC), *dims[:9],
-                           outcome=dims[9], customer=dims[10], cost_source=dims[11], tokens=c.tokens,
-                           cost_usd=c.cost, list_cost_usd=c.list_cost, unpriced_tokens=c.unpriced,
-                           estimated_tokens=c.estimated, wasted_tokens=c.wasted_tokens,
-                           wasted_cost_usd=c.wasted_cost, calls=c.calls)
+        grouped: dict[tuple[int, int, tuple[str, ...]], Cell] = defaultdict(Cell)
+        for cell_key, cell in self._store().snapshot()[0]:
+            if a <= cell_key[0] < b and (env is None or cell_key[1] == env):
+                p0, p1 = _period(cell_key[0], granularity)
+                grouped[(p0, p1, cell_key[1:])].merge(cell)
+        for (p0, p1, d), c in grouped.items():
+            yield UsageRow(
+                start=datetime.fromtimestamp(p0, UTC), end=datetime.fromtimestamp(p1, UTC), env=d[0],
+                team=d[1], workflow=d[2], agent=d[3], tier=d[4], provider=d[5], model=d[6], operation=d[7],
+                token_class=d[8], outcome=d[9], customer=d[10], cost_source=d[11], tokens=c.tokens, cost_usd=c.cost,
+                list_cost_usd=c.list_cost, unpriced_tokens=c.unpriced, estimated_tokens=c.estimated,
+                wasted_tokens=c.wasted_tokens, wasted_cost_usd=c.wasted_cost, calls=c.calls)
 
     def runs(self, start: datetime, end: datetime, *, env: str | None = None) -> Iterable[RunRow]:
         """Runs (the latest 10,000 per workflow) that started in ``[start, end)``."""
@@ -124,4 +124,4 @@ class MemoryReader:
                 yield run_row(r)
 
 
-__all__ = ["MAX_RUNS_KEPT", "Decimal", "MemoryReader", "MemoryStore", "run_row"]
+__all__ = ["MAX_RUNS_KEPT", "MemoryReader", "MemoryStore", "run_row"]

@@ -13,7 +13,7 @@ import json
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -211,6 +211,16 @@ def open_for_read(path: str) -> sqlite3.Connection:
     return conn
 
 
+def usage_row(start: datetime, end: datetime, dims: Sequence[Any], v: Sequence[Any]) -> UsageRow:
+    """A :class:`UsageRow` from the dimensions (ordered as ``KEY_FIELDS``) and the stored sums."""
+    return UsageRow(
+        start=start, end=end, env=dims[0], team=dims[1], workflow=dims[2], agent=dims[3], tier=dims[4],
+        provider=dims[5], model=dims[6], operation=dims[7], token_class=dims[8], outcome=dims[9], customer=dims[10],
+        cost_source=dims[11], tokens=v[0], cost_usd=usd(v[1]), list_cost_usd=usd(v[2]), unpriced_tokens=v[3],
+        estimated_tokens=v[4], wasted_tokens=v[5], wasted_cost_usd=usd(v[6]) or Decimal(0), calls=v[7],
+    )
+
+
 def _segments(start: int, end: int, granularity: str) -> Iterator[tuple[str, int, int]]:
     """Cover ``[start, end)`` with the coarsest tables that fit exactly, no coarser than ``granularity``."""
     if granularity == "month":
@@ -267,12 +277,8 @@ class SQLiteReader:
             for r in cursor:
                 period = r[0]
                 stop = next_month(period) if length is None else period + length
-                yield UsageRow(
-                    datetime.fromtimestamp(period, UTC), datetime.fromtimestamp(stop, UTC), *r[1:10],
-                    outcome=r[10], customer=r[11], cost_source=r[12], tokens=r[13], cost_usd=usd(r[14]),
-                    list_cost_usd=usd(r[15]), unpriced_tokens=r[16], estimated_tokens=r[17], wasted_tokens=r[18],
-                    wasted_cost_usd=usd(r[19]) or Decimal(0), calls=r[20],
-                )
+                yield usage_row(datetime.fromtimestamp(period, UTC), datetime.fromtimestamp(stop, UTC), r[1:13],
+                                r[13:])
 
     def summary(self, start: datetime, end: datetime, *, env: str | None = None,
                 dims: Iterable[str] = KEY_FIELDS) -> Iterable[UsageRow]:
@@ -300,12 +306,8 @@ class SQLiteReader:
         n = len(keep)
         for r in rows:
             named = dict(zip(keep, r[:n], strict=True))
-            v = r[n:]
-            yield UsageRow(start, end, *(named.get(f, "") for f in KEY_FIELDS[:9]),
-                           outcome=named.get("outcome", "ok"), customer=named.get("customer", ""),
-                           cost_source=named.get("cost_source", ""), tokens=v[0], cost_usd=usd(v[1]),
-                           list_cost_usd=usd(v[2]), unpriced_tokens=v[3], estimated_tokens=v[4], wasted_tokens=v[5],
-                           wasted_cost_usd=usd(v[6]) or Decimal(0), calls=v[7])
+            dims = [named.get(f, "ok" if f == "outcome" else "") for f in KEY_FIELDS]
+            yield usage_row(start, end, dims, r[n:])
 
     def runs(self, start: datetime, end: datetime, *, env: str | None = None) -> Iterable[RunRow]:
         """Finished runs that started in ``[start, end)``."""

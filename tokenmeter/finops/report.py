@@ -170,13 +170,16 @@ def quantile(sorted_values: Sequence[Any], q: float) -> Any:
     return sorted_values[min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))]
 
 
-def _usage_rows(reader: Any, start: datetime, end: datetime, env: str | None, dims: Sequence[str]) -> Iterable[UsageRow]:
+def _usage_rows(reader: Any, start: datetime, end: datetime, env: str | None,
+                dims: Sequence[str]) -> Iterable[UsageRow]:
     summary = getattr(reader, "summary", None)
+    rows: Iterable[UsageRow]
     if summary is not None:  # a reader that aggregates where the rows live (the SQLite ledger, in SQL)
-        rows: Iterable[UsageRow] = summary(start, end, env=env, dims=dims)
-        return rows
-    granularity = "month" if "month" in getattr(reader, "granularities", ()) else "day"
-    return reader.usage(start, end, env=env, granularity=granularity)
+        rows = summary(start, end, env=env, dims=dims)
+    else:
+        granularity = "month" if "month" in getattr(reader, "granularities", ()) else "day"
+        rows = reader.usage(start, end, env=env, granularity=granularity)
+    return rows
 
 
 def build_report(reader: Any, start: datetime | None = None, end: datetime | None = None, *, env: str | None = None,
