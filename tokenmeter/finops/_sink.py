@@ -134,9 +134,13 @@ class LedgerSink:
 
     # -- writer --------------------------------------------------------------------------------------
     def _loop(self) -> None:
+        last = time.monotonic()
         while not self._stop:
-            self._wake.wait(self.flush_interval)
+            # The interval runs from the start of the previous flush, so a slow flush does not stretch it
+            # (what a SIGKILL can lose stays within one interval plus the flush in progress).
+            self._wake.wait(max(0.0, last + self.flush_interval - time.monotonic()))
             self._wake.clear()
+            last = time.monotonic()
             if self._stop:
                 break
             try:
