@@ -34,9 +34,10 @@ def _rss_mib() -> float:
 
 
 def _configure(ledger: str | None) -> object:
-    import tokenmeter
     from opentelemetry.metrics import NoOpMeterProvider
     from opentelemetry.trace import NoOpTracerProvider
+
+    import tokenmeter
 
     return tokenmeter.configure(ledger=ledger, tracer_provider=NoOpTracerProvider(),
                                 meter_provider=NoOpMeterProvider())
@@ -56,7 +57,7 @@ def cpu_child(mode: str, n: int) -> None:
         t0, p0 = time.thread_time_ns(), time.process_time_ns()
         for _ in range(n):
             tokenmeter.record("openai", "gpt-4o-mini", usage)
-        t1, p1 = time.thread_time_ns(), time.process_time_ns()
+        t1 = time.thread_time_ns()
     meter.ledger.flush()  # type: ignore[attr-defined]
     p2 = time.process_time_ns()
     sink = meter.ledger  # type: ignore[attr-defined]

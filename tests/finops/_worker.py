@@ -24,7 +24,9 @@ def main() -> None:
             if forever and done % 50 == 0:
                 print(f"{done} {time.time():.3f}", flush=True)
                 time.sleep(0.01)
-    tokenmeter.unconfigure()
+    if "--no-shutdown" not in sys.argv:
+        tokenmeter.unconfigure()
+    # else: the interpreter's exit flushes the ledger (atexit)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,39 @@ def test_several_processes_write_one_file(tmp_path: Path) -> None:
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_interpreter_exit_flushes_without_shutdown(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    proc = _worker(path, 250, "exiting", "--no-shutdown")
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert _totals(path) == (250, 2750)
+
+
+def test_retention_drops_old_hourly_rows_and_runs_keeps_daily_totals(tmp_path: Path) -> None:
+    from tokenmeter.finops._agg import Cell, RunRecord
+    from tokenmeter.finops._sqlite import LedgerDB
+
+    db = LedgerDB(str(tmp_path / "ledger.db"))
+    now = 1_790_000_000.0
+    old, recent = int(now - 500 * 86400) // 3600 * 3600, int(now - 3600) // 3600 * 3600
+    dims = ("prod", "t", "w", "", "small", "openai", "m", "chat", "input", "ok", "", "override")
+    db.write({(old, *dims): Cell(tokens=7, cost=Decimal("0.5"), calls=1),
+              (recent, *dims): Cell(tokens=3, cost=Decimal("0.25"), calls=1)},
+             [RunRecord("old", now - 100 * 86400, "prod", "t", "w", "", 1.0, 1, 1, 0, [7, 0, 0, 0, 0], None, "ok",
+                        None, None),
+              RunRecord("new", now - 86400, "prod", "t", "w", "", 1.0, 1, 1, 0, [3, 0, 0, 0, 0], None, "ok", None,
+                        None)])
+    db.compact(400, 90, now)
+    c = db.conn
+    assert c.execute("SELECT sum(tokens) FROM usage_hour").fetchone()[0] == 3
+    assert c.execute("SELECT sum(tokens), sum(cost_nano) FROM usage_day").fetchone() == (10, 750_000_000)
+    assert c.execute("SELECT sum(tokens) FROM usage_month").fetchone()[0] == 10
+    assert [r[0] for r in c.execute("SELECT run_id FROM runs")] == ["new"]
+    db.close()
+    report = build_report(SQLiteReader(str(tmp_path / "ledger.db")))
+    assert (report.total.tokens, report.total.cost) == (10, Decimal("0.75"))
+
+
 def test_sigkill_loses_at_most_the_last_flush_interval(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     proc = _worker(path, 0, "killed", "--forever")

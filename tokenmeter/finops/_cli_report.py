@@ -137,7 +137,12 @@ def _run(args: argparse.Namespace) -> int:
     reader = open_source(args.source)
     from .._prices import PriceBook
 
-    report = build_report(reader, start, end, env=args.env, by=by, prices=PriceBook())
+    console = None if args.plain or args.json or args.csv else _rich_console()
+    if console is not None and console.is_terminal:  # a spinner while a long window is read
+        with console.status(f"reading {reader.describe()} ..."):
+            report = build_report(reader, start, end, env=args.env, by=by, prices=PriceBook())
+    else:
+        report = build_report(reader, start, end, env=args.env, by=by, prices=PriceBook())
     if report.empty:
         what = f" for env {args.env!r}" if args.env else ""
         raise ReportError(f"nothing metered in {reader.describe()}{what} in this window; widen --since / --period, "
@@ -155,7 +160,6 @@ def _run(args: argparse.Namespace) -> int:
     elif args.csv:
         sys.stdout.write(to_csv(report))
     else:
-        console = None if args.plain else _rich_console()
         if console is None:
             sys.stdout.write(render_text(report))
         else:

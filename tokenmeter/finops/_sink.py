@@ -92,7 +92,8 @@ class LedgerSink:
 
     def _reset_in_child(self) -> None:
         """A forked child starts empty: its parent writes what the parent metered; never reuse its connection."""
-        self._init_state()
+        if not self._stop:
+            self._init_state()
 
     # -- hot path (caller's thread) ------------------------------------------------------------------
     def _put(self, event: tuple[Any, ...]) -> None:
