@@ -129,7 +129,7 @@ def million(n: int = 1_000_000) -> None:
 def build_year(path: str, teams: int = 50, workflows: int = 40, models: int = 6, runs: int = 100_000) -> None:
     """A ledger as a year of metering leaves it: monthly rows for every series, daily and hourly rows for
     the days each series was active (one in seven on average), ``runs`` runs in the last 90 days."""
-    from tokenmeter.finops._sqlite import LedgerDB, month_start
+    from tokenmeter.finops._sqlite import _RUN_COLUMNS, LedgerDB, month_start
 
     db = LedgerDB(path)
     conn = db.conn
@@ -175,10 +175,11 @@ def build_year(path: str, teams: int = 50, workflows: int = 40, models: int = 6,
                 conn.executemany(sql[table], batch)
                 counts[table] += len(batch)
     recent = int((end - timedelta(days=90)).timestamp())
-    conn.executemany("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (
+    conn.executemany(f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({','.join('?' * 20)})", (
         (f"run-{i:08d}", recent + rng.randrange(90 * 86400), "prod", f"team-{i % teams}", f"wf-{i % workflows}", "",
-         1.5, 6, 8, 2, json.dumps([5000, 0, 0, 400, 0]), rng.randrange(10**6, 10**8), "ok", None, None,
-         '{"1": [7, 1]}') for i in range(runs)))
+         1.5, 6, 8, 2, rng.randrange(1000, 90_000), 0, 0, rng.randrange(100, 4000), 0, rng.randrange(10**6, 10**8),
+         "ok" if rng.random() < 0.95 else "error", None, None, f"1:{rng.randrange(3, 9)}:{rng.randrange(2)}")
+        for i in range(runs)))
     conn.execute("COMMIT")
     db.close()
     print(f"built {path}: {counts} usage rows, {runs:,} runs, {os.path.getsize(path) / 2**20:.0f} MiB")

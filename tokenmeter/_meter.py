@@ -51,7 +51,7 @@ class Meter:
             extra_dimensions=options.metric_attributes,
             max_attribute_sets=options.max_attribute_sets,
         )
-        self.ledger = _build_ledger(options, self.prices)
+        self.ledger = _build_ledger(options)
         from ._governance import build_gate
 
         # Always built: the per-run guard (workflow(max_tokens=...)) needs it even without budgets;
@@ -147,7 +147,7 @@ class Meter:
         return MemoryReader(self)
 
 
-def _build_ledger(options: Options, prices: PriceBook) -> Any:
+def _build_ledger(options: Options) -> Any:
     from ._config import ledger_path
     from .finops._agg import default_env
     from .finops._sink import LedgerSink

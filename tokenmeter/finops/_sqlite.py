@@ -9,7 +9,7 @@ WAL mode and ``BEGIN IMMEDIATE`` with a busy timeout let several processes on on
 
 from __future__ import annotations
 
-import json
+import functools
 import sqlite3
 import time
 from collections import defaultdict
@@ -30,6 +30,9 @@ _NANO = Decimal(10) ** 9
 _DIMS = ", ".join(KEY_FIELDS)
 _VALUES = "tokens, cost_nano, list_cost_nano, unpriced_tokens, estimated_tokens, wasted_tokens, wasted_cost_nano, calls"
 TABLES = {"hour": "usage_hour", "day": "usage_day", "month": "usage_month"}
+_RUN_COLUMNS = ("run_id, start, env, team, workflow, customer, duration_s, calls, steps, max_depth, tok_input, "
+                "tok_cache_read, tok_cache_write, tok_output, tok_reasoning, cost_nano, outcome, business_outcome, "
+                "succeeded, step_results")
 
 
 class LedgerFileError(Exception):
@@ -52,12 +55,14 @@ CREATE TABLE IF NOT EXISTS {table} (
     )
     return usage + """
 CREATE TABLE IF NOT EXISTS runs (
-  run_id TEXT PRIMARY KEY, start REAL NOT NULL, env TEXT NOT NULL, team TEXT NOT NULL, workflow TEXT NOT NULL,
+  run_id TEXT NOT NULL, start REAL NOT NULL, env TEXT NOT NULL, team TEXT NOT NULL, workflow TEXT NOT NULL,
   customer TEXT NOT NULL, duration_s REAL NOT NULL, calls INTEGER NOT NULL, steps INTEGER NOT NULL,
-  max_depth INTEGER NOT NULL, tokens TEXT NOT NULL, cost_nano INTEGER, outcome TEXT NOT NULL,
-  business_outcome TEXT, succeeded INTEGER, step_results TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS runs_start ON runs (start);
+  max_depth INTEGER NOT NULL, tok_input INTEGER NOT NULL, tok_cache_read INTEGER NOT NULL,
+  tok_cache_write INTEGER NOT NULL, tok_output INTEGER NOT NULL, tok_reasoning INTEGER NOT NULL,
+  cost_nano INTEGER, outcome TEXT NOT NULL, business_outcome TEXT, succeeded INTEGER,
+  step_results TEXT NOT NULL,
+  PRIMARY KEY (start, run_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -95,6 +100,21 @@ def next_month(ts: int) -> int:
     d = datetime.fromtimestamp(ts, UTC)
     y, m = (d.year + 1, 1) if d.month == 12 else (d.year, d.month + 1)
     return int(datetime(y, m, 1, tzinfo=UTC).timestamp())
+
+
+def format_steps(tallies: dict[int, list[int]] | dict[int, tuple[int, int]]) -> str:
+    """``{depth: (ok, failed)}`` as stored: ``"depth:ok:failed,..."``."""
+    return ",".join(f"{d}:{t[0]}:{t[1]}" for d, t in sorted(tallies.items()))
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_steps(text: str) -> dict[int, tuple[int, int]]:
+    """The stored step tallies (runs of one workflow mostly share a few shapes: parsed once each, shared)."""
+    out: dict[int, tuple[int, int]] = {}
+    for part in filter(None, text.split(",")):
+        d, ok, failed = part.split(":")
+        out[int(d)] = (int(ok), int(failed))
+    return out
 
 
 def _check_ours(conn: sqlite3.Connection, path: str) -> bool:
@@ -166,11 +186,11 @@ class LedgerDB:
                     (*k, c.tokens, nano(c.cost), nano(c.list_cost), c.unpriced, c.estimated, c.wasted_tokens,
                      nano(c.wasted_cost), c.calls) for k, c in rows.items()))
                 n += len(rows)
-            conn.executemany("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (
+            conn.executemany(f"INSERT OR REPLACE INTO runs ({_RUN_COLUMNS}) VALUES ({','.join('?' * 20)})", (
                 (r.run_id, r.start, r.env, r.team, r.workflow, r.customer, r.duration_s, r.calls, r.steps,
-                 r.max_depth, json.dumps(r.tokens), nano(r.cost), r.outcome, r.business_outcome,
-                 None if r.succeeded is None else int(r.succeeded),
-                 json.dumps({str(d): t for d, t in r.step_results.items()})) for r in runs))
+                 r.max_depth, *(list(r.tokens) + [0] * 5)[:5], nano(r.cost), r.outcome, r.business_outcome,
+                 None if r.succeeded is None else int(r.succeeded), format_steps(r.step_results))
+                for r in runs))
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -311,8 +331,9 @@ class SQLiteReader:
 
     def runs(self, start: datetime, end: datetime, *, env: str | None = None) -> Iterable[RunRow]:
         """Finished runs that started in ``[start, end)``."""
-        sql = ("SELECT run_id, workflow, team, env, start, duration_s, calls, steps, max_depth, tokens, cost_nano, "
-               "outcome, business_outcome, customer, succeeded, step_results FROM runs WHERE start >= ? AND start < ?")
+        sql = ("SELECT run_id, workflow, team, env, start, duration_s, calls, steps, max_depth, cost_nano, outcome, "
+               "business_outcome, customer, succeeded, step_results, tok_input, tok_cache_read, tok_cache_write, "
+               "tok_output, tok_reasoning FROM runs WHERE start >= ? AND start < ?")
         args: list[Any] = [start.timestamp(), end.timestamp()]
         if env is not None:
             sql += " AND env = ?"
@@ -321,12 +342,30 @@ class SQLiteReader:
             rows = self.conn.execute(sql, args).fetchall()
         except sqlite3.DatabaseError as exc:
             raise LedgerFileError(f"cannot read the ledger {self.path}: {exc}") from exc
+        classes = TOKEN_CLASSES
+        stamp = datetime.fromtimestamp
         for r in rows:
-            tokens = dict(zip(TOKEN_CLASSES, json.loads(r[9]), strict=False))
-            yield RunRow(r[0], r[1], r[2], r[3], datetime.fromtimestamp(r[4], UTC), r[5], r[6], r[7], r[8],
-                         tokens, usd(r[10]), r[11], r[12], r[13],
-                         succeeded=None if r[14] is None else bool(r[14]),
-                         step_results={int(d): (t[0], t[1]) for d, t in json.loads(r[15]).items()})
+            yield RunRow(r[0], r[1], r[2], r[3], stamp(r[4], UTC), r[5], r[6], r[7], r[8],
+                         dict(zip(classes, r[15:], strict=True)), None if r[9] is None else Decimal(r[9]) / _NANO,
+                         r[10], r[11], r[12], None if r[13] is None else bool(r[13]), parse_steps(r[14]))
+
+    def run_facts(self, start: datetime, end: datetime, *, env: str | None = None) -> Iterator[tuple[Any, ...]]:
+        """The report's fast path over runs: ``report.RunFacts`` tuples straight from SQL."""
+        sql = ("SELECT workflow, run_id, tok_input + tok_cache_read + tok_cache_write + tok_output + tok_reasoning, "
+               "cost_nano, outcome = 'ok' AND coalesce(succeeded, 1), steps, coalesce(business_outcome, outcome), "
+               "step_results FROM runs WHERE start >= ? AND start < ?")
+        args: list[Any] = [start.timestamp(), end.timestamp()]
+        if env is not None:
+            sql += " AND env = ?"
+            args.append(env)
+        try:
+            rows = self.conn.execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise LedgerFileError(f"cannot read the ledger {self.path}: {exc}") from exc
+        nano_usd = _NANO
+        for wf, rid, tokens, cost, ok, steps, label, tallies in rows:
+            yield (wf, rid, tokens, None if cost is None else Decimal(cost) / nano_usd, bool(ok), steps, label,
+                   parse_steps(tallies))
 
     def close(self) -> None:
         """Close the connection."""

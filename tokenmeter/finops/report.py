@@ -20,7 +20,7 @@ from typing import Any
 
 from .._usage import TOKEN_CLASSES, Usage
 from ._render import render_text
-from ._rows import RunRow, UsageRow
+from ._rows import UsageRow
 
 DIMENSIONS = ("env", "team", "workflow", "agent", "tier", "provider", "model", "operation", "customer")
 DEFAULT_BY = ("team", "workflow", "agent", "tier", "model")
@@ -225,8 +225,7 @@ def build_report(reader: Any, start: datetime | None = None, end: datetime | Non
         if w is None:
             w = wf_calls[row.workflow] = Figures(row.workflow)
         w.add(row)
-    runs = list(reader.runs(start, end, env=env))
-    workflows, reliability, runs_cost, per_success = _runs(runs, wf_calls)
+    workflows, reliability, runs_cost, per_success = _runs(_run_facts(reader, start, end, env), wf_calls)
     return Report(
         source=reader.describe(), start=start, end=end, env=env, total=total,
         by={d: sorted(g.values(), key=lambda f: (-f.cost, -f.tokens, f.name)) for d, g in groups.items()},
@@ -262,44 +261,67 @@ def _cache_saved(reads: dict[tuple[str, str], int], prices: Any) -> Decimal | No
     return saved
 
 
-def _runs(runs: list[RunRow], wf_calls: dict[str, Figures]) -> tuple[list[WorkflowRuns], Reliability, Decimal,
-                                                                       Decimal | None]:
-    per: dict[str, list[RunRow]] = defaultdict(list)
+# One run as the report needs it: workflow, run id, tokens, cost (None: unpriced), success, steps, outcome
+# label, step tallies. A reader may yield these directly (``run_facts``) instead of RunRow objects.
+RunFacts = tuple[str, str, int, Decimal | None, bool, int, str, dict[int, tuple[int, int]]]
+
+
+def _run_facts(reader: Any, start: datetime, end: datetime, env: str | None) -> Iterable[RunFacts]:
+    fast = getattr(reader, "run_facts", None)
+    if fast is not None:
+        facts: Iterable[RunFacts] = fast(start, end, env=env)
+        return facts
+    return ((r.workflow, r.run_id, r.total_tokens, r.cost_usd, r.success, r.steps, r.business_outcome or r.outcome,
+             r.step_results) for r in reader.runs(start, end, env=env))
+
+
+def _runs(runs: Iterable[RunFacts], wf_calls: dict[str, Figures]) -> tuple[list[WorkflowRuns], Reliability, Decimal,
+                                                                           Decimal | None]:
+    per: dict[str, list[RunFacts]] = defaultdict(list)
     rel = Reliability()
-    steps_total = 0
+    steps_total = succeeded_total = n = 0
+    shapes: dict[int, int] = defaultdict(int)  # id of a step-tally dict -> runs sharing it (readers share them)
+    tallies: dict[int, dict[int, tuple[int, int]]] = {}
     for r in runs:
-        per[r.workflow].append(r)
-        rel.runs += 1
-        rel.succeeded += r.success
-        steps_total += r.steps
-        for depth, (ok, failed) in r.step_results.items():
-            o, f = rel.by_depth.get(depth, (0, 0))
-            rel.by_depth[depth] = (o + ok, f + failed)
-    rel.by_depth = dict(sorted(rel.by_depth.items()))
-    rel.mean_steps = steps_total / rel.runs if rel.runs else 0.0
+        per[r[0]].append(r)
+        n += 1
+        succeeded_total += r[4]
+        steps_total += r[5]
+        key = id(r[7])
+        shapes[key] += 1
+        tallies[key] = r[7]
+    by_depth: dict[int, tuple[int, int]] = {}
+    for key, count in shapes.items():
+        for depth, (ok, failed) in tallies[key].items():
+            o, f = by_depth.get(depth, (0, 0))
+            by_depth[depth] = (o + ok * count, f + failed * count)
+    rel.runs, rel.succeeded = n, succeeded_total
+    rel.by_depth = dict(sorted(by_depth.items()))
+    rel.mean_steps = steps_total / n if n else 0.0
     out = []
     all_cost = _ZERO
     for name, rs in sorted(per.items()):
-        tokens = [r.total_tokens for r in rs]
-        costs = [r.cost_usd for r in rs if r.cost_usd is not None]
+        tokens = [r[2] for r in rs]
+        costs = [r[3] for r in rs if r[3] is not None]
         spread = Spread.of(tokens)
-        succeeded = sum(r.success for r in rs)
+        succeeded = sum(r[4] for r in rs)
         cost = sum(costs, _ZERO)
         all_cost += cost
         calls = wf_calls.get(name)
         outcomes: dict[str, int] = defaultdict(int)
         for r in rs:
-            outcomes[r.business_outcome or r.outcome] += 1
+            outcomes[r[6]] += 1
+        worst = sorted(rs, key=lambda r: -r[2])[:3]
         out.append(WorkflowRuns(
             workflow=name, runs=len(rs), succeeded=succeeded, tokens=spread, cost=Spread.of(costs),
-            steps=Spread.of([r.steps for r in rs]),
+            steps=Spread.of([r[5] for r in rs]),
             multiplier=spread.p99 / spread.p50 if spread.p50 else None,
-            worst=[(r.run_id, r.total_tokens) for r in sorted(rs, key=lambda r: -r.total_tokens)[:3]],
+            worst=[(r[1], r[2]) for r in worst],
             tokens_per_task=sum(tokens) / len(rs),
             tokens_per_call=calls.tokens / calls.calls if calls is not None and calls.calls else 0.0,
             total_cost=cost, cost_per_success=cost / succeeded if succeeded else None, outcomes=dict(outcomes),
         ))
-    return out, rel, all_cost, (all_cost / rel.succeeded if rel.succeeded else None)
+    return out, rel, all_cost, (all_cost / succeeded_total if succeeded_total else None)
 
 
 __all__ = ["DEFAULT_BY", "DIMENSIONS", "Figures", "Reliability", "Report", "Spread", "WorkflowRuns",
