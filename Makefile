@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-fast dashboards lint real-llm typecheck bench bench-full backends litellm-venv redis clean
+.PHONY: demo test test-unit test-fast dashboards lint real-llm typecheck bench bench-ledger bench-full backends litellm-venv redis clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,12 @@ typecheck: lint
 ## bench: the quick overhead benchmark (a few minutes); see benchmarks/README.md for the full run
 bench: $(STAMP)
 	bash benchmarks/run.sh --quick
+
+## bench-ledger: the FinOps ledger's benchmarks (caller CPU, a million calls, a year's report; ~10 min)
+bench-ledger: $(STAMP)
+	$(PY) benchmarks/ledger.py cpu
+	$(PY) benchmarks/ledger.py million
+	$(PY) benchmarks/ledger.py report
 
 bench-full: $(STAMP)
 	bash benchmarks/run.sh

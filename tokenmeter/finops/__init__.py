@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from ._memory import MemoryReader
 from ._rows import Granularity, Reader, RunRow, UsageRow
+from ._sqlite import LedgerFileError, SQLiteReader
+from .report import Report, build_report
 
-__all__ = ["Granularity", "Reader", "RunRow", "UsageRow"]
+__all__ = ["Granularity", "LedgerFileError", "MemoryReader", "Reader", "Report", "RunRow", "SQLiteReader", "UsageRow",
+           "build_report"]
