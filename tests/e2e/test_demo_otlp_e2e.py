@@ -211,7 +211,7 @@ def test_screenshots(phoenix: Phoenix, traced: Traced, tmp_path: Path) -> None:
     shots = {
         "phoenix-trace.png": (f"{phoenix.base_url}/projects/{project_id}/traces/{root['context']['trace_id']}",
                               (1600, 1000)),
-        "demo-report.png": ((tmp_path / "report.html").as_uri(), (1000, 1480)),
+        "demo-report.png": ((tmp_path / "report.html").as_uri(), (1260, 1900)),
     }
     for name, (url, size) in shots.items():
         try:

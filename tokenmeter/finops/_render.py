@@ -125,9 +125,9 @@ def render_text(r: Report) -> str:
     parts = ["\n".join(summary_lines(r))]
     parts += [_plain_table(*t) for t in tables(r)]
     if r.workflows:
-        worst = "; ".join(f"{w.workflow}: " + ", ".join(f"{rid} ({n:,} tok)" for rid, n in w.worst)
-                          for w in r.workflows if w.worst)
-        parts.append(f"Worst runs (tokenmeter.run.id, to open in a trace UI): {worst}")
+        worst = [f"  {w.workflow}: " + ", ".join(f"{rid} ({n:,} tok)" for rid, n in w.worst[:2])
+                 for w in r.workflows if w.worst]
+        parts.append("\n".join(["Worst runs (tokenmeter.run.id, to open in a trace UI):", *worst]))
     return "\n\n".join(parts) + "\n"
 
 
