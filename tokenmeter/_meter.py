@@ -218,7 +218,9 @@ def configure(**options: Any) -> Meter:
         if previous is not None:
             previous.shutdown()
         if resolved.disabled:
-            return Meter(_disabled(resolved))
+            disabled = Meter(_disabled(resolved))
+            disabled.ledger.close()  # never active: nothing is metered into it, no writer thread kept
+            return disabled
         try:
             meter = Meter(resolved)
         except ConfigError:

@@ -34,3 +34,16 @@ def test_per_run_history_keeps_the_latest_runs_only(monkeypatch: pytest.MonkeyPa
         runs = list(cap.meter.reader().runs(EPOCH, FOREVER))
     assert len(runs) == 20
     assert sorted(r.total_tokens for r in runs) == list(range(6, 26))
+
+
+def test_memory_keeps_hours_for_two_days_then_days() -> None:
+    from tokenmeter.finops._agg import Cell
+
+    store = _memory.MemoryStore()
+    dims = ("", "t", "w", "", "small", "openai", "m", "chat", "input", "ok", "", "override")
+    day = 1_790_000_000 // 86400 * 86400
+    for h in range(72):
+        store.merge({(day + h * 3600, *dims): Cell(tokens=1, cost=Decimal(1), calls=1)}, [], now=day + h * 3600)
+    assert len(store.days) == 1 and len(store.cells) == 49  # hours 23..71 (the last 48 h and this one)
+    cells, _ = store.snapshot()
+    assert sum(c.tokens for _, c in cells) == 72 and sum(c.cost or 0 for _, c in cells) == 72

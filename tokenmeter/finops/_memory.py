@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict, deque
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -15,29 +16,43 @@ from ._rows import Granularity, RunRow, UsageRow
 from ._sqlite import month_start, next_month
 
 MAX_RUNS_KEPT = 10_000  # per workflow, for the per-run spread; older runs drop off
+HOURLY_KEPT_S = 48 * 3600  # in-memory cells older than this are kept per day
 
 
 class MemoryStore:
-    """Hourly usage cells (exact Decimal costs) and the latest runs of each workflow."""
+    """Usage cells (exact Decimal costs) and the latest runs of each workflow.
+
+    Cells are hourly for the last ``HOURLY_KEPT_S`` and daily before (a long-running process keeps
+    attributions x days, not attributions x hours); ``days`` holds the daily cells, keyed by day start.
+    """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.cells: dict[CellKey, Cell] = defaultdict(Cell)
+        self.days: dict[CellKey, Cell] = defaultdict(Cell)
         self.runs: dict[str, deque[RunRecord]] = defaultdict(lambda: deque(maxlen=MAX_RUNS_KEPT))
+        self._compacted_hour = 0
 
-    def merge(self, cells: dict[CellKey, Cell], runs: list[RunRecord]) -> None:
+    def merge(self, cells: dict[CellKey, Cell], runs: list[RunRecord], now: float | None = None) -> None:
         """Add a batch handed over by the writer."""
+        hour = int(time.time() if now is None else now) // HOUR * HOUR
         with self.lock:
             for key, cell in cells.items():
                 self.cells[key].merge(cell)
             for run in runs:
                 self.runs[run.workflow].append(run)
+            if hour != self._compacted_hour:
+                self._compacted_hour = hour
+                cutoff = hour - HOURLY_KEPT_S
+                for key in [k for k in self.cells if k[0] < cutoff]:
+                    cell = self.cells.pop(key)
+                    self.days[(key[0] - key[0] % 86400, *key[1:])].merge(cell)
 
     def snapshot(self) -> tuple[list[tuple[CellKey, Cell]], list[RunRecord]]:
-        """Copies to read without holding the lock."""
+        """Copies to read without holding the lock (daily cells carry their day's start as the hour)."""
         with self.lock:
             cells = [(k, Cell(c.tokens, c.cost, c.list_cost, c.unpriced, c.estimated, c.wasted_tokens,
-                              c.wasted_cost, c.calls)) for k, c in self.cells.items()]
+                              c.wasted_cost, c.calls)) for d in (self.days, self.cells) for k, c in d.items()]
             runs = [r for q in self.runs.values() for r in q]
         return cells, runs
 
