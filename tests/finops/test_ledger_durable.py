@@ -239,3 +239,30 @@ def test_default_location_is_the_user_data_dir(monkeypatch: pytest.MonkeyPatch, 
         assert meter.ledger.path == str(tmp_path / "tokenmeter" / "ledger.db")
     finally:
         tokenmeter.unconfigure()
+
+
+def test_the_callers_thread_never_writes_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from tokenmeter.finops import _sqlite
+
+    writers: list[str] = []
+    real_write = _sqlite.LedgerDB.write
+
+    def spy(self: _sqlite.LedgerDB, cells: object, runs: object) -> int:
+        writers.append(threading.current_thread().name)
+        return real_write(self, cells, runs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_sqlite.LedgerDB, "write", spy)
+    meter = tokenmeter.configure(ledger=f"sqlite:///{tmp_path}/l.db", exporter="none", ledger_flush_interval=0.05)
+    try:
+        for _ in range(200):
+            with tokenmeter.workflow("w", team="t"):
+                tokenmeter.record("openai", "gpt-4o-mini", tokenmeter.Usage(input=2))
+        deadline = time.time() + 10
+        while meter.ledger.stats["written_rows"] == 0 and time.time() < deadline:
+            time.sleep(0.05)
+        assert writers and set(writers) == {"tokenmeter-ledger"}
+    finally:
+        tokenmeter.unconfigure()
+    assert _totals(tmp_path / "l.db") == (200, 400)

@@ -126,3 +126,23 @@ def test_ledger_totals_equal_the_metrics_for_the_demo_workload(tmp_path: Path) -
         assert r.reliability.runs == runs == len(result.runs)
         assert sum(w.tokens_per_task * w.runs for w in r.workflows) == sum(p.sum for p in
                                                                             cap.points("tokenmeter.run.tokens"))
+
+
+@pytest.mark.parametrize("granularity", ["hour", "day", "month"])
+def test_both_readers_yield_the_same_rows(tmp_path: Path, granularity: str) -> None:
+    """The Reader contract: the ledger file and the in-memory meter give the same UsageRow and RunRow sets."""
+    from tokenmeter.finops.report import EPOCH, FOREVER
+
+    path = tmp_path / "ledger.db"
+    with capture(ledger=f"sqlite:///{path}", prices=PRICES, tiers=TIERS) as cap:
+        _workload()
+        memory = MemoryReader(cap.meter)
+        mem_rows = sorted(memory.usage(EPOCH, FOREVER, granularity=granularity), key=repr)
+        mem_runs = sorted(memory.runs(EPOCH, FOREVER), key=lambda r: r.run_id)
+        cap.meter.force_flush()
+    sqlite = SQLiteReader(str(path))
+    assert sorted(sqlite.usage(EPOCH, FOREVER, granularity=granularity), key=repr) == mem_rows
+    assert sorted(sqlite.runs(EPOCH, FOREVER), key=lambda r: r.run_id) == mem_runs
+    assert len(mem_rows) > 5 and len(mem_runs) == 4
+    assert all(r.start.tzinfo is not None and r.end > r.start for r in mem_rows)
+    assert sum(r.calls for r in mem_rows) == 4
