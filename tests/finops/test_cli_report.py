@@ -53,11 +53,18 @@ def test_plain_tables(ledger: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_rich_tables_and_the_plain_fallback_without_rich(ledger: Path, capsys: pytest.CaptureFixture[str],
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("rich")
+    rich_console = pytest.importorskip("rich.console")
+    from tokenmeter.finops import _cli_report
+
+    code, out, _ = _run(capsys, "--source", f"sqlite:///{ledger}")  # not a terminal: plain text
+    assert code == 0 and "┃" not in out and "By team:" in out
+    monkeypatch.setattr(_cli_report, "_rich_console", lambda: rich_console.Console(force_terminal=True, width=160))
     code, out, _ = _run(capsys, "--source", f"sqlite:///{ledger}")
     assert code == 0 and "┃" in out and "support" in out and "Total: 4 calls sent" in out
+    monkeypatch.undo()
     monkeypatch.setitem(sys.modules, "rich", None)  # as if the [report] extra were not installed
     monkeypatch.setitem(sys.modules, "rich.console", None)
+    assert _cli_report._rich_console() is None
     code, out, _ = _run(capsys, "--source", f"sqlite:///{ledger}")
     assert code == 0 and "┃" not in out and "By team:" in out
 

@@ -46,7 +46,7 @@ def add_parser(subparsers: Any) -> None:
     fmt.add_argument("--json", action="store_true", help="print the report model as JSON")
     fmt.add_argument("--csv", action="store_true", help="print the By-tables as CSV")
     p.add_argument("--html", metavar="FILE", help="write a self-contained HTML page (tokenmeter.finops.html)")
-    p.add_argument("--plain", action="store_true", help="plain-text tables even when rich is installed")
+    p.add_argument("--plain", action="store_true", help="plain-text tables even on a terminal with rich installed")
     p.set_defaults(func=run)
 
 
@@ -138,7 +138,9 @@ def _run(args: argparse.Namespace) -> int:
     from .._prices import PriceBook
 
     console = None if args.plain or args.json or args.csv else _rich_console()
-    if console is not None and console.is_terminal:  # a spinner while a long window is read
+    if console is not None and not console.is_terminal:
+        console = None  # piped or redirected: stable plain text, not tables sized for an 80-column guess
+    if console is not None:  # a spinner while a long window is read
         with console.status(f"reading {reader.describe()} ..."):
             report = build_report(reader, start, end, env=args.env, by=by, prices=PriceBook())
     else:

@@ -125,10 +125,15 @@ def render_text(r: Report) -> str:
     parts = ["\n".join(summary_lines(r))]
     parts += [_plain_table(*t) for t in tables(r)]
     if r.workflows:
-        worst = [f"  {w.workflow}: " + ", ".join(f"{rid} ({n:,} tok)" for rid, n in w.worst[:2])
-                 for w in r.workflows if w.worst]
-        parts.append("\n".join(["Worst runs (tokenmeter.run.id, to open in a trace UI):", *worst]))
+        parts.append("\n".join(worst_lines(r)))
     return "\n\n".join(parts) + "\n"
+
+
+def worst_lines(r: Report) -> list[str]:
+    """The worst runs' ids per workflow, to open in a trace UI."""
+    return ["Worst runs (tokenmeter.run.id, to open in a trace UI):",
+            *(f"  {w.workflow}: " + ", ".join(f"{rid} ({n:,} tok)" for rid, n in w.worst[:2])
+              for w in r.workflows if w.worst)]
 
 
 def render_rich(r: Report, console: Any) -> None:
@@ -148,6 +153,10 @@ def render_rich(r: Report, console: Any) -> None:
             table.add_row(*row)
         console.print()
         console.print(table)
+    if r.workflows:
+        console.print()
+        for line in worst_lines(r):
+            console.print(line, highlight=False)
 
 
 def _plain(value: Any) -> Any:
