@@ -266,3 +266,30 @@ def test_the_callers_thread_never_writes_the_file(tmp_path: Path, monkeypatch: p
     finally:
         tokenmeter.unconfigure()
     assert _totals(tmp_path / "l.db") == (200, 400)
+
+
+def test_a_full_disk_keeps_rows_in_memory_until_there_is_room(tmp_path: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """SQLite's own limit stands in for a full disk: the write fails with SQLITE_FULL ("disk is full")."""
+    path = tmp_path / "ledger.db"
+    meter = tokenmeter.configure(ledger=f"sqlite:///{path}", exporter="none", ledger_flush_interval=30)
+    try:
+        tokenmeter.record("openai", "gpt-4o-mini", tokenmeter.Usage(input=1))
+        assert meter.force_flush()
+        conn = meter.ledger._db.conn
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages}")
+        with caplog.at_level(logging.WARNING, "tokenmeter"):
+            for i in range(300):
+                with tokenmeter.attributes(team=f"team-{i}"):  # new rows: the file must grow
+                    tokenmeter.record("openai", "gpt-4o-mini", tokenmeter.Usage(input=1))
+            assert meter.force_flush() is False
+            assert meter.force_flush() is False
+        assert [r.getMessage() for r in caplog.records if "full" in r.getMessage()][:1]
+        assert len([r for r in caplog.records if "cannot write the ledger" in r.getMessage()]) == 1
+        assert "Total: 301 calls sent" in meter.report()
+        conn.execute("PRAGMA max_page_count = 1000000")
+        assert meter.force_flush()
+    finally:
+        tokenmeter.unconfigure()
+    assert _totals(path) == (301, 301)
