@@ -24,6 +24,7 @@ from ._sqlite import LedgerFileError, SQLiteReader
 from .report import DEFAULT_BY, DIMENSIONS, build_report
 
 _SINCE = re.compile(r"^(\d+)([hdwm])$")
+_TSDB_KINDS = ("prometheus", "victoriametrics", "mimir", "thanos")
 
 
 class ReportError(Exception):
@@ -41,7 +42,8 @@ def add_parser(subparsers: Any) -> None:
                    help=f"tables to show, comma-separated from {','.join(DIMENSIONS)} (default: %(default)s)")
     p.add_argument("--env", help="only this deployment environment")
     p.add_argument("--source", help="sqlite:///path/ledger.db (default: $TOKENMETER_LEDGER or the user data "
-                                    "directory's ledger); 'memory' needs a running process (use meter.report())")
+                                    "directory's ledger), or prometheus=http://host:9090 (also victoriametrics=, "
+                                    "mimir=, thanos=) when tokenmeter.finops.prometheus is installed")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print the report model as JSON")
     fmt.add_argument("--csv", action="store_true", help="print the By-tables as CSV")
@@ -99,13 +101,15 @@ def open_source(source: str | None) -> Any:
     if value == "memory":
         raise ReportError("--source memory is a running process's own meter: call meter.report() in it, or read "
                           "its ledger with --source sqlite:///path")
-    if value.startswith("prometheus="):
+    if value.split("=", 1)[0] in _TSDB_KINDS and "=" in value:
         try:
             module = importlib.import_module("tokenmeter.finops.prometheus")
         except ImportError:
-            raise ReportError("--source prometheus=... needs tokenmeter.finops.prometheus, not in this version") \
-                from None
-        return module.open_source(value)
+            raise ReportError(f"--source {value}: needs tokenmeter.finops.prometheus, not in this version") from None
+        try:
+            return module.open_source(value)
+        except Exception as exc:
+            raise ReportError(str(exc)) from None
     if value != "default" and not value.startswith("sqlite:///"):
         raise ReportError(f"--source {value!r}: use sqlite:///path/ledger.db")
     path = ledger_path(value)
@@ -126,6 +130,11 @@ def run(args: argparse.Namespace) -> int:
     except LedgerFileError as exc:
         print(f"tokenmeter report: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        if type(exc).__name__.endswith("SourceError"):  # a source that is down or holds no tokenmeter series
+            print(f"tokenmeter report: {exc}", file=sys.stderr)
+            return 1
+        raise
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -154,7 +163,7 @@ def _run(args: argparse.Namespace) -> int:
             html = importlib.import_module("tokenmeter.finops.html")
         except ImportError:
             raise ReportError("--html needs tokenmeter.finops.html, not in this version") from None
-        html.render(report, args.html, reader=reader)
+        html.write(args.html, reader, start, end, env=args.env)
     from ._render import render_rich, render_text, to_csv, to_json
 
     if args.json:
