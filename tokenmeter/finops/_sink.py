@@ -76,6 +76,7 @@ class LedgerSink:
         atexit.register(self.close)
 
     def _init_state(self) -> None:
+        self._pid = os.getpid()
         self._q: deque[tuple[Any, ...]] = deque()
         self._agg = Aggregate(self._list_prices, self._env)
         self.memory = MemoryStore()
@@ -92,7 +93,7 @@ class LedgerSink:
 
     def _reset_in_child(self) -> None:
         """A forked child starts empty: its parent writes what the parent metered; never reuse its connection."""
-        if not self._stop:
+        if not self._stop and self._pid != os.getpid():  # (a sink made in the child itself is left alone)
             self._init_state()
 
     # -- hot path (caller's thread) ------------------------------------------------------------------
