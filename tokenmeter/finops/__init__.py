@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
-from ._memory import MemoryReader
+from typing import TYPE_CHECKING, Any
+
 from ._rows import Granularity, Reader, RunRow, UsageRow
-from ._sqlite import LedgerFileError, SQLiteReader
-from .report import Report, build_report
+
+if TYPE_CHECKING:
+    from ._memory import MemoryReader
+    from ._sqlite import LedgerFileError, SQLiteReader
+    from .report import Report, build_report
+
+_LAZY = {"MemoryReader": "._memory", "LedgerFileError": "._sqlite", "SQLiteReader": "._sqlite",
+         "Report": ".report", "build_report": ".report"}
+
+
+def __getattr__(name: str) -> Any:  # the readers and the report load on first use (configure() needs none)
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tokenmeter.finops' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module, __name__), name)
+
 
 __all__ = ["Granularity", "LedgerFileError", "MemoryReader", "Reader", "Report", "RunRow", "SQLiteReader", "UsageRow",
            "build_report"]

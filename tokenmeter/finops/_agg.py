@@ -11,6 +11,7 @@ import os
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -78,6 +79,19 @@ def _add(a: Decimal | None, b: Decimal | None) -> Decimal | None:
     if b is None:
         return a
     return a + b
+
+
+def month_start(ts: int) -> int:
+    """Epoch seconds of the first instant of ``ts``'s UTC month."""
+    d = datetime.fromtimestamp(ts, UTC)
+    return int(datetime(d.year, d.month, 1, tzinfo=UTC).timestamp())
+
+
+def next_month(ts: int) -> int:
+    """Epoch seconds of the first instant of the UTC month after ``ts``'s."""
+    d = datetime.fromtimestamp(ts, UTC)
+    y, m = (d.year + 1, 1) if d.month == 12 else (d.year, d.month + 1)
+    return int(datetime(y, m, 1, tzinfo=UTC).timestamp())
 
 
 def default_env() -> str:

@@ -11,9 +11,8 @@ from typing import Any
 
 from .._ledger import Totals
 from .._usage import TOKEN_CLASSES
-from ._agg import HOUR, Cell, CellKey, RunRecord
+from ._agg import HOUR, Cell, CellKey, RunRecord, month_start, next_month
 from ._rows import Granularity, RunRow, UsageRow
-from ._sqlite import month_start, next_month
 
 MAX_RUNS_KEPT = 10_000  # per workflow, for the per-run spread; older runs drop off
 HOURLY_KEPT_S = 48 * 3600  # in-memory cells older than this are kept per day

@@ -20,12 +20,14 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import _safe
 from ._agg import CALL, RUN, STEP, WASTE, Aggregate, Cell, CellKey, RunRecord
 from ._memory import MemoryStore
-from ._sqlite import LedgerDB, LedgerFileError
+
+if TYPE_CHECKING:
+    from ._sqlite import LedgerDB
 
 _log = logging.getLogger("tokenmeter")
 _SINKS: weakref.WeakSet[LedgerSink] = weakref.WeakSet()
@@ -213,6 +215,8 @@ class LedgerSink:
             return self._db
         if self._db_failed or self.path is None:
             return None
+        from ._sqlite import LedgerDB, LedgerFileError  # on the writer thread: configure() never loads sqlite3
+
         try:
             self._db = LedgerDB(self.path)
         except LedgerFileError as exc:

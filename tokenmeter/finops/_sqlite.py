@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .._usage import TOKEN_CLASSES
-from ._agg import KEY_FIELDS, Cell, CellKey, RunRecord
+from ._agg import KEY_FIELDS, Cell, CellKey, RunRecord, month_start, next_month
 from ._rows import Granularity, RunRow, UsageRow
 
 APPLICATION_ID = 0x746D6C67  # "tmlg": marks a file as a tokenmeter ledger
@@ -87,19 +87,6 @@ def nano(value: Decimal | None) -> int | None:
 def usd(value: int | None) -> Decimal | None:
     """Integer nano-dollars -> USD."""
     return None if value is None else Decimal(value) / _NANO
-
-
-def month_start(ts: int) -> int:
-    """Epoch seconds of the first instant of ``ts``'s UTC month."""
-    d = datetime.fromtimestamp(ts, UTC)
-    return int(datetime(d.year, d.month, 1, tzinfo=UTC).timestamp())
-
-
-def next_month(ts: int) -> int:
-    """Epoch seconds of the first instant of the UTC month after ``ts``'s."""
-    d = datetime.fromtimestamp(ts, UTC)
-    y, m = (d.year + 1, 1) if d.month == 12 else (d.year, d.month + 1)
-    return int(datetime(y, m, 1, tzinfo=UTC).timestamp())
 
 
 def format_steps(tallies: dict[int, list[int]] | dict[int, tuple[int, int]]) -> str:
