@@ -39,7 +39,7 @@ class Run:
     max_cost_usd: float | None = None
     started: float = dc_field(default_factory=time.time)
     # The business outcome set with ``tokenmeter.outcome()``: {"outcome": name, "success": bool}.
-    marks: dict[str, Any] = dc_field(default_factory=dict)
+    marks: dict[str, Any] = dc_field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True, slots=True)

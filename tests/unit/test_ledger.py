@@ -47,3 +47,14 @@ def test_memory_keeps_hours_for_two_days_then_days() -> None:
     assert len(store.days) == 1 and len(store.cells) == 49  # hours 23..71 (the last 48 h and this one)
     cells, _ = store.snapshot()
     assert sum(c.tokens for _, c in cells) == 72 and sum(c.cost or 0 for _, c in cells) == 72
+
+
+def test_a_scope_stays_hashable_with_a_business_outcome() -> None:
+    with capture():
+        with tokenmeter.workflow("w") as scope:
+            tokenmeter.outcome("escalated")
+            assert hash(scope) == hash(tokenmeter.current_scope())
+            assert scope.run is not None and scope.run.marks == {"outcome": "escalated", "success": False}
+            tokenmeter.outcome("kept", success=True)
+            assert scope.run.marks["success"] is True
+    tokenmeter.outcome("outside a run: nothing happens")
