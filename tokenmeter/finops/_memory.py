@@ -7,7 +7,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._ledger import Totals
 from .._usage import TOKEN_CLASSES
@@ -139,3 +139,11 @@ class MemoryReader:
 
 
 __all__ = ["MAX_RUNS_KEPT", "MemoryReader", "MemoryStore", "run_row"]
+
+
+if TYPE_CHECKING:  # both readers satisfy the shared protocol (checked by mypy)
+    from ._rows import Reader
+    from ._sqlite import SQLiteReader
+
+    def _conforms(memory: MemoryReader, sqlite: SQLiteReader) -> tuple[Reader, Reader]:
+        return memory, sqlite
