@@ -146,3 +146,41 @@ def test_both_readers_yield_the_same_rows(tmp_path: Path, granularity: str) -> N
     assert len(mem_rows) > 5 and len(mem_runs) == 4
     assert all(r.start.tzinfo is not None and r.end > r.start for r in mem_rows)
     assert sum(r.calls for r in mem_rows) == 4
+
+
+def test_a_source_with_run_histograms_only(reports: dict[str, Report]) -> None:
+    """A TSDB keeps run histograms, not run rows: the per-run section is interpolated in the buckets."""
+    from types import SimpleNamespace
+
+    from tokenmeter.finops._histograms import bucket_quantile
+
+    class HistogramsOnly:
+        def describe(self) -> str:
+            return "histograms"
+
+        def usage(self, start: object, end: object, *, env: object = None, granularity: str = "day") -> list[object]:
+            return []
+
+        def runs(self, start: object, end: object, *, env: object = None) -> list[object]:
+            return []
+
+        def run_stats(self, start: object, end: object, *, env: object = None) -> list[SimpleNamespace]:
+            # 3 ok runs of 100, 200, 300 tokens and 1 failed run of 2,000, in buckets 0-250-500-1000-5000-inf
+            ok = {"tokens": {250.0: 2, 500.0: 3, 1000.0: 3, 5000.0: 3, float("inf"): 3},
+                  "cost": {0.001: 3, float("inf"): 3}, "steps": {2.0: 3, float("inf"): 3}}
+            bad = {"tokens": {250.0: 0, 500.0: 0, 1000.0: 0, 5000.0: 1, float("inf"): 1},
+                   "cost": {0.001: 0, 0.1: 1, float("inf"): 1}, "steps": {2.0: 1, float("inf"): 1}}
+            return [SimpleNamespace(workflow="w", team="t", env="", outcome="ok", runs=3, tokens=600,
+                                    cost_usd=Decimal("0.0006"), steps=6, buckets=ok),
+                    SimpleNamespace(workflow="w", team="t", env="", outcome="error", runs=1, tokens=2000,
+                                    cost_usd=Decimal("0.02"), steps=2, buckets=bad)]
+
+    r = build_report(HistogramsOnly())
+    (wf,) = r.workflows
+    assert wf.estimated and (wf.runs, wf.succeeded) == (4, 3) and wf.worst == []
+    # merged buckets {250: 2, 500: 3, 1000: 3, 5000: 4}: the median (rank 2) is the top of the first bucket
+    assert wf.tokens.p50 == 250 and wf.tokens.p99 == round(bucket_quantile({250.0: 2, 500.0: 3, 1000.0: 3,
+                                                                              5000.0: 4}, 0.99))
+    assert wf.total_cost == Decimal("0.0206") and wf.cost_per_success == Decimal("0.0206") / 3
+    assert r.reliability.observed == 0.75 and r.reliability.mean_steps == 2 and r.reliability.per_step is None
+    assert r.cost_per_success == Decimal("0.0206") / 3

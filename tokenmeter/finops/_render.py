@@ -52,7 +52,9 @@ def tables(r: Report) -> list[Table]:
         out.append(("Tier mix", ["tier", "share of calls", "share of spend"],
                     [[t, pct(c), pct(s)] for t, c, s in r.tier_mix]))
     if r.workflows:
-        out.append(("Per run (tokens and cost per workflow run)",
+        estimated = any(w.estimated for w in r.workflows)
+        out.append(("Per run (tokens and cost per workflow run" + (", estimated from run histograms; max is the "
+                                                                     "top bucket's bound)" if estimated else ")"),
                     ["workflow", "runs", "p50", "p95", "p99", "max", "p99/p50", "cost p50", "cost p99", "worst run"],
                     [[w.workflow, f"{w.runs:,}", f"{w.tokens.p50:,}", f"{w.tokens.p95:,}", f"{w.tokens.p99:,}",
                       f"{w.tokens.max:,}", "-" if w.multiplier is None else f"{w.multiplier:.1f}x",

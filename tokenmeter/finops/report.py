@@ -104,6 +104,7 @@ class WorkflowRuns:
     total_cost: Decimal
     cost_per_success: Decimal | None  # every run's cost over the successful runs (None: no success)
     outcomes: dict[str, int] = field(default_factory=dict)
+    estimated: bool = False  # percentiles interpolated in histogram buckets (a TSDB source), not exact
 
 
 @dataclass
@@ -226,6 +227,11 @@ def build_report(reader: Any, start: datetime | None = None, end: datetime | Non
             w = wf_calls[row.workflow] = Figures(row.workflow)
         w.add(row)
     workflows, reliability, runs_cost, per_success = _runs(_run_facts(reader, start, end, env), wf_calls)
+    if not reliability.runs and getattr(reader, "run_stats", None) is not None:
+        from ._histograms import from_run_stats  # a TSDB keeps run histograms, not run rows
+
+        workflows, reliability, runs_cost, per_success = from_run_stats(
+            reader.run_stats(start, end, env=env), wf_calls)
     return Report(
         source=reader.describe(), start=start, end=end, env=env, total=total,
         by={d: sorted(g.values(), key=lambda f: (-f.cost, -f.tokens, f.name)) for d, g in groups.items()},
