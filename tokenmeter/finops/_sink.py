@@ -71,13 +71,13 @@ class LedgerSink:
         self._high = max(1, queue_size // 2)
         self._list_prices = list_prices
         self._env = env
-        self.stats: dict[str, int] = {"queued": 0, "folded": 0, "written_rows": 0, "write_errors": 0, "flushes": 0}
-        self.degraded: str | None = None  # why the file is not written, if it is not
         self._init_state()
         _SINKS.add(self)
         atexit.register(self.close)
 
     def _init_state(self) -> None:
+        self.stats: dict[str, int] = {"queued": 0, "folded": 0, "written_rows": 0, "write_errors": 0, "flushes": 0}
+        self.degraded: str | None = None  # why the file is not written, if it is not
         self._pid = os.getpid()
         self._q: deque[tuple[Any, ...]] = deque()
         self._agg = Aggregate(self._list_prices, self._env)
