@@ -121,13 +121,6 @@ class Aggregate:
             self.cells, self.runs = defaultdict(Cell), []
             return cells, runs
 
-    def put_back(self, cells: dict[CellKey, Cell], runs: list[RunRecord]) -> None:
-        """Return rows a failed write could not store, to be written with the next flush."""
-        with self.lock:
-            for key, cell in cells.items():
-                self.cells[key].merge(cell)
-            self.runs[:0] = runs
-
     # -- events ------------------------------------------------------------------------------------
     def absorb(self, event: tuple[Any, ...]) -> None:
         """Fold one event (caller holds ``self.lock``)."""
