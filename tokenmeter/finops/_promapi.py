@@ -48,7 +48,7 @@ class Delta:
 
 
 class PromAPI:
-    """A small client of the Prometheus HTTP API (POST form queries, JSON answers)."""
+    """A small client of the Prometheus HTTP API (GET queries, JSON answers)."""
 
     def __init__(self, url: str, *, headers: Mapping[str, str] | None = None, timeout: float = 30.0) -> None:
         parts = urllib.parse.urlsplit(url)
@@ -68,13 +68,8 @@ class PromAPI:
 
     def get(self, path: str, params: Mapping[str, Any] | list[tuple[str, Any]]) -> Any:
         """``data`` of a successful API answer, else :class:`PrometheusSourceError`."""
-        body = urllib.parse.urlencode(params, doseq=True).encode()
-        request = urllib.request.Request(
-            self.url + path,
-            data=body,
-            method="POST",
-            headers={**self.headers, "Content-Type": "application/x-www-form-urlencoded"},
-        )
+        query = urllib.parse.urlencode(params, doseq=True)
+        request = urllib.request.Request(f"{self.url}{path}?{query}", headers=self.headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 raw = response.read()
@@ -132,33 +127,55 @@ def deltas(api: PromAPI, selector: str, start: int, period: int, periods: int, p
     """Per series, the counter's growth in each of ``periods`` whole periods from ``start`` (aligned, epoch
     seconds), and, if ``partial_at`` is set, in the period after them up to ``partial_at`` (now).
 
-    The level before ``start`` is the series' last sample within ``lookback`` (e.g. ``31d``) before it.
+    The level before ``start`` is the series' last sample within ``lookback`` (e.g. ``31d``) before it. A period
+    in which ``resets()`` sees a series restart inside it is read sample by sample (rare: a restarted process is
+    usually a new series; pull-mode scrapes of a fixed address are not).
     """
     levels: dict[Labels, list[tuple[int, Decimal]]] = {}
+    resets: set[int] = set()
+    ends: dict[int, float] = {i: float(start + (i + 1) * period) for i in range(periods)}
     if periods:
         first, last = start + period, start + periods * period
         for series in api.matrix(f"last_over_time({selector}[{period}s])", first, last, period):
             levels.setdefault(_key(series["metric"]), []).extend(
                 ((round(float(t)) - start) // period - 1, _number(v)) for t, v in series.get("values") or ())
+        for series in api.matrix(f"resets({selector}[{period}s])", first, last, period):
+            resets.update((round(float(t)) - start) // period - 1 for t, v in series.get("values") or () if _number(v))
     if partial_at is not None:
-        window_ms = max(1, math.ceil((partial_at - start - periods * period) * 1000))
-        for s in api.instant(f"last_over_time({selector}[{window_ms}ms])", partial_at):
+        ends[periods] = partial_at
+        window = f"{max(1, math.ceil((partial_at - start - periods * period) * 1000))}ms"
+        for s in api.instant(f"last_over_time({selector}[{window}])", partial_at):
             levels.setdefault(_key(s["metric"]), []).append((periods, _number(s["value"][1])))
+        if any(_number(s["value"][1]) for s in api.instant(f"resets({selector}[{window}])", partial_at)):
+            resets.add(periods)
     if not levels:
         return []
     base = {_key(s["metric"]): _number(s["value"][1])
             for s in api.instant(f"last_over_time({selector}[{lookback}])", start)}
+    samples = {i: _samples(api, selector, ends[i], period) for i in sorted(resets) if i in ends}
     out: list[Delta] = []
     for key, points in levels.items():
         previous = base.get(key)
         labels = dict(key)
         for index, level in sorted(points):
-            # a new series (a process started) or a drop (a counter reset) counts from 0
-            grew = level if previous is None or level < previous else level - previous
+            grew = Decimal(0)
+            for value in samples.get(index, {}).get(key, [level]):
+                # a new series (a process started) or a drop (a counter reset) counts from 0
+                grew += value if previous is None or value < previous else value - previous
+                previous = value
             previous = level
             if grew:
                 out.append(Delta(labels, start + index * period, grew))
     return out
+
+
+def _samples(api: PromAPI, selector: str, at: float, period: int) -> dict[Labels, list[Decimal]]:
+    """Every raw sample of every series in the ``period`` seconds up to ``at``, oldest first."""
+    data = api.get("/api/v1/query", {"query": f"{selector}[{period}s]", "time": _ts(at)})
+    if not isinstance(data, dict) or data.get("resultType") != "matrix":
+        raise PrometheusSourceError(f"{api.url}: unexpected answer to the raw sample query of {selector}")
+    return {_key(s["metric"]): [_number(v) for _, v in sorted(s.get("values") or (), key=lambda p: float(p[0]))]
+            for s in data.get("result") or ()}
 
 
 def _key(metric: Mapping[str, str]) -> Labels:
