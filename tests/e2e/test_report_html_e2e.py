@@ -1,4 +1,4 @@
-"""The ``--html`` report page in a real headless Chromium (Debian ``chromium``, ``scripts/backends.sh install chromium``).
+"""The ``--html`` report page in a real headless Chromium (Debian ``chromium``: ``scripts/backends.sh install``).
 
 * The page renders with every network request refused (``--host-resolver-rules``): it needs nothing from outside.
 * Its script ran to the end and recorded no error (``data-ready="1"``, ``data-errors="0"`` in the DOM Chromium
