@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+from ._promapi import PrometheusSourceError
+from ._prometheus import PrometheusReader, RunStats
 from ._rows import Granularity, Reader, RunRow, UsageRow
+from ._sources import reader_for
 
-__all__ = ["Granularity", "Reader", "RunRow", "UsageRow"]
+__all__ = [
+    "Granularity",
+    "PrometheusReader",
+    "PrometheusSourceError",
+    "Reader",
+    "RunRow",
+    "RunStats",
+    "UsageRow",
+    "reader_for",
+]
