@@ -15,10 +15,11 @@ import re
 import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from backends import BACKENDS_DIR, INSTALL_HINT, LOOPBACK, BackendUnavailable, _Server, _which, free_port
+from backends import BACKENDS_DIR, INSTALL_HINT, LOOPBACK, BackendUnavailable, Prometheus, _Server, _which, free_port
 
-__all__ = ["Rotel", "VMAgent"]
+__all__ = ["RemoteWritePrometheus", "Rotel", "VMAgent"]
 
 
 def load_env_file(path: Path, variables: Mapping[str, str]) -> dict[str, str]:
@@ -119,8 +120,32 @@ class VMAgent(_Server):
             self.binary,
             f"-httpListenAddr={LOOPBACK}:{self.port}",
             *(f"-remoteWrite.url={url}" for url in self.remote_write_urls),
+            # Prometheus' snappy protocol for every destination: vmagent otherwise starts with its own zstd
+            # protocol, Prometheus answers 400 ("snappy: corrupt input") and vmagent drops that batch for good.
+            *("-remoteWrite.forcePromProto=true" for _ in self.remote_write_urls),
             f"-remoteWrite.tmpDataPath={Path(self.data_dir) / 'queue'}",
             "-remoteWrite.flushInterval=200ms",
             "-opentelemetry.usePrometheusNaming",
             "-loggerLevel=WARN",
         ]
+
+
+class RemoteWritePrometheus(Prometheus):
+    """Prometheus receiving remote write from a collector, with an out-of-order window.
+
+    Export batches of one process can arrive out of order (a periodic export and the final flush at exit travel
+    in different collector batches); Prometheus refuses a whole remote-write request with one out-of-order sample
+    (HTTP 400) and vmagent then drops that block for good. ``storage.tsdb.out_of_order_time_window`` (Prometheus
+    >= 2.39) accepts them -- the setting docs/fleet.md recommends for this topology.
+    """
+
+    def __init__(self, out_of_order_window: str = "30m", **kwargs: Any) -> None:
+        super().__init__(None, "1s", **kwargs)
+        self.out_of_order_window = out_of_order_window
+
+    def _prepare(self) -> None:
+        super()._prepare()
+        assert self.data_dir is not None
+        config = self.data_dir / "prometheus.yml"
+        config.write_text(config.read_text() + "storage:\n  tsdb:\n"
+                          f"    out_of_order_time_window: {self.out_of_order_window}\n")

@@ -1,6 +1,6 @@
 """Fleet proof: several service processes -> a real collector -> real TSDBs -> the FinOps report of the whole fleet.
 
-    support-bot ─┐                                              ┌─ remote write ─▶ Prometheus 2.42
+    support-bot ─┐                                              ┌─ remote write ─▶ Prometheus 2.42 (OOO window)
     refund-bot  ─┼─ OTLP/HTTP ─▶ rotel (examples/collector/ ─▶ vmagent ┤
     batch (x2)  ─┤              rotel.env, run as written)      └─ remote write ─▶ VictoriaMetrics
     staging-bot ─┘                   └─ traces ─▶ Arize Phoenix
@@ -18,9 +18,10 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -28,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from backends import Phoenix, Prometheus, VictoriaMetrics
-from collector import Rotel, VMAgent
+from backends import Phoenix, VictoriaMetrics
+from collector import RemoteWritePrometheus, Rotel, VMAgent
 from conftest import backend_unavailable
 
 import tokenmeter
-from tokenmeter.finops._prometheus import PrometheusReader
+from tokenmeter.finops import PrometheusReader, PrometheusSourceError
 
 REPO = Path(__file__).resolve().parents[2]
 PRICES = tokenmeter.PriceBook()
@@ -61,8 +62,13 @@ class Fleet:
 
 
 @pytest.fixture(scope="module")
-def vmagent(prometheus: Prometheus, victoriametrics: VictoriaMetrics) -> Iterator[VMAgent]:
-    agent = _start(lambda: VMAgent([prometheus.remote_write_url, victoriametrics.base_url + "/api/v1/write"]),
+def prometheus_rw(start_backend: Callable[..., RemoteWritePrometheus]) -> RemoteWritePrometheus:
+    return start_backend(lambda: RemoteWritePrometheus(), "prometheus")
+
+
+@pytest.fixture(scope="module")
+def vmagent(prometheus_rw: RemoteWritePrometheus, victoriametrics: VictoriaMetrics) -> Iterator[VMAgent]:
+    agent = _start(lambda: VMAgent([prometheus_rw.remote_write_url, victoriametrics.base_url + "/api/v1/write"]),
                    "vmagent")
     yield agent
     agent.stop()
@@ -76,25 +82,35 @@ def fleet(vmagent: VMAgent, phoenix: Phoenix) -> Iterator[Fleet]:
     project = f"fleet-{tag}"
     reports = []
     try:
-        for service, env, runs, seed in SERVICES:
-            environ = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TOKENMETER_"))}
-            environ.update(
-                OTEL_EXPORTER_OTLP_ENDPOINT=rotel.otlp_http_endpoint,
-                OTEL_SERVICE_NAME=service,
-                OTEL_RESOURCE_ATTRIBUTES=f"deployment.environment={env}-{tag},openinference.project.name={project}",
-                OTEL_METRIC_EXPORT_INTERVAL="300",  # several exports per process, then the final one at exit
-                PYTHONPATH=str(REPO),
-            )
-            done = subprocess.run([sys.executable, str(REPO / "tests" / "e2e" / "fleet_service.py"), "--runs",
-                                   str(runs), "--seed", str(seed)], env=environ, cwd=REPO, capture_output=True,
-                                  text=True, timeout=180)
-            assert done.returncode == 0, done.stderr[-3000:]
-            report = json.loads(done.stdout)
-            assert report["flushed"], f"{service} could not flush its metrics to the collector"
-            reports.append((service, env, report))
+        # the first process of every service at once, then batch's second process (its restart)
+        first = {service: i for i, (service, *_) in reversed(list(enumerate(SERVICES)))}
+        for wave in ([i for i in range(len(SERVICES)) if i in first.values()],
+                     [i for i in range(len(SERVICES)) if i not in first.values()]):
+            procs = [(i, _service(rotel, project, tag, *SERVICES[i])) for i in wave]
+            for i, proc in procs:
+                out, err = proc.communicate(timeout=300)
+                assert proc.returncode == 0, err[-3000:]
+                report = json.loads(out)
+                assert report["flushed"], f"{SERVICES[i][0]} could not flush its metrics to the collector"
+                reports.append((SERVICES[i][0], SERVICES[i][1], report))
         yield Fleet(f"prod-{tag}", project, reports, rotel)
     finally:
         rotel.stop()
+
+
+def _service(rotel: Rotel, project: str, tag: str, service: str, env: str, runs: int, seed: int
+             ) -> subprocess.Popen[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TOKENMETER_"))}
+    environ.update(
+        OTEL_EXPORTER_OTLP_ENDPOINT=rotel.otlp_http_endpoint,
+        OTEL_SERVICE_NAME=service,
+        OTEL_RESOURCE_ATTRIBUTES=f"deployment.environment={env}-{tag},openinference.project.name={project}",
+        OTEL_METRIC_EXPORT_INTERVAL="300",  # several exports per process, then the final one at exit
+        PYTHONPATH=str(REPO),
+    )
+    return subprocess.Popen([sys.executable, str(REPO / "tests" / "e2e" / "fleet_service.py"), "--runs", str(runs),
+                             "--seed", str(seed)], env=environ, cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def _start(factory: Any, what: str) -> Any:
@@ -123,17 +139,21 @@ def _expected(calls: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], tu
     return {k: v for k, v in out.items() if v[0]}
 
 
-def _read(url: str, env: str, fleet_calls: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], list[Any]]:
+def _read(server: RemoteWritePrometheus | VictoriaMetrics, env: str, fleet_calls: list[dict[str, Any]]
+          ) -> dict[tuple[str, str, str, str], list[Any]]:
     """Poll the reader until it sees all the tokens the fleet sent (exports are asynchronous), then group."""
     want = sum(sum(c["usage"].values()) for c in fleet_calls if c["usage"])
-    reader = PrometheusReader(url)
     now = datetime.now(UTC)
     got: dict[tuple[str, str, str, str], list[Any]] = {}
-    import time
-
     deadline = time.monotonic() + 45
     while True:
-        rows = list(reader.usage(now - timedelta(hours=2), now + timedelta(hours=1), env=env, granularity="hour"))
+        if isinstance(server, VictoriaMetrics):
+            server.force_flush()  # make just-ingested samples searchable
+        try:
+            rows = list(PrometheusReader(server.base_url).usage(now - timedelta(hours=2), now + timedelta(hours=1),
+                                                                env=env, granularity="hour"))
+        except PrometheusSourceError:
+            rows = []  # nothing arrived yet
         if sum(r.tokens for r in rows) >= want or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -146,12 +166,12 @@ def _read(url: str, env: str, fleet_calls: list[dict[str, Any]]) -> dict[tuple[s
     return got
 
 
-@pytest.mark.parametrize("tsdb", ["prometheus", "victoriametrics"])
+@pytest.mark.parametrize("tsdb", ["prometheus_rw", "victoriametrics"])
 def test_the_fleet_report_equals_the_sum_of_the_services(fleet: Fleet, tsdb: str, request: pytest.FixtureRequest
                                                           ) -> None:
     server = request.getfixturevalue(tsdb)
     expected = _expected(fleet.calls("prod"))
-    got = _read(server.base_url, fleet.env, fleet.calls("prod"))
+    got = _read(server, fleet.env, fleet.calls("prod"))
     assert set(got) == set(expected)
     for key, (tokens, usd) in expected.items():
         assert got[key][0] == tokens, key
@@ -163,14 +183,14 @@ def test_the_fleet_report_equals_the_sum_of_the_services(fleet: Fleet, tsdb: str
     assert {k[3] for k in expected} >= {"input", "output"}
     assert any(usd is None for _, usd in expected.values()), "the workload has an unpriced (self-hosted) model"
     # the staging service is in its own environment
-    staging = _read(server.base_url, fleet.env.replace("prod", "staging"), fleet.calls("staging"))
+    staging = _read(server, fleet.env.replace("prod", "staging"), fleet.calls("staging"))
     assert {k: v[0] for k, v in staging.items()} == {k: v[0] for k, v in _expected(fleet.calls("staging")).items()}
 
 
 def test_calls_and_runs_per_workflow(fleet: Fleet, victoriametrics: VictoriaMetrics) -> None:
     reader = PrometheusReader(victoriametrics.base_url)
     now = datetime.now(UTC)
-    _read(victoriametrics.base_url, fleet.env, fleet.calls("prod"))  # wait until everything arrived
+    _read(victoriametrics, fleet.env, fleet.calls("prod"))  # wait until everything arrived
     rows = list(reader.usage(now - timedelta(days=1), now + timedelta(days=1), env=fleet.env))
     sent = Counter((c["workflow"], "ok" if c["outcome"] == "ok" else c["outcome"]) for c in fleet.calls("prod")
                    if c["outcome"] in ("ok", "error"))

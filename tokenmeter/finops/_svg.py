@@ -17,10 +17,10 @@ LEFT, RIGHT, TOP, BOTTOM = 64, 16, 16, 40
 
 
 def money(v: float) -> str:
-    """``$1,234.56`` / ``$0.0042``: cents when that is meaningful, four significant digits below a dollar."""
+    """``$1,234.56`` / ``$0.50`` / ``$0.0042``: cents from 10 cents up, four significant digits below."""
     if v == 0:
         return "$0"
-    if abs(v) >= 1:
+    if abs(v) >= 0.1:
         return f"${v:,.2f}"
     return f"${v:.4g}"
 
