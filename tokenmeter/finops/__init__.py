@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ._promapi import PrometheusSourceError
-from ._prometheus import PrometheusReader, RunStats
 from ._rows import Granularity, Reader, RunRow, UsageRow
 from ._sources import reader_for
+from .prometheus import PrometheusReader, RunStats
 
 __all__ = [
     "Granularity",

@@ -29,7 +29,7 @@ from .._usage import TOKEN_CLASSES
 from ._promapi import Delta, PromAPI, PrometheusSourceError, deltas
 from ._rows import Granularity, RunRow, UsageRow
 
-__all__ = ["PrometheusReader", "PrometheusSourceError", "RunStats", "parse_headers"]
+__all__ = ["PrometheusReader", "PrometheusSourceError", "RunStats", "open_source", "parse_headers"]
 
 PERIOD = {"hour": 3600, "day": 86400}
 COUNTERS = ("tokens", "cost", "unpriced", "calls", "wasted_tokens", "wasted_cost")
@@ -320,6 +320,22 @@ def _rows(series: Mapping[str, list[Delta]], naming: Naming, period: int, env: s
 def _row_order(row: UsageRow) -> tuple[Any, ...]:
     return (row.start, row.env, row.team, row.workflow, row.agent, row.tier, row.provider, row.model, row.operation,
             TOKEN_CLASSES.index(row.token_class) if row.token_class in TOKEN_CLASSES else 99, row.outcome)
+
+
+def open_source(source: str) -> PrometheusReader:
+    """The reader of ``tokenmeter report --source prometheus=URL`` (``victoriametrics=``, ``mimir=`` and ``thanos=``
+    too); :class:`PrometheusSourceError` naming the fix for anything else."""
+    kind, sep, location = source.partition("=")
+    if sep and kind.strip().lower() in SOURCE_KINDS:
+        return PrometheusReader(location.strip())
+    raise PrometheusSourceError(
+        f"--source {source!r}: unknown source; use prometheus=http://host:9090 (or victoriametrics=, mimir=, "
+        "thanos= with the query API's URL)"
+    )
+
+
+# Every Prometheus-compatible TSDB answers the same query API; the other names are for the reader of the command.
+SOURCE_KINDS = ("prometheus", "victoriametrics", "mimir", "thanos")
 
 
 def _seconds(duration: str) -> int:
