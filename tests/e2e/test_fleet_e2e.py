@@ -213,3 +213,21 @@ def test_the_collector_also_forwards_the_fleets_traces(fleet: Fleet, phoenix: Ph
     spans = phoenix.wait_for_spans(
         fleet.project, lambda s: sum(1 for x in s if x["name"].startswith("invoke_workflow ")) >= runs, timeout=60)
     assert sum(1 for x in spans if x["name"].startswith("invoke_workflow ")) == runs
+
+
+def test_the_fleet_report_as_an_html_page(fleet: Fleet, victoriametrics: VictoriaMetrics, tmp_path: Path) -> None:
+    from test_report_html_e2e import _console_errors, _dump_dom
+
+    from tokenmeter.finops import html
+
+    _read(victoriametrics, fleet.env, fleet.calls("prod"))  # wait until everything arrived
+    page = html.write(tmp_path / "fleet.html", PrometheusReader(victoriametrics.base_url), env=fleet.env)
+    text = page.read_text()
+    expected = _expected(fleet.calls("prod"))
+    spend = sum((usd for _, usd in expected.values() if usd is not None), Decimal(0))
+    assert f"${spend:,.2f}" in text  # the Spend card: the fleet's priced spend
+    assert "tokens have no known price" in text and "keeps no per-run rows" in text
+    for team in {k[0] for k in expected}:
+        assert f"· {team}: $" in text
+    dom, log = _dump_dom(page)
+    assert 'data-ready="1"' in dom and 'data-errors="0"' in dom and _console_errors(log) == []

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 from tokenmeter.finops import RunRow, UsageRow
-from tokenmeter.finops.html import BudgetBurn, percentile, render
+from tokenmeter.finops.html import BudgetBurn, percentile, render, write
 
 D1 = datetime(2026, 11, 2, tzinfo=UTC)
 D2 = D1 + timedelta(days=1)
@@ -88,3 +89,31 @@ def test_names_are_escaped_and_nothing_is_fetched() -> None:
 def test_empty_inputs_render() -> None:
     page = render([], [], title="nothing")
     assert "no usage in this period" in page and "No usage in this period." in page
+
+
+class _Rows:
+    """A Reader over fixed rows (the SQLite and Prometheus readers are tested on their own)."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[object, ...]] = []
+
+    def describe(self) -> str:
+        return "fixed rows"
+
+    def usage(self, start: datetime, end: datetime, *, env: str | None = None, granularity: str = "day"
+              ) -> list[UsageRow]:
+        self.asked.append(("usage", start, end, env, granularity))
+        return [r for r in USAGE if start <= r.start < end]
+
+    def runs(self, start: datetime, end: datetime, *, env: str | None = None) -> list[RunRow]:
+        self.asked.append(("runs", start, end, env))
+        return RUNS
+
+
+def test_write_reads_the_window_by_day_and_writes_the_page(tmp_path: Path) -> None:
+    reader = _Rows()
+    out = write(tmp_path / "r.html", reader, D1, D2 + timedelta(days=1), env="prod")
+    page = out.read_text()
+    assert reader.asked == [("usage", D1, D2 + timedelta(days=1), "prod", "day"),
+                            ("runs", D1, D2 + timedelta(days=1), "prod")]
+    assert page == render(USAGE, RUNS, title="tokenmeter report · fixed rows")

@@ -11,18 +11,20 @@ headless browser's DOM dump proves the page ran cleanly (tests/e2e/test_report_h
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from html import escape
+from pathlib import Path
 from typing import Any
 
 from . import _svg
-from ._rows import RunRow, UsageRow
+from ._rows import Reader, RunRow, UsageRow
 
-__all__ = ["BudgetBurn", "percentile", "render"]
+__all__ = ["BudgetBurn", "percentile", "render", "write"]
 
 ForecastPoint = tuple[date | datetime | str, Any, Any, Any]  # (day, low, mid, high) in USD
 
@@ -73,6 +75,22 @@ def render(usage_rows: Iterable[UsageRow], run_rows: Iterable[RunRow], *, title:
     period = f"{days[0]}&ndash;{days[-1]} (UTC)" if days else "no usage in this period"
     return _PAGE.format(title=escape(title), period=period, body="\n".join(parts), style=_STYLE,
                         script=_SCRIPT)
+
+
+def write(path: str | os.PathLike[str], reader: Reader, start: datetime | None = None, end: datetime | None = None, *,
+          env: str | None = None, title: str | None = None, forecast: Sequence[ForecastPoint] | None = None,
+          budgets: Sequence[BudgetBurn | Mapping[str, Any]] | None = None) -> Path:
+    """Read ``[start, end)`` (default: the 30 days to now) from ``reader`` by day and write :func:`render`'s page
+    to ``path`` -- what ``tokenmeter report --html FILE`` does. Returns the path written."""
+    end = end or datetime.now(UTC)
+    start = start or end - timedelta(days=30)
+    usage = list(reader.usage(start, end, env=env, granularity="day"))
+    runs = list(reader.runs(start, end, env=env))
+    page = render(usage, runs, title=title or f"tokenmeter report · {reader.describe()}", forecast=forecast,
+                  budgets=budgets)
+    out = Path(path)
+    out.write_text(page, encoding="utf-8")
+    return out
 
 
 # -- sections ----------------------------------------------------------------------------------------------------------
