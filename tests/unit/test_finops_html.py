@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from math import inf
 from pathlib import Path
 
-from tokenmeter.finops import RunRow, UsageRow
+from tokenmeter.finops import RunRow, RunStats, UsageRow
 from tokenmeter.finops.html import BudgetBurn, percentile, render, write
 
 D1 = datetime(2026, 11, 2, tzinfo=UTC)
@@ -117,3 +118,17 @@ def test_write_reads_the_window_by_day_and_writes_the_page(tmp_path: Path) -> No
     assert reader.asked == [("usage", D1, D2 + timedelta(days=1), "prod", "day"),
                             ("runs", D1, D2 + timedelta(days=1), "prod")]
     assert page == render(USAGE, RUNS, title="tokenmeter report · fixed rows")
+
+
+def test_run_histograms_stand_in_for_run_rows() -> None:
+    stats = [RunStats("wf", "t", "prod", "ok", runs=5, buckets={"tokens": {256.0: Decimal(2), 1024.0: Decimal(4),
+                                                                          4096.0: Decimal(5), inf: Decimal(5)}}),
+             RunStats("wf", "t", "prod", "error", runs=3, buckets={"tokens": {256.0: Decimal(0), 1024.0: Decimal(2),
+                                                                             4096.0: Decimal(3), inf: Decimal(3)}})]
+    page = render(USAGE, [], title="T", run_stats=stats)
+    # merged cumulative: 256 -> 2, 1024 -> 6, 4096 -> 8 of 8 runs; p50 = 256 + 768 * 2/4, p99 = 1024 + 3072 * 1.92/2
+    assert "8 runs (from the run histograms" in page
+    assert "p50 <b>640</b>" in page and "p99 <b>3.97k</b>" in page
+    assert "≤256: 2 runs" in page and "≤1.02k: 4 runs" in page and "≤4.1k: 2 runs" in page
+    assert 'class="marker m0"' in page and 'class="marker m1"' in page
+    assert render(USAGE, RUNS, title="T", run_stats=stats).count("from the run histograms") == 0  # rows win

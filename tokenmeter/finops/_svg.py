@@ -166,3 +166,27 @@ def band(labels: Sequence[str], actual: Sequence[float | None],
                        f"<title>{escape(labels[i])} spent {money(actual[i] or 0.0)}</title></circle>")
     out.append("</svg>")
     return "".join(out)
+
+
+def buckets(bounds: Sequence[float], counts: Sequence[float], markers: Mapping[str, float], *, title: str,
+            fmt: str = "money") -> str:
+    """A histogram kept as buckets (upper ``bounds``, per-bucket ``counts``): one bar per bucket, markers placed
+    by linear interpolation inside their bucket."""
+    fmt_v = short_money if fmt == "money" else count
+    labels = [f"≤{fmt_v(b)}" if b != math.inf else "more" for b in bounds]
+    out, scale, slot = _frame(nice_ticks(max(counts, default=0.0)), "count", labels, title)
+    for i, c in enumerate(counts):
+        if c:
+            h = c * scale
+            out.append(f'<rect class="bin" x="{LEFT + slot * i + 1:.1f}" y="{H - BOTTOM - h:.1f}" '
+                       f'width="{slot - 2:.1f}" height="{h:.1f}"><title>{labels[i]}: {c:g} runs</title></rect>')
+    for k, (name, v) in enumerate(markers.items()):
+        i = next((j for j, b in enumerate(bounds) if v <= b), len(bounds) - 1)
+        lower = bounds[i - 1] if i else 0.0
+        upper = bounds[i] if bounds[i] != math.inf else lower * 2 or 1.0
+        x = LEFT + slot * (i + min(1.0, max(0.0, (v - lower) / ((upper - lower) or 1.0))))
+        out.append(f'<line class="marker m{k}" x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{H - BOTTOM}"/>'
+                   f'<text class="mlab m{k}" x="{x + 4:.1f}" y="{TOP + 12 + 14 * k}">{escape(name)} '
+                   f"{(money if fmt == 'money' else count)(v)}</text>")
+    out.append("</svg>")
+    return "".join(out)

@@ -23,6 +23,7 @@ from typing import Any
 
 from . import _svg
 from ._rows import Reader, RunRow, UsageRow
+from .prometheus import RunStats
 
 __all__ = ["BudgetBurn", "percentile", "render", "write"]
 
@@ -54,11 +55,14 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def render(usage_rows: Iterable[UsageRow], run_rows: Iterable[RunRow], *, title: str,
            forecast: Sequence[ForecastPoint] | None = None,
-           budgets: Sequence[BudgetBurn | Mapping[str, Any]] | None = None) -> str:
+           budgets: Sequence[BudgetBurn | Mapping[str, Any]] | None = None,
+           run_stats: Sequence[RunStats] | None = None) -> str:
     """The HTML page (a complete document) for ``usage_rows`` and ``run_rows``.
 
     ``forecast``: optional ``(day, low, mid, high)`` USD per day, drawn as a band after the actual daily spend.
     ``budgets``: optional :class:`BudgetBurn` (or mappings with its fields), drawn as burn bars.
+    ``run_stats``: the run histograms of a source without per-run rows (``PrometheusReader.run_stats``), drawn
+    as buckets with the p50 / p99 they imply when ``run_rows`` is empty.
     """
     usage = list(usage_rows)
     runs = list(run_rows)
@@ -67,7 +71,7 @@ def render(usage_rows: Iterable[UsageRow], run_rows: Iterable[RunRow], *, title:
     parts = [_summary(usage, runs)]
     parts.append(_section("Spend per day by team", _stacked(usage, days, "team")))
     parts.append(_section("Spend per day by model tier", _stacked(usage, days, "tier")))
-    parts.append(_section("Cost per run", _runs(runs)))
+    parts.append(_section("Cost per run", _runs(runs) if runs or not run_stats else _run_buckets(run_stats)))
     if forecast:
         parts.append(_section("Forecast", _forecast(usage, days, forecast, forecast_days)))
     if budgets:
@@ -86,8 +90,9 @@ def write(path: str | os.PathLike[str], reader: Reader, start: datetime | None =
     start = start or end - timedelta(days=30)
     usage = list(reader.usage(start, end, env=env, granularity="day"))
     runs = list(reader.runs(start, end, env=env))
+    stats = getattr(reader, "run_stats", None)  # a source without run rows may keep run histograms
     page = render(usage, runs, title=title or f"tokenmeter report · {reader.describe()}", forecast=forecast,
-                  budgets=budgets)
+                  budgets=budgets, run_stats=stats(start, end, env=env) if stats and not runs else None)
     out = Path(path)
     out.write_text(page, encoding="utf-8")
     return out
@@ -150,6 +155,29 @@ def _runs(runs: list[RunRow]) -> str:
     table = ('<table><thead><tr><th>worst runs</th><th>workflow</th><th>team</th><th>outcome</th>'
              f'<th class="n">tokens</th><th class="n">cost</th></tr></thead><tbody>{rows}</tbody></table>')
     return stats + chart + table
+
+
+def _run_buckets(stats: Sequence[RunStats]) -> str:
+    merged = RunStats("", "", "", "")
+    for s in stats:
+        merged.runs += s.runs
+        for of, per_le in s.buckets.items():
+            into = merged.buckets.setdefault(of, {})
+            for le, n in per_le.items():
+                into[le] = into.get(le, Decimal(0)) + n
+    of, fmt = ("cost", "money") if merged.buckets.get("cost") else ("tokens", "count")
+    cumulative = sorted(merged.buckets.get(of, {}).items())
+    if not merged.runs or not cumulative:
+        return '<p class="empty">No finished runs in this period.</p>'
+    bounds = [le for le, _ in cumulative]
+    counts = [float(n - (cumulative[i - 1][1] if i else 0)) for i, (_, n) in enumerate(cumulative)]
+    p50, p95, p99 = (merged.quantile(q, of) or 0.0 for q in (0.5, 0.95, 0.99))
+    fmt_v = _svg.money if fmt == "money" else _svg.count
+    multiplier = f"{p99 / p50:.1f}&times;" if p50 else "n/a"
+    stats_line = (f'<p class="stats">{merged.runs} runs (from the run histograms: no run ids in metrics) · p50 '
+                  f"<b>{fmt_v(p50)}</b> · p95 <b>{fmt_v(p95)}</b> · p99 <b>{fmt_v(p99)}</b> · edge-case "
+                  f"multiplier (p99/p50) <b>{multiplier}</b></p>")
+    return stats_line + _svg.buckets(bounds, counts, {"p50": p50, "p99": p99}, title=f"{of} per run", fmt=fmt)
 
 
 def _forecast(usage: list[UsageRow], days: list[date], forecast: Sequence[ForecastPoint],
