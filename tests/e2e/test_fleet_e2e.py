@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -231,6 +230,5 @@ def test_the_fleet_report_as_an_html_page(fleet: Fleet, victoriametrics: Victori
     assert f"{len(fleet.runs('prod'))} runs (from the run histograms" in text  # no run ids in metrics
     for team in {k[0] for k in expected}:
         assert f"· {team}: $" in text
-    shutil.copyfile(page, REPO / ".cache" / "fleet-report.html") if os.environ.get("TOKENMETER_KEEP_HTML") else None
     dom, log = _dump_dom(page)
     assert 'data-ready="1"' in dom and 'data-errors="0"' in dom and _console_errors(log) == []

@@ -77,7 +77,7 @@ def stacked_bars(labels: Sequence[str], series: Mapping[str, Sequence[float]], *
     totals = [sum(values[i] for values in series.values()) for i in range(len(labels))]
     ticks = nice_ticks(max(totals, default=0.0))
     out, scale, slot = _frame(ticks, fmt, labels, title)
-    bar = max(1.0, slot * 0.72)
+    bar = max(1.0, min(slot * 0.72, 56.0))
     for i, label in enumerate(labels):
         y = float(H - BOTTOM)
         x = LEFT + slot * i + (slot - bar) / 2
