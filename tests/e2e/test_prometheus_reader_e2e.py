@@ -5,7 +5,8 @@
   are the hand-computed ones -- and PromQL's own ``increase()`` is not (it extrapolates and drops a new series'
   first sample), which is why the reader does not use it.
 * VictoriaMetrics' default OTLP ingestion (no ``-opentelemetry.usePrometheusNaming``: ``tokenmeter.tokens``,
-  ``tokenmeter.team.name``) read with the same exact totals as the Prometheus names.
+  ``tokenmeter.team.name``) and a Prometheus scraping ``configure(prometheus_address=...)`` read with the
+  workload's exact totals.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from backends import VictoriaMetrics
+from backends import Prometheus, VictoriaMetrics, free_port
 from opentelemetry.sdk.trace import TracerProvider
 
 import tokenmeter
-from examples.agent_service import demo_options, run_workload
-from tokenmeter.finops import PrometheusReader
+from examples.agent_service import WorkloadResult, demo_options, run_workload
+from tokenmeter.finops import PrometheusReader, PrometheusSourceError
 
 H, M = 3600, 60
 A = [(-2 * H, 100), (10 * M, 150), (50 * M, 180), (H + 10 * M, 200), (H + 20 * M, 20), (H + 40 * M, 50),
@@ -81,6 +82,29 @@ def test_otlp_metric_names_read_the_same(start_backend: Callable[..., VictoriaMe
         assert meter.force_flush(timeout_millis=20_000)
     finally:
         tokenmeter.unconfigure()
+    reader = PrometheusReader(vm.base_url)
+    _same_as_the_workload(reader, result, before_read=vm.force_flush)  # make just-ingested samples searchable
+    assert "OTLP metric names" in reader.describe()
+
+
+def test_a_scraping_prometheus_reads_the_same(prometheus_factory: Callable[..., Prometheus]) -> None:
+    port = free_port()
+    prometheus = prometheus_factory(f"127.0.0.1:{port}", scrape_interval="1s")
+    meter = tokenmeter.configure(**{**demo_options(8), "service_name": "scraped"}, exporter="none",
+                                 prometheus_address=f"127.0.0.1:{port}", tracer_provider=TracerProvider())
+    try:
+        result = run_workload(8, 6)
+        assert meter.force_flush(timeout_millis=20_000)
+        reader = PrometheusReader(prometheus.base_url)
+        _same_as_the_workload(reader, result, timeout=40)  # ~5 s before Prometheus first scrapes a new target
+        assert "Prometheus metric names" in reader.describe()
+    finally:
+        tokenmeter.unconfigure()
+
+
+def _same_as_the_workload(reader: PrometheusReader, result: WorkloadResult, *, timeout: float = 20,
+                          before_read: Callable[[], object] = lambda: None) -> None:
+    """The reader's tokens and cost per (model, token class) are what the provider reported for the workload."""
     prices = tokenmeter.PriceBook()
     want: dict[tuple[str, str], tuple[int, Decimal]] = {}
     for call in result.calls:
@@ -91,16 +115,17 @@ def test_otlp_metric_names_read_the_same(start_backend: Callable[..., VictoriaMe
             if n:
                 tokens, usd = want.get((call.model, token_class), (0, Decimal(0)))
                 want[(call.model, token_class)] = (tokens + n, usd + (cost.by_class[i] if cost.by_class else 0))
-    reader = PrometheusReader(vm.base_url)
     now = datetime.now(UTC)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + timeout
     while True:
-        vm.force_flush()  # make the just-ingested samples searchable
-        rows = list(reader.usage(now - timedelta(hours=1), now + timedelta(hours=1), granularity="hour"))
+        before_read()
+        try:
+            rows = list(reader.usage(now - timedelta(hours=1), now + timedelta(hours=1), granularity="hour"))
+        except PrometheusSourceError:
+            rows = []  # nothing arrived yet
         if sum(r.tokens for r in rows) >= sum(t for t, _ in want.values()) or time.monotonic() > deadline:
             break
         time.sleep(0.3)
-    assert "OTLP metric names" in reader.describe()
     got: dict[tuple[str, str], tuple[int, Decimal]] = {}
     for r in rows:
         if r.tokens:
