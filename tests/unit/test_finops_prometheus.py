@@ -222,3 +222,14 @@ def test_bad_header_setting_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("TOKENMETER_PROMETHEUS_HEADERS", "X-Scope-OrgID")
     with pytest.raises(PrometheusSourceError, match="TOKENMETER_PROMETHEUS_HEADERS"):
         PrometheusReader("http://127.0.0.1:9090")
+
+
+def test_an_unbounded_window_reads_at_most_max_days(fake: FakePrometheus) -> None:
+    _history(fake)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    reader = PrometheusReader(fake.url, now=NOW, max_days=3)
+    rows = list(reader.usage(epoch, datetime(2200, 1, 1, tzinfo=UTC)))
+    # ... which includes series A's 100 tokens from before START (its first sample, counted from 0)
+    assert sum(r.tokens for r in rows) == sum(r.tokens for r in _reader(fake).usage(START, END)) + 100
+    ranges = [p for path, p, _ in fake.requests if path == "/api/v1/query_range"]
+    assert ranges and min(float(p["start"][0]) for p in ranges) >= NOW - 4 * 86400

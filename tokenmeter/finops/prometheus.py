@@ -133,15 +133,18 @@ class PrometheusReader:
     ``http://mimir:8080/prometheus``, ``http://thanos-query:10902``; ``user:password@`` for basic auth).
     ``headers``: sent with every query (default ``TOKENMETER_PROMETHEUS_HEADERS``, e.g. Mimir's ``X-Scope-OrgID``).
     ``lookback``: how far before the report's start a series' last sample is looked for, to count only what
-    grew after it. Raises :class:`PrometheusSourceError` when the source is down or holds no tokenmeter series.
+    grew after it. ``max_days``: a window reaching further back (e.g. "everything") starts that many days
+    before now instead -- no TSDB keeps more, and 20,000 empty days are not worth querying.
+    Raises :class:`PrometheusSourceError` when the source is down or holds no tokenmeter series.
     """
 
     def __init__(self, url: str, *, headers: Mapping[str, str] | None = None, timeout: float = 30.0,
-                 lookback: str = "31d", now: float | None = None) -> None:
+                 lookback: str = "31d", max_days: int = 800, now: float | None = None) -> None:
         if headers is None:
             headers = parse_headers(os.environ.get("TOKENMETER_PROMETHEUS_HEADERS", ""))
         self.api = PromAPI(url, headers=headers, timeout=timeout)
         self.lookback = lookback
+        self.max_days = max_days
         self._now = now
         self._naming: Naming | None = None
 
@@ -217,7 +220,7 @@ class PrometheusReader:
         if start.tzinfo is None or end.tzinfo is None:
             raise ValueError("start and end must be timezone-aware (UTC)")
         now = self._now if self._now is not None else time.time()
-        first = int(start.timestamp()) // period * period
+        first = int(max(start.timestamp(), now - self.max_days * 86400)) // period * period
         starting = max(0, math.ceil((end.timestamp() - first) / period))  # periods that start before `end`
         periods = min(starting, max(0, int((now - first) // period)))  # ... and have ended by now
         partial = now if periods < starting and first + periods * period < now else None
