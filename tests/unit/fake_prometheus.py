@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 import threading
 import urllib.parse
@@ -116,6 +117,8 @@ class FakePrometheus:
 
 
 def _num(v: float) -> str:
+    if math.isnan(v):
+        return "NaN"  # as Prometheus writes a staleness marker
     return repr(float(v)) if v != int(v) else str(int(v))
 
 

@@ -233,3 +233,10 @@ def test_an_unbounded_window_reads_at_most_max_days(fake: FakePrometheus) -> Non
     assert sum(r.tokens for r in rows) == sum(r.tokens for r in _reader(fake).usage(START, END)) + 100
     ranges = [p for path, p, _ in fake.requests if path == "/api/v1/query_range"]
     assert ranges and min(float(p["start"][0]) for p in ranges) >= NOW - 4 * 86400
+
+
+def test_a_staleness_marker_is_not_a_level(fake: FakePrometheus) -> None:
+    fake.add("tokenmeter_tokens_total", {**SUPPORT, "tokenmeter_token_class": "input", "service_instance_id": "x"},
+             [(T0 + 10 * M, 10), (T0 + 70 * M, float("nan")), (T0 + 130 * M, 30)])
+    rows = list(_reader(fake).usage(START, END, granularity="hour"))
+    assert [((int(r.start.timestamp()) - T0) // H, r.tokens) for r in rows] == [(0, 10), (2, 20)]

@@ -138,20 +138,22 @@ def deltas(api: PromAPI, selector: str, start: int, period: int, periods: int, p
         first, last = start + period, start + periods * period
         for series in api.matrix(f"last_over_time({selector}[{period}s])", first, last, period):
             levels.setdefault(_key(series["metric"]), []).extend(
-                ((round(float(t)) - start) // period - 1, _number(v)) for t, v in series.get("values") or ())
+                ((round(float(t)) - start) // period - 1, n) for t, v in series.get("values") or ()
+                if (n := _number(v)) is not None)
         for series in api.matrix(f"resets({selector}[{period}s])", first, last, period):
             resets.update((round(float(t)) - start) // period - 1 for t, v in series.get("values") or () if _number(v))
     if partial_at is not None:
         ends[periods] = partial_at
         window = f"{max(1, math.ceil((partial_at - start - periods * period) * 1000))}ms"
         for s in api.instant(f"last_over_time({selector}[{window}])", partial_at):
-            levels.setdefault(_key(s["metric"]), []).append((periods, _number(s["value"][1])))
+            if (n := _number(s["value"][1])) is not None:
+                levels.setdefault(_key(s["metric"]), []).append((periods, n))
         if any(_number(s["value"][1]) for s in api.instant(f"resets({selector}[{window}])", partial_at)):
             resets.add(periods)
     if not levels:
         return []
-    base = {_key(s["metric"]): _number(s["value"][1])
-            for s in api.instant(f"last_over_time({selector}[{lookback}])", start)}
+    base = {_key(s["metric"]): n for s in api.instant(f"last_over_time({selector}[{lookback}])", start)
+            if (n := _number(s["value"][1])) is not None}
     samples = {i: _samples(api, selector, ends[i], period) for i in sorted(resets) if i in ends}
     out: list[Delta] = []
     for key, points in levels.items():
@@ -174,20 +176,21 @@ def _samples(api: PromAPI, selector: str, at: float, period: int) -> dict[Labels
     data = api.get("/api/v1/query", {"query": f"{selector}[{period}s]", "time": _ts(at)})
     if not isinstance(data, dict) or data.get("resultType") != "matrix":
         raise PrometheusSourceError(f"{api.url}: unexpected answer to the raw sample query of {selector}")
-    return {_key(s["metric"]): [_number(v) for _, v in sorted(s.get("values") or (), key=lambda p: float(p[0]))]
-            for s in data.get("result") or ()}
+    return {_key(s["metric"]): [n for _, v in sorted(s.get("values") or (), key=lambda p: float(p[0]))
+                                if (n := _number(v)) is not None] for s in data.get("result") or ()}
 
 
 def _key(metric: Mapping[str, str]) -> Labels:
     return frozenset((k, v) for k, v in metric.items() if k != "__name__")
 
 
-def _number(text: Any) -> Decimal:
+def _number(text: Any) -> Decimal | None:
+    """A sample value; ``None`` for NaN (Prometheus' staleness marker), infinities and garbage: not a level."""
     try:
         value = Decimal(str(text))
     except InvalidOperation:
-        return Decimal(0)
-    return value if value.is_finite() else Decimal(0)
+        return None
+    return value if value.is_finite() else None
 
 
 def _vector(data: Any, query: str) -> list[dict[str, Any]]:
