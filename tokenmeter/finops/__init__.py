@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
-from ._promapi import PrometheusSourceError
-from ._rows import Granularity, Reader, RunRow, UsageRow
-from ._sources import reader_for
-from .prometheus import PrometheusReader, RunStats
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "Granularity",
-    "PrometheusReader",
-    "PrometheusSourceError",
-    "Reader",
-    "RunRow",
-    "RunStats",
-    "UsageRow",
-    "reader_for",
-]
+from ._rows import Granularity, Reader, RunRow, UsageRow
+
+if TYPE_CHECKING:
+    from ._promapi import PrometheusSourceError
+    from ._sources import reader_for
+    from .prometheus import PrometheusReader, RunStats
+
+_LAZY = {"PrometheusReader": ".prometheus", "PrometheusSourceError": "._promapi", "RunStats": ".prometheus",
+         "reader_for": "._sources"}
+
+
+def __getattr__(name: str) -> Any:  # readers load on first use (configure() needs none)
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tokenmeter.finops' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module, __name__), name)
+
+
+__all__ = ["Granularity", "PrometheusReader", "PrometheusSourceError", "Reader", "RunRow", "RunStats", "UsageRow",
+           "reader_for"]
