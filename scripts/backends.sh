@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the real OpenTelemetry backends that the e2e tests (tests/e2e/) run against.
 #
-#   scripts/backends.sh install [prometheus|victoriametrics|phoenix|chromium|all]   (default: all)
+#   scripts/backends.sh install [prometheus|victoriametrics|phoenix|rotel|chromium|all]   (default: all)
 #   scripts/backends.sh status
 #
 # Everything lands in a project-local cache, $TOKENMETER_BACKENDS_DIR (default <repo>/.cache/backends):
@@ -13,7 +13,10 @@
 #                                    through a private apt state (system apt config untouched), unpacked
 #                                    with `dpkg-deb -x`; it is a static Go binary.
 #   phoenix-venv/                    PyPI `arize-phoenix==$PHOENIX_VERSION` in its own virtualenv (~855 MB).
-#   chromium (optional, not in all)  Debian `chromium` + fonts, system-wide apt install, for screenshots.
+#   rotel-venv/                      PyPI `rotel==$ROTEL_VERSION` (a Rust OpenTelemetry collector; the wheel ships the
+#                                    `rotel-agent` binary) in its own small virtualenv; the fleet e2e test's collector.
+#   chromium                         Debian `chromium` + fonts, system-wide apt install: the HTML report's headless
+#                                    browser test and the screenshots.
 #
 # Idempotent: each part writes a stamp file only after it succeeded; a second run is a no-op (< 1 s).
 # Must run as root (or with sudo) only for the apt-get steps that touch the system: `apt-get update`
@@ -23,6 +26,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${TOKENMETER_BACKENDS_DIR:-$ROOT/.cache/backends}
 PHOENIX_VERSION=${PHOENIX_VERSION:-20.26.1}   # verified: tests/e2e/test_backends_selftest.py
+ROTEL_VERSION=${ROTEL_VERSION:-0.0.1a15}      # verified: tests/e2e/test_fleet_e2e.py
 VM_MIN_VERSION=1.92
 PYTHON=${PYTHON:-python3}
 PROM_UI_DEBS=(fonts-glyphicons-halflings libjs-bootstrap4 libjs-d3 libjs-eonasdan-bootstrap-datetimepicker libjs-jquery
@@ -169,6 +173,45 @@ install_phoenix() {
   log "phoenix: installed arize-phoenix==$PHOENIX_VERSION -> $venv ($(du -sh "$venv" | cut -f1))"
 }
 
+# make_venv DIR: python3 -m venv DIR, installing python3-venv first where Debian left it out.
+make_venv() {
+  local venv=$1
+  need_cmd "$PYTHON"
+  if ! "$PYTHON" -m venv "$venv" 2>/dev/null; then
+    rm -rf "$venv"
+    local pyver; pyver=$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+    log "python venv module unusable: apt-get install python3-venv python${pyver}-venv"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv "python${pyver}-venv" >/dev/null \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv "python${pyver}-venv" >/dev/null; } \
+      || die "cannot install python3-venv"
+    "$PYTHON" -m venv "$venv" || die "python3 -m venv $venv failed"
+  fi
+}
+
+install_rotel() {
+  local venv=$CACHE/rotel-venv stamp=$CACHE/.stamp-rotel
+  if [ -f "$stamp" ] && [ "$(head -1 "$stamp")" = "rotel==$ROTEL_VERSION" ] && [ -x "$CACHE/bin/rotel-agent" ]; then
+    log "rotel: already installed ($(head -1 "$stamp"))"; return 0
+  fi
+  rm -rf "$venv" "$stamp"; mkdir -p "$CACHE/bin"
+  make_venv "$venv"
+  log "rotel: pip install rotel==$ROTEL_VERSION"
+  local piplog=$CACHE/rotel-pip.log
+  if ! "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-input --progress-bar off \
+      "rotel==$ROTEL_VERSION" >"$piplog" 2>&1; then
+    grep -v '^WARNING: Location' "$piplog" | tail -20 >&2
+    die "pip install rotel==$ROTEL_VERSION failed (is PyPI reachable?); full log: $piplog"
+  fi
+  local agent
+  agent=$("$venv/bin/python" -c 'import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"))') \
+    || die "rotel installed but does not import"
+  [ -x "$agent" ] || die "rotel wheel has no rotel-agent binary at $agent"
+  ln -sfn "$agent" "$CACHE/bin/rotel-agent"
+  local v; v=$("$CACHE/bin/rotel-agent" --version 2>&1 | head -1) || die "rotel-agent does not run: $v"
+  printf 'rotel==%s\n%s\n' "$ROTEL_VERSION" "$v" >"$stamp"
+  log "rotel: installed rotel==$ROTEL_VERSION ($v) -> $CACHE/bin/rotel-agent"
+}
+
 install_chromium() {
   if command -v chromium >/dev/null 2>&1; then
     log "chromium: already installed ($(chromium --version 2>/dev/null | head -1))"; return 0
@@ -188,13 +231,13 @@ timed() {  # timed NAME FUNC: run FUNC, log wall time
 
 status() {
   local s
-  for s in prometheus victoriametrics phoenix; do
-    if [ -f "$CACHE/.stamp-$s" ]; then echo "$s: $(cat "$CACHE/.stamp-$s")"; else echo "$s: not installed"; fi
+  for s in prometheus victoriametrics phoenix rotel; do
+    if [ -f "$CACHE/.stamp-$s" ]; then echo "$s: $(head -1 "$CACHE/.stamp-$s")"; else echo "$s: not installed"; fi
   done
-  if command -v chromium >/dev/null 2>&1; then echo "chromium: $(chromium --version 2>/dev/null | head -1)"; else echo "chromium: not installed (optional)"; fi
+  if command -v chromium >/dev/null 2>&1; then echo "chromium: $(chromium --version 2>/dev/null | head -1)"; else echo "chromium: not installed"; fi
 }
 
-usage() { echo "usage: $0 install [prometheus|victoriametrics|phoenix|chromium|all] | status" >&2; exit 2; }
+usage() { echo "usage: $0 install [prometheus|victoriametrics|phoenix|rotel|chromium|all] | status" >&2; exit 2; }
 
 main() {
   local cmd=${1:-} what=${2:-all}
@@ -212,10 +255,13 @@ main() {
     prometheus)      timed prometheus install_prometheus ;;
     victoriametrics) timed victoriametrics install_victoriametrics ;;
     phoenix)         timed phoenix install_phoenix ;;
+    rotel)           timed rotel install_rotel ;;
     chromium)        timed chromium install_chromium ;;
     all)             timed prometheus install_prometheus
                      timed victoriametrics install_victoriametrics
-                     timed phoenix install_phoenix ;;
+                     timed phoenix install_phoenix
+                     timed rotel install_rotel
+                     timed chromium install_chromium ;;
     *) usage ;;
   esac
 }

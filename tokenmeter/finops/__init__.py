@@ -8,11 +8,15 @@ from ._rows import Granularity, Reader, RunRow, UsageRow
 
 if TYPE_CHECKING:
     from ._memory import MemoryReader
+    from ._promapi import PrometheusSourceError
+    from ._sources import reader_for
     from ._sqlite import LedgerFileError, SQLiteReader
+    from .prometheus import PrometheusReader, RunStats
     from .report import Report, build_report
 
 _LAZY = {"MemoryReader": "._memory", "LedgerFileError": "._sqlite", "SQLiteReader": "._sqlite",
-         "Report": ".report", "build_report": ".report"}
+         "Report": ".report", "build_report": ".report", "PrometheusReader": ".prometheus",
+         "PrometheusSourceError": "._promapi", "RunStats": ".prometheus", "reader_for": "._sources"}
 
 
 def __getattr__(name: str) -> Any:  # the readers and the report load on first use (configure() needs none)
@@ -24,5 +28,5 @@ def __getattr__(name: str) -> Any:  # the readers and the report load on first u
     return getattr(importlib.import_module(module, __name__), name)
 
 
-__all__ = ["Granularity", "LedgerFileError", "MemoryReader", "Reader", "Report", "RunRow", "SQLiteReader", "UsageRow",
-           "build_report"]
+__all__ = ["Granularity", "LedgerFileError", "MemoryReader", "PrometheusReader", "PrometheusSourceError", "Reader",
+           "Report", "RunRow", "RunStats", "SQLiteReader", "UsageRow", "build_report", "reader_for"]
