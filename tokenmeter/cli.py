@@ -26,6 +26,7 @@ from ._governance import Budget, StoreUnavailable, load_budgets, open_store
 from ._governance._signals import utilization
 from ._governance._stores import BucketState, from_nano
 from ._governance._windows import bounds, label
+from .finops import _cli_export, _cli_forecast
 
 
 def _usd(value: Decimal) -> str:
@@ -116,8 +117,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     budgets.add_argument("--store", help="budget store URL (default: $TOKENMETER_STORE)")
     budgets.add_argument("--budgets", help="budgets file, .toml or .json (default: $TOKENMETER_BUDGETS)")
     budgets.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    budgets.set_defaults(handler=_budgets_command)
+    _cli_forecast.add_parser(commands)
+    _cli_export.add_parser(commands)
     args = parser.parse_args(argv)
-    return _budgets_command(args)
+    status: int = args.handler(args)
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover
