@@ -1,12 +1,11 @@
 """FinOps FOCUS 1.2 Cost and Usage rows from :class:`~tokenmeter.finops.UsageRow` s, as CSV or Parquet.
 
 One row per charge period (UTC day) x provider x model x token class x team / workflow / env (and agent, tier,
-customer, context tier, which are carried in ``Tags`` / ``SkuPriceDetails``). Every FOCUS 1.2 Cost and Usage
-column is written (null where the concept does not apply to metered LLM tokens) except the four
-``PricingCurrency*`` ones, which apply only when pricing and billing currencies differ (tokenmeter prices in
-USD); then tokenmeter's ``x_`` columns. ``ConsumedQuantity`` is tokens; ``PricingQuantity`` is millions
-of tokens (``PricingUnit`` "1000000 Tokens"), so ``ListUnitPrice`` / ``ContractedUnitPrice`` are dollars per
-million tokens:
+customer, context tier, which are carried in ``Tags`` / ``SkuPriceDetails``). All 57 FOCUS 1.2 Cost and Usage
+columns are written (null where the concept does not apply to metered LLM tokens; the ``PricingCurrency*``
+ones repeat the USD figures, as prices and bills are both in USD), then tokenmeter's ``x_`` columns.
+``ConsumedQuantity`` is tokens; ``PricingQuantity`` is millions of tokens (``PricingUnit`` "1000000 Tokens"),
+so ``ListUnitPrice`` / ``ContractedUnitPrice`` are dollars per million tokens:
 
 * ``ListCost`` is the price table's published rate (``UsageRow.list_cost_usd``; the charged cost when the
   row has no list figure, e.g. a provider-reported cost), ``ContractedCost`` = ``EffectiveCost`` =
@@ -42,7 +41,8 @@ COLUMNS: tuple[str, ...] = (
     "CommitmentDiscountCategory", "CommitmentDiscountId", "CommitmentDiscountName", "CommitmentDiscountQuantity",
     "CommitmentDiscountStatus", "CommitmentDiscountType", "CommitmentDiscountUnit", "ConsumedQuantity",
     "ConsumedUnit", "ContractedCost", "ContractedUnitPrice", "EffectiveCost", "InvoiceId", "InvoiceIssuerName",
-    "ListCost", "ListUnitPrice", "PricingCategory", "PricingQuantity", "PricingUnit",
+    "ListCost", "ListUnitPrice", "PricingCategory", "PricingCurrency", "PricingCurrencyContractedUnitPrice",
+    "PricingCurrencyEffectiveCost", "PricingCurrencyListUnitPrice", "PricingQuantity", "PricingUnit",
     "ProviderName", "PublisherName", "RegionId", "RegionName", "ResourceId", "ResourceName", "ResourceType",
     "ServiceCategory", "ServiceName", "ServiceSubcategory", "SkuId", "SkuMeter", "SkuPriceDetails", "SkuPriceId",
     "SubAccountId", "SubAccountName", "SubAccountType", "Tags",
@@ -53,7 +53,8 @@ X_COLUMNS: tuple[str, ...] = (
 )
 DECIMAL_COLUMNS = frozenset({
     "BilledCost", "ConsumedQuantity", "ContractedCost", "ContractedUnitPrice", "EffectiveCost", "ListCost",
-    "ListUnitPrice", "PricingQuantity", "CommitmentDiscountQuantity", "x_WastedCost",
+    "ListUnitPrice", "PricingQuantity", "CommitmentDiscountQuantity", "PricingCurrencyContractedUnitPrice",
+    "PricingCurrencyEffectiveCost", "PricingCurrencyListUnitPrice", "x_WastedCost",
 })
 DATETIME_COLUMNS = frozenset({"BillingPeriodEnd", "BillingPeriodStart", "ChargePeriodEnd", "ChargePeriodStart"})
 _MILLION = Decimal(1_000_000)
@@ -215,6 +216,8 @@ def focus_rows(
             "ContractedCost": cost, "ContractedUnitPrice": contracted_unit, "EffectiveCost": cost,
             "InvoiceId": f"{provider}-{period_start:%Y-%m}", "InvoiceIssuerName": provider_name,
             "ListCost": list_cost, "ListUnitPrice": list_unit, "PricingCategory": "Standard",
+            "PricingCurrency": "USD", "PricingCurrencyContractedUnitPrice": contracted_unit,
+            "PricingCurrencyEffectiveCost": cost, "PricingCurrencyListUnitPrice": list_unit,
             "PricingQuantity": quantity, "PricingUnit": "1000000 Tokens",
             "ProviderName": provider_name, "PublisherName": provider_name,
             "ServiceCategory": "AI and Machine Learning", "ServiceName": service,
