@@ -111,29 +111,54 @@ def _solve_inverse(m: list[list[float]]) -> list[list[float]]:
     return [row[k:] for row in a]
 
 
-def _design(t: int, weekday: int, seasonal: bool, centre: float) -> list[float]:
+def _design(t: int, seasonal: bool, centre: float) -> list[float]:
     x = [1.0, t - centre]
     if seasonal:  # a dummy per weekday but the first day's (the intercept's); weekdays relative to day 0
-        x += [1.0 if weekday == j else 0.0 for j in range(1, 7)]
+        x += [1.0 if t % 7 == j else 0.0 for j in range(1, 7)]
     return x
 
 
 def _trend(history: Sequence[float], horizon: int) -> Projection:
-    """Joint least squares on ``[1, t, weekday dummies]``; the interval is ``z80 * sigma * sqrt(1 + x'(X'X)^-1 x)``."""
+    """Joint least squares on ``[1, t, weekday dummies]``; the interval is ``z80 * sigma * sqrt(1 + x'(X'X)^-1 x)``.
+
+    ``X'X`` and ``X'y`` are built from per-weekday sums (one pass over the history), not from the design matrix.
+    """
     n = len(history)
     seasonal = n >= SEASONAL_DAYS
     centre = (n - 1) / 2
-    rows = [_design(i, i % 7, seasonal, centre) for i in range(n)]
-    k = len(rows[0])
-    xtx = [[sum(r[i] * r[j] for r in rows) for j in range(k)] for i in range(k)]
-    xty = [sum(r[i] * y for r, y in zip(rows, history, strict=True)) for i in range(k)]
+    count, tsum, ysum = [0] * 7, [0.0] * 7, [0.0] * 7
+    s2 = sty = 0.0
+    for i, y in enumerate(history):
+        w, dt = i % 7, i - centre
+        count[w] += 1
+        tsum[w] += dt
+        ysum[w] += y
+        s2 += dt * dt
+        sty += dt * y
+    k = 8 if seasonal else 2
+    xtx = [[0.0] * k for _ in range(k)]
+    xtx[0][0], xtx[0][1], xtx[1][1] = float(n), sum(tsum), s2
+    xty = [sum(ysum), sty] + [0.0] * (k - 2)
+    if seasonal:
+        for j in range(1, 7):
+            xtx[0][1 + j] = xtx[1 + j][1 + j] = float(count[j])
+            xtx[1][1 + j] = tsum[j]
+            xty[1 + j] = ysum[j]
+    for i in range(k):
+        for j in range(i):
+            xtx[i][j] = xtx[j][i]
     inv = _solve_inverse(xtx)
     beta = [sum(inv[i][j] * xty[j] for j in range(k)) for i in range(k)]
-    resid = [y - sum(b * x for b, x in zip(beta, r, strict=True)) for r, y in zip(rows, history, strict=True)]
-    sigma = math.sqrt(sum(e * e for e in resid) / max(1, n - k))
+    offsets = [0.0] + (beta[2:] if seasonal else [0.0] * 6)
+    b0, b1 = beta[0], beta[1]
+    sse = 0.0
+    for i, y in enumerate(history):
+        e = y - (b0 + b1 * (i - centre) + offsets[i % 7])
+        sse += e * e
+    sigma = math.sqrt(sse / max(1, n - k))
     point, sd = [], []
     for h in range(1, horizon + 1):
-        x = _design(n - 1 + h, (n - 1 + h) % 7, seasonal, centre)
+        x = _design(n - 1 + h, seasonal, centre)
         point.append(sum(b * v for b, v in zip(beta, x, strict=True)))
         leverage = sum(x[i] * inv[i][j] * x[j] for i in range(k) for j in range(k))
         sd.append(sigma * math.sqrt(1 + leverage))

@@ -149,7 +149,7 @@ _Key = tuple[date, str, str, str, str, str, str, str, str, str, str, bool]
 def _key(row: UsageRow) -> _Key:
     day = row.start.astimezone(UTC).date()
     return (day, row.provider, row.model, row.token_class, row.team, row.workflow, row.env, row.agent, row.tier,
-            row.customer, getattr(row, "context_tier", ""), row.cost_usd is not None)
+            row.customer, row.context_tier, row.cost_usd is not None)
 
 
 def _aggregate(rows: Iterable[UsageRow]) -> dict[_Key, list[Any]]:

@@ -100,7 +100,9 @@ class ForecastReport:
 
 
 def _day(moment: datetime) -> date:
-    return moment.astimezone(UTC).date() if moment.tzinfo else moment.date()
+    if moment.tzinfo is UTC or moment.tzinfo is None:
+        return moment.date()
+    return moment.astimezone(UTC).date()
 
 
 def daily_series(rows: Iterable[UsageRow], *, by: Sequence[str], end: date) -> dict[tuple[str, ...], Daily]:
@@ -108,28 +110,50 @@ def daily_series(rows: Iterable[UsageRow], *, by: Sequence[str], end: date) -> d
     for dim in by:
         if dim not in DIMENSIONS:
             raise ValueError(f"cannot group by {dim!r}; choose from {', '.join(DIMENSIONS)}")
-    cells: dict[tuple[str, ...], dict[date, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0.0]))
+    dims = tuple(by)
+    cells: dict[tuple[str, ...], dict[date, list[float]]] = {}
     unpriced: dict[tuple[str, ...], int] = defaultdict(int)
     for row in rows:
         day = _day(row.start)
         if day >= end:
             continue
-        key = tuple(getattr(row, dim) for dim in by)
-        cell = cells[key][day]
+        key = tuple([getattr(row, dim) for dim in dims])
+        days = cells.get(key)
+        if days is None:
+            days = cells[key] = {}
+        cell = days.get(day)
+        if cell is None:
+            cell = days[day] = [0.0, 0.0]
         cell[0] += row.tokens
         if row.cost_usd is not None:
             cell[1] += float(row.cost_usd)
-        unpriced[key] += row.unpriced_tokens
+        if row.unpriced_tokens:
+            unpriced[key] += row.unpriced_tokens
     out: dict[tuple[str, ...], Daily] = {}
-    for key, days in cells.items():
-        first = min(days)
+    for key, by_day in cells.items():
+        first = min(by_day)
         n = (end - first).days
         tokens, cost = [0.0] * n, [0.0] * n
-        for day, (t, c) in days.items():
+        for day, (t, c) in by_day.items():
             i = (day - first).days
             tokens[i], cost[i] = t, c
         out[key] = Daily(first, tokens, cost, unpriced[key])
     return out
+
+
+def _sum_series(parts: Iterable[Daily], end: date) -> Daily | None:
+    parts = list(parts)
+    if not parts:
+        return None
+    first = min(p.first for p in parts)
+    n = (end - first).days
+    tokens, cost = [0.0] * n, [0.0] * n
+    for p in parts:
+        offset = (p.first - first).days
+        for i, (t, c) in enumerate(zip(p.tokens, p.cost, strict=True)):
+            tokens[offset + i] += t
+            cost[offset + i] += c
+    return Daily(first, tokens, cost, sum(p.unpriced_tokens for p in parts))
 
 
 def _variance(values: list[float], first: date, method: Method) -> Variance | None:
@@ -170,11 +194,11 @@ def forecast(
     """
     if method not in METHODS:
         raise ValueError(f"unknown forecast method {method!r}; choose from {', '.join(METHODS)}")
-    rows = list(rows)
     report = ForecastReport(as_of=as_of, by=tuple(by), method=method)
-    for key, daily in sorted(daily_series(rows, by=by, end=as_of).items()):
+    series = daily_series(rows, by=by, end=as_of)
+    for key, daily in sorted(series.items()):
         report.series.append(_series_forecast(dict(zip(by, key, strict=True)), daily, method, horizon))
-    total = daily_series(rows, by=(), end=as_of).get(())
+    total = _sum_series(series.values(), as_of)
     if total is not None:
         report.total = _series_forecast({}, total, method, horizon)
     return report
