@@ -3,9 +3,9 @@
 ``python -m tests.finops.demo_rows`` prints the seeds' scenario table from the demo's measured baseline (the
 README's "Forecast and scenarios" table) through the real ``tokenmeter forecast`` command.
 
-The rows come from the ``tokenmeter.tokens`` / ``tokenmeter.cost`` / ``tokenmeter.tokens.unpriced`` /
-``tokenmeter.calls`` counters of a real metered run (the openai client over HTTP to the local FakeProvider),
-as a Prometheus-compatible reader would build them: a stand-in for the ledger reader while that is built.
+The rows come from the ``tokenmeter.tokens`` / ``tokenmeter.cost`` / ``tokenmeter.calls`` counters of a real
+metered run (the openai client over HTTP to the local FakeProvider), as a Prometheus-compatible reader would
+build them: a stand-in for the ledger reader while that is built.
 """
 
 from __future__ import annotations
@@ -28,10 +28,8 @@ def demo_usage_rows(day: datetime, runs: int = DEFAULT_RUNS, seed: int = DEFAULT
     """Serve the demo workload once and return its usage as daily rows dated ``day``."""
     with capture(**demo_options(runs)) as cap:
         run_workload(runs, seed)
-        cells: dict[tuple[Any, ...], dict[str, Any]] = defaultdict(lambda: {"tokens": 0, "cost": None,
-                                                                             "unpriced": 0, "calls": 0})
-        for metric, field in (("tokenmeter.tokens", "tokens"), ("tokenmeter.cost", "cost"),
-                              ("tokenmeter.tokens.unpriced", "unpriced")):
+        cells: dict[tuple[Any, ...], dict[str, Any]] = defaultdict(lambda: {"tokens": 0, "cost": None, "calls": 0})
+        for metric, field in (("tokenmeter.tokens", "tokens"), ("tokenmeter.cost", "cost")):
             for p in cap.points(metric):
                 a = dict(p.attributes or {})
                 key = (*(str(a.get(k, "")) for k in _KEYS), str(a.get("tokenmeter.token.class", "")))
@@ -46,12 +44,13 @@ def demo_usage_rows(day: datetime, runs: int = DEFAULT_RUNS, seed: int = DEFAULT
     for (env, team, workflow, agent, tier, provider, model, operation, klass), c in cells.items():
         if not klass or not c["tokens"]:
             continue
-        cost = c["cost"] if c["unpriced"] < c["tokens"] else None
+        # the unpriced counter carries no token class: a class with no cost point is unpriced
+        cost = c["cost"]
         rows.append(UsageRow(start=day, end=day + timedelta(days=1), env=env or "default", team=team,
                              workflow=workflow, agent=agent, tier=tier, provider=provider, model=model,
                              operation=operation, token_class=klass, tokens=c["tokens"], cost_usd=cost,
                              list_cost_usd=cost, cost_source="table" if cost is not None else "unpriced",
-                             unpriced_tokens=c["unpriced"], calls=c["calls"]))
+                             unpriced_tokens=c["tokens"] if cost is None else 0, calls=c["calls"]))
     return rows
 
 
