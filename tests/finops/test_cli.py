@@ -152,6 +152,18 @@ def test_bad_input_is_one_line_and_non_zero(source: dict[str, ListReader], capsy
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+def test_env_filter_and_missing_reader(source: dict[str, ListReader], capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    source["s"] = ListReader(_usage(20, envs=("prod", "dev")))
+    status, out, _ = _cli(capsys, "forecast", "--source", "s", "--env", "dev", "--json")
+    assert status == 0 and {s["env"] for s in json.loads(out)["series"]} == {"dev"}
+    status, _, err = _cli(capsys, "forecast", "--source", "s", "--env", "qa")
+    assert status == 1 and "no usage in test rows for env 'qa'" in err
+    monkeypatch.delattr(tokenmeter.finops, "reader_for")
+    status, _, err = _cli(capsys, "export", "focus", "--period", "2026-01")
+    assert status == 1 and "no usage reader is available" in err
+
+
 def test_export_focus_csv(source: dict[str, ListReader], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     rows = _usage(40, workflows=("triage", "refund"))
     unpriced = UsageRow(start=TODAY - timedelta(days=1), end=TODAY, env="prod", team="t", workflow="triage",

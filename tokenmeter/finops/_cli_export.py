@@ -29,6 +29,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--out", help="file to write (default: standard output; Parquet needs --out)")
     p.add_argument("--format", choices=("csv", "parquet"), help="default: from --out's suffix, else csv")
     p.add_argument("--source", help="where usage is read from (default: the local ledger)")
+    p.add_argument("--env", help="only this environment (default: all)")
     p.add_argument("--billing-account", default=os.environ.get("TOKENMETER_FOCUS_ACCOUNT", "tokenmeter"),
                    help="BillingAccountId/Name (default: $TOKENMETER_FOCUS_ACCOUNT or tokenmeter)")
     p.add_argument("--unpriced", choices=("omit", "flag"), default="omit",
@@ -53,7 +54,7 @@ def _command(args: argparse.Namespace) -> int:
         except ImportError:
             raise CommandError("Parquet output needs pyarrow: pip install 'tokenmeter[focus]'", 2) from None
     reader = open_reader(args.source)
-    export = focus_rows(reader.usage(start, end, granularity="day"), period_start=start, period_end=end,
+    export = focus_rows(reader.usage(start, end, env=args.env, granularity="day"), period_start=start, period_end=end,
                         billing_account=args.billing_account, unpriced=args.unpriced)
     if not export.rows:
         detail = (f" ({export.unpriced_tokens:,} unpriced tokens were left out: --unpriced flag writes them)"

@@ -28,6 +28,7 @@ def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("forecast", help="token and cost forecast, weekly variance, budget runway, scenarios",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", help="where usage is read from (default: the local ledger; see `tokenmeter report`)")
+    p.add_argument("--env", help="only this environment (default: all)")
     p.add_argument("--by", default="workflow,env", help="series dimensions, comma-separated, from "
                    f"{', '.join(DIMENSIONS)} (default: %(default)s)")
     p.add_argument("--history", type=int, default=91, metavar="DAYS", help="days of history read (default: 91)")
@@ -81,10 +82,11 @@ def _command(args: argparse.Namespace) -> int:
     reader = open_reader(args.source)
     end = day_start(as_of)
     start = end - timedelta(days=max(args.history, args.baseline))
-    rows = list(reader.usage(start, end, granularity="day"))
+    rows = list(reader.usage(start, end, env=args.env, granularity="day"))
     if not rows:
-        raise CommandError(f"no usage in {reader.describe()} from {start:%Y-%m-%d} to {end:%Y-%m-%d}: meter some "
-                           "calls first, or read more days with --history")
+        where = f" for env {args.env!r}" if args.env else ""
+        raise CommandError(f"no usage in {reader.describe()}{where} from {start:%Y-%m-%d} to {end:%Y-%m-%d}: meter "
+                           "some calls first, or read more days with --history")
     history_start = end - timedelta(days=args.history)
     try:
         report = forecast([r for r in rows if r.start >= history_start], as_of=as_of, by=by, method=args.method)
@@ -98,7 +100,7 @@ def _command(args: argparse.Namespace) -> int:
     runway: list[Runway] = []
     if budgets:
         now = datetime.now(UTC) if args.as_of is None else end
-        window_rows = list(reader.usage(earliest_window_start(budgets, now), now, granularity="hour"))
+        window_rows = list(reader.usage(earliest_window_start(budgets, now), now, env=args.env, granularity="hour"))
         runway = runways(budgets, [r for r in rows if r.start >= history_start], window_rows, now=now,
                          method=args.method)
     if args.json:
