@@ -49,6 +49,10 @@ if [[ -x "$VENV/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; t
     exit 0
 fi
 
+if [[ -x "$VENV/bin/python" ]] && ! ok_python "$VENV/bin/python"; then
+    echo "focus-venv: $VENV is not a Python 3.12 venv; recreating it"
+    rm -rf "$VENV"
+fi
 if [[ ! -x "$VENV/bin/python" ]]; then
     if ! PYTHON="$(find_python)"; then
         echo "focus-venv: no Python 3.12 found (set FOCUS_PYTHON, or install one with pyenv)" >&2
