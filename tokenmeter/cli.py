@@ -117,12 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     budgets.add_argument("--store", help="budget store URL (default: $TOKENMETER_STORE)")
     budgets.add_argument("--budgets", help="budgets file, .toml or .json (default: $TOKENMETER_BUDGETS)")
     budgets.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    budgets.set_defaults(handler=_budgets_command)
+    budgets.set_defaults(func=_budgets_command)
     _cli_forecast.add_parser(commands)
     _cli_export.add_parser(commands)
     args = parser.parse_args(argv)
-    status: int = args.handler(args)
-    return status
+    return int(args.func(args))
 
 
 if __name__ == "__main__":  # pragma: no cover

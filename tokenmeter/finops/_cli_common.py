@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,18 +19,29 @@ class CommandError(Exception):
 
 
 def open_reader(source: str | None) -> Reader:
-    """The :class:`Reader` for ``--source`` via ``tokenmeter.finops.reader_for`` (the ledger / TSDB readers)."""
+    """The :class:`Reader` for ``--source``: ``tokenmeter.finops.reader_for`` when a build provides it, else the
+    ``tokenmeter report`` command's resolver (the SQLite ledger by default, ``prometheus=URL``)."""
     from .. import finops
 
     reader_for: Callable[[str | None], Reader] | None = getattr(finops, "reader_for", None)
-    if reader_for is None:
+    if reader_for is not None:
+        try:
+            return reader_for(source)
+        except CommandError:
+            raise
+        except Exception as exc:  # the reader names what to fix; never a traceback
+            raise CommandError(f"cannot open --source {source or '(default ledger)'}: {exc}") from None
+    try:
+        report_cli = importlib.import_module("tokenmeter.finops._cli_report")
+    except ImportError:
+        report_cli = None
+    open_source: Callable[[str | None], Reader] | None = getattr(report_cli, "open_source", None)
+    if open_source is None:
         raise CommandError("no usage reader is available in this build (tokenmeter.finops.reader_for is missing)")
     try:
-        return reader_for(source)
-    except CommandError:
-        raise
-    except Exception as exc:  # the reader names what to fix; never a traceback
-        raise CommandError(f"cannot open --source {source or '(default ledger)'}: {exc}") from None
+        return open_source(source)
+    except Exception as exc:  # ReportError and the readers' own errors say what to fix
+        raise CommandError(str(exc)) from None
 
 
 def run(prog: str, body: Callable[[], int]) -> int:

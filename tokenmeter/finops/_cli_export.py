@@ -35,7 +35,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--unpriced", choices=("omit", "flag"), default="omit",
                    help="tokens without a price: omit them (default; counted on stderr) or write them with zero "
                         "costs and x_Unpriced=true")
-    p.set_defaults(handler=lambda args: run(PROG, lambda: _command(args)))
+    p.set_defaults(func=lambda args: run(PROG, lambda: _command(args)))
 
 
 def _command(args: argparse.Namespace) -> int:

@@ -42,7 +42,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--baseline", type=int, default=30, metavar="DAYS",
                    help="days of measured usage the scenarios start from (default: 30)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    p.set_defaults(handler=lambda args: run(PROG, lambda: _command(args)))
+    p.set_defaults(func=lambda args: run(PROG, lambda: _command(args)))
 
 
 def _as_of(text: str | None) -> date:
