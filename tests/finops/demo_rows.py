@@ -61,7 +61,7 @@ def main() -> int:
     from tokenmeter.testing.finops import ListReader
 
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    reader = ListReader(demo_usage_rows(today - timedelta(days=1)), name="the demo workload")
+    reader = ListReader(demo_usage_rows(today), name="the demo workload")
     finops.reader_for = lambda source: reader  # type: ignore[attr-defined]
     return cli(["forecast", "--baseline", "1", "--by", "workflow", *sys.argv[1:],
                 "--scenario", "price=-90% demand=1x", "--scenario", "price=-90% demand=10x",

@@ -64,7 +64,7 @@ def test_forecast_table_and_json(source: dict[str, ListReader], capsys: pytest.C
 
 
 def test_forecast_scenarios_table_and_json(source: dict[str, ListReader], capsys: pytest.CaptureFixture[str]) -> None:
-    rows = _usage(30, workflows=("triage",), level=1_000_000, slope=0)
+    rows = _usage(29, workflows=("triage",), level=1_000_000, slope=0)  # the default baseline: 30 days with today
     source["s"] = ListReader(rows)
     baseline = sum((r.cost_usd for r in rows if r.cost_usd is not None), Decimal(0))
     status, out, err = _cli(capsys, "forecast", "--source", "s", "--json", "--scenario", "price=-90%", "demand=1x",
@@ -121,6 +121,15 @@ def test_runway_date_is_hand_computable() -> None:
     expected = now + timedelta(days=60 / 4.375)  # $60 left at $4.375 a day
     assert r.runs_out_at is not None and abs((r.runs_out_at - expected).total_seconds()) < 1
     assert r.projected_at_end == pytest.approx(40 + 4.375 * 19.5)
+
+
+def test_only_today_s_usage(source: dict[str, ListReader], capsys: pytest.CaptureFixture[str]) -> None:
+    source["s"] = ListReader(synthetic_usage(start=TODAY, days=1))  # a fresh install: everything is today's
+    status, out, err = _cli(capsys, "forecast", "--source", "s")
+    assert status == 1 and out == "" and "only today's usage so far" in err and "Traceback" not in err
+    status, out, err = _cli(capsys, "forecast", "--source", "s", "--scenario", "demand=2x")
+    assert status == 0, err
+    assert "No complete day of usage" in out and "demand=2x" in out and "+100%" in out
 
 
 def test_too_little_history_is_said(source: dict[str, ListReader], capsys: pytest.CaptureFixture[str]) -> None:

@@ -40,7 +40,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--scenario", action="append", nargs="+", default=[], metavar="TERM",
                    help="price=-90%% demand=10x tier-shift=frontier->small:30%% (repeatable)")
     p.add_argument("--baseline", type=int, default=30, metavar="DAYS",
-                   help="days of measured usage the scenarios start from (default: 30)")
+                   help="days of measured usage the scenarios start from, today's included (default: 30)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.set_defaults(func=lambda args: run(PROG, lambda: _command(args)))
 
@@ -80,19 +80,25 @@ def _command(args: argparse.Namespace) -> int:
             raise CommandError(str(exc), 2) from None
     as_of = _as_of(args.as_of)
     reader = open_reader(args.source)
-    end = day_start(as_of)
+    end = day_start(as_of)  # the forecast's history ends here: complete days only
+    # the scenarios' baseline includes the day in progress when forecasting from today
+    read_end = end + timedelta(days=1) if args.as_of is None else end
     start = end - timedelta(days=max(args.history, args.baseline))
-    rows = list(reader.usage(start, end, env=args.env, granularity="day"))
+    rows = list(reader.usage(start, read_end, env=args.env, granularity="day"))
     if not rows:
         where = f" for env {args.env!r}" if args.env else ""
         raise CommandError(f"no usage in {reader.describe()}{where} from {start:%Y-%m-%d} to {end:%Y-%m-%d}: meter "
                            "some calls first, or read more days with --history")
     history_start = end - timedelta(days=args.history)
+    history = [r for r in rows if history_start <= r.start < end]
+    if not history and not scenarios and not budgets:
+        raise CommandError(f"only today's usage so far in {reader.describe()}: the forecast projects complete days "
+                           "(a trend needs 14, weekday seasonality 21); --scenario works from today's baseline")
     try:
-        report = forecast([r for r in rows if r.start >= history_start], as_of=as_of, by=by, method=args.method)
+        report = forecast(history, as_of=as_of, by=by, method=args.method)
     except MethodUnavailable as exc:
         raise CommandError(str(exc), 2) from None
-    base_start = end - timedelta(days=args.baseline)
+    base_start = read_end - timedelta(days=args.baseline)
     try:
         scen = apply_scenarios(scenarios, baselines(r for r in rows if r.start >= base_start)) if scenarios else []
     except ScenarioError as exc:
@@ -100,9 +106,10 @@ def _command(args: argparse.Namespace) -> int:
     runway: list[Runway] = []
     if budgets:
         now = datetime.now(UTC) if args.as_of is None else end
-        window_rows = list(reader.usage(earliest_window_start(budgets, now), now, env=args.env, granularity="hour"))
-        runway = runways(budgets, [r for r in rows if r.start >= history_start], window_rows, now=now,
-                         method=args.method)
+        hour_end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        window_rows = list(reader.usage(earliest_window_start(budgets, now), hour_end, env=args.env,
+                                        granularity="hour"))
+        runway = runways(budgets, history, window_rows, now=now, method=args.method)
     if args.json:
         print(json.dumps(_json(report, runway, scen, args.baseline), indent=2))
     else:
@@ -170,15 +177,18 @@ def _var_text(v: Variance | None, fmt: Any) -> str:
 
 def _text(report: ForecastReport, runway: list[Runway], scen: list[ScenarioRow], where: str, baseline: int) -> str:
     out = [f"Forecast as of {report.as_of} from {where} (method {report.method}; 80 % intervals)", ""]
-    rows = []
-    for s in [*report.series, *([report.total] if report.total else [])]:
-        name = "/".join(s.key.values()) if s.key else "TOTAL"
-        rows.append((name, s.history_days, s.tokens.method, _band_text(s.tokens, 7, tokens),
-                     _band_text(s.tokens, 30, tokens), _band_text(s.cost, 30, usd),
-                     _var_text(s.tokens_variance, tokens), _var_text(s.cost_variance, usd)))
-    out.append(table(("/".join(report.by).upper(), "DAYS", "METHOD", "TOKENS NEXT 7D", "TOKENS NEXT 30D",
-                      "COST NEXT 30D", "LAST WEEK TOKENS: ACTUAL VS FORECAST", "LAST WEEK COST"), rows, right=(1,)))
-    out.append("'!' marks a week outside the 80 % interval of the forecast made a week earlier.")
+    if not report.series:
+        out.append(f"No complete day of usage before {report.as_of} yet: nothing to project.")
+    else:
+        rows = []
+        for s in [*report.series, *([report.total] if report.total else [])]:
+            name = "/".join(s.key.values()) if s.key else "TOTAL"
+            rows.append((name, s.history_days, s.tokens.method, _band_text(s.tokens, 7, tokens),
+                         _band_text(s.tokens, 30, tokens), _band_text(s.cost, 30, usd),
+                         _var_text(s.tokens_variance, tokens), _var_text(s.cost_variance, usd)))
+        out.append(table(("/".join(report.by).upper(), "DAYS", "METHOD", "TOKENS NEXT 7D", "TOKENS NEXT 30D",
+                          "COST NEXT 30D", "LAST WEEK TOKENS: ACTUAL VS FORECAST", "LAST WEEK COST"), rows, right=(1,)))
+        out.append("'!' marks a week outside the 80 % interval of the forecast made a week earlier.")
     for s in report.short:
         out.append(f"note: {'/'.join(s.key.values())}: {s.note}")
     if runway:
@@ -190,7 +200,7 @@ def _text(report: ForecastReport, runway: list[Runway], scen: list[ScenarioRow],
              f"{r.runs_out_at:%Y-%m-%d %H:%M}Z" if r.runs_out_at else "lasts the window",
              f"{r.earliest_out_at:%Y-%m-%d %H:%M}Z" if r.earliest_out_at else "-") for r in runway]))
     if scen:
-        out += ["", f"Scenarios from the measured baseline of the last {baseline} days"]
+        out += ["", f"Scenarios from the measured baseline of the last {baseline} day(s)"]
         out.append(table(("SCENARIO", "WORKFLOW", "BASELINE TOKENS", "BASELINE COST", "TOKENS", "COST", "CHANGE",
                           "SPEND EFFECT"), [
             (r.scenario, "TOTAL" if r.workflow == "*" else r.workflow, tokens(r.baseline_tokens),
