@@ -7,6 +7,7 @@ installed as ``tokenmeter.finops.reader_for``; everything after the reader is th
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 from datetime import UTC, date, datetime, timedelta
@@ -162,15 +163,20 @@ def test_bad_input_is_one_line_and_non_zero(source: dict[str, ListReader], capsy
 
 
 def test_env_filter_and_missing_reader(source: dict[str, ListReader], capsys: pytest.CaptureFixture[str],
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+                                       monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     source["s"] = ListReader(_usage(20, envs=("prod", "dev")))
     status, out, _ = _cli(capsys, "forecast", "--source", "s", "--env", "dev", "--json")
     assert status == 0 and {s["env"] for s in json.loads(out)["series"]} == {"dev"}
     status, _, err = _cli(capsys, "forecast", "--source", "s", "--env", "qa")
     assert status == 1 and "no usage in test rows for env 'qa'" in err
+    # without reader_for: the report command's resolver (the SQLite ledger), or a one-line error without it
     monkeypatch.delattr(tokenmeter.finops, "reader_for")
-    status, _, err = _cli(capsys, "export", "focus", "--period", "2026-01")
-    assert status == 1 and "no usage reader is available" in err
+    monkeypatch.setenv("TOKENMETER_LEDGER", f"sqlite:///{tmp_path / 'no-ledger.db'}")
+    status, out, err = _cli(capsys, "export", "focus", "--period", "2026-01")
+    assert status != 0 and out == "" and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    if importlib.util.find_spec("tokenmeter.finops._cli_report") is None:
+        assert "no usage reader is available" in err
+    assert not (tmp_path / "no-ledger.db").exists()  # a read-only command never creates a ledger
 
 
 def test_export_focus_csv(source: dict[str, ListReader], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
