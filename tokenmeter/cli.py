@@ -26,6 +26,7 @@ from ._governance import Budget, StoreUnavailable, load_budgets, open_store
 from ._governance._signals import utilization
 from ._governance._stores import BucketState, from_nano
 from ._governance._windows import bounds, label
+from .finops import _cli_export, _cli_forecast
 
 
 def _usd(value: Decimal) -> str:
@@ -120,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .finops import _cli_report
 
     _cli_report.add_parser(commands)
+    _cli_forecast.add_parser(commands)
+    _cli_export.add_parser(commands)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -53,6 +55,7 @@ class Fleet:
     project: str  # Phoenix project of the fleet's spans
     reports: list[tuple[str, str, dict[str, Any]]]  # (service, env, what the process printed)
     rotel: Rotel
+    ledgers: Path  # <index in SERVICES>.db: each process's own SQLite ledger
 
     def calls(self, env: str) -> list[dict[str, Any]]:
         return [c for _, e, r in self.reports if e == env for c in r["calls"]]
@@ -80,25 +83,27 @@ def fleet(vmagent: VMAgent, phoenix: Phoenix) -> Iterator[Fleet]:
     rotel = _start(lambda: Rotel(REPO / "examples" / "collector" / "rotel.env", {
         "TSDB_OTLP_URL": vmagent.base_url + "/opentelemetry", "TRACES_OTLP_URL": phoenix.base_url}), "rotel")
     project = f"fleet-{tag}"
+    ledgers = Path(tempfile.mkdtemp(prefix="tokenmeter-fleet-ledgers-"))
     reports = []
     try:
         # the first process of every service at once, then batch's second process (its restart)
         first = {service: i for i, (service, *_) in reversed(list(enumerate(SERVICES)))}
         for wave in ([i for i in range(len(SERVICES)) if i in first.values()],
                      [i for i in range(len(SERVICES)) if i not in first.values()]):
-            procs = [(i, _service(rotel, project, tag, *SERVICES[i])) for i in wave]
+            procs = [(i, _service(rotel, project, tag, *SERVICES[i], ledgers / f"{i}.db")) for i in wave]
             for i, proc in procs:
                 out, err = proc.communicate(timeout=300)
                 assert proc.returncode == 0, err[-3000:]
                 report = json.loads(out)
                 assert report["flushed"], f"{SERVICES[i][0]} could not flush its metrics to the collector"
                 reports.append((SERVICES[i][0], SERVICES[i][1], report))
-        yield Fleet(f"prod-{tag}", project, reports, rotel)
+        yield Fleet(f"prod-{tag}", project, reports, rotel, ledgers)
     finally:
         rotel.stop()
+        shutil.rmtree(ledgers, ignore_errors=True)
 
 
-def _service(rotel: Rotel, project: str, tag: str, service: str, env: str, runs: int, seed: int
+def _service(rotel: Rotel, project: str, tag: str, service: str, env: str, runs: int, seed: int, ledger: Path
              ) -> subprocess.Popen[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TOKENMETER_"))}
     environ.update(
@@ -107,6 +112,7 @@ def _service(rotel: Rotel, project: str, tag: str, service: str, env: str, runs:
         OTEL_RESOURCE_ATTRIBUTES=f"deployment.environment={env}-{tag},openinference.project.name={project}",
         OTEL_METRIC_EXPORT_INTERVAL="300",  # several exports per process, then the final one at exit
         PYTHONPATH=str(REPO),
+        TOKENMETER_LEDGER=f"sqlite:///{ledger}",  # the process's own durable ledger
     )
     return subprocess.Popen([sys.executable, str(REPO / "tests" / "e2e" / "fleet_service.py"), "--runs", str(runs),
                              "--seed", str(seed)], env=environ, cwd=REPO, stdout=subprocess.PIPE,
@@ -232,3 +238,40 @@ def test_the_fleet_report_as_an_html_page(fleet: Fleet, victoriametrics: Victori
         assert f"· {team}: $" in text
     dom, log = _dump_dom(page)
     assert 'data-ready="1"' in dom and 'data-errors="0"' in dom and _console_errors(log) == []
+
+
+def _report(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tokenmeter.cli", "report", *args], capture_output=True, text=True,
+                          timeout=180, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def test_tokenmeter_report_of_the_fleet_equals_the_sum_of_the_services_ledgers(
+        fleet: Fleet, victoriametrics: VictoriaMetrics, tmp_path: Path) -> None:
+    _read(victoriametrics, fleet.env, fleet.calls("prod"))  # wait until everything arrived
+    page = tmp_path / "fleet.html"
+    done = _report("--source", f"prometheus={victoriametrics.base_url}", "--since", "1d", "--env", fleet.env,
+                   "--json", "--html", str(page))
+    assert done.returncode == 0, done.stderr
+    fleet_total = json.loads(done.stdout)["total"]
+    ledgers: list[dict[str, Any]] = []
+    for i, (_, env, _, _) in enumerate(SERVICES):
+        if env == "prod":
+            own = _report("--source", f"sqlite:///{fleet.ledgers / f'{i}.db'}", "--since", "1d", "--json")
+            assert own.returncode == 0, own.stderr
+            ledgers.append(json.loads(own.stdout)["total"])
+    for figure in ("tokens", "calls", "errors", "blocked", "unpriced_tokens", "wasted_tokens"):
+        assert fleet_total[figure] == sum(t[figure] for t in ledgers), figure
+    assert Decimal(fleet_total["cost"]) == pytest.approx(sum(Decimal(t["cost"]) for t in ledgers),
+                                                         rel=Decimal("1e-9"))
+    assert Decimal(fleet_total["wasted_cost"]) == pytest.approx(sum(Decimal(t["wasted_cost"]) for t in ledgers),
+                                                                rel=Decimal("1e-9"))
+    assert fleet_total["tokens"] == sum(sum(c["usage"].values()) for c in fleet.calls("prod") if c["usage"])
+    assert page.read_text().startswith("<!doctype html>") and "from the run histograms" in page.read_text()
+
+
+def test_tokenmeter_report_names_a_source_that_is_down() -> None:
+    from backends import free_port
+
+    done = _report("--source", f"prometheus=http://127.0.0.1:{free_port()}", "--since", "1d")
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "cannot reach the Prometheus-compatible source" in done.stderr and "is it running" in done.stderr

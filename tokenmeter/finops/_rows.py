@@ -50,6 +50,7 @@ class UsageRow:
     wasted_tokens: int = 0
     wasted_cost_usd: Decimal = Decimal(0)
     calls: int = 0
+    context_tier: str = ""  # the price's context tier (e.g. ">200k" prompt pricing); "" for the default tier
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,232 @@
+"""FinOps FOCUS 1.2 Cost and Usage rows from :class:`~tokenmeter.finops.UsageRow` s, as CSV or Parquet.
+
+One row per charge period (UTC day) x provider x model x token class x team / workflow / env (and agent, tier,
+customer, context tier, which are carried in ``Tags`` / ``SkuPriceDetails``). All 57 FOCUS 1.2 Cost and Usage
+columns are written (null where the concept does not apply to metered LLM tokens; the ``PricingCurrency*``
+ones repeat the USD figures, as prices and bills are both in USD), then tokenmeter's ``x_`` columns.
+``ConsumedQuantity`` is tokens; ``PricingQuantity`` is millions of tokens (``PricingUnit`` "1000000 Tokens"),
+so ``ListUnitPrice`` / ``ContractedUnitPrice`` are dollars per million tokens:
+
+* ``ListCost`` is the price table's published rate (``UsageRow.list_cost_usd``; the charged cost when the
+  row has no list figure, e.g. a provider-reported cost), ``ContractedCost`` = ``EffectiveCost`` =
+  ``BilledCost`` is what was charged (overrides and multipliers are contracted prices);
+* ``x_Estimated`` is true when any of the row's tokens were counted locally rather than reported by the provider
+  (``x_EstimatedTokens`` says how many);
+* **unpriced tokens**: FOCUS cost columns must not be null, and a $0 cost would be a claim. By default
+  (``unpriced="omit"``) rows without a price are left out and counted in :attr:`FocusExport.unpriced_tokens` so
+  the caller says so; ``unpriced="flag"`` writes them with zero costs and ``x_Unpriced`` = true for tools that
+  read ``x_`` columns.
+
+The FOCUS 1.3 column mapping is in docs/focus.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from ._rows import UsageRow
+
+FOCUS_VERSION = "1.2"
+COLUMNS: tuple[str, ...] = (
+    "AvailabilityZone", "BilledCost", "BillingAccountId", "BillingAccountName", "BillingAccountType",
+    "BillingCurrency", "BillingPeriodEnd", "BillingPeriodStart", "CapacityReservationId", "CapacityReservationStatus",
+    "ChargeCategory", "ChargeClass", "ChargeDescription", "ChargeFrequency", "ChargePeriodEnd", "ChargePeriodStart",
+    "CommitmentDiscountCategory", "CommitmentDiscountId", "CommitmentDiscountName", "CommitmentDiscountQuantity",
+    "CommitmentDiscountStatus", "CommitmentDiscountType", "CommitmentDiscountUnit", "ConsumedQuantity",
+    "ConsumedUnit", "ContractedCost", "ContractedUnitPrice", "EffectiveCost", "InvoiceId", "InvoiceIssuerName",
+    "ListCost", "ListUnitPrice", "PricingCategory", "PricingCurrency", "PricingCurrencyContractedUnitPrice",
+    "PricingCurrencyEffectiveCost", "PricingCurrencyListUnitPrice", "PricingQuantity", "PricingUnit",
+    "ProviderName", "PublisherName", "RegionId", "RegionName", "ResourceId", "ResourceName", "ResourceType",
+    "ServiceCategory", "ServiceName", "ServiceSubcategory", "SkuId", "SkuMeter", "SkuPriceDetails", "SkuPriceId",
+    "SubAccountId", "SubAccountName", "SubAccountType", "Tags",
+)
+X_COLUMNS: tuple[str, ...] = (
+    "x_Estimated", "x_EstimatedTokens", "x_Unpriced", "x_UnpricedTokens", "x_CostSource", "x_Calls",
+    "x_WastedTokens", "x_WastedCost",
+)
+DECIMAL_COLUMNS = frozenset({
+    "BilledCost", "ConsumedQuantity", "ContractedCost", "ContractedUnitPrice", "EffectiveCost", "ListCost",
+    "ListUnitPrice", "PricingQuantity", "CommitmentDiscountQuantity", "PricingCurrencyContractedUnitPrice",
+    "PricingCurrencyEffectiveCost", "PricingCurrencyListUnitPrice", "x_WastedCost",
+})
+DATETIME_COLUMNS = frozenset({"BillingPeriodEnd", "BillingPeriodStart", "ChargePeriodEnd", "ChargePeriodStart"})
+_MILLION = Decimal(1_000_000)
+_PRICE_PLACES = Decimal("1e-12")
+_PROVIDERS = {  # provider id on metrics -> FOCUS ProviderName / ServiceName
+    "openai": ("OpenAI", "OpenAI API"), "anthropic": ("Anthropic", "Anthropic API"),
+    "aws.bedrock": ("Amazon Web Services", "Amazon Bedrock"), "bedrock": ("Amazon Web Services", "Amazon Bedrock"),
+    "gcp.gemini": ("Google", "Gemini API"), "gemini": ("Google", "Gemini API"),
+    "gcp.vertex_ai": ("Google Cloud", "Vertex AI"), "azure.ai.openai": ("Microsoft", "Azure OpenAI"),
+}
+_METERS = {"input": "Input Tokens", "output": "Output Tokens", "cache_read": "Cached Input Tokens",
+           "cache_write": "Cache Write Tokens", "reasoning": "Reasoning Tokens"}
+
+Unpriced = Literal["omit", "flag"]
+
+
+@dataclass
+class FocusExport:
+    """The FOCUS rows of one period and what was left out of them."""
+
+    period_start: datetime
+    period_end: datetime
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    unpriced_tokens: int = 0  # tokens without a price (omitted, or flagged with x_Unpriced)
+    unpriced_rows: int = 0
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Column order of the files written."""
+        return COLUMNS + X_COLUMNS
+
+    def to_csv(self, out: Any) -> None:
+        """Write the rows as CSV (nulls are empty fields, decimals in plain notation)."""
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(self.columns)
+        for row in self.rows:
+            writer.writerow([_csv_cell(row.get(c), c in DECIMAL_COLUMNS) for c in self.columns])
+
+    def to_parquet(self, path: str | Path) -> None:
+        """Write the rows as Parquet (needs pyarrow: ``pip install 'tokenmeter[focus]'``)."""
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise ImportError("Parquet output needs pyarrow: pip install 'tokenmeter[focus]'") from None
+        arrays, fields = [], []
+        for c in self.columns:
+            values = [row.get(c) for row in self.rows]
+            if c in DECIMAL_COLUMNS:
+                typ: Any = pa.float64()
+                values = [None if v is None else float(v) for v in values]
+            elif c in DATETIME_COLUMNS:
+                typ = pa.timestamp("s", tz="UTC")
+            elif c in ("x_Estimated", "x_Unpriced"):
+                typ = pa.bool_()
+            elif c in ("x_EstimatedTokens", "x_UnpricedTokens", "x_Calls", "x_WastedTokens"):
+                typ = pa.int64()
+            else:
+                typ = pa.string()
+            arrays.append(pa.array(values, type=typ))
+            fields.append(pa.field(c, typ))
+        pq.write_table(pa.Table.from_arrays(arrays, schema=pa.schema(fields)), str(path))
+
+
+def _csv_cell(value: Any, decimal: bool) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if decimal:  # always with a point, so CSV readers type the column as decimal even when a value is whole
+        text = f"{Decimal(value).normalize():f}"
+        return text if "." in text else f"{text}.0"
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(value)
+
+
+def month_bounds(period: str) -> tuple[datetime, datetime]:
+    """``(start, end)`` of a ``YYYY-MM`` period in UTC; ``ValueError`` when it is not one."""
+    try:
+        year, month = (int(p) for p in period.split("-"))
+        start = datetime(year, month, 1, tzinfo=UTC)
+    except ValueError:
+        raise ValueError(f"period {period!r} is not a month like 2026-11") from None
+    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+_Key = tuple[date, str, str, str, str, str, str, str, str, str, str, bool]
+
+
+def _key(row: UsageRow) -> _Key:
+    day = row.start.astimezone(UTC).date()
+    return (day, row.provider, row.model, row.token_class, row.team, row.workflow, row.env, row.agent, row.tier,
+            row.customer, row.context_tier, row.cost_usd is not None)
+
+
+def _aggregate(rows: Iterable[UsageRow]) -> dict[_Key, list[Any]]:
+    cells: dict[_Key, list[Any]] = {}
+    for r in rows:
+        cell = cells.get(k := _key(r))
+        if cell is None:
+            cell = cells[k] = [0, Decimal(0), Decimal(0), 0, 0, 0, 0, Decimal(0), set()]
+        cell[0] += r.tokens
+        if r.cost_usd is not None:
+            cell[1] += r.cost_usd
+            cell[2] += r.list_cost_usd if r.list_cost_usd is not None else r.cost_usd
+        cell[3] += r.estimated_tokens
+        cell[4] += r.unpriced_tokens if r.cost_usd is not None else r.tokens
+        cell[5] += r.calls
+        cell[6] += r.wasted_tokens
+        cell[7] += r.wasted_cost_usd
+        cell[8].add(r.cost_source)
+    return cells
+
+
+def _unit(cost: Decimal, quantity: Decimal) -> Decimal:
+    return (cost / quantity).quantize(_PRICE_PLACES).normalize() if quantity else Decimal(0)
+
+
+def focus_rows(
+    rows: Iterable[UsageRow],
+    *,
+    period_start: datetime,
+    period_end: datetime,
+    billing_account: str = "tokenmeter",
+    unpriced: Unpriced = "omit",
+) -> FocusExport:
+    """FOCUS 1.2 rows for the usage of ``[period_start, period_end)`` (a billing period: one calendar month)."""
+    export = FocusExport(period_start, period_end)
+    cells = _aggregate(r for r in rows if period_start <= r.start < period_end and r.tokens)
+    for key in sorted(cells):
+        day, provider, model, klass, team, workflow, env, agent, tier, customer, context_tier, priced = key
+        tokens, cost, list_cost, estimated, unpriced_n, calls, wasted, wasted_cost, sources = cells[key]
+        if not priced:
+            export.unpriced_tokens += tokens
+            export.unpriced_rows += 1
+            if unpriced == "omit":
+                continue
+        elif unpriced_n:
+            export.unpriced_tokens += unpriced_n
+        quantity = Decimal(tokens) / _MILLION
+        provider_name, service = _PROVIDERS.get(provider, (provider, provider))
+        charge_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        sku = f"{provider}/{model}/{klass}"
+        tags = {"workflow": workflow, "agent": agent, "tier": tier, "env": env}
+        if customer:
+            tags["customer"] = customer
+        details = {"x_TokenClass": klass, "x_Model": model, "x_ContextTier": context_tier or "default"}
+        contracted_unit = _unit(cost, quantity)
+        list_unit = _unit(list_cost, quantity)
+        export.rows.append({
+            "BilledCost": cost, "BillingAccountId": billing_account, "BillingAccountName": billing_account,
+            "BillingCurrency": "USD", "BillingPeriodStart": period_start, "BillingPeriodEnd": period_end,
+            "ChargeCategory": "Usage", "ChargeFrequency": "Usage-Based",
+            "ChargeDescription": f"{_METERS.get(klass, klass)} of {model} ({team}/{workflow}/{env})",
+            "ChargePeriodStart": charge_start, "ChargePeriodEnd": charge_start + timedelta(days=1),
+            "ConsumedQuantity": Decimal(tokens), "ConsumedUnit": "Tokens",
+            "ContractedCost": cost, "ContractedUnitPrice": contracted_unit, "EffectiveCost": cost,
+            "InvoiceId": f"{provider}-{period_start:%Y-%m}", "InvoiceIssuerName": provider_name,
+            "ListCost": list_cost, "ListUnitPrice": list_unit, "PricingCategory": "Standard",
+            "PricingCurrency": "USD", "PricingCurrencyContractedUnitPrice": contracted_unit,
+            "PricingCurrencyEffectiveCost": cost, "PricingCurrencyListUnitPrice": list_unit,
+            "PricingQuantity": quantity, "PricingUnit": "1000000 Tokens",
+            "ProviderName": provider_name, "PublisherName": provider_name,
+            "ServiceCategory": "AI and Machine Learning", "ServiceName": service,
+            "ServiceSubcategory": "Generative AI",
+            "SkuId": sku, "SkuMeter": _METERS.get(klass, klass), "SkuPriceId": f"{sku}/{context_tier or 'default'}",
+            "SkuPriceDetails": json.dumps(details, separators=(",", ":")),
+            "SubAccountId": team, "SubAccountName": team, "Tags": json.dumps(tags, separators=(",", ":")),
+            "x_Estimated": estimated > 0, "x_EstimatedTokens": estimated, "x_Unpriced": not priced,
+            "x_UnpricedTokens": unpriced_n, "x_CostSource": ",".join(sorted(sources)), "x_Calls": calls,
+            "x_WastedTokens": wasted, "x_WastedCost": wasted_cost,
+        })
+    return export
