@@ -43,6 +43,7 @@ class Options:
     fail_open: bool = True
     on_budget_warning: Any = None
     expected_output_tokens: int = 512
+    shutdown_timeout_ms: int = 5000
     disabled: bool = False
 
 
@@ -63,6 +64,7 @@ _ENV: dict[str, str] = {
     "store": "TOKENMETER_STORE",
     "fail_open": "TOKENMETER_FAIL_OPEN",
     "expected_output_tokens": "TOKENMETER_EXPECTED_OUTPUT_TOKENS",
+    "shutdown_timeout_ms": "TOKENMETER_SHUTDOWN_TIMEOUT_MS",
     "disabled": "TOKENMETER_DISABLED",
 }
 ENV_VARS: tuple[str, ...] = tuple(_ENV.values())
@@ -163,6 +165,8 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
         raw["max_attribute_sets"] = _int("max_attribute_sets", raw["max_attribute_sets"], 1)
     if "expected_output_tokens" in raw:
         raw["expected_output_tokens"] = _int("expected_output_tokens", raw["expected_output_tokens"], 0)
+    if "shutdown_timeout_ms" in raw:
+        raw["shutdown_timeout_ms"] = _int("shutdown_timeout_ms", raw["shutdown_timeout_ms"], 0)
     if "metric_export_interval_ms" in raw:
         raw["metric_export_interval_ms"] = _int("metric_export_interval_ms", raw["metric_export_interval_ms"], 1)
     if "tiers" in raw:

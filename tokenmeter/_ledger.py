@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TypeVar
 
+from . import _lifecycle
 from ._usage import TOKEN_CLASSES, Usage, add_counts
 
 _MAX_RUNS_KEPT = 10_000  # per workflow, for the per-run spread; older runs are dropped
@@ -40,7 +40,7 @@ class Ledger:
     """Thread-safe totals keyed by (team, workflow, tier, provider, model), plus per-run figures."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = _lifecycle.lock()
         self._totals: dict[Key, Totals] = defaultdict(Totals)
         self._runs: dict[str, deque[tuple[int, Decimal, int]]] = defaultdict(lambda: deque(maxlen=_MAX_RUNS_KEPT))
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
 
-from . import _orphans, _safe
+from . import _lifecycle, _orphans, _safe
 from ._config import Options, resolve_options
 from ._errors import ConfigError
 from ._instruments import instruments_for
@@ -41,7 +40,11 @@ class Meter:
         self.prices = PriceBook(options.prices)
         self.tiers = TierResolver(options.tiers, self.prices.input_price_mtok)
         self.tokenizer = Tokenizer(options.tiktoken_cache_dir, options.tiktoken_files)
-        self.tracer_provider, self.meter_provider = self._providers(options)
+        self._build(options)
+
+    def _build(self, options: Options, *, resource: Any = None) -> None:
+        """The per-process part: providers (if tokenmeter owns them), instruments, ledger and gate."""
+        self.tracer_provider, self.meter_provider = self._providers(options, resource)
         version = _version()
         self.tracer = self.tracer_provider.get_tracer(SCOPE_NAME, version)
         otel_meter = self.meter_provider.get_meter(SCOPE_NAME, version)
@@ -59,8 +62,27 @@ class Meter:
         # with nothing configured its before() returns at once.
         self.gate = build_gate(self, options, otel_meter)
 
+    def _after_fork(self) -> None:
+        """In a forked child: start afresh so the child neither reuses nor re-exports the parent's state.
+
+        Providers tokenmeter built are rebuilt (the parent's copies stay silent: their exporters only
+        export in the process that made them) with a ``service.instance.id`` of this process, and so
+        are the instruments, the ledger and the budget gate (a new store connection). Providers the
+        application owns are the application's to handle after a fork; then only the ledger restarts
+        (tokenmeter's locks were re-initialised already).
+        """
+        if not self._owned:
+            self.ledger = Ledger()
+            return
+        from ._exporters import child_resource
+
+        owned = self._owned[0]
+        parent = getattr(owned, "resource", None) or owned._sdk_config.resource  # tracer / meter provider
+        self._owned = []  # the parent's: never flushed nor shut down from here
+        self._build(self.options, resource=child_resource(parent))
+
     # -- providers -----------------------------------------------------------------------------
-    def _providers(self, options: Options) -> tuple[Any, Any]:
+    def _providers(self, options: Options, resource: Any = None) -> tuple[Any, Any]:
         tp = options.tracer_provider
         mp = options.meter_provider
         if tp is None:
@@ -83,12 +105,14 @@ class Meter:
             return tp, mp
         from ._exporters import build_meter_provider, build_tracer_provider
 
+        forked = resource is not None
+
         try:
             if tp is None:
-                tp = build_tracer_provider(options)
+                tp = build_tracer_provider(options, resource)
                 self._owned.append(tp)
             if mp is None:
-                mp = build_meter_provider(options)
+                mp = build_meter_provider(options, resource, serve_prometheus=not forked)
                 self._owned.append(mp)
         except BaseException:
             self.shutdown()  # what was built so far (e.g. a port already in use for Prometheus)
@@ -97,7 +121,14 @@ class Meter:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def force_flush(self, timeout_millis: int = 10_000) -> bool:
-        """Export everything recorded so far (spans and metrics). Returns False on timeout or error."""
+        """Export everything recorded so far (spans and metrics) within ``timeout_millis``.
+
+        Returns False when the exporters did not finish in time (e.g. the collector is down) or failed;
+        the export goes on in the background and the caller is not held longer than the timeout.
+        """
+        return _lifecycle.run_bounded(f"flush-{id(self):x}", self._flush_now, timeout_millis)
+
+    def _flush_now(self, timeout_millis: int) -> bool:
         _orphans.drain()
         ok = True
         for provider in (self.tracer_provider, self.meter_provider):
@@ -110,27 +141,49 @@ class Meter:
                     ok = False
         return ok
 
-    def shutdown(self) -> None:
-        """Flush and stop what this meter created (never the application's own providers)."""
+    def shutdown(self, timeout_millis: int | None = None) -> bool:
+        """Flush and stop what this meter created (never the application's own providers).
+
+        Bounded by ``timeout_millis`` (default ``configure(shutdown_timeout_ms=...)``); returns False
+        when that was not enough.
+        """
+        budget = self.options.shutdown_timeout_ms if timeout_millis is None else timeout_millis
+        return _lifecycle.run_bounded(f"shutdown-{id(self):x}", self._shutdown_now, budget)
+
+    def _shutdown_now(self, timeout_millis: int) -> bool:
+        ok = True
         if self.gate is not None:
             try:
                 self.gate.close()
             except Exception:
+                ok = False
                 _safe.log_once("gate.close", "tokenmeter: closing the budget store failed")
-        for provider in self._owned:
+        _orphans.drain()
+        owned, self._owned = list(self._owned), []
+        for provider in owned:
             try:
-                provider.shutdown()
+                if hasattr(provider, "get_meter"):  # the SDK MeterProvider takes a timeout
+                    provider.shutdown(timeout_millis=timeout_millis)
+                else:
+                    provider.shutdown()
             except Exception:
+                ok = False
                 _safe.log_once("shutdown", "tokenmeter: shutting a provider down failed")
-        self._owned.clear()
+        return ok
 
     def report(self) -> str:
         """A plain-text report of everything metered in this process (the embedded ledger)."""
         return self.ledger.format()
 
 
+def _MeterProviderType() -> type:
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    return MeterProvider
+
+
 _ACTIVE: Meter | None = None
-_LOCK = threading.Lock()
+_LOCK = _lifecycle.lock()
 
 
 def active() -> Meter | None:
@@ -165,6 +218,7 @@ def configure(**options: Any) -> Meter:
     * ``inject_stream_usage`` -- ask OpenAI streams for usage (default True).
     * ``budgets``, ``policy``, ``store``, ``fail_open``, ``on_budget_warning``,
       ``expected_output_tokens`` -- governance (see :class:`Budget` and :class:`Policy`).
+    * ``shutdown_timeout_ms`` -- the most :func:`shutdown` (and the exit hook) may take (default 5000).
     * ``disabled`` -- configure nothing (also ``OTEL_SDK_DISABLED=true``).
 
     Raises :class:`ConfigError` naming the option to fix. Never raises afterwards.
@@ -186,6 +240,8 @@ def configure(**options: Any) -> Meter:
             raise ConfigError(f"a package needed by this configuration is missing: {exc}") from exc
         set_default_tokenizer(meter.tokenizer)
         _orphans.start_reaper()
+        _lifecycle.set_timeout_ms(resolved.shutdown_timeout_ms)
+        _lifecycle.hook_multiprocessing()
         from ._threads import instrument_executors, uninstrument_executors
 
         if resolved.instrument_threads:
@@ -216,3 +272,47 @@ def unconfigure() -> None:
     from ._threads import uninstrument_executors
 
     uninstrument_executors()
+
+
+def shutdown(timeout_millis: int | None = None) -> bool:
+    """Flush and shut down everything tokenmeter runs, within ``timeout_millis``; then it is a no-op.
+
+    Covers the meter's exporters and budget store and every other registered component (the FinOps
+    ledger writer...). Bounded by ``timeout_millis`` (default ``configure(shutdown_timeout_ms=...)``,
+    5 s): returns False when something did not finish in time (an unreachable collector) instead of
+    holding the process. It runs by itself at interpreter exit and in ``multiprocessing`` children;
+    call it from a pre-fork server's worker-exit hook and before ``os._exit`` in a bare ``os.fork()`` child.
+    """
+    return _lifecycle.shutdown(timeout_millis)
+
+
+def _flush_hook(timeout_millis: int) -> bool:
+    meter = _ACTIVE
+    return True if meter is None else meter._flush_now(timeout_millis)
+
+
+def _shutdown_hook(timeout_millis: int) -> bool:
+    global _ACTIVE
+    with _LOCK:
+        meter, _ACTIVE = _ACTIVE, None
+    if meter is None:
+        return True
+    ok = meter._flush_now(timeout_millis)
+    return meter._shutdown_now(timeout_millis) and ok
+
+
+def _after_fork_hook() -> None:
+    global _ACTIVE
+    meter = _ACTIVE
+    if meter is None:
+        return
+    try:
+        meter._after_fork()
+    except Exception:
+        _ACTIVE = None
+        _safe.log_once("fork", "tokenmeter: rebuilding the meter in a forked child failed; the child is not metered")
+
+
+_lifecycle.register(
+    "meter", _lifecycle.Hooks(after_fork=_after_fork_hook, flush=_flush_hook, shutdown=_shutdown_hook)
+)

@@ -21,10 +21,11 @@ import importlib.util
 import logging
 import os
 import tempfile
-import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from . import _lifecycle
 
 _log = logging.getLogger("tokenmeter")
 
@@ -91,7 +92,7 @@ class Tokenizer:
         self._cache_dir = str(cache_dir) if cache_dir else None
         self._files = {k: str(v) for k, v in (files or {}).items()}
         self._encodings: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._lock = _lifecycle.lock()
 
     def encoding(self, name: str) -> Any | None:
         """The tiktoken ``Encoding`` called ``name``, or ``None`` when no local copy exists."""
