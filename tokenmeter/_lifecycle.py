@@ -17,6 +17,7 @@ with a bare ``os.fork()`` must call ``tokenmeter.shutdown()`` itself before ``os
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import os
 import threading
@@ -44,6 +45,7 @@ class Hooks:
 
 
 _HOOKS: dict[str, Hooks] = {}
+_seq = itertools.count()
 _LOCKS: weakref.WeakSet[Any] = weakref.WeakSet()
 _timeout_ms = DEFAULT_TIMEOUT_MS
 _pid = os.getpid()
@@ -143,7 +145,9 @@ def _each(kind: str, timeout_millis: int | None) -> bool:
         left = int((deadline - time.monotonic()) * 1000)
         if left <= 0:
             return False
-        ok = run_bounded(f"{kind}-{name}", fn, left) and ok
+        # A flush still blocked on a dead exporter is waited for again; every shutdown is its own.
+        job = f"{kind}-{name}" if kind == "flush" else f"{kind}-{name}-{next(_seq)}"
+        ok = run_bounded(job, fn, left) and ok
     return ok
 
 
