@@ -81,7 +81,9 @@ def _bool(name: str, value: Any) -> bool:
 def _int(name: str, value: Any, minimum: int) -> int:
     try:
         result = int(value)
-    except (TypeError, ValueError):
+        if isinstance(value, float) and value != result:
+            raise ValueError(value)  # 1.5 is not silently 1
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value!r}") from None
     if isinstance(value, bool) or result < minimum:
         raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value!r}")
@@ -114,6 +116,35 @@ def _names(name: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _url(name: str, value: Any, example: str) -> None:
+    """An OTLP endpoint: ``http(s)://host[:port][/path]`` with a numeric port in range."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value) if isinstance(value, str) else None
+        ok = parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
+        if ok and parts is not None:
+            parts.port  # noqa: B018 - raises ValueError on a non-numeric or out-of-range port
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ConfigError(f"{name} must be a URL such as {example} (scheme http or https, a host, a numeric "
+                          f"port), got {value!r}")
+
+
+def _provider(name: str, value: Any, method: str) -> None:
+    if value is not None and not callable(getattr(value, method, None)):
+        raise ConfigError(f"{name} must be an OpenTelemetry {name.replace('_', ' ').title().replace(' ', '')} "
+                          f"(with a {method}() method), got {value!r}")
+
+
+def _paths(files: Mapping[str, str]) -> None:
+    for encoding, path in files.items():
+        if not os.path.isfile(path):
+            raise ConfigError(f"tiktoken_files: the {encoding} file {path!r} does not exist; give the path of a "
+                              f"{encoding}.tiktoken file, or drop the entry (the bundled copy is used)")
+
+
 def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Options:
     """Merge keyword arguments with the environment and validate everything once."""
     env = os.environ if environ is None else environ
@@ -137,6 +168,10 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
         otel = env.get("OTEL_TRACES_EXPORTER", "").split(",")[0].strip().lower()
         if otel in EXPORTERS:
             raw["exporter"] = otel
+        elif otel:
+            raise ConfigError(f"OTEL_TRACES_EXPORTER={env['OTEL_TRACES_EXPORTER']!r} is not supported by tokenmeter: "
+                              f"use one of {', '.join(EXPORTERS)} (jaeger and zipkin accept OTLP: point "
+                              "OTEL_EXPORTER_OTLP_ENDPOINT at their OTLP port), or pass exporter= to configure()")
         elif raw.get("endpoint") or any(
             env.get(f"OTEL_EXPORTER_OTLP_{signal}ENDPOINT") for signal in ("", "TRACES_", "METRICS_")
         ):
@@ -154,8 +189,15 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
             f"protocol (OTEL_EXPORTER_OTLP_PROTOCOL) must be http/protobuf or grpc, got {raw['protocol']!r}"
         )
     endpoint = raw.get("endpoint")
-    if endpoint is not None and (not isinstance(endpoint, str) or "://" not in endpoint):
-        raise ConfigError(f"endpoint must be a URL such as http://127.0.0.1:4318, got {endpoint!r}")
+    if endpoint is not None:
+        _url("endpoint", endpoint, "http://127.0.0.1:4318")
+    if "endpoint" not in raw and raw["exporter"] == "otlp":
+        for var in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"):
+            if env.get(var):
+                _url(var, env[var], "http://127.0.0.1:4318")
+    _provider("tracer_provider", raw.get("tracer_provider"), "get_tracer")
+    _provider("meter_provider", raw.get("meter_provider"), "get_meter")
     for key in ("capture_content", "instrument_threads", "inject_stream_usage", "fail_open", "disabled"):
         if key in raw:
             raw[key] = _bool(key, raw[key])
@@ -173,6 +215,10 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
         raw["tiers"] = _pairs("tiers", raw["tiers"])
     if "tiktoken_files" in raw:
         raw["tiktoken_files"] = _pairs("tiktoken_files", raw["tiktoken_files"])
+        _paths(raw["tiktoken_files"])
+    cache_dir = raw.get("tiktoken_cache_dir")
+    if cache_dir is not None and not os.path.isdir(str(cache_dir)):
+        raise ConfigError(f"tiktoken_cache_dir {cache_dir!r} is not a directory; create it or drop the option")
     if "metric_attributes" in raw:
         raw["metric_attributes"] = _names("metric_attributes", raw["metric_attributes"])
     if "service_name" in raw and not isinstance(raw["service_name"], str):
@@ -180,13 +226,18 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
     address = raw.get("prometheus_address")
     if address is not None:
         _host, sep, port = str(address).rpartition(":")
-        if not sep or not port.isdigit():
-            raise ConfigError(f"prometheus_address must be 'host:port' such as 127.0.0.1:9464, got {address!r}")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"prometheus_address must be 'host:port' with a port 1-65535, such as 127.0.0.1:9464, "
+                              f"got {address!r}")
     store = raw.get("store", "memory")
     if not isinstance(store, str) or not (
         store == "memory" or store.startswith("sqlite:///") or store.startswith(("redis://", "rediss://"))
     ):
         raise ConfigError(f"store must be 'memory', 'sqlite:///path' or 'redis://host:port/db', got {store!r}")
+    if store != "memory":
+        from ._governance._stores import check_url
+
+        check_url(store)  # parameters and Redis database, without opening anything
     if "budgets" in raw:
         budgets = raw["budgets"]
         if not isinstance(budgets, Sequence) or isinstance(budgets, str):

@@ -40,7 +40,31 @@ class Meter:
         self.prices = PriceBook(options.prices)
         self.tiers = TierResolver(options.tiers, self.prices.input_price_mtok)
         self.tokenizer = Tokenizer(options.tiktoken_cache_dir, options.tiktoken_files)
+        self._check_downgrades(options)
         self._build(options)
+
+    def _check_downgrades(self, options: Options) -> None:
+        """A downgrade must name a model tokenmeter can price or that ``tiers`` declares (never sent blind)."""
+        import fnmatch
+
+        policy = options.policy
+        mapped = dict(getattr(policy, "downgrade", None) or {})
+        for budget in options.budgets:
+            if getattr(budget, "action", None) != "downgrade":
+                continue
+            target = budget.downgrade_to
+            if target is None and not mapped:
+                raise ConfigError(f"Budget {budget.name!r}: action='downgrade' needs a target: give downgrade_to="
+                                  "'<cheaper model>' or a Policy(downgrade={...}) map")
+        targets = [(f"Budget {b.name!r}: downgrade_to", b.downgrade_to) for b in options.budgets
+                   if getattr(b, "downgrade_to", None)]
+        targets += [(f"Policy: downgrade[{k!r}]", v) for k, v in mapped.items()]
+        for where, model in targets:
+            declared = any(fnmatch.fnmatchcase(model, glob) for glob in options.tiers)
+            if not declared and self.prices.input_price_mtok("", model) is None:
+                raise ConfigError(f"{where}={model!r} is neither priced nor declared: check the model name, add "
+                                  f"its price (configure(prices={{{model!r}: {{...}}}})) or its tier "
+                                  f"(configure(tiers={{{model!r}: 'economy'}}))")
 
     def _build(self, options: Options, *, resource: Any = None) -> None:
         """The per-process part: providers (if tokenmeter owns them), instruments, ledger and gate."""

@@ -43,9 +43,33 @@ def _split(url: str) -> tuple[str, str, float, float]:
                 lease_s = number
             else:
                 timeout_s = number
-        else:
+        elif parts.scheme.startswith("redis") and key in _redis_parameters():
             kept.append((key, value))
+        else:
+            allowed = ["lease_s", "timeout_s"] + (sorted(_redis_parameters()) if parts.scheme.startswith("redis") else [])
+            raise ConfigError(f"store: unknown URL parameter {key!r} in {url!r}; tokenmeter understands "
+                              f"{', '.join(allowed)} (e.g. ?timeout_s=0.5)")
+    if parts.scheme.startswith("redis"):
+        db = parts.path.strip("/")
+        if db and not (db.isdigit() and int(db) < 2**31):
+            raise ConfigError(f"store: the Redis database in {url!r} must be a number such as /0, got {db!r}")
     return urlunsplit(parts._replace(query=urlencode(kept))), parts.path, lease_s, timeout_s
+
+
+def _redis_parameters() -> frozenset[str]:
+    """The URL parameters redis-py itself understands (passed through to it)."""
+    try:
+        from redis.connection import URL_QUERY_ARGUMENT_PARSERS
+    except ImportError:
+        return frozenset()
+    # Not redis-py's "timeout" (a connection-pool wait): "?timeout=5" is nearly always meant as timeout_s.
+    return frozenset(URL_QUERY_ARGUMENT_PARSERS) - {"timeout"} | {"db", "ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile",
+                                                     "ssl_keyfile", "ssl_check_hostname"}
+
+
+def check_url(url: str) -> None:
+    """Raise :class:`ConfigError` for a store URL with unknown parameters or a bad Redis database."""
+    _split(url)
 
 
 def open_store(url: str) -> BudgetStore:
