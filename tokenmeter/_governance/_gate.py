@@ -80,6 +80,12 @@ class Gate:
         self._decisions = _signals.Decisions(meter.instruments)
         self._runs = RunGuard()
         self._down_until: float | None = None
+        # How each pre-call reservation counted its input: an exact tokenizer, or a heuristic estimate.
+        self._estimates = otel_meter.create_counter(
+            "tokenmeter.budget.estimates",
+            unit="{call}",
+            description="Pre-call budget estimates, by whether the input tokens were counted exactly.",
+        )
         if self.store is not None:
             _signals.register_gauge(meter.instruments, budgets, self.store, lambda: self.clock())
 
@@ -261,7 +267,10 @@ class Gate:
         req = call.request
         meter = self.meter
         text = req.messages if req.messages is not None else req.prompt
-        n_in = int(meter.tokenizer.count(text, req.model)) if text else 0
+        counted = meter.tokenizer.count(text, req.model) if text else None
+        n_in = int(counted) if counted is not None else 0
+        self._estimates.add(1, {"gen_ai.provider.name": req.provider,
+                                "tokenmeter.estimate.exact": counted is not None and not counted.estimated})
         if req.operation == "embeddings":
             n_out = 0
         else:
