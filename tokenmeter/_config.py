@@ -28,6 +28,7 @@ class Options:
     prices: Mapping[str, Any] | str | Path | None = None
     tiers: Mapping[str, str] = field(default_factory=dict)
     capture_content: bool = False
+    capture_content_max_chars: int = 16384
     cardinality_limit: int = 100
     max_attribute_sets: int = 2000
     metric_attributes: tuple[str, ...] = ()
@@ -54,6 +55,7 @@ _ENV: dict[str, str] = {
     "prices": "TOKENMETER_PRICES",
     "tiers": "TOKENMETER_TIERS",
     "capture_content": "TOKENMETER_CAPTURE_CONTENT",
+    "capture_content_max_chars": "TOKENMETER_CAPTURE_CONTENT_MAX_CHARS",
     "cardinality_limit": "TOKENMETER_CARDINALITY_LIMIT",
     "max_attribute_sets": "TOKENMETER_MAX_ATTRIBUTE_SETS",
     "metric_attributes": "TOKENMETER_METRIC_ATTRIBUTES",
@@ -158,6 +160,12 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
     for key, var in _ENV.items():
         if key not in raw and env.get(var) not in (None, ""):
             raw[key] = env[var]
+    if "capture_content" not in raw:
+        from ._content import ENV, env_enabled
+
+        conventions = env_enabled(env.get(ENV))
+        if conventions is not None:
+            raw["capture_content"] = conventions
     if "disabled" not in raw and env.get("OTEL_SDK_DISABLED", "").lower() == "true":
         raw["disabled"] = True
     if "service_name" not in raw:
@@ -207,6 +215,8 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
         raw["max_attribute_sets"] = _int("max_attribute_sets", raw["max_attribute_sets"], 1)
     if "expected_output_tokens" in raw:
         raw["expected_output_tokens"] = _int("expected_output_tokens", raw["expected_output_tokens"], 0)
+    if "capture_content_max_chars" in raw:
+        raw["capture_content_max_chars"] = _int("capture_content_max_chars", raw["capture_content_max_chars"], 1)
     if "shutdown_timeout_ms" in raw:
         raw["shutdown_timeout_ms"] = _int("shutdown_timeout_ms", raw["shutdown_timeout_ms"], 0)
     if "metric_export_interval_ms" in raw:

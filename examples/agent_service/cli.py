@@ -83,7 +83,7 @@ def demo(runs: int = DEFAULT_RUNS, seed: int = DEFAULT_SEED, *, base_url: str | 
                                 break_on_hyphens=False), file=out)
         print(file=out)
         _say(out, "Next: the same numbers as metrics and traces, in Prometheus, Grafana and a trace UI: see the "
-                  "README, 'Dashboards and alerts'.")
+                  "README, 'Dashboards, alerts and backends'.")
         return result
     finally:
         tokenmeter.unconfigure()

@@ -1,0 +1,66 @@
+"""capture_content: gen_ai.input.messages / gen_ai.output.messages / gen_ai.system_instructions on the
+span, in the GenAI conventions' JSON shape, for every integration, plain and streamed; nothing when off."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from tokenmeter.testing import Capture, capture
+from tokenmeter.testing.fakes import FakeProvider, Reply
+
+from .checks import require
+from .drivers import PROMPT, Driver
+
+TEXT = "Hello from the fake meter today."
+CONTENT = ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions")
+
+
+@pytest.fixture
+def capon(instrumented: Driver) -> Iterator[Capture]:
+    with capture(capture_content=True) as c:
+        yield c
+
+
+def _llm_span(cap: Capture) -> dict[str, object]:
+    spans = [s for s in cap.spans if s.attributes and "gen_ai.request.model" in s.attributes]
+    assert len(spans) == 1, [s.name for s in cap.spans]
+    return dict(spans[0].attributes or {})
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_content_captured(driver: Driver, fp: FakeProvider, capon: Capture, stream: bool) -> None:
+    if stream:
+        require(driver, "stream")
+    fp.enqueue(Reply(text=TEXT, input_tokens=12, output_tokens=6))
+    assert driver.call(driver.client(fp.url), model=driver.model, stream=stream) == TEXT
+    attrs = _llm_span(capon)
+    inputs = json.loads(str(attrs["gen_ai.input.messages"]))
+    user = [m for m in inputs if m["role"] == "user"]
+    assert user and {"type": "text", "content": PROMPT} in user[-1]["parts"], inputs
+    outputs = json.loads(str(attrs["gen_ai.output.messages"]))
+    assert outputs[0]["role"] == "assistant"
+    assert "".join(p["content"] for p in outputs[0]["parts"] if p["type"] == "text") == TEXT
+    assert isinstance(outputs[0]["finish_reason"], str)
+
+
+def test_nothing_captured_by_default(instrumented: Driver, fp: FakeProvider, cap: Capture) -> None:
+    driver = instrumented
+    fp.enqueue(Reply(text=TEXT, input_tokens=12, output_tokens=6))
+    driver.call(driver.client(fp.url), model=driver.model)
+    assert not set(CONTENT) & set(_llm_span(cap))
+
+
+def test_truncated_and_env(instrumented: Driver, fp: FakeProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    driver = instrumented
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    monkeypatch.setenv("TOKENMETER_CAPTURE_CONTENT_MAX_CHARS", "20")
+    with capture() as c:
+        fp.enqueue(Reply(text=TEXT, input_tokens=12, output_tokens=6))
+        driver.call(driver.client(fp.url), model=driver.model)
+        attrs = _llm_span(c)
+    assert len(str(attrs["gen_ai.input.messages"])) == 20
+    assert len(str(attrs["gen_ai.output.messages"])) == 20
+    assert attrs["tokenmeter.content.truncated"] is True
