@@ -64,3 +64,26 @@ def test_truncated_and_env(instrumented: Driver, fp: FakeProvider, monkeypatch: 
     assert len(str(attrs["gen_ai.input.messages"])) == 20
     assert len(str(attrs["gen_ai.output.messages"])) == 20
     assert attrs["tokenmeter.content.truncated"] is True
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_openai_responses_content(fp: FakeProvider, stream: bool) -> None:
+    openai = pytest.importorskip("openai")
+    import tokenmeter
+
+    with capture(capture_content=True) as c:
+        tokenmeter.instrument("openai")
+        client = openai.OpenAI(base_url=fp.url + "/v1", api_key="x", max_retries=0)
+        fp.enqueue(Reply(text=TEXT, input_tokens=12, output_tokens=6))
+        if stream:
+            events = list(client.responses.create(model="gpt-4o", input="What is the weather?", stream=True))
+            assert events[-1].type == "response.completed"
+        else:
+            assert client.responses.create(model="gpt-4o", input="What is the weather?").output_text == TEXT
+        attrs = _llm_span(c)
+    assert json.loads(str(attrs["gen_ai.input.messages"])) == [
+        {"role": "user", "parts": [{"type": "text", "content": "What is the weather?"}]}
+    ]
+    out = json.loads(str(attrs["gen_ai.output.messages"]))
+    assert out[0]["role"] == "assistant"
+    assert "".join(p["content"] for p in out[0]["parts"] if p["type"] == "text") == TEXT
