@@ -15,6 +15,17 @@ from .checks import require
 from .drivers import PROMPT, Driver
 
 TEXT = "Hello from the fake meter today."
+
+
+@pytest.fixture
+def openai_instrumented() -> Iterator[None]:
+    import tokenmeter
+
+    tokenmeter.instrument("openai")
+    try:
+        yield
+    finally:
+        tokenmeter.uninstrument("openai")
 CONTENT = ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions")
 
 
@@ -67,12 +78,10 @@ def test_truncated_and_env(instrumented: Driver, fp: FakeProvider, monkeypatch: 
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-def test_openai_responses_content(fp: FakeProvider, stream: bool) -> None:
+def test_openai_responses_content(fp: FakeProvider, stream: bool, openai_instrumented: None) -> None:
     openai = pytest.importorskip("openai")
-    import tokenmeter
 
     with capture(capture_content=True) as c:
-        tokenmeter.instrument("openai")
         client = openai.OpenAI(base_url=fp.url + "/v1", api_key="x", max_retries=0)
         fp.enqueue(Reply(text=TEXT, input_tokens=12, output_tokens=6))
         if stream:
@@ -87,3 +96,30 @@ def test_openai_responses_content(fp: FakeProvider, stream: bool) -> None:
     out = json.loads(str(attrs["gen_ai.output.messages"]))
     assert out[0]["role"] == "assistant"
     assert "".join(p["content"] for p in out[0]["parts"] if p["type"] == "text") == TEXT
+
+
+@pytest.mark.parametrize("on", [False, True], ids=["off", "on"])
+def test_stream_text_read_only_when_capturing(
+    fp: FakeProvider, monkeypatch: pytest.MonkeyPatch, on: bool, openai_instrumented: None
+) -> None:
+    """Zero cost when off: the per-chunk content reader is never called."""
+    openai = pytest.importorskip("openai")
+    from tokenmeter.integrations import openai as integration
+
+    seen: list[object] = []
+    original = integration._Chat.stream_text
+
+    def counting(chunk: object) -> str | None:
+        seen.append(chunk)
+        return original(chunk)
+
+    monkeypatch.setattr(integration._Chat, "stream_text", staticmethod(counting))
+    with capture(capture_content=on) as c:
+        client = openai.OpenAI(base_url=fp.url + "/v1", api_key="x", max_retries=0)
+        fp.enqueue(Reply(text=TEXT, input_tokens=12, output_tokens=6))
+        chunks = list(client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}],
+                                                     stream=True))
+        attrs = _llm_span(c)
+    assert chunks
+    assert (len(seen) > 0) is on
+    assert ("gen_ai.output.messages" in attrs) is on
