@@ -84,7 +84,7 @@ class Meter:
 
         # Always built: the per-run guard (workflow(max_tokens=...)) needs it even without budgets;
         # with nothing configured its before() returns at once.
-        self.gate = build_gate(self, options, otel_meter)
+        self.gate = build_gate(self, options, otel_meter, forked=resource is not None)
 
     def _after_fork(self) -> None:
         """In a forked child: start afresh so the child neither reuses nor re-exports the parent's state.
@@ -92,11 +92,20 @@ class Meter:
         Providers tokenmeter built are rebuilt (the parent's copies stay silent: their exporters only
         export in the process that made them) with a ``service.instance.id`` of this process, and so
         are the instruments, the ledger and the budget gate (a new store connection). Providers the
-        application owns are the application's to handle after a fork; then only the ledger restarts
-        (tokenmeter's locks were re-initialised already).
+        application owns are the application's to handle after a fork; then only the ledger and the gate
+        (its store connection) restart (tokenmeter's locks were re-initialised already).
         """
+        # The parent's gate stays referenced, never closed nor collected here: closing an SQLite connection
+        # copied mid-transaction would roll the parent's transaction back under it.
+        _PARENTS_STATE.append((self.gate, list(self._owned)))
         if not self._owned:
+            from ._governance import build_gate
+
             self.ledger = Ledger()
+            # A store connection is never shared with the parent (SQLite forbids it; Redis pools re-dial).
+            self.gate = build_gate(
+                self, self.options, self.meter_provider.get_meter(SCOPE_NAME, _version()), forked=True
+            )
             return
         from ._exporters import child_resource
 
@@ -208,6 +217,7 @@ def _MeterProviderType() -> type:
 
 _ACTIVE: Meter | None = None
 _LOCK = _lifecycle.lock()
+_PARENTS_STATE: list[Any] = []  # in a forked child: what the parent's meter held (see Meter._after_fork)
 
 
 def active() -> Meter | None:

@@ -225,3 +225,45 @@ def test_gunicorn_prefork_workers_export(fake: FakeProvider, sink: OtlpSink, tmp
     for inst, count in served.items():
         assert calls.get(inst) == count, (inst, count, calls)
         assert spans.get(inst) == 2 * count, (inst, count, spans)  # chat + workflow span per request
+
+
+def _sqlite_child(url: str) -> None:
+    client = _client(url)
+    for _ in range(CHILD_CALLS):
+        _chat(client)
+
+
+def test_fork_with_application_providers_and_sqlite_store(fake: FakeProvider, tmp_path: Path) -> None:
+    """Providers the application owns, a shared SQLite budget store, an idle parent (a pre-fork master):
+    children never hang and every child's spend is charged to the one store.
+
+    (A child forked while a parent thread is inside an SQLite transaction cannot open that file: SQLite's
+    per-process lock table is copied mid-transaction. Such children fail open: see README.)
+    """
+    from tokenmeter._governance import open_store
+    from tokenmeter.testing import capture
+
+    store = f"sqlite:///{tmp_path}/budgets.db"
+    budget = tokenmeter.Budget("all", scope={}, limit_tokens=10**9, window="1d")
+    with capture(budgets=[budget], store=store) as cap:
+        tokenmeter.instrument("openai")
+        _chat(_client(fake.url))  # the parent has used the store before forking
+        per_call = cap.counter("tokenmeter.tokens")
+        ctx = multiprocessing.get_context("fork")
+        procs = [ctx.Process(target=_sqlite_child, args=(fake.url,)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(CHILD_TIMEOUT_S)
+            alive = p.is_alive()
+            if alive:
+                p.kill()
+                p.join()
+            assert not alive and p.exitcode == 0
+    reader = open_store(store)
+    now = time.time()
+    try:
+        spent = reader.state(budget.key(now), now).spent_tokens
+    finally:
+        reader.close()
+    assert spent == per_call * (1 + 6 * CHILD_CALLS), (spent, per_call)

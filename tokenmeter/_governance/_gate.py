@@ -54,7 +54,15 @@ class Ticket:
 class Gate:
     """Budgets, policy and the per-run guard of one configured meter."""
 
-    def __init__(self, meter: Any, options: Any, otel_meter: Any, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        meter: Any,
+        options: Any,
+        otel_meter: Any,
+        *,
+        clock: Callable[[], float] = time.time,
+        store: BudgetStore | None = None,
+    ) -> None:
         budgets = tuple(options.budgets)
         names: set[str] = set()
         for budget in budgets:
@@ -74,7 +82,8 @@ class Gate:
         self.on_budget_warning: Callable[[Any], Any] | None = options.on_budget_warning
         self.expected_output_tokens: int = options.expected_output_tokens
         self.clock = clock  # replaceable (tests): windows, leases and the outage cooldown follow it
-        self.store: BudgetStore | None = open_store(options.store) if budgets else None
+        # ``store``: a forked child's stand-in that opens the store at first use (see _reopen)
+        self.store: BudgetStore | None = (store or open_store(options.store)) if budgets else None
         self.lease_s = self.store.lease_s if self.store is not None else 0.0
         self._active = bool(budgets) or self.policy is not None
         self._decisions = _signals.Decisions(meter.instruments)
