@@ -46,6 +46,7 @@ from tokenmeter._streams import AsyncMeteredStream, MeteredStream
 from tokenmeter._wrap import Result, async_wrapper, sync_wrapper
 
 from ._anthropic_usage import MessageEvents, message_result, usage_from_events, usage_from_message
+from ._content_out import anthropic_delta, anthropic_output
 from ._fields import generic_status
 
 __all__ = [
@@ -116,6 +117,9 @@ def provider_of(client: Any) -> str:
 
 class _Messages:
     """``Messages.create`` / ``parse`` (a Message, or raw events with ``stream=True``) and ``stream()``."""
+
+    output_messages = staticmethod(anthropic_output)  # capture_content only
+    stream_text = staticmethod(anthropic_delta)
 
     def __init__(self, *, helper: bool = False) -> None:
         self.helper = helper

@@ -46,6 +46,7 @@ from ._bedrock_bodies import (
     request_facts,
     usage_from_invoke,
 )
+from ._content_out import converse_delta, converse_output, invoke_delta, invoke_output
 from ._fields import field, nonempty
 
 PROVIDER = "aws.bedrock"
@@ -152,6 +153,12 @@ class _Operation:
         if params.get("modelId") != request.model:
             return _with_params(args, kwargs, {**params, "modelId": request.model})
         return args, kwargs
+
+    def output_messages(self, response: Any) -> list[dict[str, Any]]:  # capture_content only
+        return converse_output(response) if self.converse else invoke_output(response)
+
+    def stream_text(self, chunk: Any) -> str | None:  # capture_content only
+        return converse_delta(chunk) if self.converse else invoke_delta(chunk)
 
     def error_type(self, error: BaseException) -> str | None:
         # botocore's ClientError carries the service's error code (ThrottlingException, ValidationException...).

@@ -25,6 +25,7 @@ from tokenmeter._tokens import count_tokens
 from tokenmeter._usage import Usage
 from tokenmeter._wrap import Result, async_wrapper, sync_wrapper
 
+from ._content_out import gemini_delta, gemini_output
 from ._fields import count
 
 PROVIDER = "gcp.gemini"
@@ -157,6 +158,9 @@ def _server(instance: Any) -> tuple[str | None, int | None]:
 
 class _GenerateContent:
     """``(Async)Models._generate_content`` and ``_generate_content_stream``."""
+
+    output_messages = staticmethod(gemini_output)  # capture_content only
+    stream_text = staticmethod(gemini_delta)
 
     def __init__(self, stream: bool) -> None:
         self.stream = stream

@@ -28,6 +28,7 @@ from tokenmeter import Request, Usage
 from tokenmeter._patch import Patcher
 from tokenmeter._wrap import Result, StreamAccumulator, async_wrapper, sync_wrapper
 
+from ._content_out import chat_delta, chat_output
 from ._fields import count, field, nonempty
 from ._openai_streams import ChatStream
 from ._openai_usage import OpenAIRequest, chat_text, combine, read, read_embeddings, settle, text_inputs
@@ -188,6 +189,9 @@ class _Endpoint:
 
 class _Completion(_Endpoint):
     """``litellm.completion`` / ``acompletion``: a ``ModelResponse``, or a ``CustomStreamWrapper``."""
+
+    output_messages = staticmethod(chat_output)  # capture_content only
+    stream_text = staticmethod(chat_delta)
 
     def describe(self, request: LiteLLMRequest, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         messages = kwargs["messages"] if "messages" in kwargs else (args[1] if len(args) > 1 else None)

@@ -33,6 +33,7 @@ from tokenmeter import Request, Usage
 from tokenmeter._patch import Patcher
 from tokenmeter._wrap import Result, StreamAccumulator, async_wrapper, sync_wrapper
 
+from ._content_out import chat_delta, chat_output, responses_delta, responses_output
 from ._fields import field, generic_status, nonempty
 from ._openai_streams import ChatStream, ResponsesStream, aclose_helper, close_helper
 from ._openai_usage import (
@@ -223,6 +224,9 @@ def _inject_enabled() -> bool:
 class _Chat(_Endpoint):
     """``chat.completions.create`` / ``parse``: messages in, choices (or chunks) out."""
 
+    output_messages = staticmethod(chat_output)  # capture_content only
+    stream_text = staticmethod(chat_delta)
+
     def describe(self, request: OpenAIRequest, kwargs: dict[str, Any]) -> None:
         messages = kwargs.get("messages")
         if isinstance(messages, (list, tuple)):  # never consume a caller's iterator
@@ -257,6 +261,9 @@ class _Completions(_Chat):
 
 class _Responses(_Endpoint):
     """``responses.create`` / ``parse``: input items (+ instructions) in, output items or events out."""
+
+    output_messages = staticmethod(responses_output)  # capture_content only
+    stream_text = staticmethod(responses_delta)
 
     def describe(self, request: OpenAIRequest, kwargs: dict[str, Any]) -> None:
         items: list[Any] = []

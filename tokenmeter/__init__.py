@@ -18,7 +18,7 @@ from ._context import Scope, current_scope
 from ._errors import BudgetExceeded, ConfigError, PolicyViolation, TokenmeterError
 from ._governance import Budget, BudgetWarning, Policy
 from ._instrument import instrument, instrumented, uninstrument
-from ._meter import Meter, active, configure, unconfigure
+from ._meter import Meter, active, configure, shutdown, unconfigure
 from ._prices import Cost, PriceBook
 from ._retry import Attempt, attempts
 from ._scopes import agent, attributes, outcome, step, tool, workflow
@@ -56,6 +56,7 @@ __all__ = [
     "instrumented",
     "outcome",
     "record",
+    "shutdown",
     "step",
     "tool",
     "unconfigure",

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from . import _meter, _orphans, _safe
+from . import _content, _meter, _orphans, _safe
 from ._context import Scope, add_scope_attributes, current_scope
 from ._errors import PolicyViolation
 from ._instruments import depth_bucket
@@ -54,6 +54,7 @@ class MeteredCall:
         "endpoint",
         "http_attempts",
         "meter",
+        "output",
         "request",
         "requested_model",
         "reservation",
@@ -74,6 +75,7 @@ class MeteredCall:
         self.http_attempts: list[tuple[int | None, str | None]] | None = None
         # The integration's Endpoint (None for record()); its optional error_type() names SDK errors.
         self.endpoint: Any = None
+        self.output: list[Any] | None = None  # gen_ai.output.messages, only with capture_content
         self._t0 = time.perf_counter()
 
     @property
@@ -110,6 +112,9 @@ class MeteredCall:
         if req.model != self.requested_model:
             attrs["tokenmeter.request.original_model"] = self.requested_model
         add_scope_attributes(self.scope, attrs)
+        options = meter.options
+        if options.capture_content:
+            _content.add_inputs(attrs, req.provider, req.messages, req.prompt, options.capture_content_max_chars)
         if req.attributes:
             attrs.update(req.attributes)
         self.span = meter.tracer.start_span(
@@ -224,6 +229,12 @@ class MeteredCall:
                 attrs["gen_ai.response.id"] = response_id
             if finish_reasons:
                 attrs["gen_ai.response.finish_reasons"] = list(finish_reasons)
+            if self.output is not None:
+                attrs["gen_ai.output.messages"], cut = _content.attribute(
+                    self.output, self.meter.options.capture_content_max_chars
+                )
+                if cut:
+                    attrs["tokenmeter.content.truncated"] = True
             if usage is not None:
                 attrs["gen_ai.usage.input_tokens"] = usage.input_total
                 attrs["gen_ai.usage.output_tokens"] = usage.output_total

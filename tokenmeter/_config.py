@@ -28,6 +28,7 @@ class Options:
     prices: Mapping[str, Any] | str | Path | None = None
     tiers: Mapping[str, str] = field(default_factory=dict)
     capture_content: bool = False
+    capture_content_max_chars: int = 16384
     cardinality_limit: int = 100
     max_attribute_sets: int = 2000
     metric_attributes: tuple[str, ...] = ()
@@ -43,6 +44,7 @@ class Options:
     fail_open: bool = True
     on_budget_warning: Any = None
     expected_output_tokens: int = 512
+    shutdown_timeout_ms: int = 5000
     disabled: bool = False
     ledger: str | None = "default"
     ledger_flush_interval: float = 1.0
@@ -58,6 +60,7 @@ _ENV: dict[str, str] = {
     "prices": "TOKENMETER_PRICES",
     "tiers": "TOKENMETER_TIERS",
     "capture_content": "TOKENMETER_CAPTURE_CONTENT",
+    "capture_content_max_chars": "TOKENMETER_CAPTURE_CONTENT_MAX_CHARS",
     "cardinality_limit": "TOKENMETER_CARDINALITY_LIMIT",
     "max_attribute_sets": "TOKENMETER_MAX_ATTRIBUTE_SETS",
     "metric_attributes": "TOKENMETER_METRIC_ATTRIBUTES",
@@ -68,6 +71,7 @@ _ENV: dict[str, str] = {
     "store": "TOKENMETER_STORE",
     "fail_open": "TOKENMETER_FAIL_OPEN",
     "expected_output_tokens": "TOKENMETER_EXPECTED_OUTPUT_TOKENS",
+    "shutdown_timeout_ms": "TOKENMETER_SHUTDOWN_TIMEOUT_MS",
     "disabled": "TOKENMETER_DISABLED",
     "ledger": "TOKENMETER_LEDGER",
     "ledger_flush_interval": "TOKENMETER_LEDGER_FLUSH_INTERVAL",
@@ -89,7 +93,9 @@ def _bool(name: str, value: Any) -> bool:
 def _int(name: str, value: Any, minimum: int) -> int:
     try:
         result = int(value)
-    except (TypeError, ValueError):
+        if isinstance(value, float) and value != result:
+            raise ValueError(value)  # 1.5 is not silently 1
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value!r}") from None
     if isinstance(value, bool) or result < minimum:
         raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value!r}")
@@ -122,6 +128,35 @@ def _names(name: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _url(name: str, value: Any, example: str) -> None:
+    """An OTLP endpoint: ``http(s)://host[:port][/path]`` with a numeric port in range."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value) if isinstance(value, str) else None
+        ok = parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
+        if ok and parts is not None:
+            parts.port  # noqa: B018 - raises ValueError on a non-numeric or out-of-range port
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ConfigError(f"{name} must be a URL such as {example} (scheme http or https, a host, a numeric "
+                          f"port), got {value!r}")
+
+
+def _provider(name: str, value: Any, method: str) -> None:
+    if value is not None and not callable(getattr(value, method, None)):
+        raise ConfigError(f"{name} must be an OpenTelemetry {name.replace('_', ' ').title().replace(' ', '')} "
+                          f"(with a {method}() method), got {value!r}")
+
+
+def _paths(files: Mapping[str, str]) -> None:
+    for encoding, path in files.items():
+        if not os.path.isfile(path):
+            raise ConfigError(f"tiktoken_files: the {encoding} file {path!r} does not exist; give the path of a "
+                              f"{encoding}.tiktoken file, or drop the entry (the bundled copy is used)")
+
+
 def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Options:
     """Merge keyword arguments with the environment and validate everything once."""
     env = os.environ if environ is None else environ
@@ -137,6 +172,12 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
     for key, var in _ENV.items():
         if key not in raw and env.get(var) not in (None, ""):
             raw[key] = env[var]
+    if "capture_content" not in raw:
+        from ._content import ENV, env_enabled
+
+        conventions = env_enabled(env.get(ENV))
+        if conventions is not None:
+            raw["capture_content"] = conventions
     if "disabled" not in raw and env.get("OTEL_SDK_DISABLED", "").lower() == "true":
         raw["disabled"] = True
     if "service_name" not in raw:
@@ -147,6 +188,10 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
         otel = env.get("OTEL_TRACES_EXPORTER", "").split(",")[0].strip().lower()
         if otel in EXPORTERS:
             raw["exporter"] = otel
+        elif otel:
+            raise ConfigError(f"OTEL_TRACES_EXPORTER={env['OTEL_TRACES_EXPORTER']!r} is not supported by tokenmeter: "
+                              f"use one of {', '.join(EXPORTERS)} (jaeger and zipkin accept OTLP: point "
+                              "OTEL_EXPORTER_OTLP_ENDPOINT at their OTLP port), or pass exporter= to configure()")
         elif raw.get("endpoint") or any(
             env.get(f"OTEL_EXPORTER_OTLP_{signal}ENDPOINT") for signal in ("", "TRACES_", "METRICS_")
         ):
@@ -164,8 +209,15 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
             f"protocol (OTEL_EXPORTER_OTLP_PROTOCOL) must be http/protobuf or grpc, got {raw['protocol']!r}"
         )
     endpoint = raw.get("endpoint")
-    if endpoint is not None and (not isinstance(endpoint, str) or "://" not in endpoint):
-        raise ConfigError(f"endpoint must be a URL such as http://127.0.0.1:4318, got {endpoint!r}")
+    if endpoint is not None:
+        _url("endpoint", endpoint, "http://127.0.0.1:4318")
+    if "endpoint" not in raw and raw["exporter"] == "otlp":
+        for var in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"):
+            if env.get(var):
+                _url(var, env[var], "http://127.0.0.1:4318")
+    _provider("tracer_provider", raw.get("tracer_provider"), "get_tracer")
+    _provider("meter_provider", raw.get("meter_provider"), "get_meter")
     for key in ("capture_content", "instrument_threads", "inject_stream_usage", "fail_open", "disabled"):
         if key in raw:
             raw[key] = _bool(key, raw[key])
@@ -175,12 +227,20 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
         raw["max_attribute_sets"] = _int("max_attribute_sets", raw["max_attribute_sets"], 1)
     if "expected_output_tokens" in raw:
         raw["expected_output_tokens"] = _int("expected_output_tokens", raw["expected_output_tokens"], 0)
+    if "capture_content_max_chars" in raw:
+        raw["capture_content_max_chars"] = _int("capture_content_max_chars", raw["capture_content_max_chars"], 1)
+    if "shutdown_timeout_ms" in raw:
+        raw["shutdown_timeout_ms"] = _int("shutdown_timeout_ms", raw["shutdown_timeout_ms"], 0)
     if "metric_export_interval_ms" in raw:
         raw["metric_export_interval_ms"] = _int("metric_export_interval_ms", raw["metric_export_interval_ms"], 1)
     if "tiers" in raw:
         raw["tiers"] = _pairs("tiers", raw["tiers"])
     if "tiktoken_files" in raw:
         raw["tiktoken_files"] = _pairs("tiktoken_files", raw["tiktoken_files"])
+        _paths(raw["tiktoken_files"])
+    cache_dir = raw.get("tiktoken_cache_dir")
+    if cache_dir is not None and not os.path.isdir(str(cache_dir)):
+        raise ConfigError(f"tiktoken_cache_dir {cache_dir!r} is not a directory; create it or drop the option")
     if "metric_attributes" in raw:
         raw["metric_attributes"] = _names("metric_attributes", raw["metric_attributes"])
     if "service_name" in raw and not isinstance(raw["service_name"], str):
@@ -188,13 +248,18 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
     address = raw.get("prometheus_address")
     if address is not None:
         _host, sep, port = str(address).rpartition(":")
-        if not sep or not port.isdigit():
-            raise ConfigError(f"prometheus_address must be 'host:port' such as 127.0.0.1:9464, got {address!r}")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"prometheus_address must be 'host:port' with a port 1-65535, such as 127.0.0.1:9464, "
+                              f"got {address!r}")
     store = raw.get("store", "memory")
     if not isinstance(store, str) or not (
         store == "memory" or store.startswith("sqlite:///") or store.startswith(("redis://", "rediss://"))
     ):
         raise ConfigError(f"store must be 'memory', 'sqlite:///path' or 'redis://host:port/db', got {store!r}")
+    if store != "memory":
+        from ._governance._stores import check_url
+
+        check_url(store)  # parameters and Redis database, without opening anything
     _ledger_options(raw)
     if "budgets" in raw:
         budgets = raw["budgets"]

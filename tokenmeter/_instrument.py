@@ -5,10 +5,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
-import threading
 from typing import Any
 
-from . import _transport
+from . import _lifecycle, _transport
 from ._errors import ConfigError
 
 _log = logging.getLogger("tokenmeter")
@@ -22,7 +21,7 @@ INTEGRATIONS: dict[str, tuple[str, str, str]] = {
     "litellm": ("tokenmeter.integrations.litellm", "litellm", "litellm"),
 }
 
-_lock = threading.Lock()
+_lock = _lifecycle.lock()
 _active: set[str] = set()
 
 

@@ -7,7 +7,6 @@ SDK's own ``add``/``record``.
 
 from __future__ import annotations
 
-import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -16,6 +15,7 @@ from typing import Any
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.metrics import Meter as OtelMeter
 
+from . import _lifecycle
 from ._usage import TOKEN_CLASSES
 
 OTHER = "_other"
@@ -56,7 +56,7 @@ class CardinalityLimiter:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._seen: dict[str, set[Any]] = {}
-        self._lock = threading.Lock()
+        self._lock = _lifecycle.lock()
 
     def fold(self, key: str, value: Any) -> Any:
         """``value`` if it is known or there is room for it, else ``"_other"``."""
@@ -157,8 +157,8 @@ class Instruments:
         self._cache: dict[tuple[Any, ...], CallAttributes] = {}
         self._by_attributes: dict[frozenset[tuple[str, Any]], CallAttributes] = {}
         self._decisions: dict[frozenset[tuple[str, Any]], list[Any]] = {}
-        self._lock = threading.Lock()
-        self.register_lock = threading.Lock()
+        self._lock = _lifecycle.lock()
+        self.register_lock = _lifecycle.lock()
 
     def call_attributes(self, key: tuple[Any, ...]) -> CallAttributes:
         """Attribute sets for the dimension values ``key`` (ordered as ``CALL_DIMENSIONS`` + extras)."""

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
 
-from . import _orphans, _safe
+from . import _lifecycle, _orphans, _safe
 from ._config import Options, resolve_options
 from ._errors import ConfigError
 from ._instruments import instruments_for
@@ -40,7 +39,35 @@ class Meter:
         self.prices = PriceBook(options.prices)
         self.tiers = TierResolver(options.tiers, self.prices.input_price_mtok)
         self.tokenizer = Tokenizer(options.tiktoken_cache_dir, options.tiktoken_files)
-        self.tracer_provider, self.meter_provider = self._providers(options)
+        self._check_downgrades(options)
+        self._build(options)
+
+    def _check_downgrades(self, options: Options) -> None:
+        """A downgrade must name a model tokenmeter can price or that ``tiers`` declares (never sent blind)."""
+        import fnmatch
+
+        policy = options.policy
+        mapped = dict(getattr(policy, "downgrade", None) or {})
+        for budget in options.budgets:
+            if getattr(budget, "action", None) != "downgrade":
+                continue
+            target = budget.downgrade_to
+            if target is None and not mapped:
+                raise ConfigError(f"Budget {budget.name!r}: action='downgrade' needs a target: give downgrade_to="
+                                  "'<cheaper model>' or a Policy(downgrade={...}) map")
+        targets = [(f"Budget {b.name!r}: downgrade_to", b.downgrade_to) for b in options.budgets
+                   if getattr(b, "downgrade_to", None)]
+        targets += [(f"Policy: downgrade[{k!r}]", v) for k, v in mapped.items()]
+        for where, model in targets:
+            declared = any(fnmatch.fnmatchcase(model, glob) for glob in options.tiers)
+            if not declared and self.prices.input_price_mtok("", model) is None:
+                raise ConfigError(f"{where}={model!r} is neither priced nor declared: check the model name, add "
+                                  f"its price (configure(prices={{{model!r}: {{...}}}})) or its tier "
+                                  f"(configure(tiers={{{model!r}: 'economy'}}))")
+
+    def _build(self, options: Options, *, resource: Any = None) -> None:
+        """The per-process part: providers (if tokenmeter owns them), instruments, ledger and gate."""
+        self.tracer_provider, self.meter_provider = self._providers(options, resource)
         version = _version()
         self.tracer = self.tracer_provider.get_tracer(SCOPE_NAME, version)
         otel_meter = self.meter_provider.get_meter(SCOPE_NAME, version)
@@ -56,10 +83,38 @@ class Meter:
 
         # Always built: the per-run guard (workflow(max_tokens=...)) needs it even without budgets;
         # with nothing configured its before() returns at once.
-        self.gate = build_gate(self, options, otel_meter)
+        self.gate = build_gate(self, options, otel_meter, forked=resource is not None)
+
+    def _after_fork(self) -> None:
+        """In a forked child: start afresh so the child neither reuses nor re-exports the parent's state.
+
+        Providers tokenmeter built are rebuilt (the parent's copies stay silent: their exporters only
+        export in the process that made them) with a ``service.instance.id`` of this process, and so
+        are the instruments, the ledger and the budget gate (a new store connection). Providers the
+        application owns are the application's to handle after a fork; then only the ledger and the gate
+        (its store connection) restart (tokenmeter's locks were re-initialised already).
+        """
+        # The parent's gate stays referenced, never closed nor collected here: closing an SQLite connection
+        # copied mid-transaction would roll the parent's transaction back under it.
+        _PARENTS_STATE.append((self.gate, list(self._owned)))
+        if not self._owned:
+            from ._governance import build_gate
+
+            self.ledger = _build_ledger(self.options)
+            # A store connection is never shared with the parent (SQLite forbids it; Redis pools re-dial).
+            self.gate = build_gate(
+                self, self.options, self.meter_provider.get_meter(SCOPE_NAME, _version()), forked=True
+            )
+            return
+        from ._exporters import child_resource
+
+        owned = self._owned[0]
+        parent = getattr(owned, "resource", None) or owned._sdk_config.resource  # tracer / meter provider
+        self._owned = []  # the parent's: never flushed nor shut down from here
+        self._build(self.options, resource=child_resource(parent))
 
     # -- providers -----------------------------------------------------------------------------
-    def _providers(self, options: Options) -> tuple[Any, Any]:
+    def _providers(self, options: Options, resource: Any = None) -> tuple[Any, Any]:
         tp = options.tracer_provider
         mp = options.meter_provider
         if tp is None:
@@ -82,12 +137,14 @@ class Meter:
             return tp, mp
         from ._exporters import build_meter_provider, build_tracer_provider
 
+        forked = resource is not None
+
         try:
             if tp is None:
-                tp = build_tracer_provider(options)
+                tp = build_tracer_provider(options, resource)
                 self._owned.append(tp)
             if mp is None:
-                mp = build_meter_provider(options)
+                mp = build_meter_provider(options, resource, serve_prometheus=not forked)
                 self._owned.append(mp)
         except BaseException:
             self.shutdown()  # what was built so far (e.g. a port already in use for Prometheus)
@@ -96,7 +153,14 @@ class Meter:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def force_flush(self, timeout_millis: int = 10_000) -> bool:
-        """Export everything recorded so far (spans, metrics, the ledger). Returns False on timeout or error."""
+        """Export everything recorded so far (spans and metrics) within ``timeout_millis``.
+
+        Returns False when the exporters did not finish in time (e.g. the collector is down) or failed;
+        the export goes on in the background and the caller is not held longer than the timeout.
+        """
+        return _lifecycle.run_bounded(f"flush-{id(self):x}", self._flush_now, timeout_millis)
+
+    def _flush_now(self, timeout_millis: int) -> bool:
         _orphans.drain()
         ok = True
         try:
@@ -114,25 +178,42 @@ class Meter:
                     ok = False
         return ok
 
-    def shutdown(self) -> None:
-        """Flush and stop what this meter created (never the application's own providers)."""
+    def shutdown(self, timeout_millis: int | None = None) -> bool:
+        """Flush and stop what this meter created (never the application's own providers).
+
+        Bounded by ``timeout_millis`` (default ``configure(shutdown_timeout_ms=...)``); returns False
+        when that was not enough.
+        """
+        budget = self.options.shutdown_timeout_ms if timeout_millis is None else timeout_millis
+        return _lifecycle.run_bounded(f"shutdown-{id(self):x}", self._shutdown_now, budget)
+
+    def _shutdown_now(self, timeout_millis: int) -> bool:
+        ok = True
         ledger = getattr(self, "ledger", None)
         if ledger is not None:
             try:
                 ledger.close()
             except Exception:
+                ok = False
                 _safe.log_once("ledger.close", "tokenmeter: closing the ledger failed")
         if self.gate is not None:
             try:
                 self.gate.close()
             except Exception:
+                ok = False
                 _safe.log_once("gate.close", "tokenmeter: closing the budget store failed")
-        for provider in self._owned:
+        _orphans.drain()
+        owned, self._owned = list(self._owned), []
+        for provider in owned:
             try:
-                provider.shutdown()
+                if hasattr(provider, "get_meter"):  # the SDK MeterProvider takes a timeout
+                    provider.shutdown(timeout_millis=timeout_millis)
+                else:
+                    provider.shutdown()
             except Exception:
+                ok = False
                 _safe.log_once("shutdown", "tokenmeter: shutting a provider down failed")
-        self._owned.clear()
+        return ok
 
     def report(self) -> str:
         """A plain-text FinOps report of everything metered in this process (see ``tokenmeter report``)."""
@@ -163,8 +244,15 @@ def _build_ledger(options: Options) -> Any:
     )
 
 
+def _MeterProviderType() -> type:
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    return MeterProvider
+
+
 _ACTIVE: Meter | None = None
-_LOCK = threading.Lock()
+_LOCK = _lifecycle.lock()
+_PARENTS_STATE: list[Any] = []  # in a forked child: what the parent's meter held (see Meter._after_fork)
 
 
 def active() -> Meter | None:
@@ -206,6 +294,7 @@ def configure(**options: Any) -> Meter:
       the process is killed); ``ledger_queue_size`` (default 65536 events before folding in memory);
       ``ledger_retention_days`` (hourly rows, default 400; daily and monthly rows stay) and
       ``ledger_run_retention_days`` (per-run rows, default 90).
+    * ``shutdown_timeout_ms`` -- the most :func:`shutdown` (and the exit hook) may take (default 5000).
     * ``disabled`` -- configure nothing (also ``OTEL_SDK_DISABLED=true``).
 
     Raises :class:`ConfigError` naming the option to fix. Never raises afterwards.
@@ -229,6 +318,8 @@ def configure(**options: Any) -> Meter:
             raise ConfigError(f"a package needed by this configuration is missing: {exc}") from exc
         set_default_tokenizer(meter.tokenizer)
         _orphans.start_reaper()
+        _lifecycle.set_timeout_ms(resolved.shutdown_timeout_ms)
+        _lifecycle.hook_multiprocessing()
         from ._threads import instrument_executors, uninstrument_executors
 
         if resolved.instrument_threads:
@@ -259,3 +350,47 @@ def unconfigure() -> None:
     from ._threads import uninstrument_executors
 
     uninstrument_executors()
+
+
+def shutdown(timeout_millis: int | None = None) -> bool:
+    """Flush and shut down everything tokenmeter runs, within ``timeout_millis``; then it is a no-op.
+
+    Covers the meter's exporters and budget store and every other registered component (the FinOps
+    ledger writer...). Bounded by ``timeout_millis`` (default ``configure(shutdown_timeout_ms=...)``,
+    5 s): returns False when something did not finish in time (an unreachable collector) instead of
+    holding the process. It runs by itself at interpreter exit and in ``multiprocessing`` children;
+    call it from a pre-fork server's worker-exit hook and before ``os._exit`` in a bare ``os.fork()`` child.
+    """
+    return _lifecycle.shutdown(timeout_millis)
+
+
+def _flush_hook(timeout_millis: int) -> bool:
+    meter = _ACTIVE
+    return True if meter is None else meter._flush_now(timeout_millis)
+
+
+def _shutdown_hook(timeout_millis: int) -> bool:
+    global _ACTIVE
+    with _LOCK:
+        meter, _ACTIVE = _ACTIVE, None
+    if meter is None:
+        return True
+    ok = meter._flush_now(timeout_millis)
+    return meter._shutdown_now(timeout_millis) and ok
+
+
+def _after_fork_hook() -> None:
+    global _ACTIVE
+    meter = _ACTIVE
+    if meter is None:
+        return
+    try:
+        meter._after_fork()
+    except Exception:
+        _ACTIVE = None
+        _safe.log_once("fork", "tokenmeter: rebuilding the meter in a forked child failed; the child is not metered")
+
+
+_lifecycle.register(
+    "meter", _lifecycle.Hooks(after_fork=_after_fork_hook, flush=_flush_hook, shutdown=_shutdown_hook)
+)

@@ -12,6 +12,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from . import _lifecycle
+
 _QUEUE: deque[Callable[[], None]] = deque()
 _reaper: threading.Thread | None = None
 _PERIOD_S = 1.0
@@ -22,7 +24,7 @@ def abandon(finish: Callable[[], None]) -> None:
     _QUEUE.append(finish)
 
 
-_DRAINING = threading.RLock()  # whoever drains waits for a drain under way elsewhere to complete
+_DRAINING = _lifecycle.rlock()  # whoever drains waits for a drain under way elsewhere to complete
 
 
 def drain() -> None:
@@ -49,3 +51,15 @@ def start_reaper() -> None:
     if _reaper is None or not _reaper.is_alive():
         _reaper = threading.Thread(target=_reap, name="tokenmeter-stream-reaper", daemon=True)
         _reaper.start()
+
+
+def _after_fork() -> None:
+    """In a forked child: the queued finalizers are the parent's calls (never counted twice); restart."""
+    global _reaper
+    _QUEUE.clear()
+    if _reaper is not None:
+        _reaper = None
+        start_reaper()
+
+
+_lifecycle.register("stream-reaper", _lifecycle.Hooks(after_fork=_after_fork))

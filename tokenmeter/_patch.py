@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import sys
-import threading
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
 import wrapt
 
-from . import _safe
+from . import _lifecycle, _safe
 
 
 class Patcher:
@@ -26,7 +25,7 @@ class Patcher:
         self._wanted = False
         self._hooked: set[str] = set()
         # Re-entrant: wrapt calls the hook synchronously, inside apply(), for an already-imported module.
-        self._lock = threading.RLock()
+        self._lock = _lifecycle.rlock()
 
     def add(self, module: str, path: str, wrapper: Callable[..., Any]) -> None:
         """Register ``module``'s attribute ``path`` (dotted, e.g. ``Class.method``) for wrapping."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,6 +11,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from . import _lifecycle
 from ._errors import ConfigError
 from ._usage import TOKEN_CLASSES, Usage, class_counts
 
@@ -225,7 +225,7 @@ class PriceBook:
         self._use_table = use_table
         self._table_source = f"table:genai-prices@{_table_version()}"
         self._cache: dict[tuple[str, str], _Rates | None] = {}
-        self._lock = threading.Lock()
+        self._lock = _lifecycle.lock()
 
     @property
     def table_source(self) -> str:

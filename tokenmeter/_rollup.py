@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from decimal import Decimal
 
+from . import _lifecycle
 from ._usage import Usage, class_counts
 
-_LOCK = threading.Lock()
+_LOCK = _lifecycle.lock()
 
 
 class Node:

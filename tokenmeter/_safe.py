@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-import threading
+
+from . import _lifecycle
 
 _log = logging.getLogger("tokenmeter")
 _seen: set[str] = set()
-_lock = threading.Lock()
+_lock = _lifecycle.lock()
 
 
 def log_once(site: str, message: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import wrapt
 
-from . import _orphans, _safe
+from . import _content, _orphans, _safe
 from ._call import MeteredCall
 from ._context import CURRENT_CALL
 from ._wrap import Result, StreamAccumulator
@@ -21,14 +21,25 @@ from ._wrap import Result, StreamAccumulator
 class _Finalizer:
     """Shared once-only end of a metered stream."""
 
-    __slots__ = ("acc", "call", "done")
+    __slots__ = ("acc", "call", "done", "text_of", "texts")
 
     def __init__(self, call: MeteredCall, acc: StreamAccumulator) -> None:
         self.call = call
         self.acc = acc
         self.done = False
+        # capture_content only: the endpoint's stream_text(chunk) pieces; None (no per-chunk work) otherwise
+        self.text_of = getattr(call.endpoint, "stream_text", None) if call.meter.options.capture_content else None
+        self.texts: list[str] | None = None if self.text_of is None else []
 
     def see(self, chunk: Any) -> bool:
+        texts = self.texts
+        if texts is not None:
+            try:
+                text = self.text_of(chunk)  # type: ignore[misc]
+                if text:
+                    texts.append(text)
+            except Exception:
+                _safe.log_once("stream.content", "tokenmeter: capturing stream content failed")
         try:
             return self.acc.on_chunk(chunk)
         except Exception:
@@ -50,6 +61,8 @@ class _Finalizer:
         except Exception:
             _safe.log_once("stream.result", "tokenmeter: reading stream usage failed")
             result = Result(None)
+        if self.texts is not None:
+            self.call.output = _content.output_text(self.texts, result.finish_reasons)
         if error is not None:
             self.call.fail(error, result.usage)
         else:

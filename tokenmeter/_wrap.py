@@ -62,6 +62,9 @@ class Endpoint(Protocol):
     # Optional: ``error_type(self, error: BaseException) -> str | None`` names the SDK's error for
     # ``error.type`` (an HTTP status of a generic status error, a service error code); ``None`` or no
     # such method: the exception's class name.
+    # Optional, used only with capture_content: ``output_messages(self, response) -> list[dict] | None``
+    # (the response's messages in the GenAI conventions' shape, see ``_content``) and
+    # ``stream_text(self, chunk) -> str | None`` (the text one stream chunk adds).
 
 
 def open_call(
@@ -100,6 +103,8 @@ def finish_call(endpoint: Endpoint, call: MeteredCall, response: Any, is_async: 
         call.stop(None)
         return response
     if isinstance(outcome, Result):
+        if call.meter.options.capture_content:
+            capture_output(endpoint, call, response, outcome)
         call.stop(
             outcome.usage,
             response_model=outcome.response_model,
@@ -118,6 +123,22 @@ def finish_call(endpoint: Endpoint, call: MeteredCall, response: Any, is_async: 
         _safe.log_once("stream.wrap", "tokenmeter: wrapping a stream failed")
         call.stop(None)
         return response
+
+
+def capture_output(endpoint: Endpoint, call: MeteredCall, response: Any, outcome: Result) -> None:
+    """``gen_ai.output.messages`` of a whole response, from the endpoint's optional ``output_messages``."""
+    read = getattr(endpoint, "output_messages", None)
+    if read is None:
+        return
+    try:
+        messages = read(response)
+        if messages:
+            reasons = list(outcome.finish_reasons or ())
+            for i, msg in enumerate(messages):
+                msg.setdefault("finish_reason", reasons[i] if i < len(reasons) else (reasons[0] if reasons else ""))
+            call.output = messages
+    except Exception:
+        _safe.log_once(f"content:{type(endpoint).__name__}", "tokenmeter: capturing response content failed")
 
 
 Finish = Callable[[Endpoint, MeteredCall, Any, bool], Any]

@@ -87,6 +87,15 @@ def _budgets_command(args: argparse.Namespace) -> int:
     if not path:
         print("tokenmeter budgets: give --budgets FILE (.toml or .json) or set TOKENMETER_BUDGETS", file=sys.stderr)
         return 2
+    if store_url.startswith("sqlite:"):
+        from ._governance._stores import sqlite_path
+
+        db = sqlite_path(store_url)
+        if db is not None and not os.path.isfile(db):
+            # A read-only command never creates a store: a mistyped path would print an empty budget.
+            print(f"tokenmeter budgets: no SQLite budget store at {db} (check the path; it is created by the "
+                  "metered process's configure(store=...))", file=sys.stderr)
+            return 2
     if store_url == "memory":
         print("tokenmeter budgets: the memory store lives inside the metered process; give --store "
               "sqlite:///path or redis://host:port/db (or set TOKENMETER_STORE)", file=sys.stderr)
@@ -109,9 +118,16 @@ def _budgets_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from ._meter import _version as version
+
+    return version()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tokenmeter`` console script; returns the exit status."""
     parser = argparse.ArgumentParser(prog="tokenmeter", description="tokenmeter command line")
+    parser.add_argument("--version", action="version", version=f"tokenmeter {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     budgets = commands.add_parser("budgets", help="print each budget's window, spend, reservations and utilization")
     budgets.add_argument("--store", help="budget store URL (default: $TOKENMETER_STORE)")

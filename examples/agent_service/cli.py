@@ -95,7 +95,7 @@ def _demo(runs: int, seed: int, base_url: str | None, model: str | None, api_key
             tokenmeter_cli(argv)
         print(file=out)
         _say(out, "Next: the same numbers as metrics and traces, in Prometheus, Grafana and a trace UI: see the "
-                  "README, 'Dashboards and alerts'.")
+                  "README, 'Dashboards, alerts and backends'.")
         return result
     finally:
         tokenmeter.unconfigure()

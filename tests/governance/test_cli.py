@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tokenmeter import Usage
+from tokenmeter._governance import open_store
 from tokenmeter.cli import main
 from tokenmeter.testing import capture
 
@@ -94,9 +95,10 @@ def test_budgets_explains_what_is_missing(tmp_path: Path, capsys: pytest.Capture
 def test_the_module_runs_as_a_command(tmp_path: Path) -> None:
     budgets_file = tmp_path / "b.json"
     budgets_file.write_text(json.dumps([{"name": "a", "limit_tokens": 1, "window": "1h"}]))
+    store = f"sqlite://{tmp_path / 'x.db'}"
+    open_store(store).close()  # the metered process creates the store; the read-only command never does
     done = subprocess.run(
-        [sys.executable, "-m", "tokenmeter.cli", "budgets", "--budgets", str(budgets_file),
-         "--store", f"sqlite://{tmp_path / 'x.db'}"],
+        [sys.executable, "-m", "tokenmeter.cli", "budgets", "--budgets", str(budgets_file), "--store", store],
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert done.returncode == 0, done.stderr

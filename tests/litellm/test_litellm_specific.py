@@ -197,3 +197,20 @@ def test_uninstrument_restores_the_module_functions() -> None:
     assert litellm.acompletion is litellm.main.acompletion
     tokenmeter.instrument("litellm")
     assert litellm.completion is not litellm.main.completion
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_capture_content(fp: FakeProvider, stream: bool) -> None:
+    import json
+
+    with capture(capture_content=True) as cap:
+        fp.enqueue(REPLY)
+        result = litellm.completion(model="openai/gpt-4o", messages=MESSAGES, stream=stream, **OPENAI.client(fp.url))
+        text = "".join(c.choices[0].delta.content or "" for c in result if c.choices) if stream else \
+            result.choices[0].message.content
+        spans = [s for s in cap.spans if (s.attributes or {}).get("gen_ai.request.model") == "gpt-4o"]
+        attrs = dict(spans[-1].attributes or {})
+    inputs = json.loads(str(attrs["gen_ai.input.messages"]))
+    assert inputs[-1]["role"] == "user" and inputs[-1]["parts"][0]["type"] == "text"
+    out = json.loads(str(attrs["gen_ai.output.messages"]))
+    assert "".join(p["content"] for p in out[0]["parts"] if p["type"] == "text") == text

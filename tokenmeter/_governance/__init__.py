@@ -34,8 +34,15 @@ from ._policy import Policy
 from ._stores import BudgetStore, StoreUnavailable, open_store
 
 
-def build_gate(meter: Any, options: Any, otel_meter: Any) -> Gate:
-    """The gate of ``meter``: cheap (a few attribute reads per call) when nothing is configured."""
+def build_gate(meter: Any, options: Any, otel_meter: Any, *, forked: bool = False) -> Gate:
+    """The gate of ``meter``: cheap (a few attribute reads per call) when nothing is configured.
+
+    ``forked``: in a forked child, where the store is opened at its first use, not now (see ``_reopen``).
+    """
+    if forked and options.budgets:
+        from ._reopen import ReopenedStore
+
+        return Gate(meter, options, otel_meter, store=ReopenedStore(options.store))
     return Gate(meter, options, otel_meter)
 
 

@@ -54,7 +54,15 @@ class Ticket:
 class Gate:
     """Budgets, policy and the per-run guard of one configured meter."""
 
-    def __init__(self, meter: Any, options: Any, otel_meter: Any, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        meter: Any,
+        options: Any,
+        otel_meter: Any,
+        *,
+        clock: Callable[[], float] = time.time,
+        store: BudgetStore | None = None,
+    ) -> None:
         budgets = tuple(options.budgets)
         names: set[str] = set()
         for budget in budgets:
@@ -74,12 +82,19 @@ class Gate:
         self.on_budget_warning: Callable[[Any], Any] | None = options.on_budget_warning
         self.expected_output_tokens: int = options.expected_output_tokens
         self.clock = clock  # replaceable (tests): windows, leases and the outage cooldown follow it
-        self.store: BudgetStore | None = open_store(options.store) if budgets else None
+        # ``store``: a forked child's stand-in that opens the store at first use (see _reopen)
+        self.store: BudgetStore | None = (store or open_store(options.store)) if budgets else None
         self.lease_s = self.store.lease_s if self.store is not None else 0.0
         self._active = bool(budgets) or self.policy is not None
         self._decisions = _signals.Decisions(meter.instruments)
         self._runs = RunGuard()
         self._down_until: float | None = None
+        # How each pre-call reservation counted its input: an exact tokenizer, or a heuristic estimate.
+        self._estimates = otel_meter.create_counter(
+            "tokenmeter.budget.estimates",
+            unit="{call}",
+            description="Pre-call budget estimates, by whether the input tokens were counted exactly.",
+        )
         if self.store is not None:
             _signals.register_gauge(meter.instruments, budgets, self.store, lambda: self.clock())
 
@@ -261,7 +276,10 @@ class Gate:
         req = call.request
         meter = self.meter
         text = req.messages if req.messages is not None else req.prompt
-        n_in = int(meter.tokenizer.count(text, req.model)) if text else 0
+        counted = meter.tokenizer.count(text, req.model) if text else None
+        n_in = int(counted) if counted is not None else 0
+        self._estimates.add(1, {"gen_ai.provider.name": req.provider,
+                                "tokenmeter.estimate.exact": counted is not None and not counted.estimated})
         if req.operation == "embeddings":
             n_out = 0
         else:

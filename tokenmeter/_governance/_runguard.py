@@ -8,9 +8,9 @@ admission rule is the budgets' one: at most exactly the limit, nothing once it i
 
 from __future__ import annotations
 
-import threading
 from decimal import Decimal
 
+from .. import _lifecycle
 from .._context import Run
 from ._stores import to_nano
 
@@ -19,7 +19,7 @@ class RunGuard:
     """In-flight estimates per run id (entries disappear when a run has nothing in flight)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = _lifecycle.lock()
         self._in_flight: dict[str, list[int]] = {}  # run id -> [tokens, nano-USD, calls]
 
     def reserve(self, run: Run, tokens: int, usd: int | None) -> str | None:

@@ -8,6 +8,7 @@ thread (default 2). Example: ``sqlite:////var/lib/app/budgets.db?timeout_s=0.5``
 
 from __future__ import annotations
 
+import os
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..._errors import ConfigError
@@ -43,9 +44,40 @@ def _split(url: str) -> tuple[str, str, float, float]:
                 lease_s = number
             else:
                 timeout_s = number
-        else:
+        elif parts.scheme.startswith("redis") and key in _redis_parameters():
             kept.append((key, value))
+        else:
+            redis = sorted(_redis_parameters()) if parts.scheme.startswith("redis") else []
+            allowed = ["lease_s", "timeout_s", *redis]
+            raise ConfigError(f"store: unknown URL parameter {key!r} in {url!r}; tokenmeter understands "
+                              f"{', '.join(allowed)} (e.g. ?timeout_s=0.5)")
+    if parts.scheme.startswith("redis"):
+        db = parts.path.strip("/")
+        if db and not (db.isdigit() and int(db) < 2**31):
+            raise ConfigError(f"store: the Redis database in {url!r} must be a number such as /0, got {db!r}")
     return urlunsplit(parts._replace(query=urlencode(kept))), parts.path, lease_s, timeout_s
+
+
+def _redis_parameters() -> frozenset[str]:
+    """The URL parameters redis-py itself understands (passed through to it)."""
+    try:
+        from redis.connection import URL_QUERY_ARGUMENT_PARSERS
+    except ImportError:
+        return frozenset()
+    # Not redis-py's "timeout" (a connection-pool wait): "?timeout=5" is nearly always meant as timeout_s.
+    return frozenset(URL_QUERY_ARGUMENT_PARSERS) - {"timeout"} | {"db", "ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile",
+                                                     "ssl_keyfile", "ssl_check_hostname"}
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file a ``sqlite:///`` URL names (``None`` when it names none)."""
+    path = urlsplit(url).path
+    return "/" + path.lstrip("/") if url.startswith("sqlite:///") and path.strip("/") else None
+
+
+def check_url(url: str) -> None:
+    """Raise :class:`ConfigError` for a store URL with unknown parameters or a bad Redis database."""
+    _split(url)
 
 
 def open_store(url: str) -> BudgetStore:
@@ -62,10 +94,13 @@ def open_store(url: str) -> BudgetStore:
 
         if not url.startswith("sqlite:///") or path.rstrip("/") == "":
             raise ConfigError(f"store: expected sqlite:///absolute/path.db, got {url!r}")
+        path = "/" + path.lstrip("/")  # sqlite:////var/x.db -> /var/x.db (not //var/x.db in messages)
         try:
             return SQLiteStore(path, timeout_s=timeout_s, lease_s=lease_s)
         except sqlite3.Error as exc:
-            raise ConfigError(f"store: cannot open the SQLite budget store {path}: {exc}") from exc
+            folder = os.path.dirname(path)
+            hint = "" if os.path.isdir(folder) else f" (the directory {folder} does not exist)"
+            raise ConfigError(f"store: cannot open the SQLite budget store {path}: {exc}{hint}") from exc
     if base.startswith(("redis://", "rediss://")):
         from .redis import RedisStore
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ... import _lifecycle
 from ._base import Admission, BucketState, BudgetStore, Line, Settled, fits, thresholds_reached
 
 
@@ -33,7 +33,7 @@ class MemoryStore(BudgetStore):
 
     def __init__(self, *, lease_s: float = 900.0) -> None:
         self.lease_s = lease_s
-        self._lock = threading.Lock()
+        self._lock = _lifecycle.lock()
         self._buckets: dict[str, _Bucket] = {}
 
     def _bucket(self, line: Line, now: float) -> _Bucket:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from ... import _lifecycle
 from ._base import Admission, BucketState, BudgetStore, Line, Settled, StoreUnavailable, fits, thresholds_reached
 
 _SCHEMA = (
@@ -40,7 +40,7 @@ class SQLiteStore(BudgetStore):
         self.path = path
         self.lease_s = lease_s
         self._timeout_s = timeout_s
-        self._lock = threading.Lock()
+        self._lock = _lifecycle.lock()
         self._db: sqlite3.Connection | None = None
         self._pid = 0
         self._next_cleanup = 0.0
