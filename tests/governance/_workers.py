@@ -55,3 +55,21 @@ def process_main(kind: str, where: str, line: Line, actual: Line, now: float, th
         results.put(hammer(store, line, actual, now, threads, attempts, go))
     finally:
         store.close()
+
+
+def hold_main(url: str, n: int, ready: str) -> None:
+    """A worker that reserves ``n`` calls against budget ``held`` and never finishes them (killed by the test)."""
+    import pathlib
+    import time
+
+    from tokenmeter import Request
+    from tokenmeter._call import begin
+    from tokenmeter._governance import Budget
+    from tokenmeter.testing import capture
+
+    with capture(budgets=[Budget("held", scope={}, limit_tokens=1_000_000, window="1d")], store=url):
+        calls = [begin(Request("openai", "gpt-4o-mini", max_tokens=100)) for _ in range(n)]
+        assert all(c is not None and c.reservation is not None for c in calls)
+        pathlib.Path(ready).write_text("ready")
+        while True:
+            time.sleep(1)

@@ -10,18 +10,20 @@ at once: it is on the hot path of every call.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from .. import _safe
 from .._context import Run
-from .._errors import BudgetExceeded, ConfigError, PolicyViolation
+from .._errors import BudgetExceeded, BudgetStoreUnavailable, ConfigError, PolicyViolation
 from .._ids import new_id
 from .._prices import Cost
 from .._usage import Usage
 from . import _signals
 from ._budget import Budget
+from ._journal import REPLAY_CHUNK, Journal, Leases
 from ._policy import Policy
 from ._runguard import RunGuard
 from ._stores import BucketState, BudgetStore, Line, StoreUnavailable, from_nano, open_store, to_nano
@@ -80,6 +82,9 @@ class Gate:
         self._decisions = _signals.Decisions(meter.instruments)
         self._runs = RunGuard()
         self._down_until: float | None = None
+        self.journal = Journal()
+        self._replaying = threading.Lock()
+        self.leases = Leases(self.lease_s, self._renew, lambda: self.clock(), self._replay)
         if self.store is not None:
             _signals.register_gauge(meter.instruments, budgets, self.store, lambda: self.clock())
 
@@ -159,6 +164,7 @@ class Gate:
             self._store_ok()
             if admission.admitted:
                 ticket.rid, ticket.lines, ticket.budgets = rid, lines, matched
+                self.leases.hold(rid, [line.key for line in lines])
                 for budget, line, state in zip(matched, lines, admission.states, strict=True):
                     if not line.enforce and _over(line, state):
                         self._decide(call, ticket, "warn", f"budget {budget.name!r} is over its limit",
@@ -192,8 +198,8 @@ class Gate:
         if self._down_until is None or now >= self._down_until:
             self._down_until = now + OUTAGE_COOLDOWN_S
         if not self.fail_open:
-            raise BudgetExceeded(f"the budget store is unavailable and fail_open is False: {exc}",
-                                 budget=matched[0].name, model=call.request.model)
+            raise BudgetStoreUnavailable(f"the budget store is unavailable and fail_open is False: {exc}",
+                                         budget=matched[0].name, model=call.request.model)
         ticket.rid, ticket.lines, ticket.budgets = None, lines, matched
         self._decide(call, ticket, "warn", "budget store unavailable; allowed because fail_open is True")
 
@@ -201,6 +207,47 @@ class Gate:
         if self._down_until is not None:
             self._down_until = None
             _log.warning("tokenmeter: the budget store answers again; budgets are enforced")
+        if len(self.journal):
+            self._replay()
+
+    def _replay(self) -> None:
+        """Write the journal (spend the store missed while it was away) to the store, charges first."""
+        store = self.store
+        if store is None or not len(self.journal) or not self._replaying.acquire(blocking=False):
+            return
+        try:
+            now = self.clock()
+            if self._down_until is not None and now < self._down_until:
+                return
+            charges, releases = self.journal.take()
+            done = 0
+            try:
+                for i in range(0, len(charges), REPLAY_CHUNK):
+                    chunk = charges[i:i + REPLAY_CHUNK]
+                    settled = store.settle(None, [line for line, _ in chunk], now)
+                    done = i + len(chunk)
+                    self._warn([budget for _, budget in chunk], settled, now, None)
+                for rid in list(releases):
+                    store.settle(rid, releases[rid], now)
+                    del releases[rid]
+            except StoreUnavailable as exc:
+                self._down_until = now + OUTAGE_COOLDOWN_S
+                self.journal.restore(charges[done:], releases)
+                _log.debug("tokenmeter: replaying the budget journal failed: %s", exc)
+                return
+            if charges or releases:
+                _log.info("tokenmeter: charged the spend of %d budget bucket(s) made while the store was away",
+                          len(charges))
+            self._down_until = None
+        finally:
+            self._replaying.release()
+
+    def _renew(self, held: Sequence[tuple[str, str]], lease_until: float) -> None:
+        store = self.store
+        now = self.clock()
+        if store is None or (self._down_until is not None and now < self._down_until):
+            return
+        store.renew(held, lease_until)
 
     # -- after ---------------------------------------------------------------------------------
     def after(self, call: Any, usage: Usage | None, cost: Cost, error: BaseException | None) -> None:
@@ -240,21 +287,32 @@ class Gate:
             actual = [line.with_amounts(0, 0) for line in lines]  # failed before using anything: release
         else:
             actual = list(lines)  # the provider reported no usage: charge the estimate
+        if rid is not None:
+            self.leases.drop(rid)
         if rid is None and not any(line.usd or line.tokens for line in actual):
             return
         if self._down_until is not None and now < self._down_until:
+            self.journal.add(rid, actual, budgets)  # charged when the store answers again
+            self.leases.start()
             return
         try:
             settled = self.store.settle(rid, actual, now)
         except StoreUnavailable as exc:
+            if self._down_until is None:
+                _log.warning("tokenmeter: settling a budget reservation failed (%s); its spend is journaled and "
+                             "charged when the store answers again", exc)
             self._down_until = now + OUTAGE_COOLDOWN_S
-            _log.warning("tokenmeter: settling a budget reservation failed (%s); it expires with its lease", exc)
+            self.journal.add(rid, actual, budgets)
+            self.leases.start()
             return
         self._store_ok()
+        self._warn(budgets, settled, now, call.span)
+
+    def _warn(self, budgets: Sequence[Budget], settled: Sequence[Any], now: float, span: Any) -> None:
         for budget, result in zip(budgets, settled, strict=True):
             if result.warned_after > result.warned_before:
                 crossed = budget.warn_at[result.warned_before:result.warned_after]
-                _signals.warn(budget, result.state, crossed, now, call.span, self.on_budget_warning)
+                _signals.warn(budget, result.state, crossed, now, span, self.on_budget_warning)
 
     # -- helpers -------------------------------------------------------------------------------
     def _estimate(self, call: Any) -> Estimate:
@@ -294,15 +352,21 @@ class Gate:
             self._runs.release(ticket.run, ticket.estimate.tokens, ticket.estimate.usd)
             ticket.run = None
         if ticket.rid is not None and ticket.lines and self.store is not None:
+            self.leases.drop(ticket.rid)
+            zero = [line.with_amounts(0, 0) for line in ticket.lines]
             try:
-                self.store.settle(ticket.rid, [line.with_amounts(0, 0) for line in ticket.lines], self.clock())
+                self.store.settle(ticket.rid, zero, self.clock())
             except StoreUnavailable:
-                _safe.log_once("gate.release", "tokenmeter: releasing a budget reservation failed; it expires")
+                self.journal.add(ticket.rid, zero, ticket.budgets)  # released when the store answers again
             ticket.rid, ticket.lines = None, ()
 
     def close(self) -> None:
-        """Close the store (called by ``Meter.shutdown``)."""
+        """Stop renewing leases, write what the journal holds if the store answers, close the store."""
+        self.leases.close()
         if self.store is not None:
+            if len(self.journal):
+                self._down_until = None
+                self._replay()
             self.store.close()
 
 

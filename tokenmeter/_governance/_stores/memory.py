@@ -31,7 +31,7 @@ class _Bucket:
 class MemoryStore(BudgetStore):
     """Buckets in a dictionary: exact and fast, but per process (use SQLite or Redis to share budgets)."""
 
-    def __init__(self, *, lease_s: float = 900.0) -> None:
+    def __init__(self, *, lease_s: float = 60.0) -> None:
         self.lease_s = lease_s
         self._lock = threading.Lock()
         self._buckets: dict[str, _Bucket] = {}
@@ -71,6 +71,14 @@ class MemoryStore(BudgetStore):
                 bucket.warned = max(before, thresholds_reached(bucket.spent_usd, bucket.spent_tokens, line.levels))
                 out.append(Settled(bucket.state(), before, bucket.warned))
         return out
+
+    def renew(self, held: Sequence[tuple[str, str]], lease_until: float) -> None:
+        with self._lock:
+            for rid, key in held:
+                bucket = self._buckets.get(key)
+                res = None if bucket is None else bucket.reservations.get(rid)
+                if bucket is not None and res is not None:
+                    bucket.reservations[rid] = (res[0], res[1], max(res[2], lease_until))
 
     def state(self, key: str, now: float) -> BucketState:
         with self._lock:
