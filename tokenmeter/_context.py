@@ -1,13 +1,16 @@
-"""Ambient attribution: who (team), what (workflow, agent), which tier/env, how deep, which attempt.
+"""Ambient attribution: who (team; customer, user, session), what (workflow, agent, feature), which
+tier/env, how deep, which attempt.
 
 One ``ContextVar`` holds an immutable :class:`Scope`; entering a decorator or ``attributes()`` sets a
-new one and leaving restores the old. Team, workflow, tier and env also travel as W3C baggage under
-``tokenmeter.*`` keys, so a downstream service attributes its calls to the upstream caller.
+new one and leaving restores the old. Team, workflow, tier, env, customer, user, session and feature
+also travel as W3C baggage under ``tokenmeter.*`` keys, so a downstream service attributes its calls to
+the upstream caller. Entity ids (customer, user, session, feature) are cleaned by :func:`clean_id`.
 """
 
 from __future__ import annotations
 
 import contextvars
+import unicodedata
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -23,7 +26,32 @@ BAGGAGE_KEYS: dict[str, str] = {
     "workflow": "tokenmeter.workflow",
     "tier": "tokenmeter.tier",
     "env": "tokenmeter.env",
+    "customer": "tokenmeter.customer",
+    "user": "tokenmeter.user",
+    "session": "tokenmeter.session",
+    "feature": "tokenmeter.feature",
 }
+ENTITY_FIELDS: tuple[str, ...] = ("customer", "user", "session", "feature")
+MAX_ID_CHARS = 128
+
+
+def clean_id(value: object) -> str:
+    """An entity id safe for spans, baggage and store keys: control characters escaped (``\\x1b``),
+    at most ``MAX_ID_CHARS`` characters (longer ids are cut and end in ``…``); never raises."""
+    try:
+        text = value if isinstance(value, str) else str(value)
+    except Exception:
+        return "_invalid"
+    if not text.isprintable():
+        text = "".join(
+            ch if ch.isprintable() or ch == " " else
+            (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}" if ord(ch) < 0x10000
+             else f"\\U{ord(ch):08x}") if unicodedata.category(ch)[0] in "CZ" else ch
+            for ch in text
+        )
+    if len(text) > MAX_ID_CHARS:
+        text = text[: MAX_ID_CHARS - 1] + "…"
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +74,10 @@ class Scope:
     tier: str | None = None
     env: str | None = None
     agent: str | None = None
+    customer: str = ""
+    user: str = ""
+    session: str = ""
+    feature: str = ""
     extra: tuple[tuple[str, AttrValue], ...] = ()
     depth: int = 0
     attempt: int = 0
@@ -75,17 +107,17 @@ CURRENT_CALL: contextvars.ContextVar[Any] = contextvars.ContextVar("tokenmeter.c
 def current_scope() -> Scope:
     """The scope in force, with attribution from incoming baggage filling what the process did not set."""
     scope = _SCOPE.get()
-    if scope.team is not None and scope.workflow is not None:
+    if scope.team is not None and scope.workflow is not None and scope.customer and scope.user:
         return scope
     bag = otel_baggage.get_all()
     if not bag:
         return scope
     fill: dict[str, Any] = {}
     for field, key in BAGGAGE_KEYS.items():
-        if getattr(scope, field) is None:
+        if not getattr(scope, field):
             value = bag.get(key)
             if isinstance(value, str) and value:
-                fill[field] = value
+                fill[field] = clean_id(value) if field in ENTITY_FIELDS else value
     return replace(scope, **fill) if fill else scope
 
 
@@ -101,6 +133,15 @@ def add_scope_attributes(scope: Scope, attrs: dict[str, Any]) -> None:
         attrs["tokenmeter.env"] = scope.env
     if scope.run is not None:
         attrs["tokenmeter.run.id"] = scope.run.run_id
+    if scope.customer:
+        attrs["tokenmeter.customer.id"] = scope.customer
+    if scope.user:
+        attrs["user.id"] = scope.user
+    if scope.session:
+        attrs["session.id"] = scope.session
+        attrs["gen_ai.conversation.id"] = scope.session
+    if scope.feature:
+        attrs["tokenmeter.feature.name"] = scope.feature
     for k, v in scope.extra:
         attrs[k] = v
 
@@ -120,6 +161,6 @@ def with_baggage(scope: Scope, ctx: otel_context.Context | None = None) -> otel_
     ctx = ctx if ctx is not None else otel_context.get_current()
     for field, key in BAGGAGE_KEYS.items():
         value = getattr(scope, field)
-        if value is not None and otel_baggage.get_baggage(key, ctx) != value:
+        if value and otel_baggage.get_baggage(key, ctx) != value:
             ctx = otel_baggage.set_baggage(key, str(value), ctx)
     return ctx

@@ -12,7 +12,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 
 from .. import _safe
 from ._budget import Budget, BudgetWarning
-from ._stores import BucketState, BudgetStore, from_nano, to_nano
+from ._stores import BucketState, BudgetStore, Line, from_nano, to_nano
 from ._windows import bounds, label
 
 _log = logging.getLogger("tokenmeter")
@@ -21,11 +21,13 @@ DECISION_EVENT = "tokenmeter.policy.decision"
 WARNING_EVENT = "tokenmeter.budget.warning"
 
 
-def utilization(budget: Budget, state: BucketState) -> float:
-    """Settled spend over the limit (the larger ratio when a budget has both limits)."""
+def utilization(budget: Budget, state: BucketState, line: Line | None = None) -> float:
+    """Settled spend over the limit (the larger ratio when a budget has both limits); ``line`` gives the
+    bucket's own limits (an entity's override, the request count)."""
     ratios: list[float] = []
-    for limit, spent in ((None if budget.limit_usd is None else to_nano(budget.limit_usd), state.spent_usd),
-                         (budget.limit_tokens, state.spent_tokens)):
+    limits = ((None if budget.limit_usd is None else to_nano(budget.limit_usd), budget.limit_tokens)
+              if line is None else (line.limit_usd, line.limit_tokens))
+    for limit, spent in ((limits[0], state.spent_usd), (limits[1], state.spent_tokens)):
         if limit is not None:
             ratios.append(spent / limit if limit else 1.0)
     return max(ratios) if ratios else 0.0
@@ -80,22 +82,28 @@ def current_span() -> Any:
     return otel_trace.get_current_span()
 
 
-def warn(budget: Budget, state: BucketState, thresholds: Sequence[float], now: float, span: Any,
+def warn(budget: Budget, line: Line, state: BucketState, thresholds: Sequence[float], now: float, span: Any,
          callback: Callable[[BudgetWarning], Any] | None) -> None:
     """Escalate each newly crossed threshold: span event, log record, user callback."""
     start, end = bounds(budget.window, now)
-    used = utilization(budget, state)
+    used = utilization(budget, state, line)
+    bucket = line.key.split(":", 1)[0]  # the budget's name, with "[entity]" for a template
     for threshold in thresholds:
-        attrs = {
+        attrs: dict[str, Any] = {
             "tokenmeter.budget.name": budget.name,
             "tokenmeter.budget.threshold": threshold,
             "tokenmeter.budget.utilization": used,
             "tokenmeter.budget.window": budget.window,
             "tokenmeter.budget.window.start": label(start),
         }
+        if budget.owner:
+            attrs["tokenmeter.budget.owner"] = budget.owner
+        if bucket != budget.name:
+            attrs["tokenmeter.budget.bucket"] = bucket
         add_events(span, [(WARNING_EVENT, attrs)])
-        _log.warning("tokenmeter: budget %r passed %d%% of its limit (now %.1f%%) in the %s window from %s",
-                     budget.name, round(threshold * 100), used * 100, budget.window, label(start))
+        owner = f" (owner {budget.owner})" if budget.owner else ""
+        _log.warning("tokenmeter: budget %r%s passed %d%% of its limit (now %.1f%%) in the %s window from %s",
+                     bucket, owner, round(threshold * 100), used * 100, budget.window, label(start))
         if callback is not None:
             try:
                 callback(BudgetWarning(budget, threshold, used, datetime.fromtimestamp(start, UTC),
@@ -107,18 +115,24 @@ def warn(budget: Budget, state: BucketState, thresholds: Sequence[float], now: f
 
 def register_gauge(instruments: Any, budgets: Sequence[Budget], store: BudgetStore,
                    clock: Callable[[], float]) -> None:
-    """``tokenmeter.budget.utilization``: one point per budget, read from the store at collection time."""
+    """``tokenmeter.budget.utilization``: one point per budget (templates have one bucket per entity and no
+    point), read from the store at collection time, labelled with the budget's owner when it has one."""
 
     def observe(options: CallbackOptions) -> Iterable[Observation]:
         now = clock()
         out: list[Observation] = []
         for budget in budgets:
+            if budget.template or (budget.limit_usd is None and budget.limit_tokens is None):
+                continue
             try:
                 state = store.state(budget.key(now), now)
             except Exception:  # unavailable, or closed by a shutdown racing the last collection
                 _safe.log_once("budget.gauge", "tokenmeter: reading budget utilization failed")
                 continue
-            out.append(Observation(utilization(budget, state), {"tokenmeter.budget.name": budget.name}))
+            attrs = {"tokenmeter.budget.name": budget.name}
+            if budget.owner:
+                attrs["tokenmeter.budget.owner"] = budget.owner
+            out.append(Observation(utilization(budget, state), attrs))
         return out
 
     instruments.budget_observer = observe

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 from ._base import Admission, BucketState, BudgetStore, Line, Settled, fits, thresholds_reached
 
+_SWEEP_EVERY_S = 60.0
+
 
 @dataclass
 class _Bucket:
@@ -31,17 +33,25 @@ class _Bucket:
 class MemoryStore(BudgetStore):
     """Buckets in a dictionary: exact and fast, but per process (use SQLite or Redis to share budgets)."""
 
+    def __len__(self) -> int:
+        """How many buckets are kept (expired ones go at the next sweep)."""
+        return len(self._buckets)
+
     def __init__(self, *, lease_s: float = 60.0) -> None:
         self.lease_s = lease_s
         self._lock = threading.Lock()
         self._buckets: dict[str, _Bucket] = {}
+        self._next_sweep = 0.0
 
     def _bucket(self, line: Line, now: float) -> _Bucket:
         bucket = self._buckets.get(line.key)
         if bucket is None:
-            # A new window's bucket: forget buckets whose windows are long over.
-            for key in [k for k, b in self._buckets.items() if b.expires_at <= now]:
-                del self._buckets[key]
+            # A new bucket: forget buckets whose windows are long over (one sweep per minute at most, so
+            # creating 100,000 per-entity buckets stays linear).
+            if now >= self._next_sweep:
+                self._next_sweep = now + _SWEEP_EVERY_S
+                for key in [k for k, b in self._buckets.items() if b.expires_at <= now]:
+                    del self._buckets[key]
             bucket = self._buckets[line.key] = _Bucket(expires_at=line.expires_at)
         bucket.expires_at = max(bucket.expires_at, line.expires_at)
         bucket.purge(now)
