@@ -73,3 +73,39 @@ def hold_main(url: str, n: int, ready: str) -> None:
         pathlib.Path(ready).write_text("ready")
         while True:
             time.sleep(1)
+
+
+def entity_main(url: str, customers: list[str], threads: int, attempts: int, go: Any, results: Any) -> None:
+    """A worker process: ``threads`` threads each try ``attempts`` calls for every customer through the gate
+    (template budget ``per-customer``: 1000 tokens per customer; each call reserves and uses 100)."""
+    from tokenmeter import BudgetExceeded, Request, Usage, attributes
+    from tokenmeter._call import begin
+    from tokenmeter._governance import Budget
+    from tokenmeter.testing import capture
+
+    budget = Budget("per-customer", scope={"customer": "*"}, limit_tokens=1000, window="1d",
+                    overrides={"big": 2000})
+    admitted: dict[str, int] = {c: 0 for c in customers}
+    lock = threading.Lock()
+
+    def work() -> None:
+        go.wait()
+        for _ in range(attempts):
+            for customer in customers:
+                with attributes(customer=customer):
+                    try:
+                        call = begin(Request("openai", "gpt-4o-mini", max_tokens=100))
+                    except BudgetExceeded:
+                        continue
+                    assert call is not None
+                    call.stop(Usage(output=100))
+                    with lock:
+                        admitted[customer] += 1
+
+    with capture(budgets=[budget], store=url):
+        pool = [threading.Thread(target=work) for _ in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+    results.put(admitted)

@@ -76,6 +76,7 @@ class Gate:
             raise ConfigError("on_budget_warning must be a callable taking a BudgetWarning")
         self.meter = meter
         self.budgets = budgets
+        self._escalates = any(b.downgrade_at is not None for b in budgets)
         self._by_name: dict[str | None, Budget] = {b.name: b for b in budgets}
         self._attr_keys = frozenset(k for b in budgets for k in b.scope if k not in SCOPE_KEYS)
         self.policy: Policy | None = options.policy
@@ -199,6 +200,8 @@ class Gate:
                 return estimate
             self._store_ok()
             if admission.admitted:
+                if attempt == 0 and self._escalates:  # keep the full limits (warnings and utilization use them)
+                    lines = self._lines(values, now, estimate.usd or 0, estimate.tokens)[0]
                 ticket.rid, ticket.lines, ticket.budgets = rid, lines, matched
                 self.leases.hold(rid, [line.key for line in lines])
                 for budget, line, state in zip(matched, lines, admission.states, strict=True):
