@@ -30,9 +30,9 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import tokenmeter  # noqa: E402
-from tokenmeter import Budget, Request, Usage  # noqa: E402
-from tokenmeter._call import begin  # noqa: E402
+import tokenmeter
+from tokenmeter import Budget, Request, Usage
+from tokenmeter._call import begin
 
 DAY = 86400.0
 

@@ -237,3 +237,24 @@ def test_a_store_down_at_renewal_is_not_an_error(dead_redis_url: str) -> None:
 @pytest.fixture
 def dead_redis_url() -> str:
     return f"redis://127.0.0.1:{_free_port()}/0?timeout_s=0.2"
+
+
+def test_live_calls_are_renewed_and_lost_ones_stop_being_renewed(clock: FakeClock) -> None:
+    from tokenmeter._governance._journal import MAX_HOLD_S
+
+    with capture(budgets=BUDGETS) as cap:
+        g = gate(cap)
+        g.clock = clock
+        g.leases._clock = clock
+        call = start()
+        key = BUDGETS[0].key(clock())
+        assert g.store is not None
+        for _ in range(5):  # five leases long: renewal keeps the reservation
+            clock.advance(g.lease_s * 0.9)
+            g.leases.renew_now()
+        assert g.store.state(key, clock()).reservations == 1 and g.leases.held() == 1
+        clock.advance(MAX_HOLD_S)
+        g.leases.renew_now()  # held for over an hour: taken as lost
+        assert g.leases.held() == 0 and g.store.state(key, clock()).reservations == 0
+        call.stop(USAGE)  # a late settle still charges it
+        assert g.store.state(key, clock()).spent_tokens == USAGE.total

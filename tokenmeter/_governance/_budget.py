@@ -70,6 +70,7 @@ class Budget:
     """
 
     __slots__ = (
+        "_derived",
         "_each",
         "_limits",
         "_scope_items",
@@ -152,6 +153,7 @@ class Budget:
         self.downgrade_at = None if downgrade_at is None else float(downgrade_at)
         self.owner = owner
         self._limits = (usd, limit_tokens, limit_requests)
+        self._derived: dict[tuple[Any, ...], tuple[int | None, int | None, int | None, tuple[Level, ...]]] = {}
         self.window = window
         self.action = action
         self.warn_at = thresholds
@@ -206,25 +208,34 @@ class Budget:
         key = self.key(now, entity)
         expires = end + max(lease_s, min(3600.0, end - start))
         enforce = self.action != "warn" or fraction is not None
-        limit_usd_d, limit_tokens, limit_requests = self.limits(entity)
-        limit_usd = None if limit_usd_d is None else to_nano(limit_usd_d)
+        limit_usd, limit_tokens, limit_requests, levels = self._derive(self.limits(entity))
         out: list[Line] = []
         if limit_usd is not None or limit_tokens is not None:
-            levels: list[Level] = []
-            for t in self.warn_at:
-                frac = Decimal(str(t))
-                levels.append((None if limit_usd is None else _ceil(frac * limit_usd),
-                               None if limit_tokens is None else _ceil(frac * limit_tokens)))
             if fraction is not None:
                 f = Decimal(str(fraction))
                 limit_usd = None if limit_usd is None else _ceil(f * limit_usd)
                 limit_tokens = None if limit_tokens is None else _ceil(f * limit_tokens)
-            out.append(Line(key, usd, tokens, limit_usd, limit_tokens, expires, enforce, tuple(levels)))
+            out.append(Line(key, usd, tokens, limit_usd, limit_tokens, expires, enforce, levels))
         if limit_requests is not None:
             if fraction is not None:
                 limit_requests = _ceil(Decimal(str(fraction)) * limit_requests)
             out.append(Line(key + REQUESTS, 0, 1, None, limit_requests, expires, enforce))
         return out
+
+    def _derive(self, limits: tuple[Decimal | None, int | None, int | None]
+                ) -> tuple[int | None, int | None, int | None, tuple[Level, ...]]:
+        """Limits in store units and the warn levels, computed once per distinct set of limits."""
+        found = self._derived.get(limits)
+        if found is None:
+            limit_usd = None if limits[0] is None else to_nano(limits[0])
+            limit_tokens = limits[1]
+            levels: list[Level] = []
+            for t in self.warn_at:
+                frac = Decimal(str(t))
+                levels.append((None if limit_usd is None else _ceil(frac * limit_usd),
+                               None if limit_tokens is None else _ceil(frac * limit_tokens)))
+            found = self._derived[limits] = (limit_usd, limit_tokens, limits[2], tuple(levels))
+        return found
 
     def line(self, now: float, usd: int, tokens: int, lease_s: float) -> Line:
         """This (plain) budget's spend bucket for the window containing ``now``, carrying the given amounts."""

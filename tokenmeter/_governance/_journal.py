@@ -9,7 +9,8 @@
   and logged once. It lives in process memory: a process that dies during an outage loses it.
 * :class:`Leases` -- the reservations of calls still running in this process. A thread renews them
   every ``lease_s / 3`` so a live call keeps its reservation however long it runs, while a crashed
-  process's reservations stop holding budget at most ``lease_s`` after it died.
+  process's reservations stop holding budget at most ``lease_s`` after it died. A call unsettled for
+  ``MAX_HOLD_S`` (an hour) is taken as lost and no longer renewed (its settle still charges it).
 
 Both reset themselves in a forked child (their contents belong to the parent).
 """
@@ -27,6 +28,7 @@ from ._stores import Line
 
 _log = logging.getLogger("tokenmeter")
 JOURNAL_MAX = 10_000
+MAX_HOLD_S = 3600.0  # a call still unsettled after this long stops being renewed (a lost call, not a slow one)
 REPLAY_CHUNK = 64  # lines per store operation when replaying (Redis: one round trip each)
 
 
@@ -102,7 +104,7 @@ class Leases:
         self._clock = clock
         self._tick = tick  # also run on each wake-up (the gate replays its journal there)
         self._lock = threading.Lock()
-        self._held: dict[str, tuple[str, ...]] = {}
+        self._held: dict[str, tuple[tuple[str, ...], float]] = {}  # rid -> (bucket keys, held since)
         self._pid = os.getpid()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -117,7 +119,7 @@ class Leases:
         """Keep renewing reservation ``rid`` (on buckets ``keys``) until :meth:`drop`."""
         self._own()
         with self._lock:
-            self._held[rid] = tuple(keys)
+            self._held[rid] = (tuple(keys), self._clock())
         self.start()
 
     def start(self) -> None:
@@ -139,8 +141,11 @@ class Leases:
 
     def renew_now(self) -> None:
         """Extend every held reservation to ``now + lease_s`` (one store operation)."""
+        now = self._clock()
         with self._lock:
-            pairs = [(rid, key) for rid, keys in self._held.items() for key in keys]
+            for rid in [r for r, (_, since) in self._held.items() if now - since > MAX_HOLD_S]:
+                del self._held[rid]
+            pairs = [(rid, key) for rid, (keys, _) in self._held.items() for key in keys]
         if pairs:
             self._renew(pairs, self._clock() + self.lease_s)
 

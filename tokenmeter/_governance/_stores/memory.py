@@ -11,7 +11,7 @@ from ._base import Admission, BucketState, BudgetStore, Line, Settled, fits, thr
 _SWEEP_EVERY_S = 60.0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Bucket:
     spent_usd: int = 0
     spent_tokens: int = 0
