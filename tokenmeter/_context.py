@@ -104,21 +104,32 @@ _SCOPE: contextvars.ContextVar[Scope] = contextvars.ContextVar("tokenmeter.scope
 CURRENT_CALL: contextvars.ContextVar[Any] = contextvars.ContextVar("tokenmeter.current_call", default=None)
 
 
+# The last (scope, OTel context) -> filled scope: a scope and a context are immutable, and calls in one
+# ``with`` block see the same pair, so the baggage is read once per block instead of once per call.
+_FILLED: tuple[Scope | None, object, Scope | None] = (None, None, None)
+
+
 def current_scope() -> Scope:
     """The scope in force, with attribution from incoming baggage filling what the process did not set."""
+    global _FILLED
     scope = _SCOPE.get()
-    if scope.team is not None and scope.workflow is not None and scope.customer and scope.user:
-        return scope
-    bag = otel_baggage.get_all()
-    if not bag:
-        return scope
-    fill: dict[str, Any] = {}
-    for field, key in BAGGAGE_KEYS.items():
-        if not getattr(scope, field):
-            value = bag.get(key)
-            if isinstance(value, str) and value:
-                fill[field] = clean_id(value) if field in ENTITY_FIELDS else value
-    return replace(scope, **fill) if fill else scope
+    ctx = otel_context.get_current()
+    last = _FILLED
+    if last[0] is scope and last[1] is ctx:
+        return last[2]  # type: ignore[return-value]
+    bag = otel_baggage.get_all(ctx)
+    filled = scope
+    if bag:
+        fill: dict[str, Any] = {}
+        for field, key in BAGGAGE_KEYS.items():
+            if not getattr(scope, field):
+                value = bag.get(key)
+                if isinstance(value, str) and value:
+                    fill[field] = clean_id(value) if field in ENTITY_FIELDS else value
+        if fill:
+            filled = replace(scope, **fill)
+    _FILLED = (scope, ctx, filled)
+    return filled
 
 
 def add_scope_attributes(scope: Scope, attrs: dict[str, Any]) -> None:

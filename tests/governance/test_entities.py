@@ -321,3 +321,23 @@ def test_processes_never_overspend_any_entity(kind: str, tmp_path: Path, request
         state = store.state(budget.key(time.time(), c), time.time())
         assert (state.spent_tokens, state.reservations) == (total[c] * 100, 0)
     store.close()
+
+
+def test_redis_per_entity_budgets_and_quotas_take_one_round_trip_to_reserve_and_one_to_settle(
+        redis_url: str) -> None:
+    import redis
+
+    budgets = [Budget("pc", scope={"customer": "*"}, limit_usd=5, window="1d", overrides={"acme": 50}),
+               Budget("rpm", scope={"customer": "*"}, limit_requests=1000, limit_tokens=10**6, window="1m"),
+               Budget("team", scope={"team": "cx"}, limit_tokens=10**6, window="1d")]
+    with capture(budgets=budgets, store=redis_url) as cap, tokenmeter.attributes(team="cx"):
+        call_as("warm")  # loads the scripts
+        admin = redis.Redis.from_url(redis_url)
+        admin.config_resetstat()
+        for i in range(50):
+            assert call_as(f"c{i}")
+        stats = admin.info("commandstats")
+        admin.close()
+        assert stats["cmdstat_evalsha"]["calls"] == 100  # 4 buckets per call, 1 reserve + 1 settle
+        assert not {"cmdstat_eval", "cmdstat_multi", "cmdstat_exec", "cmdstat_script|load"} & set(stats)
+        assert entity_state(cap, "pc", "c7").spent_tokens == 100
