@@ -23,10 +23,10 @@ from .._prices import Cost
 from .._usage import Usage
 from . import _signals
 from ._budget import REQUESTS, SCOPE_KEYS, Budget
-from ._journal import REPLAY_CHUNK, Journal, Leases
+from ._journal import Journal, Leases, replay
 from ._policy import Policy
 from ._runguard import RunGuard
-from ._stores import BucketState, BudgetStore, Line, StoreUnavailable, from_nano, open_store, to_nano
+from ._stores import BudgetStore, Line, StoreUnavailable, open_store, to_nano
 
 _log = logging.getLogger("tokenmeter")
 OUTAGE_COOLDOWN_S = 5.0  # after a store fault, skip the store this long instead of timing out on every call
@@ -205,7 +205,7 @@ class Gate:
                 ticket.rid, ticket.lines, ticket.budgets = rid, lines, matched
                 self.leases.hold(rid, [line.key for line in lines])
                 for budget, line, state in zip(matched, lines, admission.states, strict=True):
-                    if not line.enforce and _over(line, state):
+                    if not line.enforce and _signals.over(line, state):
                         self._decide(call, ticket, "warn", f"budget {budget.name!r} is over its limit",
                                      budget=budget)
                 return estimate
@@ -221,7 +221,7 @@ class Gate:
                 if budget.downgrade_at is not None:
                     continue  # nothing cheaper to escalate to: the full limit decides
             line, state = lines[admission.refused], admission.states[admission.refused]
-            raise BudgetExceeded(_explain(budget, line, state), budget=budget.name, model=req.model)
+            raise BudgetExceeded(_signals.explain(budget, line, state), budget=budget.name, model=req.model)
         return None  # pragma: no cover - the loop always returns or raises
 
     def _budget_downgrade(self, call: Any, budget: Budget) -> str | None:
@@ -264,27 +264,10 @@ class Gate:
             now = self.clock()
             if self._down_until is not None and now < self._down_until:
                 return
-            charges, releases = self.journal.take()
-            done = 0
-            try:
-                for i in range(0, len(charges), REPLAY_CHUNK):
-                    chunk = charges[i:i + REPLAY_CHUNK]
-                    chunk_lines = [line for line, _ in chunk]
-                    settled = store.settle(None, chunk_lines, now)
-                    done = i + len(chunk)
-                    self._warn([budget for _, budget in chunk], chunk_lines, settled, now, None)
-                for rid in list(releases):
-                    store.settle(rid, releases[rid], now)
-                    del releases[rid]
-            except StoreUnavailable as exc:
+            if replay(self.journal, store, now, lambda b, lines, settled: self._warn(b, lines, settled, now, None)):
+                self._down_until = None
+            else:
                 self._down_until = now + OUTAGE_COOLDOWN_S
-                self.journal.restore(charges[done:], releases)
-                _log.debug("tokenmeter: replaying the budget journal failed: %s", exc)
-                return
-            if charges or releases:
-                _log.info("tokenmeter: charged the spend of %d budget bucket(s) made while the store was away",
-                          len(charges))
-            self._down_until = None
         finally:
             self._replaying.release()
 
@@ -419,26 +402,3 @@ class Gate:
                 self._down_until = None
                 self._replay()
             self.store.close()
-
-
-def _over(line: Line, state: BucketState) -> bool:
-    return (line.limit_usd is not None and state.spent_usd + state.reserved_usd > line.limit_usd) or (
-        line.limit_tokens is not None and state.spent_tokens + state.reserved_tokens > line.limit_tokens
-    )
-
-
-def _explain(budget: Budget, line: Line, state: BucketState) -> str:
-    parts: list[str] = []
-    if line.key.endswith(REQUESTS):
-        parts.append(f"{state.spent_tokens} requests made + {state.reserved_tokens} in flight of {line.limit_tokens}")
-    else:
-        if line.limit_usd is not None:
-            parts.append(f"${from_nano(state.spent_usd).normalize()} spent + "
-                         f"${from_nano(state.reserved_usd).normalize()} reserved of "
-                         f"${from_nano(line.limit_usd).normalize()}, this call ~${from_nano(line.usd).normalize()}")
-        if line.limit_tokens is not None:
-            parts.append(f"{state.spent_tokens} tokens spent + {state.reserved_tokens} reserved of "
-                         f"{line.limit_tokens}, this call ~{line.tokens}")
-    bucket = line.key.split(":", 1)[0]
-    owner = f" (owner {budget.owner})" if budget.owner else ""
-    return f"budget {bucket!r}{owner} ({budget.window} window) would be exceeded: " + "; ".join(parts)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import _safe
-from ._stores import Line
+from ._stores import BudgetStore, Line, StoreUnavailable
 
 _log = logging.getLogger("tokenmeter")
 JOURNAL_MAX = 10_000
@@ -92,6 +92,33 @@ class Journal:
                     self._releases.setdefault(rid, lines)
         for line, budget in charges:
             self.add(None, [line], [budget])
+
+
+def replay(journal: Journal, store: BudgetStore, now: float,
+           warn: Callable[[list[Any], list[Line], list[Any]], None]) -> bool:
+    """Write what ``journal`` holds to ``store`` (charges, then releases); False (and kept) if the store fails.
+
+    ``warn(budgets, lines, settled)`` is called for each written chunk so crossed thresholds still fire.
+    """
+    charges, releases = journal.take()
+    done = 0
+    try:
+        for i in range(0, len(charges), REPLAY_CHUNK):
+            chunk = charges[i:i + REPLAY_CHUNK]
+            lines = [line for line, _ in chunk]
+            settled = store.settle(None, lines, now)
+            done = i + len(chunk)
+            warn([budget for _, budget in chunk], lines, settled)
+        for rid in list(releases):
+            store.settle(rid, releases[rid], now)
+            del releases[rid]
+    except StoreUnavailable as exc:
+        journal.restore(charges[done:], releases)
+        _log.debug("tokenmeter: replaying the budget journal failed: %s", exc)
+        return False
+    if charges or releases:
+        _log.info("tokenmeter: charged the spend of %d budget bucket(s) made while the store was away", len(charges))
+    return True
 
 
 class Leases:

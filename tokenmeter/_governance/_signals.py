@@ -11,7 +11,7 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from .. import _safe
-from ._budget import Budget, BudgetWarning
+from ._budget import REQUESTS, Budget, BudgetWarning
 from ._stores import BucketState, BudgetStore, Line, from_nano, to_nano
 from ._windows import bounds, label
 
@@ -136,3 +136,28 @@ def register_gauge(instruments: Any, budgets: Sequence[Budget], store: BudgetSto
         return out
 
     instruments.budget_observer = observe
+
+
+def over(line: Line, state: BucketState) -> bool:
+    """Whether a bucket's committed spend is past the line's limit (a ``warn`` budget admits anyway)."""
+    return (line.limit_usd is not None and state.spent_usd + state.reserved_usd > line.limit_usd) or (
+        line.limit_tokens is not None and state.spent_tokens + state.reserved_tokens > line.limit_tokens
+    )
+
+
+def explain(budget: Budget, line: Line, state: BucketState) -> str:
+    """The message of the :class:`~tokenmeter.BudgetExceeded` raised when ``line`` did not fit."""
+    parts: list[str] = []
+    if line.key.endswith(REQUESTS):
+        parts.append(f"{state.spent_tokens} requests made + {state.reserved_tokens} in flight of {line.limit_tokens}")
+    else:
+        if line.limit_usd is not None:
+            parts.append(f"${from_nano(state.spent_usd).normalize()} spent + "
+                         f"${from_nano(state.reserved_usd).normalize()} reserved of "
+                         f"${from_nano(line.limit_usd).normalize()}, this call ~${from_nano(line.usd).normalize()}")
+        if line.limit_tokens is not None:
+            parts.append(f"{state.spent_tokens} tokens spent + {state.reserved_tokens} reserved of "
+                         f"{line.limit_tokens}, this call ~{line.tokens}")
+    bucket = line.key.split(":", 1)[0]
+    owner = f" (owner {budget.owner})" if budget.owner else ""
+    return f"budget {bucket!r}{owner} ({budget.window} window) would be exceeded: " + "; ".join(parts)
