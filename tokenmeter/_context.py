@@ -67,7 +67,12 @@ class Run:
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """The attribution in force for code running now."""
+    """The attribution in force for code running now.
+
+    ``team`` / ``workflow`` / ``tier`` / ``env`` / ``agent`` are ``None`` when not set; the entity ids
+    ``customer`` / ``user`` / ``session`` / ``feature`` are ``""`` when not set (already cleaned by
+    :func:`clean_id`). ``extra`` holds the other keyword attributes.
+    """
 
     team: str | None = None
     workflow: str | None = None

@@ -258,3 +258,14 @@ def test_live_calls_are_renewed_and_lost_ones_stop_being_renewed(clock: FakeCloc
         assert g.leases.held() == 0 and g.store.state(key, clock()).reservations == 0
         call.stop(USAGE)  # a late settle still charges it
         assert g.store.state(key, clock()).spent_tokens == USAGE.total
+
+
+def test_a_forked_child_does_not_replay_or_renew_the_parents_journal_and_leases() -> None:
+    journal = Journal()
+    journal.add("rid", [Line("k", 1, 1, None, 10, T0)], [None])
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's entries are the parent's to write
+        os._exit(0 if len(journal) == 0 and journal.take() == ([], {}) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(journal) == 2  # the parent keeps its own
