@@ -236,15 +236,17 @@ def test_owner_and_escalation_warn_downgrade_block(governed: Any, caplog: pytest
     caplog.set_level(logging.WARNING, "tokenmeter")
     budget = Budget("cx-month", scope={"customer": "*"}, limit_tokens=1000, window="month", owner="cx-oncall",
                     warn_at=(0.8,), downgrade_at=0.95, downgrade_to="gpt-4o-mini", action="block")
-    cap = governed([budget])
-    with tokenmeter.attributes(customer="acme"):
+    seen: list[Any] = []
+    cap = governed([budget], on_budget_warning=seen.append)
+    with tokenmeter.attributes(customer="acme:eu"):
         for _ in range(8):
             complete("gpt-4o", usage=OUT)  # 800 tokens: 80 % crossed on the 8th
         [warning] = [r for r in caplog.records if "passed 80%" in r.getMessage()]
-        assert "cx-oncall" in warning.getMessage() and "cx-month[acme]" in warning.getMessage()
+        assert "cx-oncall" in warning.getMessage() and "cx-month[acme:eu]" in warning.getMessage()
+        assert [(w.entity, w.threshold, w.budget.owner) for w in seen] == [("acme:eu", 0.8, "cx-oncall")]
         warned = [e for s in cap.spans for e in events(s, "tokenmeter.budget.warning")]
         assert warned[0]["tokenmeter.budget.owner"] == "cx-oncall"
-        assert warned[0]["tokenmeter.budget.bucket"] == "cx-month[acme]"
+        assert warned[0]["tokenmeter.budget.bucket"] == "cx-month[acme:eu]"
         call = start("gpt-4o", max_tokens=100)  # 800 + 100 <= 95 % of 1000: as asked
         assert call.request.model == "gpt-4o"
         call.stop(OUT)

@@ -222,6 +222,14 @@ class Budget:
             out.append(Line(key + REQUESTS, 0, 1, None, limit_requests, expires, enforce))
         return out
 
+    def split_key(self, key: str) -> tuple[str, str]:
+        """``(bucket label, entity)`` of a store key: ``("pc[acme]", "acme")``, ``("team-daily", "")``."""
+        label = key.removesuffix(REQUESTS)
+        label = label[: label.rindex(f":{self.window}:")] if f":{self.window}:" in label else label
+        if self._each and label.startswith(f"{self.name}[") and label.endswith("]"):
+            return label, label[len(self.name) + 1: -1]
+        return label, ""
+
     def _derive(self, limits: tuple[Decimal | None, int | None, int | None]
                 ) -> tuple[int | None, int | None, int | None, tuple[Level, ...]]:
         """Limits in store units and the warn levels, computed once per distinct set of limits."""
@@ -328,6 +336,7 @@ class BudgetWarning:
     window_end: datetime
     spent_usd: Decimal
     spent_tokens: int
+    entity: str = ""  # the entity (customer, user...) whose bucket crossed it, for a template budget
 
 
 def load_budgets(path: str | Path) -> list[Budget]:

@@ -87,7 +87,7 @@ def warn(budget: Budget, line: Line, state: BucketState, thresholds: Sequence[fl
     """Escalate each newly crossed threshold: span event, log record, user callback."""
     start, end = bounds(budget.window, now)
     used = utilization(budget, state, line)
-    bucket = line.key.split(":", 1)[0]  # the budget's name, with "[entity]" for a template
+    bucket, entity = budget.split_key(line.key)  # the budget's name, with "[entity]" for a template
     for threshold in thresholds:
         attrs: dict[str, Any] = {
             "tokenmeter.budget.name": budget.name,
@@ -108,7 +108,7 @@ def warn(budget: Budget, line: Line, state: BucketState, thresholds: Sequence[fl
             try:
                 callback(BudgetWarning(budget, threshold, used, datetime.fromtimestamp(start, UTC),
                                        datetime.fromtimestamp(end, UTC), from_nano(state.spent_usd),
-                                       state.spent_tokens))
+                                       state.spent_tokens, entity))
             except Exception:
                 _safe.log_once("on_budget_warning", "tokenmeter: the on_budget_warning callback raised")
 
@@ -158,6 +158,6 @@ def explain(budget: Budget, line: Line, state: BucketState) -> str:
         if line.limit_tokens is not None:
             parts.append(f"{state.spent_tokens} tokens spent + {state.reserved_tokens} reserved of "
                          f"{line.limit_tokens}, this call ~{line.tokens}")
-    bucket = line.key.split(":", 1)[0]
+    bucket = budget.split_key(line.key)[0]
     owner = f" (owner {budget.owner})" if budget.owner else ""
     return f"budget {bucket!r}{owner} ({budget.window} window) would be exceeded: " + "; ".join(parts)
