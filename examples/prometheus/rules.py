@@ -2,9 +2,10 @@
 ``examples/prometheus/tokenmeter-rules.yml`` (checked in; a test fails when the two differ).
 
 Budget alerts keep the ``tokenmeter_budget_owner`` label (``Budget(owner=...)``) so Alertmanager can route
-each to the team that owns the budget. Alerts follow the FinOps moves: budgets as utility demand (burn rate, projected exhaustion, exhausted),
-runaway runs (the p99/p50 spread of tokens per run, calls refused by a per-run guard or budget), cost
-visibility (unpriced tokens appearing: usage that would otherwise be billed as a silent $0) and waste.
+each to the team that owns the budget. Alerts follow the FinOps moves: budgets as utility demand (burn rate,
+projected exhaustion, exhausted), runaway runs (the p99/p50 spread of tokens per run, calls refused by a
+per-run guard or budget), cost visibility (unpriced tokens appearing: usage that would otherwise be billed as
+a silent $0) and waste.
 Every alert expression is ``<query> <comparison> <threshold>``, so the query itself can be graphed.
 """
 
@@ -82,7 +83,8 @@ ALERTS: list[Alert] = [
           "At this pace a daily budget is gone in under 10 hours. Check which team and workflow drive the spend "
           "(dashboard row 'Spend by attribution') before the budget starts blocking calls."),
     Alert("TokenBudgetProjectedExhaustion",
-          Compare(max_by((BUDGET_NAME, BUDGET_OWNER), PredictLinear(sel(BUDGET), "1h", 6 * HOUR)), ">=", 1), "15m", "warning",
+          Compare(max_by((BUDGET_NAME, BUDGET_OWNER), PredictLinear(sel(BUDGET), "1h", 6 * HOUR)), ">=", 1),
+          "15m", "warning",
           "Budget {{ $labels.tokenmeter_budget_name }} will be used up within 6 hours",
           "Linear forecast of the last hour: {{ $value | humanizePercentage }} of the limit in 6 h. Raise the "
           "limit, route the workload to a cheaper tier, or accept that calls will be blocked."),
