@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ._call import MeteredCall, Request, record
 from ._context import Scope, current_scope
-from ._errors import BudgetExceeded, ConfigError, PolicyViolation, TokenmeterError
+from ._errors import BudgetExceeded, BudgetStoreUnavailable, ConfigError, PolicyViolation, TokenmeterError
 from ._governance import Budget, BudgetWarning, Policy
 from ._instrument import instrument, instrumented, uninstrument
 from ._meter import Meter, active, configure, shutdown, unconfigure
@@ -31,6 +31,7 @@ __all__ = [
     "Attempt",
     "Budget",
     "BudgetExceeded",
+    "BudgetStoreUnavailable",
     "BudgetWarning",
     "ConfigError",
     "Cost",

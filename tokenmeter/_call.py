@@ -305,6 +305,8 @@ class MeteredCall:
                 elif usage.total:
                     a.unpriced += usage.total
         ins.duration.record(duration, a.semconv)
+        if ins.customers is not None and usage is not None:
+            ins.customers.add(self.scope.customer, usage.total, cost.usd)
         if usage is not None:
             ins.token_usage.record(usage.input_total, a.input)
             ins.token_usage.record(usage.output_total, a.output)

@@ -32,6 +32,7 @@ class Options:
     cardinality_limit: int = 100
     max_attribute_sets: int = 2000
     metric_attributes: tuple[str, ...] = ()
+    customer_metrics: int = 0
     tiktoken_cache_dir: str | None = None
     tiktoken_files: Mapping[str, str] = field(default_factory=dict)
     prometheus_address: str | None = None
@@ -64,6 +65,7 @@ _ENV: dict[str, str] = {
     "cardinality_limit": "TOKENMETER_CARDINALITY_LIMIT",
     "max_attribute_sets": "TOKENMETER_MAX_ATTRIBUTE_SETS",
     "metric_attributes": "TOKENMETER_METRIC_ATTRIBUTES",
+    "customer_metrics": "TOKENMETER_CUSTOMER_METRICS",
     "tiktoken_cache_dir": "TOKENMETER_TIKTOKEN_CACHE_DIR",
     "prometheus_address": "TOKENMETER_PROMETHEUS_ADDRESS",
     "instrument_threads": "TOKENMETER_INSTRUMENT_THREADS",
@@ -225,6 +227,8 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
         raw["cardinality_limit"] = _int("cardinality_limit", raw["cardinality_limit"], 1)
     if "max_attribute_sets" in raw:
         raw["max_attribute_sets"] = _int("max_attribute_sets", raw["max_attribute_sets"], 1)
+    if "customer_metrics" in raw:
+        raw["customer_metrics"] = _int("customer_metrics", raw["customer_metrics"], 0)
     if "expected_output_tokens" in raw:
         raw["expected_output_tokens"] = _int("expected_output_tokens", raw["expected_output_tokens"], 0)
     if "capture_content_max_chars" in raw:

@@ -1,14 +1,17 @@
-"""Ambient attribution: who (team), what (workflow, agent), which tier/env, how deep, which attempt.
+"""Ambient attribution: who (team; customer, user, session), what (workflow, agent, feature), which
+tier/env, how deep, which attempt.
 
 One ``ContextVar`` holds an immutable :class:`Scope`; entering a decorator or ``attributes()`` sets a
-new one and leaving restores the old. Team, workflow, tier and env also travel as W3C baggage under
-``tokenmeter.*`` keys, so a downstream service attributes its calls to the upstream caller.
+new one and leaving restores the old. Team, workflow, tier, env, customer, user, session and feature
+also travel as W3C baggage under ``tokenmeter.*`` keys, so a downstream service attributes its calls to
+the upstream caller. Entity ids (customer, user, session, feature) are cleaned by :func:`clean_id`.
 """
 
 from __future__ import annotations
 
 import contextvars
 import time
+import unicodedata
 from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
 from typing import Any
@@ -25,7 +28,32 @@ BAGGAGE_KEYS: dict[str, str] = {
     "workflow": "tokenmeter.workflow",
     "tier": "tokenmeter.tier",
     "env": "tokenmeter.env",
+    "customer": "tokenmeter.customer",
+    "user": "tokenmeter.user",
+    "session": "tokenmeter.session",
+    "feature": "tokenmeter.feature",
 }
+ENTITY_FIELDS: tuple[str, ...] = ("customer", "user", "session", "feature")
+MAX_ID_CHARS = 128
+
+
+def clean_id(value: object) -> str:
+    """An entity id safe for spans, baggage and store keys: control characters escaped (``\\x1b``),
+    at most ``MAX_ID_CHARS`` characters (longer ids are cut and end in ``…``); never raises."""
+    try:
+        text = value if isinstance(value, str) else str(value)
+    except Exception:
+        return "_invalid"
+    if not text.isprintable():
+        text = "".join(
+            ch if ch.isprintable() or ch == " " else
+            (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}" if ord(ch) < 0x10000
+             else f"\\U{ord(ch):08x}") if unicodedata.category(ch)[0] in "CZ" else ch
+            for ch in text
+        )
+    if len(text) > MAX_ID_CHARS:
+        text = text[: MAX_ID_CHARS - 1] + "…"
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +72,22 @@ class Run:
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """The attribution in force for code running now."""
+    """The attribution in force for code running now.
+
+    ``team`` / ``workflow`` / ``tier`` / ``env`` / ``agent`` are ``None`` when not set; the entity ids
+    ``customer`` / ``user`` / ``session`` / ``feature`` are ``""`` when not set (already cleaned by
+    :func:`clean_id`). ``extra`` holds the other keyword attributes.
+    """
 
     team: str | None = None
     workflow: str | None = None
     tier: str | None = None
     env: str | None = None
     agent: str | None = None
+    customer: str = ""
+    user: str = ""
+    session: str = ""
+    feature: str = ""
     extra: tuple[tuple[str, AttrValue], ...] = ()
     depth: int = 0
     attempt: int = 0
@@ -77,21 +114,32 @@ _SCOPE: contextvars.ContextVar[Scope] = contextvars.ContextVar("tokenmeter.scope
 CURRENT_CALL: contextvars.ContextVar[Any] = contextvars.ContextVar("tokenmeter.current_call", default=None)
 
 
+# The last (scope, OTel context) -> filled scope: a scope and a context are immutable, and calls in one
+# ``with`` block see the same pair, so the baggage is read once per block instead of once per call.
+_FILLED: tuple[Scope | None, object, Scope | None] = (None, None, None)
+
+
 def current_scope() -> Scope:
     """The scope in force, with attribution from incoming baggage filling what the process did not set."""
+    global _FILLED
     scope = _SCOPE.get()
-    if scope.team is not None and scope.workflow is not None:
-        return scope
-    bag = otel_baggage.get_all()
-    if not bag:
-        return scope
-    fill: dict[str, Any] = {}
-    for field, key in BAGGAGE_KEYS.items():
-        if getattr(scope, field) is None:
-            value = bag.get(key)
-            if isinstance(value, str) and value:
-                fill[field] = value
-    return replace(scope, **fill) if fill else scope
+    ctx = otel_context.get_current()
+    last = _FILLED
+    if last[0] is scope and last[1] is ctx:
+        return last[2]  # type: ignore[return-value]
+    bag = otel_baggage.get_all(ctx)
+    filled = scope
+    if bag:
+        fill: dict[str, Any] = {}
+        for field, key in BAGGAGE_KEYS.items():
+            if not getattr(scope, field):
+                value = bag.get(key)
+                if isinstance(value, str) and value:
+                    fill[field] = clean_id(value) if field in ENTITY_FIELDS else value
+        if fill:
+            filled = replace(scope, **fill)
+    _FILLED = (scope, ctx, filled)
+    return filled
 
 
 def add_scope_attributes(scope: Scope, attrs: dict[str, Any]) -> None:
@@ -106,6 +154,15 @@ def add_scope_attributes(scope: Scope, attrs: dict[str, Any]) -> None:
         attrs["tokenmeter.env"] = scope.env
     if scope.run is not None:
         attrs["tokenmeter.run.id"] = scope.run.run_id
+    if scope.customer:
+        attrs["tokenmeter.customer.id"] = scope.customer
+    if scope.user:
+        attrs["user.id"] = scope.user
+    if scope.session:
+        attrs["session.id"] = scope.session
+        attrs["gen_ai.conversation.id"] = scope.session
+    if scope.feature:
+        attrs["tokenmeter.feature.name"] = scope.feature
     for k, v in scope.extra:
         attrs[k] = v
 
@@ -125,6 +182,6 @@ def with_baggage(scope: Scope, ctx: otel_context.Context | None = None) -> otel_
     ctx = ctx if ctx is not None else otel_context.get_current()
     for field, key in BAGGAGE_KEYS.items():
         value = getattr(scope, field)
-        if value is not None and otel_baggage.get_baggage(key, ctx) != value:
+        if value and otel_baggage.get_baggage(key, ctx) != value:
             ctx = otel_baggage.set_baggage(key, str(value), ctx)
     return ctx

@@ -26,3 +26,15 @@ class BudgetExceeded(PolicyViolation):
     def __init__(self, message: str, *, budget: str | None = None, model: str | None = None) -> None:
         super().__init__(message, decision="block", model=model)
         self.budget = budget
+
+
+class BudgetStoreUnavailable(PolicyViolation):
+    """The budget store could not be reached and ``fail_open`` is False, so the call was not sent.
+
+    Not a breach: nothing says the budget is used up. A sibling of :class:`BudgetExceeded` (both are
+    :class:`PolicyViolation`), so ``except PolicyViolation`` handles both while each can be told apart.
+    """
+
+    def __init__(self, message: str, *, budget: str | None = None, model: str | None = None) -> None:
+        super().__init__(message, decision="block", model=model)
+        self.budget = budget

@@ -154,6 +154,20 @@ class Instruments:
             unit="1",
             description="Settled spend of each budget's current window over its limit.",
         )
+        # Set by the meter in force when configure(customer_metrics=N) (see ``_customers``).
+        self.customers: Any = None
+        meter.create_observable_gauge(
+            "tokenmeter.customer.cost",
+            [lambda options: self.customers.observe_cost(options) if self.customers is not None else ()],
+            unit="USD",
+            description="Window-to-date cost of the top-N customers, the rest as _other (opt-in).",
+        )
+        meter.create_observable_gauge(
+            "tokenmeter.customer.tokens",
+            [lambda options: self.customers.observe_tokens(options) if self.customers is not None else ()],
+            unit="{token}",
+            description="Window-to-date tokens of the top-N customers, the rest as _other (opt-in).",
+        )
         self._cache: dict[tuple[Any, ...], CallAttributes] = {}
         self._by_attributes: dict[frozenset[tuple[str, Any]], CallAttributes] = {}
         self._decisions: dict[frozenset[tuple[str, Any]], list[Any]] = {}
@@ -199,6 +213,7 @@ class Instruments:
             with self._lock:
                 self._cache.clear()
         self.budget_observer = None
+        self.customers = None
 
     def _folded(self, dimensions: Mapping[str, Any]) -> dict[str, Any]:
         return {k: self.limiter.fold(k, v) for k, v in dimensions.items() if v is not None}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from opentelemetry import metrics as otel_metrics
@@ -79,6 +80,10 @@ class Meter:
             max_attribute_sets=options.max_attribute_sets,
         )
         self.ledger = _build_ledger(options)
+        if options.customer_metrics:
+            from ._customers import TopCustomers
+
+            self.instruments.customers = TopCustomers(options.customer_metrics, time.time)
         from ._governance import build_gate
 
         # Always built: the per-run guard (workflow(max_tokens=...)) needs it even without budgets;
@@ -280,7 +285,9 @@ def configure(**options: Any) -> Meter:
     * ``max_attribute_sets`` -- distinct attribute sets (dimension combinations) of the call counters
       before new ones are counted under ``otel.metric.overflow=true`` (default 2000, as the OTel SDK's
       own default cardinality limit).
-    * ``metric_attributes`` -- extra ``attributes(**extra)`` keys allowed on metrics.
+    * ``metric_attributes`` -- extra ``attributes(**extra)`` keys allowed on metrics (and as budget scopes).
+    * ``customer_metrics`` -- ``N > 0`` adds the gauges ``tokenmeter.customer.cost`` / ``.tokens``: the
+      day-to-date spend of the top ``N`` customers plus ``_other`` and ``_none`` (default 0: off).
     * ``tiktoken_cache_dir``, ``tiktoken_files`` -- where local tiktoken encodings are.
     * ``prometheus_address`` -- ``"127.0.0.1:9464"`` serves a Prometheus scrape endpoint.
     * ``instrument_threads`` -- make ``ThreadPoolExecutor`` carry the context (default True).

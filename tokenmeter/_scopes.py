@@ -18,7 +18,17 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Status, StatusCode
 
 from . import _meter, _safe
-from ._context import AttrValue, Run, Scope, add_scope_attributes, current_scope, reset_scope, set_scope, with_baggage
+from ._context import (
+    AttrValue,
+    Run,
+    Scope,
+    add_scope_attributes,
+    clean_id,
+    current_scope,
+    reset_scope,
+    set_scope,
+    with_baggage,
+)
 from ._errors import PolicyViolation
 from ._ids import new_id
 from ._instruments import depth_bucket
@@ -367,12 +377,21 @@ class ScopeSpec:
         return wrapper  # type: ignore[return-value]
 
 
+def _entities(customer: object, user: object, session: object, feature: object) -> dict[str, str]:
+    values = {"customer": customer, "user": user, "session": session, "feature": feature}
+    return {k: clean_id(v) for k, v in values.items() if v is not None and v != ""}
+
+
 def workflow(
     name: str,
     *,
     team: str | None = None,
     tier: str | None = None,
     env: str | None = None,
+    customer: str | None = None,
+    user: str | None = None,
+    session: str | None = None,
+    feature: str | None = None,
     max_tokens: int | None = None,
     max_cost_usd: float | None = None,
     **attrs: AttrValue,
@@ -380,13 +399,14 @@ def workflow(
     """A workflow run: span ``invoke_workflow {name}``, a new ``tokenmeter.run.id`` and run metrics.
 
     ``max_tokens`` / ``max_cost_usd`` guard the run: a call that would take it over raises
-    :class:`BudgetExceeded` before it is sent. Extra keyword attributes go on spans (and on metrics
-    if listed in ``configure(metric_attributes=...)``).
+    :class:`BudgetExceeded` before it is sent. ``customer`` / ``user`` / ``session`` / ``feature``
+    attribute the calls inside as in :func:`attributes`. Extra keyword attributes go on spans (and on
+    metrics if listed in ``configure(metric_attributes=...)``).
     """
     return ScopeSpec(
         "workflow",
         name,
-        {"team": team, "tier": tier, "env": env},
+        {"team": team, "tier": tier, "env": env, **_entities(customer, user, session, feature)},
         attrs,
         max_tokens=max_tokens,
         max_cost_usd=max_cost_usd,
@@ -414,7 +434,20 @@ def attributes(
     workflow: str | None = None,
     tier: str | None = None,
     env: str | None = None,
+    customer: str | None = None,
+    user: str | None = None,
+    session: str | None = None,
+    feature: str | None = None,
     **extra: AttrValue,
 ) -> ScopeSpec:
-    """Ambient attribution for everything inside (no span): team, workflow, tier, env and extras."""
-    return ScopeSpec("attributes", "", {"team": team, "workflow": workflow, "tier": tier, "env": env}, extra)
+    """Ambient attribution for everything inside (no span): team, workflow, tier, env, entities and extras.
+
+    ``customer`` (span attribute ``tokenmeter.customer.id``), ``user`` (``user.id``), ``session``
+    (``session.id`` and ``gen_ai.conversation.id``) and ``feature`` (``tokenmeter.feature.name``) go on
+    every span inside and travel as baggage; ids are cut to 128 characters and control characters
+    escaped. They are not metric attributes (unbounded): per-customer metrics come only from the
+    opt-in top-N dimension (``configure(customer_metrics=N)``); budgets can scope by them.
+    """
+    fields = {"team": team, "workflow": workflow, "tier": tier, "env": env,
+              **_entities(customer, user, session, feature)}
+    return ScopeSpec("attributes", "", fields, extra)

@@ -33,10 +33,12 @@ def _usd(value: Decimal) -> str:
     return f"${value.quantize(Decimal('0.000001')).normalize():f}"
 
 
-def _row(budget: Budget, state: BucketState, now: float) -> dict[str, Any]:
+def _row(budget: Budget, state: BucketState, now: float, entity: str = "") -> dict[str, Any]:
     start, end = bounds(budget.window, now)
+    limit_usd, limit_tokens, _ = budget.limits(entity)
     return {
-        "budget": budget.name,
+        "budget": f"{budget.name}[{entity}]" if budget.template else budget.name,
+        "owner": budget.owner,
         "scope": dict(budget.scope),
         "window": budget.window,
         "window_start": label(start),
@@ -47,9 +49,10 @@ def _row(budget: Budget, state: BucketState, now: float) -> dict[str, Any]:
         "reserved_usd": str(from_nano(state.reserved_usd).normalize()),
         "reserved_tokens": state.reserved_tokens,
         "reservations": state.reservations,
-        "limit_usd": None if budget.limit_usd is None else str(budget.limit_usd),
-        "limit_tokens": budget.limit_tokens,
-        "utilization": round(utilization(budget, state), 6),
+        "limit_usd": None if limit_usd is None else str(limit_usd),
+        "limit_tokens": limit_tokens,
+        "utilization": round(utilization(budget, state, budget.lines(now, 0, 0, 0.0, entity)[0])
+                             if limit_usd is not None or limit_tokens is not None else 0.0, 6),
     }
 
 
@@ -108,7 +111,9 @@ def _budgets_command(args: argparse.Namespace) -> int:
         return 2
     now = time.time()
     try:
-        rows = [_row(b, store.state(b.key(now), now), now) for b in budgets]
+        entity = args.entity or ""
+        rows = [_row(b, store.state(b.key(now, entity), now), now, entity) for b in budgets
+                if entity or not b.template]
     except StoreUnavailable as exc:
         print(f"tokenmeter budgets: the budget store is unavailable: {exc}", file=sys.stderr)
         return 1
@@ -133,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     budgets.add_argument("--store", help="budget store URL (default: $TOKENMETER_STORE)")
     budgets.add_argument("--budgets", help="budgets file, .toml or .json (default: $TOKENMETER_BUDGETS)")
     budgets.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    budgets.add_argument("--entity", help="show per-entity (template) budgets for this customer/user id "
+                                          "(templates are left out without it)")
     budgets.set_defaults(func=_budgets_command)
     from .finops import _cli_report
 

@@ -41,6 +41,7 @@ TOKEN_CLASS = "tokenmeter_token_class"
 OUTCOME = "tokenmeter_outcome"
 DECISION = "tokenmeter_policy_decision"
 BUDGET_NAME = "tokenmeter_budget_name"
+BUDGET_OWNER = "tokenmeter_budget_owner"
 WASTE_REASON = "tokenmeter_waste_reason"
 TOKEN_TYPE = "gen_ai_token_type"
 

@@ -1,9 +1,11 @@
 """Recording and alert rules for tokenmeter's metrics; ``python -m examples.prometheus.rules`` writes them to
 ``examples/prometheus/tokenmeter-rules.yml`` (checked in; a test fails when the two differ).
 
-Alerts follow the FinOps moves: budgets as utility demand (burn rate, projected exhaustion, exhausted),
-runaway runs (the p99/p50 spread of tokens per run, calls refused by a per-run guard or budget), cost
-visibility (unpriced tokens appearing: usage that would otherwise be billed as a silent $0) and waste.
+Budget alerts keep the ``tokenmeter_budget_owner`` label (``Budget(owner=...)``) so Alertmanager can route
+each to the team that owns the budget. Alerts follow the FinOps moves: budgets as utility demand (burn rate,
+projected exhaustion, exhausted), runaway runs (the p99/p50 spread of tokens per run, calls refused by a
+per-run guard or budget), cost visibility (unpriced tokens appearing: usage that would otherwise be billed as
+a silent $0) and waste.
 Every alert expression is ``<query> <comparison> <threshold>``, so the query itself can be graphed.
 """
 
@@ -16,6 +18,7 @@ from pathlib import Path
 from .promql import (
     BUDGET,
     BUDGET_NAME,
+    BUDGET_OWNER,
     CALLS,
     PROVIDER,
     RUN_TOKENS,
@@ -69,7 +72,7 @@ RUN_P50 = Recorded("tokenmeter:run_tokens:p50_1h", quantile(0.5, sel(RUN_TOKENS)
 RUN_P99 = Recorded("tokenmeter:run_tokens:p99_1h", quantile(0.99, sel(RUN_TOKENS), (TEAM, WORKFLOW), "1h"))
 RUN_SPREAD = Recorded("tokenmeter:run_tokens:p99_over_p50_1h", RUN_P99 / RUN_P50)
 BURN_RATE = Recorded("tokenmeter:budget_utilization:burn_rate1h",
-                     max_by((BUDGET_NAME,), deriv(sel(BUDGET), "1h")) * HOUR)
+                     max_by((BUDGET_NAME, BUDGET_OWNER), deriv(sel(BUDGET), "1h")) * HOUR)
 
 RECORDING: list[Recorded] = [COST_RATE, TOKENS_RATE, WASTED_RATIO, RUN_P50, RUN_P99, RUN_SPREAD, BURN_RATE]
 
@@ -80,11 +83,12 @@ ALERTS: list[Alert] = [
           "At this pace a daily budget is gone in under 10 hours. Check which team and workflow drive the spend "
           "(dashboard row 'Spend by attribution') before the budget starts blocking calls."),
     Alert("TokenBudgetProjectedExhaustion",
-          Compare(max_by((BUDGET_NAME,), PredictLinear(sel(BUDGET), "1h", 6 * HOUR)), ">=", 1), "15m", "warning",
+          Compare(max_by((BUDGET_NAME, BUDGET_OWNER), PredictLinear(sel(BUDGET), "1h", 6 * HOUR)), ">=", 1),
+          "15m", "warning",
           "Budget {{ $labels.tokenmeter_budget_name }} will be used up within 6 hours",
           "Linear forecast of the last hour: {{ $value | humanizePercentage }} of the limit in 6 h. Raise the "
           "limit, route the workload to a cheaper tier, or accept that calls will be blocked."),
-    Alert("TokenBudgetExhausted", Compare(max_by((BUDGET_NAME,), sel(BUDGET)), ">=", 1), "0m", "critical",
+    Alert("TokenBudgetExhausted", Compare(max_by((BUDGET_NAME, BUDGET_OWNER), sel(BUDGET)), ">=", 1), "0m", "critical",
           "Budget {{ $labels.tokenmeter_budget_name }} is used up",
           "Calls in its scope are now blocked (action block), downgraded (downgrade) or only warned about (warn)."),
     Alert("TokenRunawayRuns", Compare(RUN_SPREAD, ">", 10), "10m", "warning",

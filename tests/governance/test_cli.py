@@ -103,3 +103,21 @@ def test_the_module_runs_as_a_command(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[1].split()[0] == "a"
+
+
+def test_per_entity_budgets_are_shown_for_one_entity(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import tokenmeter
+    from tokenmeter._governance import load_budgets
+
+    budgets_file = tmp_path / "budgets.toml"
+    budgets_file.write_text('[[budget]]\nname = "pc"\nscope = { customer = "*" }\nlimit_tokens = 1000\n'
+                            'window = "1d"\nowner = "cx"\noverrides = { acme = 5000 }\n')
+    url = f"sqlite://{tmp_path / 'b.db'}"
+    with capture(budgets=load_budgets(budgets_file), store=url), tokenmeter.attributes(customer="acme"):
+        start(max_tokens=500).stop(Usage(output=500))
+    assert main(["budgets", "--store", url, "--budgets", str(budgets_file), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []  # templates need --entity
+    assert main(["budgets", "--store", url, "--budgets", str(budgets_file), "--json", "--entity", "acme"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert (row["budget"], row["owner"], row["spent_tokens"], row["limit_tokens"], row["utilization"]) == (
+        "pc[acme]", "cx", 500, 5000, 0.1)

@@ -98,11 +98,13 @@ def test_fail_open_meters_allows_and_warns_once(dead_redis_url: str, caplog: pyt
     assert decisions(cap, "warn") == 4
 
 
-def test_fail_closed_blocks(dead_redis_url: str) -> None:
+def test_fail_closed_blocks_with_a_distinct_error(dead_redis_url: str) -> None:
     with capture(budgets=BUDGETS, store=dead_redis_url, fail_open=False) as cap:
-        with pytest.raises(BudgetExceeded, match="unavailable"):
+        with pytest.raises(tokenmeter.BudgetStoreUnavailable, match="unavailable") as info:
             start()
-        with tokenmeter.attributes(team="x"), pytest.raises(BudgetExceeded):
+        assert not isinstance(info.value, BudgetExceeded)  # an outage is not a breach
+        assert isinstance(info.value, tokenmeter.PolicyViolation) and info.value.budget == "b"
+        with tokenmeter.attributes(team="x"), pytest.raises(tokenmeter.PolicyViolation):
             start()
         assert cap.counter("tokenmeter.calls", **{"tokenmeter.outcome": "blocked"}) == 2
         assert decisions(cap, "block") == 2
@@ -129,6 +131,10 @@ class FlakyStore(BudgetStore):
         self._check()
         return self.inner.settle(rid, lines, now)
 
+    def renew(self, held: Sequence[tuple[str, str]], lease_until: float) -> None:
+        self._check()
+        self.inner.renew(held, lease_until)
+
     def state(self, key: str, now: float) -> BucketState:
         self._check()
         return self.inner.state(key, now)
@@ -150,9 +156,9 @@ def test_an_outage_is_not_retried_on_every_call_and_recovery_is_noticed(
         flaky.down = False
         clock.advance(OUTAGE_COOLDOWN_S)
         complete(max_tokens=10)
-        assert flaky.calls == 3  # reserve + settle again
+        assert flaky.calls == 4  # reserve, the journal's replay, settle
         state: Any = flaky.inner.state(BUDGETS[0].key(clock()), clock())
-        assert state.spent_tokens == 10  # spend during the outage is not in the store
+        assert state.spent_tokens == 60  # the outage's spend was journaled and charged on recovery
     assert [r.getMessage() for r in caplog.records if "answers again" in r.getMessage()]
 
 

@@ -59,7 +59,7 @@ def test_warn_levels_are_exact_fractions_of_each_limit() -> None:
     ("kwargs", "message"),
     [
         ({"scope": {"team": "a"}, "window": "1d"}, "limit_usd, limit_tokens"),
-        ({"scope": {"region": "eu"}, "limit_tokens": 1, "window": "1d"}, "scope keys"),
+        ({"scope": {"re gion": "eu"}, "limit_tokens": 1, "window": "1d"}, "scope keys"),
         ({"scope": {"team": ""}, "limit_tokens": 1, "window": "1d"}, "non-empty"),
         ({"scope": {}, "limit_tokens": 1, "window": "2d"}, "window must be"),
         ({"scope": {}, "limit_usd": -1, "window": "1d"}, "limit_usd"),

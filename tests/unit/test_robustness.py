@@ -17,14 +17,14 @@ from tokenmeter.testing import Capture, capture
 
 
 def test_each_dimension_is_capped_then_folded_into_other() -> None:
-    with capture(cardinality_limit=3, metric_attributes=["customer"]) as cap:
+    with capture(cardinality_limit=3, metric_attributes=["tenant"]) as cap:
         for i in range(10):
-            with tokenmeter.attributes(team=f"team-{i}", customer=f"c{i}"):
+            with tokenmeter.attributes(team=f"team-{i}", tenant=f"c{i}"):
                 tokenmeter.record("openai", "gpt-4o", Usage(input=1))
         teams = {dict(p.attributes or {})["tokenmeter.team.name"] for p in cap.points("tokenmeter.tokens")}
         assert teams == {"team-0", "team-1", "team-2", "_other"}
         assert cap.counter("tokenmeter.tokens", **{"tokenmeter.team.name": "_other"}) == 7
-        customers = {dict(p.attributes or {})["customer"] for p in cap.points("tokenmeter.tokens")}
+        customers = {dict(p.attributes or {})["tenant"] for p in cap.points("tokenmeter.tokens")}
         assert customers == {"c0", "c1", "c2", "_other"}
         # spans keep the real values
         assert {dict(s.attributes or {})["tokenmeter.team.name"] for s in cap.spans} == {f"team-{i}" for i in range(10)}
@@ -55,12 +55,12 @@ def test_combinations_past_max_attribute_sets_overflow_with_totals_kept() -> Non
 
 
 def test_extra_attributes_stay_off_metrics_unless_allowed(cap: Capture) -> None:
-    with tokenmeter.attributes(team="t", customer="acme", request_id="r-1"):
+    with tokenmeter.attributes(team="t", tenant="acme", request_id="r-1"):
         tokenmeter.record("openai", "gpt-4o", Usage(input=1))
     for p in cap.points("tokenmeter.tokens"):
-        assert "customer" not in dict(p.attributes or {})
+        assert "tenant" not in dict(p.attributes or {})
         assert "request_id" not in dict(p.attributes or {})
-    assert dict(cap.span("chat gpt-4o").attributes or {})["customer"] == "acme"
+    assert dict(cap.span("chat gpt-4o").attributes or {})["tenant"] == "acme"
 
 
 def test_a_failing_price_lookup_never_breaks_the_host(

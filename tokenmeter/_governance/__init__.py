@@ -15,13 +15,17 @@ Semantics, in one place:
   ``spent + reserved < limit``. Landing exactly on the limit is allowed; a used-up limit admits
   nothing. A burst of concurrent calls admits exactly as many as fit, whichever processes they run in.
 * Bound: spend <= limit + sum of under-estimates (see :class:`Budget`).
-* Leases: a reservation not settled within ``lease_s`` (default 900 s, ``?lease_s=`` on the store
-  URL) stops holding budget, so a crashed process cannot block a budget for longer than that.
+* Leases: a reservation holds budget until ``lease_until``; the process that made it renews it every
+  ``lease_s / 3`` while the call runs (default ``lease_s`` 60 s, ``?lease_s=`` on the store URL), so
+  a crashed process's reservations stop holding budget at most ``lease_s`` after it died.
 * Windows are fixed UTC periods (see ``_windows``); a call is charged to the window it was admitted in.
 * Store down or slow (every operation bounded by ``timeout_s``, default 2 s): with ``fail_open=True``
   (default) calls are metered and allowed, a ``warn`` decision is recorded and one warning logged per
-  outage; with ``fail_open=False`` they raise :class:`~tokenmeter.BudgetExceeded`. After a fault the
-  store is left alone for ``OUTAGE_COOLDOWN_S`` so calls do not each wait for a timeout.
+  outage; with ``fail_open=False`` they raise :class:`~tokenmeter.BudgetStoreUnavailable` (a
+  :class:`~tokenmeter.PolicyViolation`, not a :class:`~tokenmeter.BudgetExceeded`: no budget is
+  known to be used up). After a fault the store is left alone for ``OUTAGE_COOLDOWN_S`` so calls do
+  not each wait for a timeout. What calls spend while the store is away (the outage and its cooldown)
+  is journaled in the process and charged to its windows when the store answers again (``_journal``).
 """
 
 from __future__ import annotations

@@ -10,21 +10,23 @@ at once: it is on the hot path of every call.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from .. import _safe
-from .._context import Run
-from .._errors import BudgetExceeded, ConfigError, PolicyViolation
+from .._context import Run, clean_id
+from .._errors import BudgetExceeded, BudgetStoreUnavailable, ConfigError, PolicyViolation
 from .._ids import new_id
 from .._prices import Cost
 from .._usage import Usage
 from . import _signals
-from ._budget import Budget
+from ._budget import REQUESTS, SCOPE_KEYS, Budget
+from ._journal import Journal, Leases, replay
 from ._policy import Policy
 from ._runguard import RunGuard
-from ._stores import BucketState, BudgetStore, Line, StoreUnavailable, from_nano, open_store, to_nano
+from ._stores import BudgetStore, Line, StoreUnavailable, open_store, to_nano
 
 _log = logging.getLogger("tokenmeter")
 OUTAGE_COOLDOWN_S = 5.0  # after a store fault, skip the store this long instead of timing out on every call
@@ -71,12 +73,20 @@ class Gate:
             if budget.name in names:
                 raise ConfigError(f"two budgets are named {budget.name!r}; budget names must be unique")
             names.add(budget.name)
+            for key in budget.scope:
+                if key not in SCOPE_KEYS and key not in options.metric_attributes:
+                    raise ConfigError(f"Budget {budget.name!r}: scope key {key!r} is not one of the scope keys "
+                                      f"{', '.join(SCOPE_KEYS)}; to scope by an extra attribute, allow-list it with "
+                                      f"configure(metric_attributes=[{key!r}])")
         if options.policy is not None and not isinstance(options.policy, Policy):
             raise ConfigError(f"policy must be a tokenmeter.Policy, got {options.policy!r}")
         if options.on_budget_warning is not None and not callable(options.on_budget_warning):
             raise ConfigError("on_budget_warning must be a callable taking a BudgetWarning")
         self.meter = meter
         self.budgets = budgets
+        self._escalates = any(b.downgrade_at is not None for b in budgets)
+        self._by_name: dict[str | None, Budget] = {b.name: b for b in budgets}
+        self._attr_keys = frozenset(k for b in budgets for k in b.scope if k not in SCOPE_KEYS)
         self.policy: Policy | None = options.policy
         self.fail_open: bool = options.fail_open
         self.on_budget_warning: Callable[[Any], Any] | None = options.on_budget_warning
@@ -95,6 +105,9 @@ class Gate:
             unit="{call}",
             description="Pre-call budget estimates, by whether the input tokens were counted exactly.",
         )
+        self.journal = Journal()
+        self._replaying = threading.Lock()
+        self.leases = Leases(self.lease_s, self._renew, lambda: self.clock(), self._replay)
         if self.store is not None:
             _signals.register_gauge(meter.instruments, budgets, self.store, lambda: self.clock())
 
@@ -112,7 +125,8 @@ class Gate:
             self._admit(call, ticket, run)
         except PolicyViolation as refusal:
             self._release(ticket)
-            self._decide(call, ticket, refusal.decision, str(refusal), budget=getattr(refusal, "budget", None))
+            name = getattr(refusal, "budget", None)
+            self._decide(call, ticket, refusal.decision, str(refusal), budget=self._by_name.get(name, name))
             _signals.add_events(_signals.current_span(), ticket.events)
             raise
         except Exception:
@@ -152,17 +166,45 @@ class Gate:
                                       model=req.model)
             self._decide(call, ticket, "approve", f"approved for tier {call.tier!r}")
 
+    def _values(self, call: Any) -> dict[str, str | None]:
+        """What budget scopes match on for ``call``."""
+        scope = call.scope
+        values: dict[str, str | None] = {
+            "team": scope.team, "workflow": scope.workflow, "tier": call.tier, "env": scope.env,
+            "model": call.request.model, "customer": scope.customer or None, "user": scope.user or None,
+            "session": scope.session or None, "feature": scope.feature or None,
+        }
+        if self._attr_keys:
+            for key, value in scope.extra:
+                if key in self._attr_keys:
+                    values[key] = clean_id(value)
+        return values
+
+    def _lines(self, values: dict[str, str | None], now: float, usd: int, tokens: int,
+               escalate: bool = False) -> tuple[list[Line], list[Budget]]:
+        """The buckets a call with ``values`` touches, and the budget of each."""
+        lines: list[Line] = []
+        owners: list[Budget] = []
+        for budget in self.budgets:
+            entity = budget.entity(values)
+            if entity is None:
+                continue
+            fraction = budget.downgrade_at if escalate else None
+            for line in budget.lines(now, usd, tokens, self.lease_s, entity, fraction):
+                lines.append(line)
+                owners.append(budget)
+        return lines, owners
+
     def _reserve_budgets(self, call: Any, ticket: Ticket) -> Estimate | None:
         assert self.store is not None
-        req, scope = call.request, call.scope
+        req = call.request
         for attempt in (0, 1):
-            values = {"team": scope.team, "workflow": scope.workflow, "tier": call.tier, "env": scope.env}
-            matched = [b for b in self.budgets if b.matches(values)]
-            if not matched:
+            values = self._values(call)
+            if not any(b.matches(values) for b in self.budgets):
                 return None
             estimate = self._estimate(call)
             now = self.clock()
-            lines = [b.line(now, estimate.usd or 0, estimate.tokens, self.lease_s) for b in matched]
+            lines, matched = self._lines(values, now, estimate.usd or 0, estimate.tokens, escalate=attempt == 0)
             rid = new_id()
             try:
                 if self._down_until is not None and now < self._down_until:
@@ -173,23 +215,32 @@ class Gate:
                 return estimate
             self._store_ok()
             if admission.admitted:
+                if attempt == 0 and self._escalates:  # keep the full limits (warnings and utilization use them)
+                    lines = self._lines(values, now, estimate.usd or 0, estimate.tokens)[0]
                 ticket.rid, ticket.lines, ticket.budgets = rid, lines, matched
+                self.leases.hold(rid, [line.key for line in lines])
                 for budget, line, state in zip(matched, lines, admission.states, strict=True):
-                    if not line.enforce and _over(line, state):
+                    if not line.enforce and _signals.over(line, state):
                         self._decide(call, ticket, "warn", f"budget {budget.name!r} is over its limit",
-                                     budget=budget.name)
+                                     budget=budget)
                 return estimate
             assert admission.refused is not None
             budget = matched[admission.refused]
-            target = self._budget_downgrade(call, budget) if attempt == 0 else None
-            if target is None:
-                raise BudgetExceeded(_explain(budget, lines[admission.refused], admission.states[admission.refused]),
-                                     budget=budget.name, model=req.model)
-            self._rewrite(call, ticket, target, f"budget {budget.name!r} would be exceeded", budget=budget.name)
+            if attempt == 0:
+                target = self._budget_downgrade(call, budget)
+                if target is not None:
+                    why = (f"budget {budget.name!r} passed {budget.downgrade_at:.0%} of its limit"
+                           if budget.downgrade_at is not None else f"budget {budget.name!r} would be exceeded")
+                    self._rewrite(call, ticket, target, why, budget=budget)
+                    continue
+                if budget.downgrade_at is not None:
+                    continue  # nothing cheaper to escalate to: the full limit decides
+            line, state = lines[admission.refused], admission.states[admission.refused]
+            raise BudgetExceeded(_signals.explain(budget, line, state), budget=budget.name, model=req.model)
         return None  # pragma: no cover - the loop always returns or raises
 
     def _budget_downgrade(self, call: Any, budget: Budget) -> str | None:
-        if budget.action != "downgrade":
+        if budget.action != "downgrade" and budget.downgrade_at is None:
             return None
         req, scope, policy = call.request, call.scope, self.policy
         target = budget.downgrade_to or (policy.cheaper(req.model) if policy is not None else None)
@@ -207,8 +258,8 @@ class Gate:
         if self._down_until is None or now >= self._down_until:
             self._down_until = now + OUTAGE_COOLDOWN_S
         if not self.fail_open:
-            raise BudgetExceeded(f"the budget store is unavailable and fail_open is False: {exc}",
-                                 budget=matched[0].name, model=call.request.model)
+            raise BudgetStoreUnavailable(f"the budget store is unavailable and fail_open is False: {exc}",
+                                         budget=matched[0].name, model=call.request.model)
         ticket.rid, ticket.lines, ticket.budgets = None, lines, matched
         self._decide(call, ticket, "warn", "budget store unavailable; allowed because fail_open is True")
 
@@ -216,6 +267,31 @@ class Gate:
         if self._down_until is not None:
             self._down_until = None
             _log.warning("tokenmeter: the budget store answers again; budgets are enforced")
+        if len(self.journal):
+            self._replay()
+
+    def _replay(self) -> None:
+        """Write the journal (spend the store missed while it was away) to the store, charges first."""
+        store = self.store
+        if store is None or not len(self.journal) or not self._replaying.acquire(blocking=False):
+            return
+        try:
+            now = self.clock()
+            if self._down_until is not None and now < self._down_until:
+                return
+            if replay(self.journal, store, now, lambda b, lines, settled: self._warn(b, lines, settled, now, None)):
+                self._down_until = None
+            else:
+                self._down_until = now + OUTAGE_COOLDOWN_S
+        finally:
+            self._replaying.release()
+
+    def _renew(self, held: Sequence[tuple[str, str]], lease_until: float) -> None:
+        store = self.store
+        now = self.clock()
+        if store is None or (self._down_until is not None and now < self._down_until):
+            return
+        store.renew(held, lease_until)
 
     # -- after ---------------------------------------------------------------------------------
     def after(self, call: Any, usage: Usage | None, cost: Cost, error: BaseException | None) -> None:
@@ -239,10 +315,9 @@ class Gate:
         assert self.store is not None
         now = self.clock()
         if ticket is None:  # a call metered with record(): charge what it used to the budgets in scope now
-            scope = call.scope
-            values = {"team": scope.team, "workflow": scope.workflow, "tier": call.tier, "env": scope.env}
-            budgets: Sequence[Budget] = [b for b in self.budgets if b.matches(values)]
-            lines: Sequence[Line] = [b.line(now, 0, 0, self.lease_s) for b in budgets]
+            lines: Sequence[Line]
+            budgets: Sequence[Budget]
+            lines, budgets = self._lines(self._values(call), now, 0, 0)
             rid = None
         else:
             budgets, lines, rid = ticket.budgets, ticket.lines, ticket.rid
@@ -250,26 +325,40 @@ class Gate:
             return
         if usage is not None:
             usd, tokens = (to_nano(cost.usd) if cost.usd is not None else 0), usage.total
-            actual = [line.with_amounts(usd, tokens) for line in lines]
-        elif error is not None:
-            actual = [line.with_amounts(0, 0) for line in lines]  # failed before using anything: release
+            actual = [line.with_amounts(0, 1) if line.key.endswith(REQUESTS) else line.with_amounts(usd, tokens)
+                      for line in lines]
+        elif error is not None:  # failed before using anything: release (a request was still made)
+            actual = [line.with_amounts(0, 1) if line.key.endswith(REQUESTS) else line.with_amounts(0, 0)
+                      for line in lines]
         else:
             actual = list(lines)  # the provider reported no usage: charge the estimate
+        if rid is not None:
+            self.leases.drop(rid)
         if rid is None and not any(line.usd or line.tokens for line in actual):
             return
         if self._down_until is not None and now < self._down_until:
+            self.journal.add(rid, actual, budgets)  # charged when the store answers again
+            self.leases.start()
             return
         try:
             settled = self.store.settle(rid, actual, now)
         except StoreUnavailable as exc:
+            if self._down_until is None:
+                _log.warning("tokenmeter: settling a budget reservation failed (%s); its spend is journaled and "
+                             "charged when the store answers again", exc)
             self._down_until = now + OUTAGE_COOLDOWN_S
-            _log.warning("tokenmeter: settling a budget reservation failed (%s); it expires with its lease", exc)
+            self.journal.add(rid, actual, budgets)
+            self.leases.start()
             return
         self._store_ok()
-        for budget, result in zip(budgets, settled, strict=True):
+        self._warn(budgets, actual, settled, now, call.span)
+
+    def _warn(self, budgets: Sequence[Budget], lines: Sequence[Line], settled: Sequence[Any], now: float,
+              span: Any) -> None:
+        for budget, line, result in zip(budgets, lines, settled, strict=True):
             if result.warned_after > result.warned_before:
                 crossed = budget.warn_at[result.warned_before:result.warned_after]
-                _signals.warn(budget, result.state, crossed, now, call.span, self.on_budget_warning)
+                _signals.warn(budget, line, result.state, crossed, now, span, self.on_budget_warning)
 
     # -- helpers -------------------------------------------------------------------------------
     def _estimate(self, call: Any) -> Estimate:
@@ -291,7 +380,7 @@ class Gate:
         tiers = self.meter.tiers
         return lambda model: str(tiers.tier(provider, model))
 
-    def _rewrite(self, call: Any, ticket: Ticket, model: str, reason: str, budget: str | None = None) -> None:
+    def _rewrite(self, call: Any, ticket: Ticket, model: str, reason: str, budget: Budget | None = None) -> None:
         req = call.request
         original = req.model
         req.model = model
@@ -299,10 +388,13 @@ class Gate:
         self._decide(call, ticket, "downgrade", f"{reason}: {original} -> {model}", budget=budget,
                      **{"tokenmeter.request.original_model": original})
 
-    def _decide(self, call: Any, ticket: Ticket, decision: str, reason: str, budget: str | None = None,
+    def _decide(self, call: Any, ticket: Ticket, decision: str, reason: str, budget: Budget | str | None = None,
                 **extra: Any) -> None:
         scope = call.scope
         self._decisions.count(decision, scope.team, scope.workflow, call.tier)
+        if isinstance(budget, Budget):
+            extra["tokenmeter.budget.owner"] = budget.owner
+            budget = budget.name
         attrs = _signals.event_attributes(decision, reason, **{"tokenmeter.budget.name": budget}, **extra)
         attrs["gen_ai.request.model"] = call.request.model
         ticket.events.append((_signals.DECISION_EVENT, attrs))
@@ -312,30 +404,19 @@ class Gate:
             self._runs.release(ticket.run, ticket.estimate.tokens, ticket.estimate.usd)
             ticket.run = None
         if ticket.rid is not None and ticket.lines and self.store is not None:
+            self.leases.drop(ticket.rid)
+            zero = [line.with_amounts(0, 0) for line in ticket.lines]
             try:
-                self.store.settle(ticket.rid, [line.with_amounts(0, 0) for line in ticket.lines], self.clock())
+                self.store.settle(ticket.rid, zero, self.clock())
             except StoreUnavailable:
-                _safe.log_once("gate.release", "tokenmeter: releasing a budget reservation failed; it expires")
+                self.journal.add(ticket.rid, zero, ticket.budgets)  # released when the store answers again
             ticket.rid, ticket.lines = None, ()
 
     def close(self) -> None:
-        """Close the store (called by ``Meter.shutdown``)."""
+        """Stop renewing leases, write what the journal holds if the store answers, close the store."""
+        self.leases.close()
         if self.store is not None:
+            if len(self.journal):
+                self._down_until = None
+                self._replay()
             self.store.close()
-
-
-def _over(line: Line, state: BucketState) -> bool:
-    return (line.limit_usd is not None and state.spent_usd + state.reserved_usd > line.limit_usd) or (
-        line.limit_tokens is not None and state.spent_tokens + state.reserved_tokens > line.limit_tokens
-    )
-
-
-def _explain(budget: Budget, line: Line, state: BucketState) -> str:
-    parts: list[str] = []
-    if line.limit_usd is not None:
-        parts.append(f"${from_nano(state.spent_usd).normalize()} spent + ${from_nano(state.reserved_usd).normalize()} "
-                     f"reserved of ${budget.limit_usd}, this call ~${from_nano(line.usd).normalize()}")
-    if line.limit_tokens is not None:
-        parts.append(f"{state.spent_tokens} tokens spent + {state.reserved_tokens} reserved of {line.limit_tokens}, "
-                     f"this call ~{line.tokens}")
-    return f"budget {budget.name!r} ({budget.window} window) would be exceeded: " + "; ".join(parts)

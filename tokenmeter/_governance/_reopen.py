@@ -43,6 +43,9 @@ class ReopenedStore(BudgetStore):
     def settle(self, rid: str | None, lines: Sequence[Line], now: float) -> list[Any]:
         return self._real().settle(rid, lines, now)
 
+    def renew(self, held: Sequence[tuple[str, str]], lease_until: float) -> None:
+        self._real().renew(held, lease_until)
+
     def state(self, key: str, now: float) -> BucketState:
         return self._real().state(key, now)
 

@@ -1,5 +1,6 @@
 """Budget windows: fixed (tumbling) UTC periods, computed from an injectable clock.
 
+* ``"1m"`` -- each clock minute (rate quotas: tokens or requests per minute);
 * ``"1h"`` -- each clock hour; ``"1d"`` -- each UTC day (midnight to midnight);
 * ``"7d"`` -- ISO weeks, Monday 00:00 UTC to the next Monday;
 * ``"30d"`` -- consecutive 30-day periods counted from 1970-01-01 UTC;
@@ -13,11 +14,11 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
-WINDOWS: tuple[str, ...] = ("1h", "1d", "7d", "30d", "month")
+WINDOWS: tuple[str, ...] = ("1m", "1h", "1d", "7d", "30d", "month")
 
 _HOUR = 3600
 _DAY = 86400
-_LENGTHS = {"1h": _HOUR, "1d": _DAY, "7d": 7 * _DAY, "30d": 30 * _DAY}
+_LENGTHS = {"1m": 60, "1h": _HOUR, "1d": _DAY, "7d": 7 * _DAY, "30d": 30 * _DAY}
 # 1970-01-01 was a Thursday; 1970-01-05 is the first Monday.
 _OFFSETS = {"7d": 4 * _DAY}
 

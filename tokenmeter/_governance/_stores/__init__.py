@@ -23,7 +23,7 @@ from ._base import (
     to_nano,
 )
 
-DEFAULT_LEASE_S = 900.0
+DEFAULT_LEASE_S = 60.0
 DEFAULT_TIMEOUT_S = 2.0
 
 

@@ -121,7 +121,7 @@ class BudgetStore(abc.ABC):
     Times are epoch seconds from the caller's clock.
     """
 
-    lease_s: float = 900.0
+    lease_s: float = 60.0
 
     @abc.abstractmethod
     def reserve(self, rid: str, lines: Sequence[Line], now: float, lease_until: float) -> Admission:
@@ -130,6 +130,10 @@ class BudgetStore(abc.ABC):
     @abc.abstractmethod
     def settle(self, rid: str | None, lines: Sequence[Line], now: float) -> list[Settled]:
         """Drop reservation ``rid`` (if still live) and add each line's actual amounts to the spend."""
+
+    @abc.abstractmethod
+    def renew(self, held: Sequence[tuple[str, str]], lease_until: float) -> None:
+        """Extend the live reservations ``(id, bucket key)`` in ``held`` to ``lease_until`` (expired ones stay gone)."""
 
     @abc.abstractmethod
     def state(self, key: str, now: float) -> BucketState:

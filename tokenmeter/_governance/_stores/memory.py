@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from ... import _lifecycle
 from ._base import Admission, BucketState, BudgetStore, Line, Settled, fits, thresholds_reached
 
+_SWEEP_EVERY_S = 60.0
 
-@dataclass
+
+@dataclass(slots=True)
 class _Bucket:
     spent_usd: int = 0
     spent_tokens: int = 0
@@ -31,17 +33,25 @@ class _Bucket:
 class MemoryStore(BudgetStore):
     """Buckets in a dictionary: exact and fast, but per process (use SQLite or Redis to share budgets)."""
 
-    def __init__(self, *, lease_s: float = 900.0) -> None:
+    def __len__(self) -> int:
+        """How many buckets are kept (expired ones go at the next sweep)."""
+        return len(self._buckets)
+
+    def __init__(self, *, lease_s: float = 60.0) -> None:
         self.lease_s = lease_s
         self._lock = _lifecycle.lock()
         self._buckets: dict[str, _Bucket] = {}
+        self._next_sweep = 0.0
 
     def _bucket(self, line: Line, now: float) -> _Bucket:
         bucket = self._buckets.get(line.key)
         if bucket is None:
-            # A new window's bucket: forget buckets whose windows are long over.
-            for key in [k for k, b in self._buckets.items() if b.expires_at <= now]:
-                del self._buckets[key]
+            # A new bucket: forget buckets whose windows are long over (one sweep per minute at most, so
+            # creating 100,000 per-entity buckets stays linear).
+            if now >= self._next_sweep:
+                self._next_sweep = now + _SWEEP_EVERY_S
+                for key in [k for k, b in self._buckets.items() if b.expires_at <= now]:
+                    del self._buckets[key]
             bucket = self._buckets[line.key] = _Bucket(expires_at=line.expires_at)
         bucket.expires_at = max(bucket.expires_at, line.expires_at)
         bucket.purge(now)
@@ -71,6 +81,14 @@ class MemoryStore(BudgetStore):
                 bucket.warned = max(before, thresholds_reached(bucket.spent_usd, bucket.spent_tokens, line.levels))
                 out.append(Settled(bucket.state(), before, bucket.warned))
         return out
+
+    def renew(self, held: Sequence[tuple[str, str]], lease_until: float) -> None:
+        with self._lock:
+            for rid, key in held:
+                bucket = self._buckets.get(key)
+                res = None if bucket is None else bucket.reservations.get(rid)
+                if bucket is not None and res is not None:
+                    bucket.reservations[rid] = (res[0], res[1], max(res[2], lease_until))
 
     def state(self, key: str, now: float) -> BucketState:
         with self._lock:

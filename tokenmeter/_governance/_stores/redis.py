@@ -134,6 +134,16 @@ purge(r, e, ARGV[1])
 return load(b, r)
 """
 
+# KEYS: lease sorted sets; ARGV: lease_until, then the reservation id of each key. XX: never re-adds an
+# expired (purged) reservation, GT: never shortens a lease.
+_RENEW = r"""
+for i = 1, #KEYS do
+  redis.call('ZADD', KEYS[i], 'XX', 'GT', ARGV[1], ARGV[i + 1])
+end
+return {}
+"""
+_RENEW_CHUNK = 512
+
 
 def _opt(value: int | None) -> int:
     return -1 if value is None else value
@@ -158,7 +168,7 @@ def _state(values: Sequence[Any]) -> BucketState:
 class RedisStore(BudgetStore):
     """Buckets in Redis, shared by every process of a fleet; bounded socket timeouts, no retries."""
 
-    def __init__(self, url: str, *, timeout_s: float = 2.0, lease_s: float = 900.0) -> None:
+    def __init__(self, url: str, *, timeout_s: float = 2.0, lease_s: float = 60.0) -> None:
         try:
             import redis
             from redis.backoff import NoBackoff
@@ -178,6 +188,7 @@ class RedisStore(BudgetStore):
         self._reserve = self._client.register_script(_RESERVE)
         self._settle = self._client.register_script(_SETTLE)
         self._state = self._client.register_script(_STATE)
+        self._renew = self._client.register_script(_RENEW)
 
     def _run(self, script: Any, keys: list[str], args: list[Any]) -> list[Any]:
         try:
@@ -207,6 +218,12 @@ class RedisStore(BudgetStore):
             state = _state(chunk)
             out.append(Settled(state, int(chunk[6]), state.warned))
         return out
+
+    def renew(self, held: Sequence[tuple[str, str]], lease_until: float) -> None:
+        for i in range(0, len(held), _RENEW_CHUNK):
+            chunk = held[i:i + _RENEW_CHUNK]
+            self._run(self._renew, [f"{_PREFIX}e:{key}" for _, key in chunk],
+                      [repr(lease_until), *(rid for rid, _ in chunk)])
 
     def state(self, key: str, now: float) -> BucketState:
         probe = Line(key, 0, 0, None, None, 0.0)

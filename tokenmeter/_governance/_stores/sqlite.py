@@ -36,7 +36,7 @@ _CLEANUP_EVERY_S = 600.0
 class SQLiteStore(BudgetStore):
     """Buckets in an SQLite database file (WAL, busy timeout, one transaction per operation)."""
 
-    def __init__(self, path: str, *, timeout_s: float = 2.0, lease_s: float = 900.0) -> None:
+    def __init__(self, path: str, *, timeout_s: float = 2.0, lease_s: float = 60.0) -> None:
         self.path = path
         self.lease_s = lease_s
         self._timeout_s = timeout_s
@@ -150,6 +150,13 @@ class SQLiteStore(BudgetStore):
                 else:
                     out.append(Settled(state, state.warned, state.warned))
         return out
+
+    def renew(self, held: Sequence[tuple[str, str]], lease_until: float) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE tokenmeter_reservations SET lease_until = MAX(lease_until, ?) WHERE key = ? AND id = ?",
+                [(lease_until, key, rid) for rid, key in held],
+            )
 
     def state(self, key: str, now: float) -> BucketState:
         with self._transaction() as db:
