@@ -1,0 +1,24 @@
+"""Fixtures of the hostile-response suite: a raw loopback server and instrumentation toggles."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from ._raw import RawServer
+
+
+@pytest.fixture(scope="session")
+def raw_server() -> Iterator[RawServer]:
+    """One scripted-bytes server for the session."""
+    with RawServer() as server:
+        yield server
+
+
+@pytest.fixture
+def srv(raw_server: RawServer) -> Iterator[RawServer]:
+    """The scripted-bytes server, with an empty queue and request log."""
+    raw_server.reset()
+    yield raw_server
+    raw_server.reset()
