@@ -29,7 +29,7 @@ from tokenmeter._patch import Patcher
 from tokenmeter._wrap import Result, StreamAccumulator, async_wrapper, sync_wrapper
 
 from ._fields import count, field, nonempty
-from ._openai_streams import ChatStream
+from ._openai_streams import REJECTED_HOSTS, ChatStream, stream_options_rejected
 from ._openai_usage import OpenAIRequest, chat_text, combine, read, read_embeddings, settle, text_inputs
 
 PROVIDER = "litellm"
@@ -201,6 +201,16 @@ class _Completion(_Endpoint):
         options = kwargs.get("stream_options")
         asked = isinstance(options, Mapping) and options.get("include_usage") is True
         request.inject_usage = request.stream and not asked and _inject_enabled()
+        if request.inject_usage and (request.server_address, request.server_port) in REJECTED_HOSTS:
+            request.inject_usage = False
+
+    def resend(
+        self, error: BaseException, request: Request, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str, tuple[Any, ...], dict[str, Any]] | None:
+        """The caller's own arguments when the server rejected the ``stream_options`` tokenmeter added."""
+        if not isinstance(request, LiteLLMRequest) or not stream_options_rejected(request, error):
+            return None
+        return ("stream_options_rejected", *self.prepare(request, args, kwargs))
 
     def result(self, response: Any, request: Request) -> Result | StreamAccumulator:
         if not isinstance(request, LiteLLMRequest):  # only ever built by request() above

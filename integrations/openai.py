@@ -34,7 +34,14 @@ from tokenmeter._patch import Patcher
 from tokenmeter._wrap import Result, StreamAccumulator, async_wrapper, sync_wrapper
 
 from ._fields import field, generic_status, nonempty
-from ._openai_streams import ChatStream, ResponsesStream, aclose_helper, close_helper
+from ._openai_streams import (
+    REJECTED_HOSTS,
+    ChatStream,
+    ResponsesStream,
+    aclose_helper,
+    close_helper,
+    stream_options_rejected,
+)
 from ._openai_usage import (
     OpenAIRequest,
     Reported,
@@ -203,6 +210,14 @@ class _Endpoint:
         """``error.type`` of an SDK error: the status of a generic ``APIStatusError``, else its class."""
         return generic_status(error, "APIStatusError")
 
+    def resend(
+        self, error: BaseException, request: Request, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str, tuple[Any, ...], dict[str, Any]] | None:
+        """The caller's own arguments when the server rejected the ``stream_options`` tokenmeter added."""
+        if not isinstance(request, OpenAIRequest) or not stream_options_rejected(request, error):
+            return None
+        return ("stream_options_rejected", *self.prepare(request, args, kwargs))
+
     def stream(self, request: OpenAIRequest) -> StreamAccumulator:
         """The accumulator of this endpoint's streams."""
         return ChatStream(request)
@@ -234,6 +249,8 @@ class _Chat(_Endpoint):
     @staticmethod
     def _decide_injection(request: OpenAIRequest, kwargs: dict[str, Any]) -> None:
         if not request.stream or request.raw is not None or not _inject_enabled():
+            return
+        if REJECTED_HOSTS and (request.server_address, request.server_port) in REJECTED_HOSTS:
             return
         options = kwargs.get("stream_options")
         if not options:  # None, {}, or the SDK's omit / NOT_GIVEN sentinels (all falsy)

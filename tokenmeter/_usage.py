@@ -19,7 +19,7 @@ as *estimated*, and no metric, span, ledger or budget store ever sees the value.
 
 def plausible_count(value: object) -> int | None:
     """``value`` when it is a plausible token count (an ``int`` in ``0..MAX_TOKENS``), else ``None``."""
-    return value if type(value) is int and 0 <= value <= MAX_TOKENS else None  # type: ignore[return-value]
+    return value if type(value) is int and 0 <= value <= MAX_TOKENS else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -34,13 +35,17 @@ class Seen:
     body: bytes
 
 
+Answer = Raw | Callable[[Seen], Raw]
+"""A scripted answer, or a function of the request giving one (e.g. a 400 when it names stream_options)."""
+
+
 class RawServer:
     """``with RawServer() as srv: srv.enqueue(Raw(...)); client(base_url=srv.url)``."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._queue: deque[Raw] = deque()
-        self._last = Raw(body=b"{}")
+        self._queue: deque[Answer] = deque()
+        self._last: Answer = Raw(body=b"{}")
         self.seen: list[Seen] = []
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -67,7 +72,7 @@ class RawServer:
         assert self._httpd is not None
         return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
-    def enqueue(self, *answers: Raw) -> None:
+    def enqueue(self, *answers: Answer) -> None:
         """Answer the next requests with these, in order."""
         with self._lock:
             self._queue.extend(answers)
@@ -83,7 +88,8 @@ class RawServer:
             self.seen.append(seen)
             if self._queue:
                 self._last = self._queue.popleft()
-            return self._last
+            answer = self._last
+        return answer if isinstance(answer, Raw) else answer(seen)
 
 
 class _Handler(BaseHTTPRequestHandler):

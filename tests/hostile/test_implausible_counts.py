@@ -112,7 +112,7 @@ def test_record_of_an_implausible_usage_is_refused_by_the_core(tmp_path: Path, s
 
 
 def test_plausible_boundary() -> None:
-    from integrations._fields import count
+    from tokenmeter.integrations._fields import count
 
     assert count(MAX_TOKENS) == MAX_TOKENS
     assert count(0) == 0
@@ -124,11 +124,11 @@ def test_plausible_boundary() -> None:
 
 @pytest.mark.parametrize("bad", IMPLAUSIBLE, ids=repr)
 def test_every_integration_reader_treats_an_implausible_count_as_missing(bad: Any) -> None:
-    from integrations import gemini
-    from integrations._anthropic_usage import usage_from_message
-    from integrations._bedrock_bodies import counts_from_headers, usage_from_invoke
-    from integrations.litellm import usage_from_litellm
-    from integrations.openai import usage_from_chat, usage_from_responses
+    from tokenmeter.integrations import gemini
+    from tokenmeter.integrations._anthropic_usage import usage_from_message
+    from tokenmeter.integrations._bedrock_bodies import counts_from_headers, usage_from_invoke
+    from tokenmeter.integrations.litellm import usage_from_litellm
+    from tokenmeter.integrations.openai import usage_from_chat, usage_from_responses
 
     assert usage_from_chat({"prompt_tokens": bad, "completion_tokens": 5}) == Usage(output=5, estimated=True)
     assert usage_from_responses({"input_tokens": 7, "output_tokens": bad}) == Usage(input=7, estimated=True)
@@ -141,7 +141,7 @@ def test_every_integration_reader_treats_an_implausible_count_as_missing(bad: An
 
 
 def test_bedrock_header_counts_are_ascii_and_bounded() -> None:
-    from integrations._bedrock_bodies import counts_from_headers
+    from tokenmeter.integrations._bedrock_bodies import counts_from_headers
 
     assert counts_from_headers({"x-amzn-bedrock-input-token-count": " 42 "}).input == 42
     for bad in ("²", "9" * 5000, "-3", "1e3"):
