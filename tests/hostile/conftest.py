@@ -22,3 +22,16 @@ def srv(raw_server: RawServer) -> Iterator[RawServer]:
     raw_server.reset()
     yield raw_server
     raw_server.reset()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Report the counts the README's Reliability table quotes."""
+    from . import TALLY
+
+    if TALLY["cases"] or TALLY["examples"]:
+        terminalreporter.write_line(
+            f"hostile corpus: {TALLY['cases']} fixed cases + {TALLY['examples']} generated usage payloads compared "
+            f"with and without tokenmeter; host-visible differences: {TALLY['differences']} "
+            f"(+ {TALLY['known']} known, documented); "
+            f"internal faults logged and swallowed: {TALLY['swallowed']}"
+        )
