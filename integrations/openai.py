@@ -17,8 +17,10 @@ extra usage-only chunk, whose ``choices`` is empty, from the caller.
 
 Clients of class ``AzureOpenAI`` / ``AsyncAzureOpenAI`` (or whose base URL is an Azure OpenAI host) are
 metered as provider ``azure.ai.openai``; any other OpenAI-compatible server reached through
-``base_url`` is metered as ``openai``. ``with_raw_response`` calls are metered from the raw body;
-``with_streaming_response`` calls and raw streams are metered with an estimated prompt only.
+``base_url`` is metered as ``openai``. ``with_raw_response`` and ``with_streaming_response`` calls are
+metered from what the caller reads of the body (see ``_openai_raw``); a call that bypasses the patched
+methods (a ``with_raw_response`` wrapper cached before ``instrument()``) is metered at the client's
+``request``. A stream wrapped by another instrumentation's proxy is recognised as a stream.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from tokenmeter._patch import Patcher
 from tokenmeter._wrap import Result, StreamAccumulator, async_wrapper, sync_wrapper
 
 from ._fields import field, generic_status, nonempty
+from ._openai_raw import RESPONSE_HOOKS, arequest_fallback, defer, request_fallback
 from ._openai_streams import (
     REJECTED_HOSTS,
     ChatStream,
@@ -144,13 +147,18 @@ def _raw_mode(headers: Any) -> str | None:
 _stream_types: tuple[type, ...] = ()
 
 
-def _is_stream(response: Any) -> bool:
+def _is_stream(response: Any, request: OpenAIRequest) -> bool:
+    """The SDK's stream -- or, for a stream request, any iterator standing for it (another
+    instrumentation's proxy, e.g. opentelemetry-instrumentation-openai-v2's, around the SDK's stream)."""
     global _stream_types
     if not _stream_types:
         from openai import AsyncStream, Stream
 
         _stream_types = (Stream, AsyncStream)
-    return isinstance(response, _stream_types)
+    if isinstance(response, _stream_types):
+        return True
+    kind = type(response)
+    return request.stream and (hasattr(kind, "__next__") or hasattr(kind, "__anext__"))
 
 
 class _Endpoint:
@@ -195,12 +203,16 @@ class _Endpoint:
             return Result(None)
         if request.raw is not None:
             return self._raw(response, request)
-        if _is_stream(response):
+        if _is_stream(response, request):
             return self.stream(request)
         return self.complete(response, request)
 
+    def defer(self, response: Any, call: Any) -> bool:
+        """Keep a raw response's call open until the caller reads its body (see ``_openai_raw``)."""
+        return defer(self, response, call)
+
     def _raw(self, response: Any, request: OpenAIRequest) -> Result:
-        # with_raw_response has read the body of a non-streamed call; anything else is left unread for the caller.
+        # with_raw_response has read the body of a non-streamed call; anything else was deferred (defer()).
         http = getattr(response, "http_response", None)
         if request.raw == "true" and not request.stream and http is not None:
             return self.complete(http.json(), request)
@@ -328,6 +340,12 @@ def _patcher() -> Patcher:
         for method in methods:
             patcher.add(module, f"{cls}.{method}", sync_wrapper(endpoint))
             patcher.add(module, f"Async{cls}.{method}", async_wrapper(endpoint))
+    by_path = {"/chat/completions": targets[0][2], "/responses": targets[1][2], "/embeddings": targets[2][2]}
+    by_path["/completions"] = targets[3][2]
+    patcher.add("openai._base_client", "SyncAPIClient.request", request_fallback(by_path))
+    patcher.add("openai._base_client", "AsyncAPIClient.request", arequest_fallback(by_path))
+    for module, path, hook in RESPONSE_HOOKS:
+        patcher.add(module, path, hook)
     patcher.add("openai.lib.streaming.chat._completions", "ChatCompletionStream.close", close_helper)
     patcher.add("openai.lib.streaming.chat._completions", "AsyncChatCompletionStream.close", aclose_helper)
     patcher.add("openai.lib.streaming.responses._responses", "ResponseStream.close", close_helper)

@@ -97,7 +97,18 @@ def open_call(
 
 
 def finish_call(endpoint: Endpoint, call: MeteredCall, response: Any, is_async: bool) -> Any:
-    """The shared end: meter a plain response, or hand back a metering proxy of a stream."""
+    """The shared end: meter a plain response, or hand back a metering proxy of a stream.
+
+    An endpoint with a ``defer(response, call) -> bool`` method may keep the call open instead (a raw
+    response whose body the caller has yet to read); it then finishes the call itself, exactly once.
+    """
+    defer = getattr(endpoint, "defer", None)
+    if defer is not None:
+        try:
+            if defer(response, call):
+                return response
+        except Exception:
+            _safe.log_once(f"defer:{type(endpoint).__name__}", "tokenmeter: deferring a raw response failed")
     try:
         outcome = endpoint.result(response, call.request)
     except Exception:
