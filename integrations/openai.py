@@ -18,7 +18,7 @@ extra usage-only chunk, whose ``choices`` is empty, from the caller.
 Clients of class ``AzureOpenAI`` / ``AsyncAzureOpenAI`` (or whose base URL is an Azure OpenAI host) are
 metered as provider ``azure.ai.openai``; any other OpenAI-compatible server reached through
 ``base_url`` is metered as ``openai``. ``with_raw_response`` and ``with_streaming_response`` calls are
-metered from what the caller reads of the body (see ``_openai_raw``); a call that bypasses the patched
+metered from what the caller reads of the body (see ``_stainless_raw``); a call that bypasses the patched
 methods (a ``with_raw_response`` wrapper cached before ``instrument()``) is metered at the client's
 ``request``. A stream wrapped by another instrumentation's proxy is recognised as a stream.
 """
@@ -36,7 +36,6 @@ from tokenmeter._patch import Patcher
 from tokenmeter._wrap import Result, StreamAccumulator, async_wrapper, sync_wrapper
 
 from ._fields import field, generic_status, nonempty
-from ._openai_raw import RESPONSE_HOOKS, arequest_fallback, defer, request_fallback
 from ._openai_streams import (
     REJECTED_HOSTS,
     ChatStream,
@@ -57,6 +56,7 @@ from ._openai_usage import (
     settle,
     text_inputs,
 )
+from ._stainless_raw import arequest_fallback, defer, request_fallback, response_hooks
 
 PROVIDER = "openai"
 """``gen_ai.provider.name`` of OpenAI (and OpenAI-compatible servers)."""
@@ -208,8 +208,12 @@ class _Endpoint:
         return self.complete(response, request)
 
     def defer(self, response: Any, call: Any) -> bool:
-        """Keep a raw response's call open until the caller reads its body (see ``_openai_raw``)."""
-        return defer(self, response, call)
+        """Keep a raw response's call open until the caller reads its body (see ``_stainless_raw``)."""
+        return isinstance(call.request, OpenAIRequest) and call.request.raw is not None and defer(self, response, call)
+
+    def unread(self, request: OpenAIRequest) -> Result:
+        """A raw body nobody read: the prompt counted locally, flagged estimated."""
+        return Result(settle(None, request, None))
 
     def _raw(self, response: Any, request: OpenAIRequest) -> Result:
         # with_raw_response has read the body of a non-streamed call; anything else was deferred (defer()).
@@ -344,7 +348,7 @@ def _patcher() -> Patcher:
     by_path["/completions"] = targets[3][2]
     patcher.add("openai._base_client", "SyncAPIClient.request", request_fallback(by_path))
     patcher.add("openai._base_client", "AsyncAPIClient.request", arequest_fallback(by_path))
-    for module, path, hook in RESPONSE_HOOKS:
+    for module, path, hook in response_hooks("openai"):
         patcher.add(module, path, hook)
     patcher.add("openai.lib.streaming.chat._completions", "ChatCompletionStream.close", close_helper)
     patcher.add("openai.lib.streaming.chat._completions", "AsyncChatCompletionStream.close", aclose_helper)

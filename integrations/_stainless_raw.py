@@ -1,4 +1,5 @@
-"""Raw responses of the ``openai`` SDK: ``with_raw_response`` streams and ``with_streaming_response`` bodies.
+"""Raw responses of the Stainless-built SDKs (``openai``, ``anthropic``): ``with_raw_response`` streams and
+``with_streaming_response`` bodies, and calls that bypass the patched resource methods.
 
 Such a call returns before its body is read, so its usage is not known when the call returns. The call
 stays open, tied to the SDK's response object, and is metered from whatever the caller reads:
@@ -12,6 +13,10 @@ stays open, tied to the SDK's response object, and is metered from whatever the 
 
 ``include_usage`` is never injected into a raw stream: a caller reading raw lines would see the extra
 line, and which way the caller reads is not known when the request is sent.
+
+An endpoint using this module provides ``stream(request)`` (a stream accumulator taking chunks as dicts),
+``complete(body, request)`` (the :class:`Result` of a JSON body, ``None`` if unreadable) and
+``unread(request)`` (the :class:`Result` of a body nobody read: local estimates, flagged).
 """
 
 from __future__ import annotations
@@ -26,22 +31,28 @@ from tokenmeter._call import MeteredCall
 from tokenmeter._streams import AsyncMeteredStream, MeteredStream
 from tokenmeter._wrap import Result, StreamAccumulator
 
-from ._openai_usage import OpenAIRequest, settle
+from ._openai_usage import OpenAIRequest
 
 _PENDING: weakref.WeakKeyDictionary[Any, tuple[Any, MeteredCall]] = weakref.WeakKeyDictionary()
 
 
+def body_read(response: Any) -> bool:
+    """Whether a raw response's body has been read already (``with_raw_response`` of a complete body)."""
+    if _is_stream(response):
+        return False
+    try:
+        response.http_response.content  # noqa: B018 - raises when the body is not read yet
+    except Exception:
+        return False
+    return True
+
+
 def defer(endpoint: Any, response: Any, call: MeteredCall) -> bool:
     """Keep ``call`` open until the caller reads the raw ``response``; False when there is nothing to defer."""
-    request = call.request
-    if not isinstance(request, OpenAIRequest) or request.raw is None:
-        return False
-    if request.raw == "true" and not request.stream:  # with_raw_response has read the body already
-        return False
-    if getattr(response, "http_response", None) is None:
+    if getattr(response, "http_response", None) is None or body_read(response):
         return False
     _PENDING[response] = (endpoint, call)
-    weakref.finalize(response, _orphans.abandon, lambda: _estimate(call))
+    weakref.finalize(response, _orphans.abandon, lambda: _estimate(endpoint, call))
     return True
 
 
@@ -64,11 +75,11 @@ def _stop(call: MeteredCall, result: Result) -> None:
     )
 
 
-def _estimate(call: MeteredCall) -> None:
-    request = call.request
-    if isinstance(request, OpenAIRequest):
-        call.stop(settle(None, request, None))
-    else:
+def _estimate(endpoint: Any, call: MeteredCall) -> None:
+    try:
+        _stop(call, endpoint.unread(call.request))
+    except Exception:
+        _safe.log_once("raw.unread", "tokenmeter: estimating an unread raw response failed")
         call.stop(None)
 
 
@@ -95,8 +106,8 @@ def _from_body(endpoint: Any, call: MeteredCall, response: Any, content: Any) ->
     """Meter a call from its whole body: a JSON document, or the lines of a stream."""
     try:
         request = call.request
-        if not isinstance(request, OpenAIRequest) or not isinstance(content, (bytes, str)):
-            _estimate(call)
+        if not isinstance(content, (bytes, str)):
+            _estimate(endpoint, call)
             return
         if _is_stream(response):
             acc = endpoint.stream(request)
@@ -110,7 +121,7 @@ def _from_body(endpoint: Any, call: MeteredCall, response: Any, content: Any) ->
             body = None
         _stop(call, endpoint.complete(body if isinstance(body, dict) else None, request))
     except Exception:
-        _safe.log_once("openai.raw.body", "tokenmeter: reading a raw OpenAI body failed")
+        _safe.log_once("raw.body", "tokenmeter: reading a raw response body failed")
         call.stop(None)
 
 
@@ -143,8 +154,8 @@ def _wrap_stream(pending: tuple[Any, MeteredCall], stream: Any) -> Any:
             return AsyncMeteredStream(stream, call, acc)
         return MeteredStream(stream, call, acc)
     except Exception:
-        _safe.log_once("openai.raw.stream", "tokenmeter: wrapping a raw OpenAI stream failed")
-        _estimate(call)
+        _safe.log_once("raw.stream", "tokenmeter: wrapping a raw stream failed")
+        _estimate(endpoint, call)
         return stream
 
 
@@ -214,17 +225,18 @@ def _safe_feed(acc: StreamAccumulator | None, line: Any) -> None:
         try:
             _feed(acc, line)
         except Exception:
-            _safe.log_once("openai.raw.line", "tokenmeter: reading a raw OpenAI stream line failed")
+            _safe.log_once("raw.line", "tokenmeter: reading a raw stream line failed")
 
 
-def _end_lines(call: MeteredCall, acc: StreamAccumulator | None) -> None:
+def _end_lines(pending: tuple[Any, MeteredCall], acc: StreamAccumulator | None) -> None:
+    endpoint, call = pending
     try:
         if acc is None:
-            _estimate(call)
+            _estimate(endpoint, call)
         else:
             _stop(call, acc.result())
     except Exception:
-        _safe.log_once("openai.raw.lines", "tokenmeter: finishing raw OpenAI stream lines failed")
+        _safe.log_once("raw.lines", "tokenmeter: finishing raw stream lines failed")
         call.stop(None)
 
 
@@ -235,7 +247,7 @@ def _metered_lines(pending: tuple[Any, MeteredCall], lines: Iterator[Any]) -> It
             _safe_feed(acc, line)
             yield line
     finally:
-        _end_lines(pending[1], acc)
+        _end_lines(pending, acc)
 
 
 async def _ametered_lines(pending: tuple[Any, MeteredCall], lines: AsyncIterator[Any]) -> AsyncIterator[Any]:
@@ -245,7 +257,7 @@ async def _ametered_lines(pending: tuple[Any, MeteredCall], lines: AsyncIterator
             _safe_feed(acc, line)
             yield line
     finally:
-        _end_lines(pending[1], acc)
+        _end_lines(pending, acc)
 
 
 def close_hook(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -255,7 +267,7 @@ def close_hook(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...]
     finally:
         pending = _take(instance)
         if pending is not None:
-            _estimate(pending[1])
+            _estimate(*pending)
 
 
 async def aclose_hook(
@@ -267,21 +279,24 @@ async def aclose_hook(
     finally:
         pending = _take(instance)
         if pending is not None:
-            _estimate(pending[1])
+            _estimate(*pending)
 
 
-RESPONSE_HOOKS: tuple[tuple[str, str, Callable[..., Any]], ...] = (
-    ("openai._response", "APIResponse.read", read_hook),
-    ("openai._response", "APIResponse.parse", parse_hook),
-    ("openai._response", "APIResponse.iter_lines", iter_lines_hook),
-    ("openai._response", "APIResponse.close", close_hook),
-    ("openai._response", "AsyncAPIResponse.read", aread_hook),
-    ("openai._response", "AsyncAPIResponse.parse", aparse_hook),
-    ("openai._response", "AsyncAPIResponse.iter_lines", aiter_lines_hook),
-    ("openai._response", "AsyncAPIResponse.close", aclose_hook),
-    ("openai._legacy_response", "LegacyAPIResponse.parse", parse_hook),
-)
-"""``(module, attribute, wrapper)`` of every response-class hook the integration patches."""
+def response_hooks(sdk: str) -> list[tuple[str, str, Callable[..., Any]]]:
+    """``(module, attribute, wrapper)`` of every hook on ``sdk``'s response classes (``openai``, ``anthropic``)."""
+    hooks: list[tuple[str, str, Callable[..., Any]]] = [
+        (f"{sdk}._response", "APIResponse.read", read_hook),
+        (f"{sdk}._response", "APIResponse.parse", parse_hook),
+        (f"{sdk}._response", "APIResponse.iter_lines", iter_lines_hook),
+        (f"{sdk}._response", "APIResponse.close", close_hook),
+        (f"{sdk}._response", "AsyncAPIResponse.read", aread_hook),
+        (f"{sdk}._response", "AsyncAPIResponse.parse", aparse_hook),
+        (f"{sdk}._response", "AsyncAPIResponse.iter_lines", aiter_lines_hook),
+        (f"{sdk}._response", "AsyncAPIResponse.close", aclose_hook),
+    ]
+    if sdk == "openai":  # openai's with_raw_response still returns its LegacyAPIResponse
+        hooks.append(("openai._legacy_response", "LegacyAPIResponse.parse", parse_hook))
+    return hooks
 
 
 # -- calls that bypass the patched resource methods ---------------------------------------------------------
@@ -297,7 +312,7 @@ class _ClientView:
 def _bypass(by_path: dict[str, Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """``(endpoint, call, args, kwargs)`` for an unmetered ``request``, or None (metered already / not a call).
 
-    openai caches a resource's ``with_raw_response`` / ``with_streaming_response`` wrappers around the
+    openai (and anthropic) cache a resource's ``with_raw_response`` / ``with_streaming_response`` wrappers around the
     method it saw first, so a client used before ``instrument()`` keeps calling the unpatched method
     (langchain-openai sends every call that way). Every call still passes through the client's
     ``request``, looked up on the class: calls that reach it unmetered are metered here.
@@ -319,7 +334,7 @@ def _bypass(by_path: dict[str, Any], instance: Any, args: tuple[Any, ...], kwarg
         headers = getattr(options, "headers", None)
         view = {**body, "extra_headers": headers if isinstance(headers, dict) else None}
     except Exception:
-        _safe.log_once("openai.bypass", "tokenmeter: reading an OpenAI client request failed; not metered")
+        _safe.log_once("raw.bypass", "tokenmeter: reading a client request failed; not metered")
         return None
     call, _, prepared = open_call(endpoint, _ClientView(instance), (), view)
     if call is None:
@@ -336,7 +351,7 @@ def _bypass(by_path: dict[str, Any], instance: Any, args: tuple[Any, ...], kwarg
             if len(args) <= 1:
                 kwargs = {**kwargs, "options": options}
         except Exception:
-            _safe.log_once("openai.bypass.model", "tokenmeter: rewriting the model of a client request failed")
+            _safe.log_once("raw.bypass.model", "tokenmeter: rewriting the model of a client request failed")
     return endpoint, call, args, kwargs
 
 
