@@ -226,3 +226,22 @@ def test_a_dropped_raw_response_is_metered_once(fp: FakeProvider, cap: Capture) 
     gc.collect()
     tokenmeter._orphans.drain()
     estimated(cap)
+
+
+def test_langchain_openai_used_before_instrument(fp: FakeProvider, cap: Capture) -> None:
+    """The issue's case with the real library (skipped unless langchain-openai is installed: the framework
+    suites own that dependency): a ChatOpenAI invoked once before instrument() is metered afterwards."""
+    langchain_openai = pytest.importorskip("langchain_openai")
+    tokenmeter.uninstrument("openai")
+    llm = langchain_openai.ChatOpenAI(model="gpt-4o", api_key="x", base_url=fp.url + "/v1", max_retries=0)
+    fp.enqueue(REPLY)
+    llm.invoke("hello")
+    tokenmeter.instrument("openai")
+    for _ in range(3):
+        fp.enqueue(REPLY)
+        llm.invoke("hello")
+    fp.enqueue(REPLY)
+    assert "".join(str(c.content) for c in llm.stream("hello")) == TEXT
+    assert calls(cap, "ok") == 4
+    assert cap.counter("tokenmeter.tokens", **{"tokenmeter.token.class": "cache_read"}) == 4 * 200
+    assert all((s.attributes or {})["tokenmeter.usage.estimated"] is False for s in cap.spans)
