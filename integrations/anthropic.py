@@ -29,8 +29,8 @@ talk HTTP through the SDK's own transport, so the ``bedrock`` (botocore) integra
 body, and a call through a ``with_raw_response`` wrapper cached before ``instrument()`` is metered at the
 client's ``request`` (see ``_stainless_raw``).
 
-Known gaps: ``client.beta.messages`` of Bedrock/Vertex clients alias the beta functions at import time and are only
-metered when ``instrument()`` ran before ``anthropic`` was imported; message batches are not metered.
+``client.beta.messages`` of Bedrock/Vertex clients alias the beta functions at import time; calls through
+them are metered by that ``request`` fallback. Known gap: message batches are not metered.
 """
 
 from __future__ import annotations

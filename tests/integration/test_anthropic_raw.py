@@ -92,3 +92,18 @@ def test_a_raw_wrapper_cached_before_instrument_is_metered(fp: FakeProvider, cap
     fp.enqueue(REPLY)
     assert message_text(cached.create(**kwargs_for(MODEL)).parse()) == REPLY.text
     exact(cap)
+
+
+def test_bedrock_client_beta_alias_is_metered_at_the_client_request(fp: FakeProvider, cap: Capture) -> None:
+    """AnthropicBedrock's ``beta.messages`` alias the functions of import time (before instrument()): the
+    client-request fallback meters them, once."""
+    client = anthropic.AnthropicBedrock(
+        base_url=fp.url, aws_region="us-east-1", aws_access_key="x", aws_secret_key="x", max_retries=0
+    )
+    fp.enqueue(REPLY)
+    client.beta.messages.create(**kwargs_for("anthropic.claude-3-5-sonnet-20240620-v1:0"))
+    assert calls(cap, "ok") == 1
+    (span,) = cap.spans
+    a = span.attributes or {}
+    assert (a["gen_ai.provider.name"], a["tokenmeter.usage.estimated"]) == ("aws.bedrock", False)
+    assert a["gen_ai.usage.input_tokens"] == EXPECTED.input_total
