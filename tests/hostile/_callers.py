@@ -121,6 +121,18 @@ def gemini(url: str, stream: bool, is_async: bool) -> Outcome:
     client = genai.Client(
         api_key="x", http_options=types.HttpOptions(base_url=url, api_version="v1beta", retry_options=retry)
     )
+    if is_async:
+
+        async def arun(seen: list[Any]) -> Any:
+            models = client.aio.models
+            if stream:
+                await _aiterate(await models.generate_content_stream(model="gemini-2.5-flash", contents="Hi"), seen)
+                return None
+            return await models.generate_content(model="gemini-2.5-flash", contents="Hi")
+
+        outcome = _outcome(lambda seen: asyncio.run(arun(seen)))
+        client.close()
+        return outcome
 
     def run(seen: list[Any]) -> Any:
         if stream:
@@ -165,7 +177,11 @@ def bedrock_invoke(url: str, stream: bool, is_async: bool) -> Outcome:
     body = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64, "messages": messages})
 
     def run(seen: list[Any]) -> Any:
-        return client.invoke_model(modelId="anthropic.claude-3-5-sonnet-20240620-v1:0", body=body)
+        model = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+        if stream:
+            _iterate(client.invoke_model_with_response_stream(modelId=model, body=body)["body"], seen)
+            return None
+        return client.invoke_model(modelId=model, body=body)
 
     return _outcome(run)
 
@@ -175,7 +191,7 @@ CALLERS: dict[str, tuple[str, Callable[[str, bool, bool], Outcome], tuple[bool, 
     "openai-chat": ("openai", openai_chat, (False, True)),
     "openai-responses": ("openai", openai_responses, (False,)),
     "anthropic": ("anthropic", anthropic_messages, (False, True)),
-    "gemini": ("gemini", gemini, (False,)),
+    "gemini": ("gemini", gemini, (False, True)),
     "bedrock-converse": ("bedrock", bedrock_converse, (False,)),
     "bedrock-invoke": ("bedrock", bedrock_invoke, (False,)),
 }

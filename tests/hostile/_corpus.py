@@ -6,6 +6,7 @@ sends the same call through the real SDK with and without tokenmeter and compare
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -135,7 +136,7 @@ def openai_chat() -> Iterator[Case]:
     for name, raw in _sse_faults(pieces).items():
         yield Case("openai-chat", name, True, raw)
     yield Case("openai-chat", "missing-usage", True, _chat_stream())
-    yield Case("openai-chat", "usage-null", True, _chat_stream(None))
+    yield Case("openai-chat", "usage-chunk-null", True, _chat_stream(None))
     good = {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}
     yield Case("openai-chat", "usage-on-every-chunk", True, _chat_stream(every_chunk=good))
     yield Case("openai-chat", "usage-chunk-unasked", True, _chat_stream(good, asked_only=False))
@@ -401,9 +402,43 @@ def bedrock() -> Iterator[Case]:
         yield Case("bedrock-invoke", f"header-{label}", False, Raw(body=dumps(_message()), headers=header))
 
 
+def _invoke_chunks(events: list[bytes], metrics: Any = ...) -> list[bytes]:
+    """InvokeModelWithResponseStream frames: each Anthropic event base64'd in a ``chunk``; metrics on the last."""
+    frames = []
+    for i, event in enumerate(events):
+        data = json.loads(event.split(b"data: ", 1)[1])
+        if i == len(events) - 1 and metrics is not ...:
+            data["amazon-bedrock-invocationMetrics"] = metrics
+        frames.append(_eventstream.event("chunk", {"bytes": base64.b64encode(dumps(data)).decode()}))
+    return frames
+
+
+def bedrock_invoke_stream() -> Iterator[Case]:
+    good = {"inputTokenCount": 9, "outputTokenCount": 3}
+    for name, value in BAD_VALUES.items():
+        frames = _invoke_chunks(_anthropic_events(_anthropic_usage(value), {"output_tokens": value}))
+        yield Case("bedrock-invoke", f"usage-{name}", True, Raw(body=frames, headers=EVENTSTREAM))
+        metrics = {"inputTokenCount": value, "outputTokenCount": value}
+        frames = _invoke_chunks(_anthropic_events(), metrics)
+        yield Case("bedrock-invoke", f"metrics-{name}", True, Raw(body=frames, headers=EVENTSTREAM))
+    frames = _invoke_chunks(_anthropic_events({"input_tokens": 9, "output_tokens": 1}, {"output_tokens": 3}), good)
+    faults = _sse_faults(frames, EVENTSTREAM)
+    faults.pop("garbage-line")
+    faults["exception-event"] = Raw(
+        body=[*frames[:3], _eventstream.exception("modelStreamErrorException", "boom")], headers=EVENTSTREAM
+    )
+    faults["missing-usage"] = Raw(body=_invoke_chunks(_anthropic_events()), headers=EVENTSTREAM)
+    faults["chunk-not-base64"] = Raw(
+        body=[*frames[:2], _eventstream.event("chunk", {"bytes": "%%%not-base64%%%"}), *frames[2:]],
+        headers=EVENTSTREAM,
+    )
+    for name, raw in faults.items():
+        yield Case("bedrock-invoke", name, True, raw)
+
+
 def all_cases() -> list[Case]:
     """Every case of the corpus."""
-    return [*openai_chat(), *openai_responses(), *anthropic(), *gemini(), *bedrock()]
+    return [*openai_chat(), *openai_responses(), *anthropic(), *gemini(), *bedrock(), *bedrock_invoke_stream()]
 
 
 def as_json(obj: Any) -> str:

@@ -99,6 +99,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet."""
 
+    def handle_one_request(self) -> None:
+        """A client that hung up (a cut stream, a refused body) just ends the connection."""
+        try:
+            super().handle_one_request()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
     def do_POST(self) -> None:
         """Every call is a POST."""
         length = int(self.headers.get("content-length") or 0)
