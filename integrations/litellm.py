@@ -236,7 +236,13 @@ class _Stream(ChatStream):
         self.wrapper = wrapper
 
     def on_chunk(self, chunk: Any) -> bool:
-        hide = self.request.inject_usage and field(chunk, "usage") is not None and _empty(field(chunk, "choices"))
+        # After the finish, an empty chunk exists only because include_usage was asked (LiteLLM emits one even
+        # when the server sent no usage): hidden like the usage chunk itself.
+        hide = (
+            self.request.inject_usage
+            and _empty(field(chunk, "choices"))
+            and (field(chunk, "usage") is not None or bool(self.finish))
+        )
         return super().on_chunk(chunk) and not hide
 
     def result(self) -> Result:
