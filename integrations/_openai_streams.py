@@ -58,14 +58,6 @@ def stream_options_rejected(request: OpenAIRequest, error: BaseException) -> boo
     return True
 
 
-def _usage_key_sent(chunk: Any) -> bool:
-    """Whether a chunk carried a ``usage`` key at all (``"usage": null`` included)."""
-    if isinstance(chunk, AttributeView):
-        return "usage" in chunk._mapping
-    fields_set = getattr(chunk, "model_fields_set", None)
-    return fields_set is not None and "usage" in fields_set
-
-
 class ChatStream:
     """Accumulates a Chat Completions stream: text for estimates, the usage chunk, model, id, finish.
 
@@ -92,12 +84,9 @@ class ChatStream:
         usage = getattr(chunk, "usage", None)
         # Decided before anything else can fail: a leaked usage-only chunk breaks `chunk.choices[0]` loops.
         # Hidden: a chunk without choices that the injected include_usage caused -- one carrying usage, or
-        # the trailing `"usage": null` some servers send instead (never e.g. Azure's leading filter chunk).
-        hide = (
-            self.request.inject_usage
-            and not choices
-            and (usage is not None or (bool(self.finish) and _usage_key_sent(chunk)))
-        )
+        # after the finish the trailing chunk some servers send instead (`"usage": null`, or no usage key at
+        # all); never a chunk before the finish such as Azure's leading filter chunk.
+        hide = self.request.inject_usage and not choices and (usage is not None or bool(self.finish))
         try:
             self._accumulate(chunk, choices, usage)
         except Exception:

@@ -114,3 +114,19 @@ def test_a_leading_filter_chunk_without_choices_reaches_the_caller(srv: RawServe
     client = openai.OpenAI(api_key="x", base_url=srv.url + "/v1", max_retries=0)
     seen = [len(c.choices) for c in client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)]
     assert seen == [0, 1, 1]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_trailing_empty_chunk_without_a_usage_key_is_hidden(srv: RawServer, cap: Capture, mode: str) -> None:
+    """Some servers answer include_usage with an empty-choices chunk that drops the null ``usage`` key."""
+    from ._raw import Raw, Seen
+    from ._wire import DONE, SSE, asked_usage, chunk
+
+    def respond(seen: Seen) -> Raw:
+        pieces = [chunk(t) for t in TEXT] + [chunk(finish="stop")]
+        if asked_usage(seen):
+            pieces.append(chunk(choices=[]))
+        return Raw(body=[*pieces, DONE], headers=SSE)
+
+    srv.enqueue(respond)
+    assert LOOPS[mode](srv) == "".join(TEXT)
