@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import openai
 import pytest
 
 import tokenmeter
@@ -245,3 +246,27 @@ def test_langchain_openai_used_before_instrument(fp: FakeProvider, cap: Capture)
     assert calls(cap, "ok") == 4
     assert cap.counter("tokenmeter.tokens", **{"tokenmeter.token.class": "cache_read"}) == 4 * 200
     assert all((s.attributes or {})["tokenmeter.usage.estimated"] is False for s in cap.spans)
+
+
+def test_openai_agents_streamed_run_is_exact(fp: FakeProvider, cap: Capture) -> None:
+    """The issue's case with the real OpenAI Agents SDK (skipped unless openai-agents is installed: the
+    framework suites own that dependency): Runner.run_streamed goes through with_streaming_response."""
+    agents = pytest.importorskip("agents")
+    agents.set_tracing_disabled(True)
+    client = openai.AsyncOpenAI(api_key="x", base_url=fp.url + "/v1", max_retries=0)
+    model = agents.OpenAIResponsesModel(model="gpt-4o", openai_client=client)
+    agent = agents.Agent(name="helper", instructions="Be brief.", model=model)
+
+    async def run() -> Any:
+        result = agents.Runner.run_streamed(agent, "hi")
+        async for _ in result.stream_events():
+            pass
+        return result.final_output
+
+    fp.enqueue(Reply(text=TEXT, input_tokens=46, output_tokens=11))
+    assert asyncio.run(run()) == TEXT
+    assert fp.requests[-1].headers.get("x-stainless-raw-response") == "stream"
+    (span,) = [s for s in cap.spans if "gen_ai.provider.name" in (s.attributes or {})]
+    a = span.attributes or {}
+    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (46, 11)
+    assert a["tokenmeter.usage.estimated"] is False
