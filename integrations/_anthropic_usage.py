@@ -16,7 +16,7 @@ from tokenmeter._tokens import count_tokens
 from tokenmeter._usage import Usage
 from tokenmeter._wrap import Result
 
-from ._fields import field, nonempty
+from ._fields import count, field, nonempty
 
 
 @dataclass
@@ -24,7 +24,8 @@ class Counts:
     """Token counts as a provider reported them: ``None`` = not reported (or unusable).
 
     ``reasoning`` is the part of ``output`` spent thinking. ``malformed`` is set when a reported value
-    was unusable (a string, a negative number, a float...): that field then counts as not reported.
+    was unusable (a string, a negative number, a float, a count above ``MAX_TOKENS``...): that field then
+    counts as not reported.
     """
 
     input: int | None = None
@@ -38,7 +39,7 @@ class Counts:
         """Take a reported value: a later report replaces an earlier one; ``None`` changes nothing."""
         if value is None:
             return
-        if type(value) is int and value >= 0:
+        if count(value) is not None:
             setattr(self, name, value)
         else:
             self.malformed = True
@@ -186,7 +187,7 @@ class MessageEvents:
             usage = field(event, "usage")
             read_usage(self.counts, usage)
             output = field(usage, "output_tokens")
-            if type(output) is int and output >= 0:
+            if count(output) is not None:
                 self.final = True
             self.stop_reason = nonempty(field(field(event, "delta"), "stop_reason")) or self.stop_reason
 

@@ -252,5 +252,8 @@ def _first(obj: Any, *names: str) -> Any:
 def _header_int(value: Any) -> Any:
     if isinstance(value, str):
         stripped = value.strip()
-        return int(stripped) if stripped.isdigit() else (None if not stripped else stripped)
+        # ASCII digits only ("²".isdigit() is true), and never a number too long to be a count.
+        if stripped.isascii() and stripped.isdigit() and len(stripped) <= 12:
+            return int(stripped)
+        return None if not stripped else stripped
     return value

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tokenmeter._usage import MAX_TOKENS
+
 ABSENT: Any = object()
 """A ``getattr`` default that no payload holds."""
 
@@ -32,8 +34,12 @@ def field(obj: Any, name: str) -> Any:
 
 
 def count(value: Any) -> int | None:
-    """A valid token count, or ``None`` for anything else (bool, str, negative, null, float)."""
-    return value if type(value) is int and value >= 0 else None
+    """A plausible token count, or ``None`` for anything else.
+
+    ``None`` for a bool, str, null, float (NaN and integral floats included), a negative int and an int
+    above :data:`tokenmeter.MAX_TOKENS`: such a count is treated as not reported (estimated).
+    """
+    return value if type(value) is int and 0 <= value <= MAX_TOKENS else None
 
 
 def nonempty(value: Any) -> str | None:

@@ -7,6 +7,7 @@ extra chunk whose ``choices`` is empty. When tokenmeter injected that option, th
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,6 +19,43 @@ from ._fields import ABSENT, AttributeView, field
 from ._openai_usage import OpenAIRequest, Reported, read, read_responses, settle
 
 _FINAL_RESPONSE_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+_log = logging.getLogger("tokenmeter")
+
+REJECTED_HOSTS: set[tuple[str | None, int | None]] = set()
+"""Servers (host, port) that answered ``stream_options`` with a 400: never sent it again in this process."""
+_MAX_REJECTED_HOSTS = 1024
+
+
+def rejects_stream_options(error: BaseException) -> bool:
+    """Whether ``error`` is a client error (400/422) whose message names ``stream_options``."""
+    if getattr(error, "status_code", None) not in (400, 422):
+        return False
+    text = str(error)
+    if "stream_options" in text:
+        return True
+    body = getattr(error, "body", None)
+    return body is not None and "stream_options" in repr(body)[:4096]
+
+
+def stream_options_rejected(request: OpenAIRequest, error: BaseException) -> bool:
+    """After an error: whether it rejected the ``stream_options`` tokenmeter added (the host is remembered).
+
+    The caller then resends the request as the user wrote it; the stream is metered from a local
+    estimate (flagged ``estimated``).
+    """
+    if not request.inject_usage or not rejects_stream_options(error):
+        return False
+    request.inject_usage = False
+    host = (request.server_address, request.server_port)
+    if host not in REJECTED_HOSTS and len(REJECTED_HOSTS) < _MAX_REJECTED_HOSTS:
+        REJECTED_HOSTS.add(host)
+        _log.info(
+            "tokenmeter: %s:%s rejected stream_options; its streams are resent without it and their usage is "
+            "estimated locally (flagged tokenmeter.usage.estimated)",
+            host[0],
+            host[1],
+        )
+    return True
 
 
 class ChatStream:
@@ -45,7 +83,10 @@ class ChatStream:
             choices = getattr(chunk, "choices", None)
         usage = getattr(chunk, "usage", None)
         # Decided before anything else can fail: a leaked usage-only chunk breaks `chunk.choices[0]` loops.
-        hide = self.request.inject_usage and not choices and usage is not None
+        # Hidden: a chunk without choices that the injected include_usage caused -- one carrying usage, or
+        # after the finish the trailing chunk some servers send instead (`"usage": null`, or no usage key at
+        # all); never a chunk before the finish such as Azure's leading filter chunk.
+        hide = self.request.inject_usage and not choices and (usage is not None or bool(self.finish))
         try:
             self._accumulate(chunk, choices, usage)
         except Exception:

@@ -25,9 +25,12 @@ A manager that is never entered sends nothing; its call ends, when it is collect
 classes and are metered once, as ``aws.bedrock`` / ``gcp.vertex_ai`` (``azure.ai.inference``); they
 talk HTTP through the SDK's own transport, so the ``bedrock`` (botocore) integration never sees them.
 
-Known gaps: ``with_streaming_response`` and raw streamed responses are metered with usage missing;
-``client.beta.messages`` of Bedrock/Vertex clients alias the beta functions at import time and are only
-metered when ``instrument()`` ran before ``anthropic`` was imported; message batches are not metered.
+``with_raw_response`` / ``with_streaming_response`` calls are metered from what the caller reads of the
+body, and a call through a ``with_raw_response`` wrapper cached before ``instrument()`` is metered at the
+client's ``request`` (see ``_stainless_raw``).
+
+``client.beta.messages`` of Bedrock/Vertex clients alias the beta functions at import time; calls through
+them are metered by that ``request`` fallback. Known gap: message batches are not metered.
 """
 
 from __future__ import annotations
@@ -45,9 +48,17 @@ from tokenmeter._patch import Patcher
 from tokenmeter._streams import AsyncMeteredStream, MeteredStream
 from tokenmeter._wrap import Result, async_wrapper, sync_wrapper
 
-from ._anthropic_usage import MessageEvents, message_result, usage_from_events, usage_from_message
+from ._anthropic_usage import (
+    Counts,
+    MessageEvents,
+    estimate_prompt,
+    message_result,
+    usage_from_events,
+    usage_from_message,
+)
 from ._content_out import anthropic_delta, anthropic_output
 from ._fields import generic_status
+from ._stainless_raw import arequest_fallback, defer, request_fallback, response_hooks
 
 __all__ = [
     "EXTRA",
@@ -161,6 +172,23 @@ class _Messages:
             return _raw_result(response, request)
         return message_result(response, request)
 
+    # -- raw responses (``_stainless_raw``) --
+    def defer(self, response: Any, call: MeteredCall) -> bool:
+        """Keep a raw response's call open until the caller reads its body."""
+        return not self.helper and defer(self, response, call)
+
+    def stream(self, request: Request) -> _StreamAccumulator:
+        """The accumulator of a raw stream's events."""
+        return _StreamAccumulator(request)
+
+    def complete(self, body: Any, request: Request) -> Result:
+        """The result of a raw JSON body."""
+        return message_result(body, request)
+
+    def unread(self, request: Request) -> Result:
+        """A raw body nobody read: the prompt counted locally, no output, flagged estimated."""
+        return Result(Counts().usage(lambda: estimate_prompt(request), lambda: 0))
+
 
 def _raw_result(response: Any, request: Request) -> Result:
     try:
@@ -252,6 +280,11 @@ for _module in ("anthropic.resources.messages.messages", "anthropic.resources.be
         _patcher.add(_module, f"AsyncMessages.{_method}", async_wrapper(_MESSAGES))
     _patcher.add(_module, "Messages.stream", _helper_wrapper(_SyncManager))
     _patcher.add(_module, "AsyncMessages.stream", _helper_wrapper(_AsyncManager))
+_BY_PATH = {"/v1/messages": _MESSAGES}
+_patcher.add("anthropic._base_client", "SyncAPIClient.request", request_fallback(_BY_PATH))
+_patcher.add("anthropic._base_client", "AsyncAPIClient.request", arequest_fallback(_BY_PATH))
+for _module, _path, _hook in response_hooks("anthropic"):
+    _patcher.add(_module, _path, _hook)
 
 
 def instrument() -> None:

@@ -30,7 +30,7 @@ from tokenmeter._wrap import Result, StreamAccumulator, async_wrapper, sync_wrap
 
 from ._content_out import chat_delta, chat_output
 from ._fields import count, field, nonempty
-from ._openai_streams import ChatStream
+from ._openai_streams import REJECTED_HOSTS, ChatStream, stream_options_rejected
 from ._openai_usage import OpenAIRequest, chat_text, combine, read, read_embeddings, settle, text_inputs
 
 PROVIDER = "litellm"
@@ -205,6 +205,16 @@ class _Completion(_Endpoint):
         options = kwargs.get("stream_options")
         asked = isinstance(options, Mapping) and options.get("include_usage") is True
         request.inject_usage = request.stream and not asked and _inject_enabled()
+        if request.inject_usage and (request.server_address, request.server_port) in REJECTED_HOSTS:
+            request.inject_usage = False
+
+    def resend(
+        self, error: BaseException, request: Request, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str, tuple[Any, ...], dict[str, Any]] | None:
+        """The caller's own arguments when the server rejected the ``stream_options`` tokenmeter added."""
+        if not isinstance(request, LiteLLMRequest) or not stream_options_rejected(request, error):
+            return None
+        return ("stream_options_rejected", *self.prepare(request, args, kwargs))
 
     def result(self, response: Any, request: Request) -> Result | StreamAccumulator:
         if not isinstance(request, LiteLLMRequest):  # only ever built by request() above
@@ -230,7 +240,13 @@ class _Stream(ChatStream):
         self.wrapper = wrapper
 
     def on_chunk(self, chunk: Any) -> bool:
-        hide = self.request.inject_usage and field(chunk, "usage") is not None and _empty(field(chunk, "choices"))
+        # After the finish, an empty chunk exists only because include_usage was asked (LiteLLM emits one even
+        # when the server sent no usage): hidden like the usage chunk itself.
+        hide = (
+            self.request.inject_usage
+            and _empty(field(chunk, "choices"))
+            and (field(chunk, "usage") is not None or bool(self.finish))
+        )
         return super().on_chunk(chunk) and not hide
 
     def result(self) -> Result:

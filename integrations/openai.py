@@ -17,8 +17,10 @@ extra usage-only chunk, whose ``choices`` is empty, from the caller.
 
 Clients of class ``AzureOpenAI`` / ``AsyncAzureOpenAI`` (or whose base URL is an Azure OpenAI host) are
 metered as provider ``azure.ai.openai``; any other OpenAI-compatible server reached through
-``base_url`` is metered as ``openai``. ``with_raw_response`` calls are metered from the raw body;
-``with_streaming_response`` calls and raw streams are metered with an estimated prompt only.
+``base_url`` is metered as ``openai``. ``with_raw_response`` and ``with_streaming_response`` calls are
+metered from what the caller reads of the body (see ``_stainless_raw``); a call that bypasses the patched
+methods (a ``with_raw_response`` wrapper cached before ``instrument()``) is metered at the client's
+``request``. A stream wrapped by another instrumentation's proxy is recognised as a stream.
 """
 
 from __future__ import annotations
@@ -35,7 +37,14 @@ from tokenmeter._wrap import Result, StreamAccumulator, async_wrapper, sync_wrap
 
 from ._content_out import chat_delta, chat_output, responses_delta, responses_output
 from ._fields import field, generic_status, nonempty
-from ._openai_streams import ChatStream, ResponsesStream, aclose_helper, close_helper
+from ._openai_streams import (
+    REJECTED_HOSTS,
+    ChatStream,
+    ResponsesStream,
+    aclose_helper,
+    close_helper,
+    stream_options_rejected,
+)
 from ._openai_usage import (
     OpenAIRequest,
     Reported,
@@ -48,6 +57,7 @@ from ._openai_usage import (
     settle,
     text_inputs,
 )
+from ._stainless_raw import arequest_fallback, defer, request_fallback, response_hooks
 
 PROVIDER = "openai"
 """``gen_ai.provider.name`` of OpenAI (and OpenAI-compatible servers)."""
@@ -138,13 +148,18 @@ def _raw_mode(headers: Any) -> str | None:
 _stream_types: tuple[type, ...] = ()
 
 
-def _is_stream(response: Any) -> bool:
+def _is_stream(response: Any, request: OpenAIRequest) -> bool:
+    """The SDK's stream -- or, for a stream request, any iterator standing for it (another
+    instrumentation's proxy, e.g. opentelemetry-instrumentation-openai-v2's, around the SDK's stream)."""
     global _stream_types
     if not _stream_types:
         from openai import AsyncStream, Stream
 
         _stream_types = (Stream, AsyncStream)
-    return isinstance(response, _stream_types)
+    if isinstance(response, _stream_types):
+        return True
+    kind = type(response)
+    return request.stream and (hasattr(kind, "__next__") or hasattr(kind, "__anext__"))
 
 
 class _Endpoint:
@@ -189,12 +204,20 @@ class _Endpoint:
             return Result(None)
         if request.raw is not None:
             return self._raw(response, request)
-        if _is_stream(response):
+        if _is_stream(response, request):
             return self.stream(request)
         return self.complete(response, request)
 
+    def defer(self, response: Any, call: Any) -> bool:
+        """Keep a raw response's call open until the caller reads its body (see ``_stainless_raw``)."""
+        return isinstance(call.request, OpenAIRequest) and call.request.raw is not None and defer(self, response, call)
+
+    def unread(self, request: OpenAIRequest) -> Result:
+        """A raw body nobody read: the prompt counted locally, flagged estimated."""
+        return Result(settle(None, request, None))
+
     def _raw(self, response: Any, request: OpenAIRequest) -> Result:
-        # with_raw_response has read the body of a non-streamed call; anything else is left unread for the caller.
+        # with_raw_response has read the body of a non-streamed call; anything else was deferred (defer()).
         http = getattr(response, "http_response", None)
         if request.raw == "true" and not request.stream and http is not None:
             return self.complete(http.json(), request)
@@ -203,6 +226,14 @@ class _Endpoint:
     def error_type(self, error: BaseException) -> str | None:
         """``error.type`` of an SDK error: the status of a generic ``APIStatusError``, else its class."""
         return generic_status(error, "APIStatusError")
+
+    def resend(
+        self, error: BaseException, request: Request, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str, tuple[Any, ...], dict[str, Any]] | None:
+        """The caller's own arguments when the server rejected the ``stream_options`` tokenmeter added."""
+        if not isinstance(request, OpenAIRequest) or not stream_options_rejected(request, error):
+            return None
+        return ("stream_options_rejected", *self.prepare(request, args, kwargs))
 
     def stream(self, request: OpenAIRequest) -> StreamAccumulator:
         """The accumulator of this endpoint's streams."""
@@ -238,6 +269,8 @@ class _Chat(_Endpoint):
     @staticmethod
     def _decide_injection(request: OpenAIRequest, kwargs: dict[str, Any]) -> None:
         if not request.stream or request.raw is not None or not _inject_enabled():
+            return
+        if REJECTED_HOSTS and (request.server_address, request.server_port) in REJECTED_HOSTS:
             return
         options = kwargs.get("stream_options")
         if not options:  # None, {}, or the SDK's omit / NOT_GIVEN sentinels (all falsy)
@@ -318,6 +351,12 @@ def _patcher() -> Patcher:
         for method in methods:
             patcher.add(module, f"{cls}.{method}", sync_wrapper(endpoint))
             patcher.add(module, f"Async{cls}.{method}", async_wrapper(endpoint))
+    by_path = {"/chat/completions": targets[0][2], "/responses": targets[1][2], "/embeddings": targets[2][2]}
+    by_path["/completions"] = targets[3][2]
+    patcher.add("openai._base_client", "SyncAPIClient.request", request_fallback(by_path))
+    patcher.add("openai._base_client", "AsyncAPIClient.request", arequest_fallback(by_path))
+    for module, path, hook in response_hooks("openai"):
+        patcher.add(module, path, hook)
     patcher.add("openai.lib.streaming.chat._completions", "ChatCompletionStream.close", close_helper)
     patcher.add("openai.lib.streaming.chat._completions", "AsyncChatCompletionStream.close", aclose_helper)
     patcher.add("openai.lib.streaming.responses._responses", "ResponseStream.close", close_helper)

@@ -24,9 +24,10 @@ from ._retry import Attempt, attempts
 from ._scopes import agent, attributes, outcome, step, tool, workflow
 from ._threads import in_context
 from ._tokens import TokenCount, count_tokens
-from ._usage import TOKEN_CLASSES, Usage
+from ._usage import MAX_TOKENS, TOKEN_CLASSES, Usage
 
 __all__ = [
+    "MAX_TOKENS",
     "TOKEN_CLASSES",
     "Attempt",
     "Budget",

@@ -175,6 +175,11 @@ class MeteredCall:
     ) -> None:
         meter, req, scope = self.meter, self.request, self.scope
         duration = time.perf_counter() - self._t0
+        if usage is not None and not usage.plausible:
+            # The last line of defence (integrations already drop implausible counts): a count no call can
+            # have never reaches a metric, span, ledger or budget store; the call is reported without usage.
+            _safe.warn_once("call.implausible", "tokenmeter: a usage above MAX_TOKENS was not recorded")
+            usage = None
         cost = UNPRICED
         error_type: str | None = None
         # Each sink is isolated: a fault in one never costs the span or the others their record.

@@ -122,6 +122,11 @@ class Instruments:
         self.wasted_cost = meter.create_counter(
             "tokenmeter.cost.wasted", unit="USD", description="Cost of attempts retried or steps failed."
         )
+        self.resent = meter.create_counter(
+            "tokenmeter.calls.resent",
+            unit="{call}",
+            description="Calls resent once without an option tokenmeter added, after the server rejected it.",
+        )
         self.run_tokens = meter.create_histogram(
             "tokenmeter.run.tokens",
             unit="{token}",

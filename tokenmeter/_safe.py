@@ -20,3 +20,14 @@ def log_once(site: str, message: str) -> None:
         _log.warning("%s (logged once; later occurrences at debug level)", message, exc_info=True)
     else:
         _log.debug(message, exc_info=True)
+
+
+def warn_once(site: str, message: str) -> None:
+    """Log ``message`` (no exception) as a warning the first time for ``site``, debug afterwards."""
+    with _lock:
+        first = site not in _seen
+        _seen.add(site)
+    if first:
+        _log.warning("%s (logged once; later occurrences at debug level)", message)
+    else:
+        _log.debug(message)

@@ -7,6 +7,20 @@ from dataclasses import dataclass
 TOKEN_CLASSES: tuple[str, ...] = ("input", "cache_read", "cache_write", "output", "reasoning")
 """The disjoint token classes, in a fixed order (also the values of ``tokenmeter.token.class``)."""
 
+MAX_TOKENS: int = 2**32
+"""The largest token count one call may report for one class (4,294,967,296).
+
+Over 400 times the largest context window offered today, and small enough that a lifetime of calls sums
+within the int64 of every exporter and store. A provider count above it (or negative, or not an ``int``:
+a float, bool, string, NaN) is implausible: integrations treat it as not reported, so the call is metered
+as *estimated*, and no metric, span, ledger or budget store ever sees the value.
+"""
+
+
+def plausible_count(value: object) -> int | None:
+    """``value`` when it is a plausible token count (an ``int`` in ``0..MAX_TOKENS``), else ``None``."""
+    return value if type(value) is int and 0 <= value <= MAX_TOKENS else None
+
 
 @dataclass(frozen=True, slots=True)
 class Usage:
@@ -55,6 +69,14 @@ class Usage:
             self.output + other.output,
             self.reasoning + other.reasoning,
             self.estimated or other.estimated,
+        )
+
+    @property
+    def plausible(self) -> bool:
+        """Whether no class exceeds :data:`MAX_TOKENS` (the core refuses to record an implausible usage)."""
+        m = MAX_TOKENS
+        return self.input <= m and self.cache_read <= m and self.cache_write <= m and self.output <= m and (
+            self.reasoning <= m
         )
 
     @property

@@ -65,6 +65,11 @@ class Endpoint(Protocol):
     # Optional, used only with capture_content: ``output_messages(self, response) -> list[dict] | None``
     # (the response's messages in the GenAI conventions' shape, see ``_content``) and
     # ``stream_text(self, chunk) -> str | None`` (the text one stream chunk adds).
+    #
+    # Optional: ``resend(self, error, request, args, kwargs) -> tuple[str, args, kwargs] | None``: when
+    # the server rejected something ``prepare`` added (e.g. ``stream_options``), the reason and the
+    # caller's own arguments (``args`` / ``kwargs`` as the caller passed them) prepared again without
+    # it; the call is then sent once more, so tokenmeter never changes what the caller sees.
 
 
 def open_call(
@@ -95,7 +100,18 @@ def open_call(
 
 
 def finish_call(endpoint: Endpoint, call: MeteredCall, response: Any, is_async: bool) -> Any:
-    """The shared end: meter a plain response, or hand back a metering proxy of a stream."""
+    """The shared end: meter a plain response, or hand back a metering proxy of a stream.
+
+    An endpoint with a ``defer(response, call) -> bool`` method may keep the call open instead (a raw
+    response whose body the caller has yet to read); it then finishes the call itself, exactly once.
+    """
+    defer = getattr(endpoint, "defer", None)
+    if defer is not None:
+        try:
+            if defer(response, call):
+                return response
+        except Exception:
+            _safe.log_once(f"defer:{type(endpoint).__name__}", "tokenmeter: deferring a raw response failed")
     try:
         outcome = endpoint.result(response, call.request)
     except Exception:
@@ -142,6 +158,58 @@ def capture_output(endpoint: Endpoint, call: MeteredCall, response: Any, outcome
 
 
 Finish = Callable[[Endpoint, MeteredCall, Any, bool], Any]
+Arguments = tuple[tuple[Any, ...], dict[str, Any]]
+
+
+def resend_arguments(
+    endpoint: Endpoint, call: MeteredCall, error: BaseException, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Arguments | None:
+    """The arguments to send again after ``error`` when the endpoint says tokenmeter's addition caused it.
+
+    Counted on ``tokenmeter.calls.resent`` and as a span event; the first attempt is not an SDK retry.
+    """
+    resend = getattr(endpoint, "resend", None)
+    if resend is None:
+        return None
+    try:
+        again = resend(error, call.request, args, kwargs)
+        if again is None:
+            return None
+        reason, new_args, new_kwargs = again
+        call.http_attempts = None
+        attributes = {"tokenmeter.resend.reason": reason, "gen_ai.provider.name": call.request.provider}
+        call.meter.instruments.resent.add(1, attributes)
+        if call.span is not None:
+            call.span.add_event("tokenmeter.call.resent", {"tokenmeter.resend.reason": reason})
+        return new_args, new_kwargs
+    except Exception:
+        _safe.log_once("call.resend", "tokenmeter: deciding whether to resend a call failed")
+        return None
+
+
+def _send(
+    wrapped: Callable[..., Any], endpoint: Endpoint, call: MeteredCall, sent: Arguments, original: Arguments
+) -> Any:
+    try:
+        return wrapped(*sent[0], **sent[1])
+    except Exception as exc:
+        again = resend_arguments(endpoint, call, exc, *original)
+        if again is None:
+            raise
+    # Outside the except block: a failure of the resend reaches the caller exactly as it would without us.
+    return wrapped(*again[0], **again[1])
+
+
+async def _asend(
+    wrapped: Callable[..., Any], endpoint: Endpoint, call: MeteredCall, sent: Arguments, original: Arguments
+) -> Any:
+    try:
+        return await wrapped(*sent[0], **sent[1])
+    except Exception as exc:
+        again = resend_arguments(endpoint, call, exc, *original)
+        if again is None:
+            raise
+    return await wrapped(*again[0], **again[1])
 
 
 def sync_wrapper(endpoint: Endpoint, *, finish: Finish = finish_call) -> Callable[..., Any]:
@@ -152,12 +220,12 @@ def sync_wrapper(endpoint: Endpoint, *, finish: Finish = finish_call) -> Callabl
     """
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        call, args, kwargs = open_call(endpoint, instance, args, kwargs)
+        call, sent_args, sent_kwargs = open_call(endpoint, instance, args, kwargs)
         if call is None:
-            return wrapped(*args, **kwargs)
+            return wrapped(*sent_args, **sent_kwargs)
         token = CURRENT_CALL.set(call)
         try:
-            response = wrapped(*args, **kwargs)
+            response = _send(wrapped, endpoint, call, (sent_args, sent_kwargs), (args, kwargs))
         except BaseException as exc:
             call.fail(exc)
             raise
@@ -172,12 +240,12 @@ def async_wrapper(endpoint: Endpoint, *, finish: Finish = finish_call) -> Callab
     """A ``wrapt`` wrapper metering an ``async`` SDK method (``finish`` as in :func:`sync_wrapper`)."""
 
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        call, args, kwargs = open_call(endpoint, instance, args, kwargs)
+        call, sent_args, sent_kwargs = open_call(endpoint, instance, args, kwargs)
         if call is None:
-            return await wrapped(*args, **kwargs)
+            return await wrapped(*sent_args, **sent_kwargs)
         token = CURRENT_CALL.set(call)
         try:
-            response = await wrapped(*args, **kwargs)
+            response = await _asend(wrapped, endpoint, call, (sent_args, sent_kwargs), (args, kwargs))
         except BaseException as exc:
             call.fail(exc)
             raise

@@ -10,7 +10,7 @@ from collections.abc import Collection
 from typing import Any
 
 try:
-    from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+    from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined,unused-ignore]
 except ImportError:  # opentelemetry-instrumentation is optional
     BaseInstrumentor = object
 
