@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import _meter, _orphans, _safe
+from ._call_usage import _provider_cost, extra_usage_attributes
 from ._context import Scope, add_scope_attributes, current_scope
 from ._errors import PolicyViolation
 from ._instruments import depth_bucket
@@ -59,6 +61,7 @@ class MeteredCall:
         "reservation",
         "scope",
         "span",
+        "started_at",
         "tier",
     )
 
@@ -75,6 +78,7 @@ class MeteredCall:
         # The integration's Endpoint (None for record()); its optional error_type() names SDK errors.
         self.endpoint: Any = None
         self._t0 = time.perf_counter()
+        self.started_at = time.time()  # the request's time: the call is priced at the rates of that moment
 
     @property
     def model(self) -> str:
@@ -176,7 +180,9 @@ class MeteredCall:
         try:
             error_type = None if error is None else _error_type(error, getattr(self.endpoint, "error_type", None))
             if usage is not None:
-                cost = meter.prices.cost(req.provider, req.model, usage)
+                cost = meter.prices.cost(req.provider, req.model, usage, self.started_at)
+                if provider_cost_usd is None:
+                    provider_cost_usd = usage.cost_usd
                 if provider_cost_usd is not None:
                     cost = _provider_cost(provider_cost_usd, cost, usage)
         except Exception:
@@ -234,11 +240,15 @@ class MeteredCall:
                 attrs["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write
                 attrs["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning
                 attrs["tokenmeter.usage.estimated"] = usage.estimated
+                if usage.has_extras:
+                    extra_usage_attributes(attrs, usage, self.request.provider)
             else:
                 attrs["tokenmeter.usage.missing"] = True
             attrs["tokenmeter.cost.source"] = cost.source
             if cost.usd is not None:
                 attrs["tokenmeter.cost.usd"] = float(cost.usd)
+            if cost.table_usd is not None:
+                attrs["tokenmeter.cost.table_usd"] = float(cost.table_usd)
             if error_type is not None:
                 attrs["error.type"] = error_type
                 span.set_status(Status(StatusCode.ERROR, str(error)[:256]))
@@ -318,21 +328,6 @@ class MeteredCall:
             _safe.log_once("call.blocked", "tokenmeter: recording a blocked call failed")
 
 
-def _provider_cost(usd: Decimal, table: Cost, usage: Usage) -> Cost:
-    """A provider-reported cost, split over the token classes like the table's (or like the tokens)."""
-    if table.by_class is not None and table.usd:
-        weights: tuple[Decimal, ...] = table.by_class
-        total = table.usd
-    else:
-        weights = tuple(Decimal(n) for _, n in usage.by_class())
-        total = Decimal(usage.total)
-    if not total:
-        return Cost(usd, "provider", (usd, Decimal(0), Decimal(0), Decimal(0), Decimal(0)))
-    parts = [usd * w / total for w in weights]
-    parts[0] += usd - sum(parts)  # rounding remainder, so the parts add up to the reported cost exactly
-    return Cost(usd, "provider", tuple(parts))
-
-
 def _error_type(error: BaseException, namer: Callable[[BaseException], str | None] | None) -> str:
     """``error.type``: what the integration names the SDK's error, else the exception's class name."""
     if isinstance(error, _NamedError):
@@ -381,10 +376,13 @@ def record(
     duration_s: float | None = None,
     error: BaseException | str | None = None,
     response_model: str | None = None,
+    timestamp: datetime | float | None = None,
 ) -> None:
     """Meter a call made with a client tokenmeter does not wrap, through the same path as wrapped calls.
 
-    ``error`` may be the exception the call raised or its type name. Never raises.
+    ``error`` may be the exception the call raised or its type name. ``timestamp`` is when the call was
+    made (an aware datetime or epoch seconds; now by default): it is priced at that moment's rates.
+    Never raises.
     """
 
     meter = _meter.active()
@@ -392,6 +390,8 @@ def record(
         return
     try:
         call = MeteredCall(meter, Request(provider=provider, model=model, operation=operation), current_scope())
+        if timestamp is not None:
+            call.started_at = timestamp.timestamp() if isinstance(timestamp, datetime) else float(timestamp)
         start_ns = None
         if duration_s is not None:
             call._t0 = time.perf_counter() - duration_s
@@ -413,4 +413,3 @@ class _NamedError(Exception):
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self.type_name = name
-
