@@ -31,6 +31,7 @@ from typing import Any
 import tokenmeter
 from tokenmeter import Request, Usage
 from tokenmeter._patch import Patcher
+from tokenmeter._providers import configured_provider
 from tokenmeter._wrap import Result, StreamAccumulator, async_wrapper, sync_wrapper
 
 from ._fields import field, generic_status, nonempty
@@ -44,6 +45,7 @@ from ._openai_usage import (
     read_embeddings,
     read_responses,
     responses_text,
+    served,
     settle,
     text_inputs,
 )
@@ -111,7 +113,7 @@ def _target(client: Any) -> tuple[str, str | None, int | None]:
     elif host and host.endswith(_AZURE_HOSTS):
         provider = AZURE_PROVIDER
     else:
-        provider = PROVIDER
+        provider = configured_provider(host, port) or PROVIDER
     target = (provider, host, port)
     try:
         _targets[client] = target
@@ -210,7 +212,7 @@ class _Endpoint:
     def complete(self, response: Any, request: OpenAIRequest) -> Result:
         """Translate a complete (non-streamed) response object or JSON body."""
         choices = field(response, "choices")
-        usage = settle(read(field(response, "usage")), request, lambda: chat_text(choices))
+        usage = served(settle(read(field(response, "usage")), request, lambda: chat_text(choices)), response)
         finish = [r for r in (field(c, "finish_reason") for c in choices or ()) if isinstance(r, str)]
         return Result(usage, nonempty(field(response, "model")), nonempty(field(response, "id")), finish or None)
 
@@ -280,6 +282,7 @@ class _Responses(_Endpoint):
         usage = settle(
             read_responses(field(response, "usage")), request, lambda: responses_text(field(response, "output"))
         )
+        usage = served(usage, response)
         return Result(usage, nonempty(field(response, "model")), nonempty(field(response, "id")))
 
 

@@ -17,7 +17,7 @@ from ._context import Scope, add_scope_attributes, current_scope
 from ._errors import PolicyViolation
 from ._instruments import depth_bucket
 from ._prices import UNPRICED, Cost
-from ._usage import Usage, add_counts
+from ._usage import Usage, add_counts, add_modalities
 
 if TYPE_CHECKING:
     from ._meter import Meter
@@ -298,6 +298,8 @@ class MeteredCall:
                 a.error_calls += 1
             if usage is not None:
                 add_counts(a.tokens, usage)
+                if usage.details:
+                    add_modalities(a.modal, usage)
                 by_class = cost.by_class
                 if by_class is not None:
                     c = a.cost

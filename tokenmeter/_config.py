@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import ConfigError
+from ._providers import parse_providers
 
 EXPORTERS = ("otlp", "console", "none")
 _TRUE = {"1", "true", "yes", "on"}
@@ -44,6 +45,7 @@ class Options:
     on_budget_warning: Any = None
     expected_output_tokens: int = 512
     disabled: bool = False
+    providers: tuple[tuple[str, str], ...] = ()
 
 
 _ENV: dict[str, str] = {
@@ -64,6 +66,7 @@ _ENV: dict[str, str] = {
     "fail_open": "TOKENMETER_FAIL_OPEN",
     "expected_output_tokens": "TOKENMETER_EXPECTED_OUTPUT_TOKENS",
     "disabled": "TOKENMETER_DISABLED",
+    "providers": "TOKENMETER_PROVIDERS",
 }
 ENV_VARS: tuple[str, ...] = tuple(_ENV.values())
 
@@ -167,6 +170,8 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
         raw["metric_export_interval_ms"] = _int("metric_export_interval_ms", raw["metric_export_interval_ms"], 1)
     if "tiers" in raw:
         raw["tiers"] = _pairs("tiers", raw["tiers"])
+    if "providers" in raw:
+        raw["providers"] = parse_providers(raw["providers"])
     if "tiktoken_files" in raw:
         raw["tiktoken_files"] = _pairs("tiktoken_files", raw["tiktoken_files"])
     if "metric_attributes" in raw:

@@ -250,9 +250,20 @@ class Instruments:
 
     def _observe_tokens(self, options: CallbackOptions) -> Iterable[Observation]:
         for reg in self._registers():
-            for i, n in enumerate(reg.tokens):
+            modal = reg.modal
+            if not modal:
+                for i, n in enumerate(reg.tokens):
+                    if n:
+                        yield Observation(n, reg.by_class_text[i])
+                continue
+            text = list(reg.tokens)
+            for (i, modality), n in list(modal.items()):
+                text[i] -= n
                 if n:
-                    yield Observation(n, reg.by_class[i])
+                    yield Observation(n, {**reg.by_class[i], "tokenmeter.token.modality": modality})
+            for i, n in enumerate(text):
+                if n:
+                    yield Observation(n, reg.by_class_text[i])
 
     def _observe_cost(self, options: CallbackOptions) -> Iterable[Observation]:
         for reg in self._registers():
@@ -288,11 +299,13 @@ class CallAttributes:
         "blocked",
         "blocked_calls",
         "by_class",
+        "by_class_text",
         "cost",
         "error",
         "error_calls",
         "input",
         "ok",
+        "modal",
         "ok_calls",
         "output",
         "semconv",
@@ -303,6 +316,8 @@ class CallAttributes:
     def __init__(self, base: dict[str, Any]) -> None:
         self.base = base
         self.by_class = tuple({**base, "tokenmeter.token.class": c} for c in TOKEN_CLASSES)
+        # tokenmeter.tokens also says the modality (text unless the provider reported audio/image/video parts).
+        self.by_class_text = tuple({**a, "tokenmeter.token.modality": "text"} for a in self.by_class)
         self.semconv = {k: base[k] for k in SEMCONV_KEYS if k in base}
         self.input = {**self.semconv, "gen_ai.token.type": "input"}
         self.output = {**self.semconv, "gen_ai.token.type": "output"}
@@ -310,6 +325,7 @@ class CallAttributes:
         self.error = {**base, "tokenmeter.outcome": "error"}
         self.blocked = {**base, "tokenmeter.outcome": "blocked"}
         self.tokens = [0, 0, 0, 0, 0]
+        self.modal: dict[tuple[int, str], int] = {}  # (class index, modality) -> tokens, non-text only
         self.cost = [Decimal(0)] * 5
         self.unpriced = 0
         self.ok_calls = 0

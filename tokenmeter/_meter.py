@@ -166,6 +166,9 @@ def configure(**options: Any) -> Meter:
     * ``budgets``, ``policy``, ``store``, ``fail_open``, ``on_budget_warning``,
       ``expected_output_tokens`` -- governance (see :class:`Budget` and :class:`Policy`).
     * ``disabled`` -- configure nothing (also ``OTEL_SDK_DISABLED=true``).
+    * ``providers`` -- ``{"host-glob": "provider-name"}``: the ``gen_ai.provider.name`` (and price table)
+      of OpenAI-compatible servers by host (``{"llm.internal:8000": "vllm"}``); well-known hosts
+      (DeepSeek, Groq, xAI, Mistral, OpenRouter, Together, Fireworks, Perplexity, Ollama) need none.
 
     Raises :class:`ConfigError` naming the option to fix. Never raises afterwards.
     """

@@ -134,12 +134,16 @@ def rates_from_model_price(prices: Any, source: str) -> Rates | None:
 class TableModel:
     """One table model as found for a provider: its rates per (context, period), built on first use."""
 
-    __slots__ = ("_cache", "_lock", "boundaries", "info", "own", "source", "windows")
+    __slots__ = ("_cache", "_lock", "boundaries", "info", "own", "provider_id", "source", "tiers", "windows")
 
-    def __init__(self, info: Any, own: bool, source: str) -> None:
+    def __init__(self, info: Any, own: bool, source: str, provider_id: str = "") -> None:
         self.info = info
         self.own = own  # variants apply only to the provider's own models (as genai-prices' calc_price)
         self.source = source
+        self.provider_id = provider_id
+        self.tiers = frozenset(
+            v.when["service_tier"] for v in info.price_variants or () if "service_tier" in v.when and own
+        )
         starts: set[float] = set()
         windows: list[Any] = []
         for constraint in _constraints(info):
@@ -205,7 +209,7 @@ def find_model(table_provider: str | None, model: str, source: str) -> TableMode
         except LookupError:
             continue
         own = any(info is m for m in provider.models)
-        return TableModel(info, own, source)
+        return TableModel(info, own, source, provider.id)
     return None
 
 

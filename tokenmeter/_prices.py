@@ -36,8 +36,18 @@ _TABLE_PROVIDER: dict[str, str] = {
     "together": "together",
     "fireworks": "fireworks",
 }
-# Service tiers that mean "the standard rate" (no price variant), as responses name them.
-_STANDARD_TIERS = frozenset({"default", "standard", "auto", "on_demand"})
+# Service tiers that mean "the standard rate" (no price variant), as responses name them. OpenAI's
+# "scale" tier is paid per prepaid capacity unit: its tokens are metered at the default rates.
+_STANDARD_TIERS = frozenset({"default", "standard", "auto", "on_demand", "scale"})
+# Documented tier prices for models the table has no variant for: OpenAI's Flex processing is billed at
+# Batch API rates (50%), Gemini's Flex inference at 50% of standard (ai.google.dev/gemini-api/docs/optimization).
+# Any other tier without a table variant (Gemini's priority: "75% to 100% more", per model) is unpriced
+# unless an override with ``service_tier`` prices it.
+_TIER_MULTIPLIERS: dict[tuple[str, str], Decimal] = {
+    ("openai", "flex"): Decimal("0.5"),
+    ("azure", "flex"): Decimal("0.5"),
+    ("google", "flex"): Decimal("0.5"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +171,15 @@ class PriceBook:
         if table is None:
             return None
         tier = usage.service_tier
-        if tier is not None and tier in _STANDARD_TIERS:
-            tier = None
-        return table.rates((tier, usage.processing), when)
+        if tier is None or tier in _STANDARD_TIERS:
+            return table.rates((None, usage.processing), when)
+        if tier in table.tiers:
+            return table.rates((tier, usage.processing), when)
+        multiplier = _TIER_MULTIPLIERS.get((table.provider_id, tier))
+        if multiplier is None:
+            return None
+        base = table.rates((None, usage.processing), when)
+        return None if base is None else base.scaled(multiplier, f"{base.source}:{tier}")
 
     def _resolve(self, provider: str, model: str) -> _Resolved:
         overrides = tuple(o for o in self._overrides if o.matches_model(provider, model))

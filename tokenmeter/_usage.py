@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 TOKEN_CLASSES: tuple[str, ...] = ("input", "cache_read", "cache_write", "output", "reasoning")
@@ -59,12 +59,14 @@ class Usage:
     output: int = 0
     reasoning: int = 0
     estimated: bool = False
-    details: tuple[tuple[str, int], ...] = ()
-    service_tier: str | None = None
-    processing: str | None = None
-    cost_usd: Decimal | None = None
-    parts: tuple[tuple[str, Usage], ...] = ()
-    model_reported: tuple[tuple[str, int], ...] = ()
+    # Not compared: two usages are equal when their classes and estimate flag are (what callers and
+    # tests compare); the extras refine pricing and the span, see ``has_extras``.
+    details: tuple[tuple[str, int], ...] = field(default=(), compare=False)
+    service_tier: str | None = field(default=None, compare=False)
+    processing: str | None = field(default=None, compare=False)
+    cost_usd: Decimal | None = field(default=None, compare=False)
+    parts: tuple[tuple[str, Usage], ...] = field(default=(), compare=False)
+    model_reported: tuple[tuple[str, int], ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         # One cheap test for the common case (built on every call); the loop only names the culprit.
@@ -223,3 +225,13 @@ def add_counts(counts: list[int], usage: Usage) -> None:
 
 ZERO = Usage()
 """The empty usage."""
+
+
+def add_modalities(modal: dict[tuple[int, str], int], usage: Usage) -> None:
+    """Add the non-text detail counts of ``usage`` to ``(class index, modality)`` running totals."""
+    for name, n in usage.details:
+        index, modality = DETAILS[name]
+        if modality != "text":
+            key = (index, modality)
+            modal[key] = modal.get(key, 0) + n
+

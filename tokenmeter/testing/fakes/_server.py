@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, cast
 
-from . import _anthropic, _bedrock, _gemini, _openai
+from . import _anthropic, _bedrock, _gemini, _openai, _recorded
 from ._common import HttpResponse, Provider, ReceivedRequest, Reply, Route, json_response
 
 _Responder = Callable[[ReceivedRequest, Reply], HttpResponse]
@@ -186,7 +186,8 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.delay_s > 0:
             time.sleep(reply.delay_s)
         try:
-            response = _RESPONDERS[route.provider](request, reply)
+            responder = _recorded.respond if reply.body is not None else _RESPONDERS[route.provider]
+            response = responder(request, reply)
         except Exception as exc:  # a fake bug or an odd body: answer clearly instead of dropping the connection
             message = f"tokenmeter fake provider failed on {route.provider} {route.operation}: {exc!r}"
             response = json_response(500, {"error": {"message": message, "type": "fake_provider_error"}})
