@@ -53,7 +53,9 @@ def parse_providers(value: Any) -> tuple[tuple[str, str], ...]:
     result: list[tuple[str, str]] = []
     for glob, name in items:
         if not isinstance(glob, str) or not glob or "/" in glob:
-            raise ConfigError(f"providers: keys must be host globs such as '*.gateway.internal' (no scheme), got {glob!r}")
+            raise ConfigError(
+                f"providers: keys must be host globs such as '*.gateway.internal' (no scheme), got {glob!r}"
+            )
         if not isinstance(name, str) or not name or not set(name) <= _NAME_CHARS:
             raise ConfigError(
                 f"providers: {glob!r} must map to a lower-case provider name such as 'openai' or 'vllm', got {name!r}"

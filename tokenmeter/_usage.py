@@ -234,4 +234,3 @@ def add_modalities(modal: dict[tuple[int, str], int], usage: Usage) -> None:
         if modality != "text":
             key = (index, modality)
             modal[key] = modal.get(key, 0) + n
-
