@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 from tokenmeter._call import Request
@@ -26,6 +27,7 @@ from tokenmeter._usage import Usage
 from tokenmeter._wrap import Result, async_wrapper, sync_wrapper
 
 from ._fields import count
+from ._gemini_usage import derive_missing, served_tier, with_modalities
 
 PROVIDER = "gcp.gemini"
 """``gen_ai.provider.name`` of the Gemini Developer API."""
@@ -50,6 +52,7 @@ class Counts(NamedTuple):
     candidates: int | None
     thoughts: int | None
     tool_use: int | None
+    total: int | None = None
 
 
 _FIELDS: tuple[tuple[str, str], ...] = (
@@ -58,6 +61,7 @@ _FIELDS: tuple[tuple[str, str], ...] = (
     ("candidates_token_count", "candidatesTokenCount"),
     ("thoughts_token_count", "thoughtsTokenCount"),
     ("tool_use_prompt_token_count", "toolUsePromptTokenCount"),
+    ("total_token_count", "totalTokenCount"),
 )
 
 
@@ -95,9 +99,14 @@ def usage_from_metadata(meta: Any) -> Usage | None:
     a malformed field (negative, not an int) counts as missing. Never raises.
     """
     counts = counts_from_metadata(meta)
-    if counts is None or (counts.prompt is None and counts.candidates is None):
+    if counts is None or (counts.prompt is None and counts.candidates is None and counts.total is None):
         return None
-    return usage_from_counts(counts)
+    derived = derive_missing(counts)
+    if derived is not None:
+        counts = derived[0]
+    elif counts.prompt is None and counts.candidates is None:
+        return None
+    return with_modalities(usage_from_counts(counts, estimated=derived is not None and not derived[1]), meta)
 
 
 def model_name(model: Any) -> str:
@@ -211,12 +220,14 @@ class _Responses:
         self.response_id: str | None = None
         self.finish: dict[int, str] = {}
         self.seen = False
+        self.service_tier: str | None = None
 
     def on_chunk(self, chunk: Any) -> bool:
         self.seen = True
         meta = getattr(chunk, "usage_metadata", None)
         if meta is not None:
             self.meta = meta
+        self.service_tier = served_tier(chunk) or self.service_tier
         version = getattr(chunk, "model_version", None)
         if isinstance(version, str) and version:
             self.model = model_name(version)
@@ -258,6 +269,10 @@ class _Responses:
         counts = counts_from_metadata(self.meta) or Counts(None, None, None, None, None)
         model = self.request.model
         estimated = False
+        derived = derive_missing(counts, lambda: int(count_tokens("".join(self.text), model)) if self.text else 0)
+        if derived is not None:
+            counts, exact = derived
+            estimated = not exact
         if counts.prompt is None:
             counts = counts._replace(prompt=int(count_tokens(self.request.messages or [], model)))
             estimated = True
@@ -267,7 +282,8 @@ class _Responses:
         if counts.thoughts is None and self.thoughts:
             counts = counts._replace(thoughts=int(count_tokens("".join(self.thoughts), model)))
             estimated = True
-        return usage_from_counts(counts, estimated=estimated)
+        usage = with_modalities(usage_from_counts(counts, estimated=estimated), self.meta)
+        return replace(usage, service_tier=self.service_tier) if self.service_tier else usage
 
 
 # -- patches ------------------------------------------------------------------------------------
