@@ -37,7 +37,10 @@ def extra_usage_attributes(attrs: dict[str, Any], usage: Usage, provider: str) -
     for name, n in usage.details:
         attrs[f"tokenmeter.usage.{name}_tokens"] = n
     if usage.parts:
-        attrs["tokenmeter.usage.sub_inference.models"] = sorted({model for model, _ in usage.parts})
+        attrs["tokenmeter.usage.sub_inference.count"] = len(usage.parts)
+        models = sorted({model for model, _ in usage.parts if model})
+        if models:
+            attrs["tokenmeter.usage.sub_inference.models"] = models
         attrs["tokenmeter.usage.sub_inference.input_tokens"] = sum(p.input_total for _, p in usage.parts)
         attrs["tokenmeter.usage.sub_inference.output_tokens"] = sum(p.output_total for _, p in usage.parts)
     for name, n in usage.model_reported:

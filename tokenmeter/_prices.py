@@ -191,19 +191,23 @@ class PriceBook:
     def _cost_with_parts(self, provider: str, model: str, usage: Usage, when: float) -> Cost:
         """Sub-inferences at their own model's rates, the rest of the usage at the call's model."""
         own = list(class_counts(usage))
+        own_details = dict(usage.details)
         parts: list[Decimal] = [_ZERO] * len(TOKEN_CLASSES)
         sources: set[str] = set()
         for part_model, part in usage.parts:
             for i, n in enumerate(class_counts(part)):
                 own[i] -= n
-            cost = self.cost(provider, part_model, part, when)
+            for name, n in part.details:
+                own_details[name] = own_details.get(name, 0) - n
+            cost = self.cost(provider, part_model or model, part, when)
             if cost.by_class is None:
                 return UNPRICED
             sources.add(cost.source)
             parts = [a + b for a, b in zip(parts, cost.by_class, strict=True)]
-        if any(n < 0 for n in own):
+        if any(n < 0 for n in own) or any(n < 0 for n in own_details.values()):
             return UNPRICED  # parts larger than the whole: inconsistent report, never a guess
-        rest = Usage(*own, details=usage.details, service_tier=usage.service_tier, processing=usage.processing)
+        details = tuple(sorted((k, n) for k, n in own_details.items() if n))
+        rest = Usage(*own, details=details, service_tier=usage.service_tier, processing=usage.processing)
         cost = self.cost(provider, model, rest, when)
         if cost.by_class is None:
             return UNPRICED
