@@ -37,6 +37,8 @@ class Counts:
     processing: str | None = None  # "batch" when the usage says the Message Batches API served it
     # Sub-inferences outside the top-level counts: (model or "" for the call's own model, Usage).
     iterations: tuple[tuple[str, Usage], ...] = ()
+    # Counts another source reported differently from the metered ones (kept visible, not metered).
+    model_reported: tuple[tuple[str, int], ...] = ()
 
     def set(self, name: str, value: Any) -> None:
         """Take a reported value: a later report replaces an earlier one; ``None`` changes nothing."""
@@ -84,6 +86,8 @@ class Counts:
             usage = replace(usage, processing=self.processing)
         if self.iterations:
             usage = with_iterations(usage, self.iterations)
+        if self.model_reported:
+            usage = replace(usage, model_reported=self.model_reported)
         return usage
 
 

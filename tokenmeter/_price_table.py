@@ -12,6 +12,7 @@ on, in a long-running process too, and the common case (no constraint) is one di
 from __future__ import annotations
 
 import bisect
+import functools
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -213,6 +214,7 @@ def find_model(table_provider: str | None, model: str, source: str) -> TableMode
     return None
 
 
+@functools.cache
 def table_info() -> tuple[str, str]:
     """``(genai-prices version, data date)``: the newest price date the bundled table knows."""
     try:

@@ -83,6 +83,21 @@ class _Resolved:
     table: TableModel | None
 
 
+def bedrock_model_id(model: str) -> str:
+    """The model id inside a Bedrock ARN (``arn:aws:bedrock:<region>:<account>:foundation-model/<id>``,
+    ``.../inference-profile/us.anthropic...``); other ids as given. Region prefixes (``us.``, ``eu.``,
+    ``global.``) are kept: the table prices cross-region and global profiles differently.
+    An application inference profile or a provisioned model ARN names no model: it stays unpriced
+    unless an override prices it.
+    """
+    if model.startswith("arn:"):
+        resource = model.split(":", 5)[-1]
+        kind, _, ident = resource.partition("/")
+        if kind in ("foundation-model", "inference-profile") and ident:
+            return ident
+    return model
+
+
 class PriceBook:
     """Prices usage in USD from genai-prices' bundled table (offline), with overrides.
 
@@ -185,7 +200,8 @@ class PriceBook:
         overrides = tuple(o for o in self._overrides if o.matches_model(provider, model))
         table = None
         if self._use_table:
-            table = find_model(_TABLE_PROVIDER.get(provider, provider), model, self._table_source)
+            table_model = bedrock_model_id(model) if provider == "aws.bedrock" else model
+            table = find_model(_TABLE_PROVIDER.get(provider, provider), table_model, self._table_source)
         return _Resolved(overrides, table)
 
     def _cost_with_parts(self, provider: str, model: str, usage: Usage, when: float) -> Cost:
