@@ -90,6 +90,18 @@ def provider_cost(value: Any) -> Decimal | None:
     return cost if cost.is_finite() and cost >= 0 else None
 
 
+def with_reported_cost(usage: Usage, cost: Any) -> Usage:
+    """``usage`` carrying a cost reported beside the response (LiteLLM's ``response_cost``), unless it has one.
+
+    Taken only for a usage the provider reported: a cost computed from counts tokenmeter had to
+    estimate differently would not describe the metered tokens.
+    """
+    reported = provider_cost(cost)
+    if reported is None or usage.cost_usd is not None or usage.estimated:
+        return usage
+    return replace(usage, cost_usd=reported)
+
+
 def served(usage: Usage, response: Any) -> Usage:
     """``usage`` with the tier that served the response (its ``service_tier``: what was served, not asked)."""
     tier = field(response, "service_tier")
