@@ -154,6 +154,14 @@ class Instruments:
             unit="1",
             description="Settled spend of each budget's current window over its limit.",
         )
+        # (genai-prices version, data date) of the meter in force: one point with value 1 ("info" metric).
+        self.prices_info: tuple[str, str] | None = None
+        meter.create_observable_gauge(
+            "tokenmeter.prices.info",
+            [self._observe_prices],
+            unit="1",
+            description="The price table in use: its version and the newest price date it knows (value 1).",
+        )
         self._cache: dict[tuple[Any, ...], CallAttributes] = {}
         self._by_attributes: dict[frozenset[tuple[str, Any]], CallAttributes] = {}
         self._decisions: dict[frozenset[tuple[str, Any]], list[Any]] = {}
@@ -243,6 +251,19 @@ class Instruments:
     def _observe_budgets(self, options: CallbackOptions) -> Iterable[Observation]:
         observer = self.budget_observer
         return observer(options) if observer is not None else ()
+
+    def _observe_prices(self, options: CallbackOptions) -> Iterable[Observation]:
+        info = self.prices_info
+        if info is not None:
+            version, data_date = info
+            yield Observation(
+                1,
+                {
+                    "tokenmeter.prices.table": "genai-prices",
+                    "tokenmeter.prices.version": version,
+                    "tokenmeter.prices.data_date": data_date,
+                },
+            )
 
     def _registers(self) -> list[CallAttributes]:
         with self._lock:

@@ -52,6 +52,7 @@ class Meter:
             extra_dimensions=options.metric_attributes,
             max_attribute_sets=options.max_attribute_sets,
         )
+        self.instruments.prices_info = (self.prices.table_version, self.prices.data_date)
         self.ledger = Ledger()
         from ._governance import build_gate
 

@@ -176,6 +176,16 @@ class TableModel:
             self._cache[key] = rates
         return rates
 
+    def has_tier(self, tier: str, when: float) -> bool:
+        """Whether the table has a price variant for ``tier`` in force at ``when``."""
+        if tier not in self.tiers:
+            return False
+        at = datetime.fromtimestamp(when, UTC)
+        return any(
+            v.when.get("service_tier") == tier and (v.constraint is None or v.constraint.active(at))
+            for v in self.info.price_variants or ()
+        )
+
     def _build(self, context: tuple[str | None, str | None], when: float) -> Rates | None:
         tier, processing = context
         price_context: dict[str, str] = {}

@@ -188,7 +188,7 @@ class PriceBook:
         tier = usage.service_tier
         if tier is None or tier in _STANDARD_TIERS:
             return table.rates((None, usage.processing), when)
-        if tier in table.tiers:
+        if table.has_tier(tier, when):
             return table.rates((tier, usage.processing), when)
         multiplier = _TIER_MULTIPLIERS.get((table.provider_id, tier))
         if multiplier is None:
