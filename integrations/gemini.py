@@ -177,7 +177,7 @@ class _GenerateContent:
         return Request(
             provider=VERTEX_PROVIDER if vertex else PROVIDER,
             model=model_name(kwargs.get("model")),
-            operation="chat",
+            operation="generate_content",
             max_tokens=count(_field(config, "max_output_tokens", "maxOutputTokens")),
             messages=_messages(kwargs.get("contents"), config),
             stream=self.stream,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import _meter, _orphans, _safe
-from ._call_usage import _provider_cost, extra_usage_attributes
+from ._call_usage import _provider_cost, extra_usage_attributes, semconv_cost_attributes
 from ._context import Scope, add_scope_attributes, current_scope
 from ._errors import PolicyViolation
 from ._instruments import depth_bucket
@@ -106,7 +106,7 @@ class MeteredCall:
         if req.max_tokens is not None:
             attrs["gen_ai.request.max_tokens"] = req.max_tokens
         if req.stream:
-            attrs["tokenmeter.request.stream"] = True
+            attrs["gen_ai.request.stream"] = True
         if req.server_address:
             attrs["server.address"] = req.server_address
             if req.server_port:
@@ -237,7 +237,8 @@ class MeteredCall:
                 attrs["gen_ai.usage.input_tokens"] = usage.input_total
                 attrs["gen_ai.usage.output_tokens"] = usage.output_total
                 attrs["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read
-                attrs["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write
+                for key in self.meter.cache_write_keys:
+                    attrs[key] = usage.cache_write
                 attrs["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning
                 attrs["tokenmeter.usage.estimated"] = usage.estimated
                 if usage.has_extras:
@@ -249,6 +250,8 @@ class MeteredCall:
                 attrs["tokenmeter.cost.usd"] = float(cost.usd)
             if cost.table_usd is not None:
                 attrs["tokenmeter.cost.table_usd"] = float(cost.table_usd)
+            if cost.usd is not None and self.meter.options.semconv_cost:
+                semconv_cost_attributes(attrs, cost)
             if error_type is not None:
                 attrs["error.type"] = error_type
                 span.set_status(Status(StatusCode.ERROR, str(error)[:256]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -47,3 +48,28 @@ def extra_usage_attributes(attrs: dict[str, Any], usage: Usage, provider: str) -
         attrs[f"tokenmeter.usage.model_reported.{name}_tokens"] = n
     if usage.cost_usd is not None:
         attrs["tokenmeter.cost.provider_usd"] = float(usage.cost_usd)
+
+
+CACHE_WRITE = "gen_ai.usage.cache_write.input_tokens"
+"""The conventions' name of cache-write tokens (it replaced ``gen_ai.usage.cache_creation.input_tokens``)."""
+CACHE_CREATION = "gen_ai.usage.cache_creation.input_tokens"
+"""The previous name, still emitted for one release with ``OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai/dup``."""
+
+
+def cache_write_keys(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The span attributes that carry cache-write tokens, per ``OTEL_SEMCONV_STABILITY_OPT_IN``.
+
+    The conventions' own switch: ``gen_ai/dup`` emits the new and the old name (the migration window
+    of one release); anything else emits the new name only.
+    """
+    opted = {v.strip() for v in environ.get("OTEL_SEMCONV_STABILITY_OPT_IN", "").split(",")}
+    return (CACHE_WRITE, CACHE_CREATION) if "gen_ai/dup" in opted else (CACHE_WRITE,)
+
+
+def semconv_cost_attributes(attrs: dict[str, Any], cost: Cost) -> None:
+    """The proposed ``gen_ai.usage.cost.*`` attributes (semantic-conventions-genai PR 443), opt-in."""
+    if cost.usd is None:
+        return
+    attrs["gen_ai.usage.cost.amount"] = float(cost.usd)
+    attrs["gen_ai.usage.cost.currency"] = "USD"
+    attrs["gen_ai.usage.cost.source"] = "provider" if cost.source == "provider" else "local"

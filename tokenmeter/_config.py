@@ -46,6 +46,7 @@ class Options:
     expected_output_tokens: int = 512
     disabled: bool = False
     providers: tuple[tuple[str, str], ...] = ()
+    semconv_cost: bool = False
 
 
 _ENV: dict[str, str] = {
@@ -67,6 +68,7 @@ _ENV: dict[str, str] = {
     "expected_output_tokens": "TOKENMETER_EXPECTED_OUTPUT_TOKENS",
     "disabled": "TOKENMETER_DISABLED",
     "providers": "TOKENMETER_PROVIDERS",
+    "semconv_cost": "TOKENMETER_SEMCONV_COST",
 }
 ENV_VARS: tuple[str, ...] = tuple(_ENV.values())
 
@@ -157,7 +159,14 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
     endpoint = raw.get("endpoint")
     if endpoint is not None and (not isinstance(endpoint, str) or "://" not in endpoint):
         raise ConfigError(f"endpoint must be a URL such as http://127.0.0.1:4318, got {endpoint!r}")
-    for key in ("capture_content", "instrument_threads", "inject_stream_usage", "fail_open", "disabled"):
+    for key in (
+        "capture_content",
+        "instrument_threads",
+        "inject_stream_usage",
+        "fail_open",
+        "disabled",
+        "semconv_cost",
+    ):
         if key in raw:
             raw[key] = _bool(key, raw[key])
     if "cardinality_limit" in raw:

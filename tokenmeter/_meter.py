@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 
@@ -10,6 +11,7 @@ from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
 
 from . import _orphans, _safe
+from ._call_usage import cache_write_keys
 from ._config import Options, resolve_options
 from ._errors import ConfigError
 from ._instruments import instruments_for
@@ -53,6 +55,7 @@ class Meter:
             max_attribute_sets=options.max_attribute_sets,
         )
         self.instruments.prices_info = (self.prices.table_version, self.prices.data_date)
+        self.cache_write_keys = cache_write_keys(os.environ)
         self.ledger = Ledger()
         from ._governance import build_gate
 
@@ -167,6 +170,8 @@ def configure(**options: Any) -> Meter:
     * ``budgets``, ``policy``, ``store``, ``fail_open``, ``on_budget_warning``,
       ``expected_output_tokens`` -- governance (see :class:`Budget` and :class:`Policy`).
     * ``disabled`` -- configure nothing (also ``OTEL_SDK_DISABLED=true``).
+    * ``semconv_cost`` -- also record the proposed ``gen_ai.usage.cost.amount`` / ``.currency`` /
+      ``.source`` span attributes beside ``tokenmeter.cost.usd`` (default False, until accepted).
     * ``providers`` -- ``{"host-glob": "provider-name"}``: the ``gen_ai.provider.name`` (and price table)
       of OpenAI-compatible servers by host (``{"llm.internal:8000": "vllm"}``); well-known hosts
       (DeepSeek, Groq, xAI, Mistral, OpenRouter, Together, Fireworks, Perplexity, Ollama) need none.
