@@ -73,3 +73,14 @@ def semconv_cost_attributes(attrs: dict[str, Any], cost: Cost) -> None:
     attrs["gen_ai.usage.cost.amount"] = float(cost.usd)
     attrs["gen_ai.usage.cost.currency"] = "USD"
     attrs["gen_ai.usage.cost.source"] = "provider" if cost.source == "provider" else "local"
+
+
+def scope_usage_attributes(attrs: dict[str, Any], tokens: list[int], cache_write_keys: tuple[str, ...]) -> None:
+    """The conventions' ``gen_ai.usage.*`` totals of an agent / workflow / step span's subtree."""
+    inp, cache_read, cache_write, output, reasoning = tokens
+    attrs["gen_ai.usage.input_tokens"] = inp + cache_read + cache_write
+    attrs["gen_ai.usage.output_tokens"] = output + reasoning
+    attrs["gen_ai.usage.cache_read.input_tokens"] = cache_read
+    for key in cache_write_keys:
+        attrs[key] = cache_write
+    attrs["gen_ai.usage.reasoning.output_tokens"] = reasoning

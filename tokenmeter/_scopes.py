@@ -21,6 +21,7 @@ from . import _meter, _safe
 from ._context import AttrValue, Run, Scope, add_scope_attributes, current_scope, reset_scope, set_scope, with_baggage
 from ._ids import new_id
 from ._instruments import depth_bucket
+from ._call_usage import scope_usage_attributes
 from ._rollup import Node
 from ._usage import TOKEN_CLASSES
 
@@ -141,6 +142,8 @@ class _Frame:
                 attrs["tokenmeter.rollup.retries"] = retries
                 attrs["tokenmeter.rollup.steps"] = steps
                 attrs["tokenmeter.rollup.tokens.unpriced"] = unpriced
+                if calls:
+                    scope_usage_attributes(attrs, tokens, meter.cache_write_keys if meter is not None else ())
                 span.set_attributes(attrs)
                 if error is not None:
                     span.set_attribute("error.type", type(error).__name__)
