@@ -18,10 +18,10 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Status, StatusCode
 
 from . import _meter, _safe
+from ._call_usage import scope_usage_attributes
 from ._context import AttrValue, Run, Scope, add_scope_attributes, current_scope, reset_scope, set_scope, with_baggage
 from ._ids import new_id
 from ._instruments import depth_bucket
-from ._call_usage import scope_usage_attributes
 from ._rollup import Node
 from ._usage import TOKEN_CLASSES
 
