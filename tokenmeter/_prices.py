@@ -223,7 +223,16 @@ class PriceBook:
         if any(n < 0 for n in own) or any(n < 0 for n in own_details.values()):
             return UNPRICED  # parts larger than the whole: inconsistent report, never a guess
         details = tuple(sorted((k, n) for k, n in own_details.items() if n))
-        rest = Usage(*own, details=details, service_tier=usage.service_tier, processing=usage.processing)
+        rest = Usage(
+            own[0],
+            own[1],
+            own[2],
+            own[3],
+            own[4],
+            details=details,
+            service_tier=usage.service_tier,
+            processing=usage.processing,
+        )
         cost = self.cost(provider, model, rest, when)
         if cost.by_class is None:
             return UNPRICED
