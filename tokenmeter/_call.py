@@ -54,6 +54,7 @@ class MeteredCall:
         "_done",
         "_t0",
         "endpoint",
+        "first_chunk_s",
         "http_attempts",
         "meter",
         "request",
@@ -78,6 +79,7 @@ class MeteredCall:
         # The integration's Endpoint (None for record()); its optional error_type() names SDK errors.
         self.endpoint: Any = None
         self._t0 = time.perf_counter()
+        self.first_chunk_s: float | None = None  # seconds from the request to a stream's first chunk
         self.started_at = time.time()  # the request's time: the call is priced at the rates of that moment
 
     @property
@@ -119,6 +121,11 @@ class MeteredCall:
         self.span = meter.tracer.start_span(
             f"{req.operation} {req.model}", kind=SpanKind.CLIENT, attributes=attrs, start_time=start_time_ns
         )
+
+    def first_chunk(self) -> None:
+        """A stream delivered its first chunk (``gen_ai.response.time_to_first_chunk``)."""
+        if self.first_chunk_s is None:
+            self.first_chunk_s = time.perf_counter() - self._t0
 
     def http_attempt(self, status: int | None, error_type: str | None) -> None:
         """One HTTP request the SDK sent for this call (``_transport``); more than one means it retried."""
@@ -188,7 +195,7 @@ class MeteredCall:
         except Exception:
             _safe.log_once("call.price", "tokenmeter: pricing a call failed; it is reported unpriced")
         try:
-            self._record_metrics(usage, cost, error_type, duration)
+            self._record_metrics(usage, cost, error_type, duration, response_model)
         except Exception:
             _safe.log_once("call.metrics", "tokenmeter: recording call metrics failed")
         try:
@@ -250,6 +257,8 @@ class MeteredCall:
                 attrs["tokenmeter.cost.usd"] = float(cost.usd)
             if cost.table_usd is not None:
                 attrs["tokenmeter.cost.table_usd"] = float(cost.table_usd)
+            if self.first_chunk_s is not None:
+                attrs["gen_ai.response.time_to_first_chunk"] = self.first_chunk_s
             if cost.usd is not None and self.meter.options.semconv_cost:
                 semconv_cost_attributes(attrs, cost)
             if error_type is not None:
@@ -291,7 +300,14 @@ class MeteredCall:
             key += tuple(extra.get(k) for k in extra_dimensions)
         return key
 
-    def _record_metrics(self, usage: Usage | None, cost: Cost, error_type: str | None, duration: float) -> None:
+    def _record_metrics(
+        self,
+        usage: Usage | None,
+        cost: Cost,
+        error_type: str | None,
+        duration: float,
+        response_model: str | None = None,
+    ) -> None:
         _scope, _req, ins = self.scope, self.request, self.meter.instruments
         a = ins.call_attributes(self._metric_key(error_type))
         with ins.register_lock:
@@ -311,10 +327,13 @@ class MeteredCall:
                             c[i] += part
                 elif usage.total:
                     a.unpriced += usage.total
-        ins.duration.record(duration, a.semconv)
+        semconv, semconv_in, semconv_out = a.semconv_with(response_model, _req.server_address)
+        ins.duration.record(duration, semconv)
+        if self.first_chunk_s is not None:
+            ins.time_to_first_chunk.record(self.first_chunk_s, semconv)
         if usage is not None:
-            ins.token_usage.record(usage.input_total, a.input)
-            ins.token_usage.record(usage.output_total, a.output)
+            ins.token_usage.record(usage.input_total, semconv_in)
+            ins.token_usage.record(usage.output_total, semconv_out)
 
     # -- blocked -------------------------------------------------------------------------------
     def blocked(self, violation: PolicyViolation) -> None:

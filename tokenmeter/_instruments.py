@@ -99,6 +99,12 @@ class Instruments:
             description="GenAI operation duration.",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
+        self.time_to_first_chunk = meter.create_histogram(
+            "gen_ai.client.operation.time_to_first_chunk",
+            unit="s",
+            description="Time to receive the first chunk of a streamed response.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
         # The kWh meter: counters are registers summed in-process and read by the SDK at collection time
         # (observable counters), so the hot path is a dictionary hit and a few additions under a lock.
         meter.create_observable_counter(
@@ -330,6 +336,7 @@ class CallAttributes:
         "ok_calls",
         "output",
         "semconv",
+        "semconv_by_response",
         "tokens",
         "unpriced",
     )
@@ -345,6 +352,7 @@ class CallAttributes:
         self.ok = {**base, "tokenmeter.outcome": "ok"}
         self.error = {**base, "tokenmeter.outcome": "error"}
         self.blocked = {**base, "tokenmeter.outcome": "blocked"}
+        self.semconv_by_response: dict[tuple[str | None, str | None], tuple[dict[str, Any], ...]] = {}
         self.tokens = [0, 0, 0, 0, 0]
         self.modal: dict[tuple[int, str], int] = {}  # (class index, modality) -> tokens, non-text only
         self.cost = [Decimal(0)] * 5
@@ -352,6 +360,26 @@ class CallAttributes:
         self.ok_calls = 0
         self.error_calls = 0
         self.blocked_calls = 0
+
+
+    def semconv_with(
+        self, response_model: str | None, server_address: str | None
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """The histograms' attributes (all, input, output) with the recommended response model and server."""
+        if response_model is None and server_address is None:
+            return self.semconv, self.input, self.output
+        key = (response_model, server_address)
+        found = self.semconv_by_response.get(key)
+        if found is None:
+            extra: dict[str, Any] = {}
+            if response_model is not None:
+                extra["gen_ai.response.model"] = response_model
+            if server_address is not None:
+                extra["server.address"] = server_address
+            found = ({**self.semconv, **extra}, {**self.input, **extra}, {**self.output, **extra})
+            if len(self.semconv_by_response) < 64:  # response models per request model are few; bounded anyway
+                self.semconv_by_response[key] = found
+        return found[0], found[1], found[2]
 
 
 _BY_PROVIDER: weakref.WeakKeyDictionary[Any, Instruments] = weakref.WeakKeyDictionary()

@@ -231,3 +231,23 @@ def test_deepseek_through_the_openai_sdk_is_priced_at_deepseeks_off_peak_rate(fp
     attrs = dict(only_call_span(cap).attributes or {})
     assert attrs["gen_ai.provider.name"] == "deepseek"
     assert attrs["tokenmeter.cost.source"].startswith("table:genai-prices")
+
+
+def test_a_stream_records_its_time_to_first_chunk(fp: FakeProvider, cap: Capture) -> None:
+    fp.enqueue(Reply(text="one two three", input_tokens=5, output_tokens=3, chunks=3))
+    stream = _client(fp).chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "one two three"
+    span = only_call_span(cap)
+    attrs = dict(span.attributes or {})
+    assert attrs["gen_ai.request.stream"] is True
+    ttfc = attrs["gen_ai.response.time_to_first_chunk"]
+    assert 0 < ttfc <= (span.end_time - span.start_time) / 1e9
+    points = cap.points("gen_ai.client.operation.time_to_first_chunk")
+    assert len(points) == 1 and points[0].count == 1
+    # The conventions' recommended attributes on the histograms.
+    for name in ("gen_ai.client.operation.duration", "gen_ai.client.token.usage"):
+        for point in cap.points(name):
+            assert point.attributes["gen_ai.response.model"] == "gpt-4o"
+            assert point.attributes["server.address"] == "127.0.0.1"
