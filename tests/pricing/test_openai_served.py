@@ -243,7 +243,7 @@ def test_a_stream_records_its_time_to_first_chunk(fp: FakeProvider, cap: Capture
     attrs = dict(span.attributes or {})
     assert attrs["gen_ai.request.stream"] is True
     ttfc = attrs["gen_ai.response.time_to_first_chunk"]
-    assert 0 < ttfc <= (span.end_time - span.start_time) / 1e9
+    assert 0 < ttfc <= (span.end_time - span.start_time) / 1e9 + 0.01  # measured from just before the span
     points = cap.points("gen_ai.client.operation.time_to_first_chunk")
     assert len(points) == 1 and points[0].count == 1
     # The conventions' recommended attributes on the histograms.
