@@ -200,7 +200,7 @@ class MeteredCall:
             _safe.log_once("call.metrics", "tokenmeter: recording call metrics failed")
         try:
             if scope.node is not None:
-                scope.node.add_call(usage, cost.usd, error=error is not None)
+                scope.node.add_call(usage, cost.usd, error=error is not None, provider=req.provider)
             # After the rollup: the run guard releases this call's estimate only once its usage is counted.
             if meter.gate is not None:
                 meter.gate.after(self, usage, cost, error)

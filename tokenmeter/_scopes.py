@@ -144,6 +144,8 @@ class _Frame:
                 attrs["tokenmeter.rollup.tokens.unpriced"] = unpriced
                 if calls:
                     scope_usage_attributes(attrs, tokens, meter.cache_write_keys if meter is not None else ())
+                    if self.spec.kind == "agent" and node.provider:
+                        attrs["gen_ai.provider.name"] = node.provider  # the one provider its calls used
                 span.set_attributes(attrs)
                 if error is not None:
                     span.set_attribute("error.type", type(error).__name__)

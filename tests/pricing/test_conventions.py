@@ -113,3 +113,14 @@ def test_agent_and_workflow_spans_carry_usage_totals() -> None:
         attrs = dict(span.attributes or {})
         assert attrs["gen_ai.usage.input_tokens"] == 16 and attrs["gen_ai.usage.output_tokens"] == 6
         assert attrs["gen_ai.usage.reasoning.output_tokens"] == 1
+    agent = next(s for s in scopes if s.name.startswith("invoke_agent"))
+    assert dict(agent.attributes or {})["gen_ai.provider.name"] == "openai"
+
+
+def test_an_agent_using_several_providers_names_none() -> None:
+    with capture() as cap:
+        with tokenmeter.agent("a"):
+            tokenmeter.record("openai", "gpt-4o", Usage(input=1, output=1))
+            tokenmeter.record("anthropic", "claude-haiku-4-5", Usage(input=1, output=1))
+        agent = next(s for s in cap.spans if s.name.startswith("invoke_agent"))
+    assert "gen_ai.provider.name" not in dict(agent.attributes or {})
