@@ -23,6 +23,7 @@ from ._context import AttrValue, Run, Scope, add_scope_attributes, current_scope
 from ._ids import new_id
 from ._instruments import depth_bucket
 from ._rollup import Node
+from ._scope_metrics import record_scope_duration
 from ._usage import TOKEN_CLASSES
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -151,6 +152,9 @@ class _Frame:
                     span.set_attribute("error.type", type(error).__name__)
                     span.set_status(Status(StatusCode.ERROR, str(error)[:256]))
             span.end()
+            start, end = getattr(span, "start_time", None), getattr(span, "end_time", None)
+            if meter is not None and isinstance(start, int) and isinstance(end, int):
+                record_scope_duration(meter, self.spec.kind, self.spec.name, (end - start) / 1e9, error)
         except Exception:
             _safe.log_once("scope.close", "tokenmeter: closing a scope failed")
 

@@ -29,6 +29,9 @@ NEWER_THAN_PACKAGE = {
     "gen_ai.usage.cost.amount": "proposed, semantic-conventions-genai PR 443 (opt-in)",
     "gen_ai.usage.cost.currency": "proposed, semantic-conventions-genai PR 443 (opt-in)",
     "gen_ai.usage.cost.source": "proposed, semantic-conventions-genai PR 443 (opt-in)",
+    "gen_ai.invoke_agent.duration": "semantic-conventions-genai PR 201",
+    "gen_ai.execute_tool.duration": "semantic-conventions-genai PR 201",
+    "gen_ai.invoke_workflow.duration": "the workflow counterpart (opentelemetry-util-genai's workflow instrument)",
 }
 _NAME = re.compile(r"""["'](gen_ai\.[a-z0-9_.]+)["']""")
 
@@ -124,3 +127,17 @@ def test_an_agent_using_several_providers_names_none() -> None:
             tokenmeter.record("anthropic", "claude-haiku-4-5", Usage(input=1, output=1))
         agent = next(s for s in cap.spans if s.name.startswith("invoke_agent"))
     assert "gen_ai.provider.name" not in dict(agent.attributes or {})
+
+
+def test_agent_tool_and_workflow_durations_are_histograms() -> None:
+    with capture() as cap:
+        with tokenmeter.workflow("w"), tokenmeter.agent("a"), tokenmeter.tool("search"):
+            tokenmeter.record("openai", "gpt-4o", Usage(input=1, output=1))
+        for name, key, value in (
+            ("gen_ai.invoke_agent.duration", "gen_ai.agent.name", "a"),
+            ("gen_ai.execute_tool.duration", "gen_ai.tool.name", "search"),
+            ("gen_ai.invoke_workflow.duration", "gen_ai.workflow.name", "w"),
+        ):
+            points = cap.points(name)
+            assert len(points) == 1 and points[0].count == 1, name
+            assert dict(points[0].attributes) == {key: value}
