@@ -259,6 +259,9 @@ class _Responses:
             finish_reasons=[self.finish[i] for i in sorted(self.finish)] or None,
         )
 
+    def _estimate_candidates(self) -> int:
+        return int(count_tokens("".join(self.text), self.request.model)) if self.text else 0
+
     def usage(self) -> Usage | None:
         """The reported usage, with what is missing or malformed counted locally (and flagged estimated).
 
@@ -269,7 +272,9 @@ class _Responses:
         counts = counts_from_metadata(self.meta) or Counts(None, None, None, None, None)
         model = self.request.model
         estimated = False
-        derived = derive_missing(counts, lambda: int(count_tokens("".join(self.text), model)) if self.text else 0)
+        # A stream's early chunks report the total so far (prompt only): trust it only once finished.
+        final = self.finish or not self.request.stream
+        derived = derive_missing(counts, self._estimate_candidates) if final else None
         if derived is not None:
             counts, exact = derived
             estimated = not exact

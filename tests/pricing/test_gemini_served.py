@@ -134,3 +134,19 @@ def test_a_standard_downgrade_of_a_priority_request_is_priced_standard(fp: FakeP
     attrs = dict(only_call_span(cap).attributes or {})
     expected = Decimal("0.3") * 10 / M + Decimal("2.5") * 5 / M
     assert attrs["tokenmeter.cost.usd"] == pytest.approx(float(expected), abs=1e-9)
+
+
+def test_a_stream_cut_before_its_last_chunk_is_not_derived_from_a_partial_total(fp: FakeProvider, cap: Capture) -> None:
+    # An early chunk: the total so far is the prompt alone; the stream ends without a finish reason.
+    chunk = {
+        "candidates": [{"content": {"role": "model", "parts": [{"text": "partial answer words"}]}, "index": 0}],
+        "usageMetadata": {"promptTokenCount": 20, "totalTokenCount": 20},
+        "modelVersion": "gemini-2.5-flash",
+    }
+    fp.enqueue(Reply(body=[chunk]))
+    client = _client(fp)
+    text = "".join(c.text or "" for c in client.models.generate_content_stream(model="gemini-2.5-flash", contents="hi"))
+    assert text == "partial answer words"
+    attrs = dict(only_call_span(cap).attributes or {})
+    assert attrs["tokenmeter.usage.estimated"] is True
+    assert attrs["gen_ai.usage.output_tokens"] > 0
