@@ -251,3 +251,19 @@ def test_a_stream_records_its_time_to_first_chunk(fp: FakeProvider, cap: Capture
         for point in cap.points(name):
             assert point.attributes["gen_ai.response.model"] == "gpt-4o"
             assert point.attributes["server.address"] == "127.0.0.1"
+
+
+def test_providers_and_semconv_cost_come_from_the_environment(
+    fp: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOKENMETER_PROVIDERS", "127.0.0.1=groq")
+    monkeypatch.setenv("TOKENMETER_SEMCONV_COST", "true")
+    fp.enqueue(Reply(body=_chat("llama-3.3-70b-versatile", {"prompt_tokens": 100, "completion_tokens": 10})))
+    with capture() as cap:
+        _client(fp).chat.completions.create(
+            model="llama-3.3-70b-versatile", messages=[{"role": "user", "content": "hi"}]
+        )
+    attrs = dict(only_call_span(cap).attributes or {})
+    assert attrs["gen_ai.provider.name"] == "groq"
+    assert attrs["gen_ai.usage.cost.amount"] == attrs["tokenmeter.cost.usd"] > 0
+    assert attrs["gen_ai.usage.cost.currency"] == "USD" and attrs["gen_ai.usage.cost.source"] == "local"
