@@ -45,6 +45,7 @@ from tokenmeter._patch import Patcher
 from tokenmeter._streams import AsyncMeteredStream, MeteredStream
 from tokenmeter._wrap import Result, async_wrapper, sync_wrapper
 
+from . import _anthropic_batches as _batches
 from ._anthropic_usage import MessageEvents, message_result, usage_from_events, usage_from_message
 from ._fields import generic_status
 
@@ -248,6 +249,9 @@ for _module in ("anthropic.resources.messages.messages", "anthropic.resources.be
         _patcher.add(_module, f"AsyncMessages.{_method}", async_wrapper(_MESSAGES))
     _patcher.add(_module, "Messages.stream", _helper_wrapper(_SyncManager))
     _patcher.add(_module, "AsyncMessages.stream", _helper_wrapper(_AsyncManager))
+for _module in ("anthropic.resources.messages.batches", "anthropic.resources.beta.messages.batches"):
+    _patcher.add(_module, "Batches.results", _batches.results)
+    _patcher.add(_module, "AsyncBatches.results", _batches.aresults)
 
 
 def instrument() -> None:

@@ -401,19 +401,21 @@ def record(
     error: BaseException | str | None = None,
     response_model: str | None = None,
     timestamp: datetime | float | None = None,
+    attributes: dict[str, Any] | None = None,
 ) -> None:
     """Meter a call made with a client tokenmeter does not wrap, through the same path as wrapped calls.
 
     ``error`` may be the exception the call raised or its type name. ``timestamp`` is when the call was
     made (an aware datetime or epoch seconds; now by default): it is priced at that moment's rates.
-    Never raises.
+    ``attributes`` are added to the call's span. Never raises.
     """
 
     meter = _meter.active()
     if meter is None:
         return
     try:
-        call = MeteredCall(meter, Request(provider=provider, model=model, operation=operation), current_scope())
+        request = Request(provider=provider, model=model, operation=operation, attributes=dict(attributes or {}))
+        call = MeteredCall(meter, request, current_scope())
         if timestamp is not None:
             call.started_at = timestamp.timestamp() if isinstance(timestamp, datetime) else float(timestamp)
         start_ns = None

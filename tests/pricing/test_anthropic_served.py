@@ -157,3 +157,63 @@ def test_a_batch_served_usage_is_priced_at_the_batch_rate() -> None:
     assert usage is not None and usage.processing == "batch"
     cost = PriceBook().cost("anthropic", "claude-haiku-4-5", usage)
     assert cost.usd == pytest.approx(TTL_COST / 2, abs=Decimal("1e-9"))
+
+
+def test_message_batch_results_are_metered_per_result_at_the_batch_rate(fp: FakeProvider, cap: Capture) -> None:
+    batch = {
+        "id": "msgbatch_01",
+        "type": "message_batch",
+        "processing_status": "ended",
+        "request_counts": {"processing": 0, "succeeded": 2, "errored": 1, "canceled": 0, "expired": 0},
+        "created_at": "2026-11-01T00:00:00Z",
+        "ended_at": "2026-11-01T01:00:00Z",
+        "expires_at": "2026-11-02T00:00:00Z",
+        "archived_at": None,
+        "cancel_initiated_at": None,
+        "results_url": f"{fp.url}/v1/messages/batches/msgbatch_01/results",
+    }
+    lines = [
+        {"custom_id": "a", "result": {"type": "succeeded", "message": _message(TTL_USAGE)}},
+        {
+            "custom_id": "b",
+            "result": {"type": "succeeded", "message": _message({"input_tokens": 1000, "output_tokens": 100})},
+        },
+        {
+            "custom_id": "c",
+            "result": {
+                "type": "errored",
+                "error": {"type": "error", "error": {"type": "overloaded_error", "message": "x"}},
+            },
+        },
+    ]
+    fp.enqueue(Reply(body=batch), Reply(body=lines))
+    client = anthropic.Anthropic(base_url=fp.url, api_key="sk-ant-test", max_retries=0)
+    seen = [r.custom_id for r in client.messages.batches.results("msgbatch_01")]
+    assert seen == ["a", "b", "c"]
+    spans = [s for s in cap.spans if (s.attributes or {}).get("tokenmeter.batch.id") == "msgbatch_01"]
+    assert len(spans) == 2
+    assert all((s.attributes or {})["tokenmeter.request.processing"] == "batch" for s in spans)
+    expected = (TTL_COST + Decimal(1) * 1000 / M + Decimal(5) * 100 / M) / 2  # the Batch API: 50% of every rate
+    assert cap.counter("tokenmeter.cost") == pytest.approx(float(expected), abs=1e-9)
+    assert cap.counter("tokenmeter.calls") == 2
+
+
+async def test_async_batch_results_are_metered(fp: FakeProvider, cap: Capture) -> None:
+    batch = {
+        "id": "msgbatch_02",
+        "type": "message_batch",
+        "processing_status": "ended",
+        "request_counts": {"processing": 0, "succeeded": 1, "errored": 0, "canceled": 0, "expired": 0},
+        "created_at": "2026-11-01T00:00:00Z",
+        "ended_at": "2026-11-01T01:00:00Z",
+        "expires_at": "2026-11-02T00:00:00Z",
+        "archived_at": None,
+        "cancel_initiated_at": None,
+        "results_url": f"{fp.url}/v1/messages/batches/msgbatch_02/results",
+    }
+    line = {"custom_id": "a", "result": {"type": "succeeded", "message": _message(TTL_USAGE)}}
+    fp.enqueue(Reply(body=batch), Reply(body=[line]))
+    client = anthropic.AsyncAnthropic(base_url=fp.url, api_key="sk-ant-test", max_retries=0)
+    results = await client.messages.batches.results("msgbatch_02")
+    assert [r.custom_id async for r in results] == ["a"]
+    assert cap.counter("tokenmeter.cost") == pytest.approx(float(TTL_COST / 2), abs=1e-9)

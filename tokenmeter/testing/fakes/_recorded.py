@@ -39,3 +39,29 @@ def respond(req: ReceivedRequest, reply: Reply) -> HttpResponse:
 def _kind(event: Any) -> str | None:
     kind = event.get("type") if isinstance(event, dict) else None
     return kind if isinstance(kind, str) else None
+
+
+def respond_get(handler: Any, path: str, provider: Any) -> HttpResponse:
+    """A GET (a batch, its JSONL results): the next queued reply's recorded ``body``, else 404.
+
+    A list body is served as JSON Lines, one object per line.
+    """
+    request = ReceivedRequest(
+        method="GET",
+        path=path,
+        query={},
+        headers={k.lower(): v for k, v in handler.headers.items()},
+        body=b"",
+        json=None,
+        provider="anthropic" if path.startswith("/v1/messages") else "openai",
+        operation="get",
+        model=None,
+        stream=False,
+    )
+    reply: Reply = provider._take(request)
+    if reply.body is None:
+        return json_response(404, {"error": {"message": f"fake provider: nothing recorded for GET {path}"}})
+    if isinstance(reply.body, list):
+        lines = b"".join(json.dumps(item).encode() + b"\n" for item in reply.body)
+        return HttpResponse(200, {"content-type": "application/binary", **dict(reply.headers or {})}, lines)
+    return json_response(200, reply.body, dict(reply.headers or {}))

@@ -158,6 +158,9 @@ class _Handler(BaseHTTPRequestHandler):
         split = urllib.parse.urlsplit(self.path)
         raw = self._read_body()
         route = _route(split.path) if self.command == "POST" else None
+        if route is None and self.command == "GET":
+            self._send(_recorded.respond_get(self, split.path, cast(_HTTPServer, self.server).provider))
+            return
         if route is None:
             message = f"tokenmeter fake provider: no route for {self.command} {split.path}"
             self._send(json_response(404, {"error": {"message": message, "type": "not_found"}}))
