@@ -34,6 +34,7 @@ from tokenmeter._patch import Patcher
 from tokenmeter._providers import configured_provider
 from tokenmeter._wrap import Result, StreamAccumulator, async_wrapper, sync_wrapper
 
+from . import _openai_batches as _batches
 from ._fields import field, generic_status, nonempty
 from ._openai_streams import ChatStream, ResponsesStream, aclose_helper, close_helper
 from ._openai_usage import (
@@ -318,6 +319,8 @@ def _patcher() -> Patcher:
     patcher.add("openai.lib.streaming.chat._completions", "AsyncChatCompletionStream.close", aclose_helper)
     patcher.add("openai.lib.streaming.responses._responses", "ResponseStream.close", close_helper)
     patcher.add("openai.lib.streaming.responses._responses", "AsyncResponseStream.close", aclose_helper)
+    patcher.add("openai.resources.files", "Files.content", _batches.content)  # Batch API output files
+    patcher.add("openai.resources.files", "AsyncFiles.content", _batches.acontent)
     return patcher
 
 

@@ -135,7 +135,7 @@ def rates_from_model_price(prices: Any, source: str) -> Rates | None:
 class TableModel:
     """One table model as found for a provider: its rates per (context, period), built on first use."""
 
-    __slots__ = ("_cache", "_lock", "boundaries", "info", "own", "provider_id", "source", "tiers", "windows")
+    __slots__ = ("_cache", "_lock", "batch", "boundaries", "info", "own", "provider_id", "source", "tiers", "windows")
 
     def __init__(self, info: Any, own: bool, source: str, provider_id: str = "") -> None:
         self.info = info
@@ -145,6 +145,7 @@ class TableModel:
         self.tiers = frozenset(
             v.when["service_tier"] for v in info.price_variants or () if "service_tier" in v.when and own
         )
+        self.batch = own and any(v.when.get("processing") == "batch" for v in info.price_variants or ())
         starts: set[float] = set()
         windows: list[Any] = []
         for constraint in _constraints(info):
@@ -176,13 +177,13 @@ class TableModel:
             self._cache[key] = rates
         return rates
 
-    def has_tier(self, tier: str, when: float) -> bool:
-        """Whether the table has a price variant for ``tier`` in force at ``when``."""
-        if tier not in self.tiers:
+    def has_variant(self, key: str, value: str, when: float) -> bool:
+        """Whether the table has a price variant for ``key == value`` (a tier, batch) in force at ``when``."""
+        if not (value in self.tiers if key == "service_tier" else self.batch):
             return False
         at = datetime.fromtimestamp(when, UTC)
         return any(
-            v.when.get("service_tier") == tier and (v.constraint is None or v.constraint.active(at))
+            v.when.get(key) == value and (v.constraint is None or v.constraint.active(at))
             for v in self.info.price_variants or ()
         )
 

@@ -48,6 +48,14 @@ _TIER_MULTIPLIERS: dict[tuple[str, str], Decimal] = {
     ("azure", "flex"): Decimal("0.5"),
     ("google", "flex"): Decimal("0.5"),
 }
+# The batch APIs' documented discount for models the table has no batch variant for: OpenAI's Batch API,
+# Anthropic's Message Batches and Gemini's Batch API are each 50% of the standard rates. Any other
+# provider's batch-served usage without a table variant is unpriced.
+_BATCH_MULTIPLIERS: dict[str, Decimal] = {
+    "openai": Decimal("0.5"),
+    "anthropic": Decimal("0.5"),
+    "google": Decimal("0.5"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,15 +194,24 @@ class PriceBook:
         if table is None:
             return None
         tier = usage.service_tier
-        if tier is None or tier in _STANDARD_TIERS:
-            return table.rates((None, usage.processing), when)
-        if table.has_tier(tier, when):
-            return table.rates((tier, usage.processing), when)
-        multiplier = _TIER_MULTIPLIERS.get((table.provider_id, tier))
-        if multiplier is None:
-            return None
-        base = table.rates((None, usage.processing), when)
-        return None if base is None else base.scaled(multiplier, f"{base.source}:{tier}")
+        if tier is not None and tier in _STANDARD_TIERS:
+            tier = None
+        processing = usage.processing
+        multiplier = Decimal(1)
+        if processing is not None and not table.has_variant("processing", processing, when):
+            found = _BATCH_MULTIPLIERS.get(table.provider_id) if processing == "batch" else None
+            if found is None:
+                return None
+            processing, multiplier = None, found
+        if tier is not None and not table.has_variant("service_tier", tier, when):
+            found = _TIER_MULTIPLIERS.get((table.provider_id, tier))
+            if found is None:
+                return None
+            tier, multiplier = None, multiplier * found
+        rates = table.rates((tier, processing), when)
+        if rates is None or multiplier == 1:
+            return rates
+        return rates.scaled(multiplier, f"{rates.source}:{usage.processing or usage.service_tier}")
 
     def _resolve(self, provider: str, model: str) -> _Resolved:
         overrides = tuple(o for o in self._overrides if o.matches_model(provider, model))

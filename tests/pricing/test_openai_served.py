@@ -267,3 +267,50 @@ def test_providers_and_semconv_cost_come_from_the_environment(
     assert attrs["gen_ai.provider.name"] == "groq"
     assert attrs["gen_ai.usage.cost.amount"] == attrs["tokenmeter.cost.usd"] > 0
     assert attrs["gen_ai.usage.cost.currency"] == "USD" and attrs["gen_ai.usage.cost.source"] == "local"
+
+
+def test_batch_output_files_are_metered_per_line_at_the_batch_rate(fp: FakeProvider, cap: Capture) -> None:
+    usage = {"prompt_tokens": 10_000, "completion_tokens": 3_000, "total_tokens": 13_000}
+    lines = [
+        {
+            "id": "batch_req_1",
+            "custom_id": "r1",
+            "response": {"status_code": 200, "request_id": "req_1", "body": _chat("gpt-5-2025-08-07", usage)},
+            "error": None,
+        },
+        {
+            "id": "batch_req_2",
+            "custom_id": "r2",
+            "response": {"status_code": 400, "request_id": "req_2", "body": {"error": {"message": "bad"}}},
+            "error": None,
+        },
+        {
+            "id": "batch_req_3",
+            "custom_id": "r3",
+            "response": {
+                "status_code": 200,
+                "request_id": "req_3",
+                "body": {
+                    "object": "list",
+                    "model": "text-embedding-3-small",
+                    "data": [{"object": "embedding", "index": 0, "embedding": [0.1]}],
+                    "usage": {"prompt_tokens": 1_000, "total_tokens": 1_000},
+                },
+            },
+            "error": None,
+        },
+    ]
+    fp.enqueue(Reply(body=lines))
+    data = _client(fp).files.content("file-out-1").content
+    assert data.count(b"\n") == 3  # the caller reads the file unchanged
+    spans = [s for s in cap.spans if (s.attributes or {}).get("tokenmeter.batch.output_file_id") == "file-out-1"]
+    assert sorted(s.name for s in spans) == ["chat gpt-5-2025-08-07", "embeddings text-embedding-3-small"]
+    # gpt-5 batch: 0.625 in / 5 out; text-embedding-3-small batch: 0.01 in.
+    expected = Decimal("0.625") * 10_000 / 10**6 + Decimal(5) * 3_000 / 10**6 + Decimal("0.01") * 1_000 / 10**6
+    assert cap.counter("tokenmeter.cost") == pytest.approx(float(expected), abs=1e-9)
+
+
+def test_an_ordinary_file_is_not_metered(fp: FakeProvider, cap: Capture) -> None:
+    fp.enqueue(Reply(body=[{"prompt": "hello"}, {"prompt": "world"}]))
+    _client(fp).files.content("file-in-1")
+    assert cap.counter("tokenmeter.calls") == 0
