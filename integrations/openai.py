@@ -34,6 +34,7 @@ from tokenmeter._patch import Patcher
 from tokenmeter._providers import configured_provider
 from tokenmeter._wrap import Result, StreamAccumulator, async_wrapper, sync_wrapper
 
+from . import _openai_background as _background
 from . import _openai_batches as _batches
 from ._fields import field, generic_status, nonempty
 from ._openai_streams import ChatStream, ResponsesStream, aclose_helper, close_helper
@@ -280,6 +281,9 @@ class _Responses(_Endpoint):
         return ResponsesStream(request)
 
     def complete(self, response: Any, request: OpenAIRequest) -> Result:
+        if _background.is_pending(response):  # no tokens yet: metered when retrieved finished
+            _background.remember(response, request.provider, request.model)
+            return Result(Usage(), nonempty(field(response, "model")), nonempty(field(response, "id")))
         usage = settle(
             read_responses(field(response, "usage")), request, lambda: responses_text(field(response, "output"))
         )
@@ -319,6 +323,8 @@ def _patcher() -> Patcher:
     patcher.add("openai.lib.streaming.chat._completions", "AsyncChatCompletionStream.close", aclose_helper)
     patcher.add("openai.lib.streaming.responses._responses", "ResponseStream.close", close_helper)
     patcher.add("openai.lib.streaming.responses._responses", "AsyncResponseStream.close", aclose_helper)
+    patcher.add("openai.resources.responses.responses", "Responses.retrieve", _background.retrieve)
+    patcher.add("openai.resources.responses.responses", "AsyncResponses.retrieve", _background.aretrieve)
     patcher.add("openai.resources.files", "Files.content", _batches.content)  # Batch API output files
     patcher.add("openai.resources.files", "AsyncFiles.content", _batches.acontent)
     return patcher

@@ -314,3 +314,49 @@ def test_an_ordinary_file_is_not_metered(fp: FakeProvider, cap: Capture) -> None
     fp.enqueue(Reply(body=[{"prompt": "hello"}, {"prompt": "world"}]))
     _client(fp).files.content("file-in-1")
     assert cap.counter("tokenmeter.calls") == 0
+
+
+def _response_body(status: str, usage: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "id": "resp_bg_1",
+        "object": "response",
+        "created_at": 1762084800,  # 2026-11-02 12:00 UTC
+        "status": status,
+        "background": True,
+        "model": "gpt-5-2025-08-07",
+        "service_tier": "default",
+        "output": [],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": usage,
+    }
+
+
+def test_background_responses_are_metered_once_when_retrieved_finished(fp: FakeProvider, cap: Capture) -> None:
+    usage = {
+        "input_tokens": 4_000,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": 1_000,
+        "output_tokens_details": {"reasoning_tokens": 600},
+        "total_tokens": 5_000,
+    }
+    done = _response_body("completed", usage)
+    fp.enqueue(
+        Reply(body=_response_body("queued", None)),
+        Reply(body=_response_body("in_progress", None)),
+        Reply(body=done),
+        Reply(body=done),
+    )
+    client = _client(fp)
+    created = client.responses.create(model="gpt-5", input="long job", background=True)
+    assert created.status == "queued"
+    assert cap.counter("tokenmeter.tokens") == 0 and cap.counter("tokenmeter.calls") == 1
+    for _ in range(3):  # polled: in progress, completed, completed again
+        client.responses.retrieve("resp_bg_1")
+    assert cap.counter("tokenmeter.calls") == 2
+    assert cap.counter("tokenmeter.tokens") == 5_000
+    expected = Decimal("1.25") * 4_000 / 10**6 + Decimal(10) * 1_000 / 10**6
+    assert cap.counter("tokenmeter.cost") == pytest.approx(float(expected), abs=1e-9)
+    finished = [s for s in cap.spans if (s.attributes or {}).get("tokenmeter.response.background")]
+    assert len(finished) == 1 and (finished[0].attributes or {})["gen_ai.response.id"] == "resp_bg_1"
