@@ -27,6 +27,7 @@ from tokenmeter._usage import Usage
 from tokenmeter._wrap import Result, async_wrapper, sync_wrapper
 
 from ._fields import count
+from ._gemini_embed import EmbedContent
 from ._gemini_usage import derive_missing, served_tier, with_modalities
 
 PROVIDER = "gcp.gemini"
@@ -296,6 +297,15 @@ _patcher = Patcher()
 _patcher.add(_MODELS_MODULE, "Models._generate_content", sync_wrapper(_GenerateContent(stream=False)))
 _patcher.add(_MODELS_MODULE, "Models._generate_content_stream", sync_wrapper(_GenerateContent(stream=True)))
 _patcher.add(_MODELS_MODULE, "AsyncModels._generate_content", async_wrapper(_GenerateContent(stream=False)))
+_EMBED = EmbedContent(
+    lambda instance: VERTEX_PROVIDER
+    if getattr(getattr(instance, "_api_client", None), "vertexai", False)
+    else PROVIDER,
+    lambda model: model_name(model),
+    lambda instance: _server(instance),
+)
+_patcher.add(_MODELS_MODULE, "Models._embed_content", sync_wrapper(_EMBED))
+_patcher.add(_MODELS_MODULE, "AsyncModels._embed_content", async_wrapper(_EMBED))
 # Awaiting AsyncModels._generate_content_stream sends the request and gives an async iterator of chunks.
 _patcher.add(_MODELS_MODULE, "AsyncModels._generate_content_stream", async_wrapper(_GenerateContent(stream=True)))
 

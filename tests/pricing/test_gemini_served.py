@@ -150,3 +150,28 @@ def test_a_stream_cut_before_its_last_chunk_is_not_derived_from_a_partial_total(
     attrs = dict(only_call_span(cap).attributes or {})
     assert attrs["tokenmeter.usage.estimated"] is True
     assert attrs["gen_ai.usage.output_tokens"] > 0
+
+
+def test_embed_content_is_an_embeddings_call_with_the_reported_input(fp: FakeProvider, cap: Capture) -> None:
+    body = {
+        "embeddings": [{"values": [0.1, 0.2]}, {"values": [0.3, 0.4]}],
+        "usageMetadata": {"promptTokenCount": 12, "totalTokenCount": 12},
+    }
+    fp.enqueue(Reply(body=body))
+    client = _client(fp)
+    result = client.models.embed_content(model="gemini-embedding-001", contents=["hello there", "general kenobi"])
+    assert result.embeddings is not None and len(result.embeddings) == 2
+    span = only_call_span(cap)
+    attrs = dict(span.attributes or {})
+    assert span.name == "embeddings gemini-embedding-001"
+    assert attrs["gen_ai.usage.input_tokens"] == 12 and attrs["gen_ai.usage.output_tokens"] == 0
+    assert attrs["tokenmeter.usage.estimated"] is False
+
+
+def test_embed_content_without_counts_is_estimated(fp: FakeProvider, cap: Capture) -> None:
+    fp.enqueue(Reply(body={"embeddings": [{"values": [0.1, 0.2]}]}))
+    client = _client(fp)
+    client.models.embed_content(model="gemini-embedding-001", contents="hello there")
+    attrs = dict(only_call_span(cap).attributes or {})
+    assert attrs["tokenmeter.usage.estimated"] is True
+    assert attrs["gen_ai.usage.input_tokens"] > 0 and attrs["gen_ai.usage.output_tokens"] == 0
