@@ -31,7 +31,7 @@ WELL_KNOWN_HOSTS: dict[str, str] = {
     "api.cohere.com": "cohere",
 }
 _SELF_HOSTED_PORTS = {11434: "ollama"}
-# Provider names a user may map a host to without a warning (anything else is accepted as given).
+# The characters of a provider name (the conventions use lower-case names with dots and underscores).
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-")
 
 
