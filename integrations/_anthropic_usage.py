@@ -13,7 +13,7 @@ from typing import Any
 
 from tokenmeter._call import Request
 from tokenmeter._tokens import count_tokens
-from tokenmeter._usage import Usage
+from tokenmeter._usage import Usage, with_details
 from tokenmeter._wrap import Result
 
 from ._fields import count, field, nonempty
@@ -34,6 +34,12 @@ class Counts:
     output: int | None = None
     reasoning: int | None = None
     malformed: bool = False
+    cache_write_1h: int | None = None  # the part of cache_write written with a 1-hour TTL
+    processing: str | None = None  # "batch" when the usage says the Message Batches API served it
+    # Sub-inferences outside the top-level counts: (model or "" for the call's own model, Usage).
+    iterations: tuple[tuple[str, Usage], ...] = ()
+    # Counts another source reported differently from the metered ones (kept visible, not metered).
+    model_reported: tuple[tuple[str, int], ...] = ()
 
     def set(self, name: str, value: Any) -> None:
         """Take a reported value: a later report replaces an earlier one; ``None`` changes nothing."""
@@ -67,7 +73,7 @@ class Counts:
         if output is None:
             output, estimated = (completion() if completion else 0), True
         reasoning = self.reasoning if self.reasoning is not None and self.reasoning <= output else 0
-        return Usage(
+        usage = Usage(
             input=input_,
             cache_read=self.cache_read or 0,
             cache_write=self.cache_write or 0,
@@ -75,6 +81,15 @@ class Counts:
             reasoning=reasoning,
             estimated=estimated,
         )
+        if self.cache_write_1h:
+            usage = with_details(usage, cache_write_1h=self.cache_write_1h)
+        if self.processing is not None:
+            usage = replace(usage, processing=self.processing)
+        if self.iterations:
+            usage = with_iterations(usage, self.iterations)
+        if self.model_reported:
+            usage = replace(usage, model_reported=self.model_reported)
+        return usage
 
 
 def read_usage(counts: Counts, usage: Any) -> None:
@@ -86,6 +101,46 @@ def read_usage(counts: Counts, usage: Any) -> None:
     counts.set("cache_write", field(usage, "cache_creation_input_tokens"))
     counts.set("output", field(usage, "output_tokens"))
     counts.set("reasoning", field(field(usage, "output_tokens_details"), "thinking_tokens"))
+    counts.set("cache_write_1h", field(field(usage, "cache_creation"), "ephemeral_1h_input_tokens"))
+    if field(usage, "service_tier") == "batch":
+        counts.processing = "batch"
+    iterations = field(usage, "iterations")
+    if isinstance(iterations, (list, tuple)):
+        counts.iterations = outside_iterations(iterations)
+
+
+def outside_iterations(iterations: Any) -> tuple[tuple[str, Usage], ...]:
+    """The ``usage.iterations`` entries whose tokens the top-level counts leave out.
+
+    ``message`` (and ``fallback_message``) entries are the turns of the call itself, already summed in
+    the top-level counts; ``compaction`` runs (at the call's model) and ``advisor_message``
+    sub-inferences (at their own ``model``) are not, and are billed: they are metered as parts.
+    """
+    found: list[tuple[str, Usage]] = []
+    for item in iterations:
+        kind = field(item, "type")
+        if kind not in ("compaction", "advisor_message"):
+            continue
+        part = Counts()
+        part.set("input", field(item, "input_tokens"))
+        part.set("cache_read", field(item, "cache_read_input_tokens"))
+        part.set("cache_write", field(item, "cache_creation_input_tokens"))
+        part.set("output", field(item, "output_tokens"))
+        part.set("cache_write_1h", field(field(item, "cache_creation"), "ephemeral_1h_input_tokens"))
+        usage = part.usage()
+        if usage is None:
+            continue
+        model = field(item, "model") if kind == "advisor_message" else ""
+        found.append((model if isinstance(model, str) else "", usage))
+    return tuple(found)
+
+
+def with_iterations(usage: Usage, parts: tuple[tuple[str, Usage], ...]) -> Usage:
+    """``usage`` plus sub-inference parts: their tokens are added to the classes and kept as ``parts``."""
+    total = usage
+    for _, part in parts:
+        total = total + replace(part, estimated=False)
+    return replace(total, parts=usage.parts + parts)
 
 
 def usage_from_message(message: Any) -> Usage | None:

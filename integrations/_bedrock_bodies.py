@@ -13,13 +13,21 @@ an ARN or an application inference profile that does not name the model):
 
 Whatever the body says, Bedrock also reports the counts outside it: the ``x-amzn-bedrock-*-token-count``
 response headers of ``InvokeModel`` and the ``amazon-bedrock-invocationMetrics`` of the last stream
-chunk. Those fill in whatever the body lacks; what neither reports is estimated locally.
+chunk. Those are Bedrock's own ``InputTokenCount`` / ``OutputTokenCount`` (the runtime metrics AWS
+documents in "How tokens are counted in Amazon Bedrock", the counts it meters and bills), so where they
+and the model's own count disagree (an Anthropic ``message_delta`` with tool use: 130 vs 98), Bedrock's
+is metered and the model's is kept on the span as ``tokenmeter.usage.model_reported.*``. They fill in
+whatever the body lacks; what neither reports is estimated locally.
+
+Embedding models (Titan, Cohere, Nova multimodal embeddings, also behind an inference profile) are
+recognised by their request body: an ``embeddings`` call, 0 output tokens by definition.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from tokenmeter._call import Request
@@ -153,18 +161,75 @@ def request_facts(body: Any) -> tuple[list[Any] | None, str | None, int | None]:
     return messages, prompt if isinstance(prompt, str) else None, max_tokens
 
 
+_EMBED_KEYS = frozenset({"texts", "images", "taskType", "singleEmbeddingParams", "segmentedEmbeddingParams"})
+
+
+def is_embedding(model: str, body: Any) -> bool:
+    """Whether an InvokeModel request body asks an embedding model (Titan, Cohere, Nova embeddings)."""
+    if not isinstance(body, Mapping):
+        return "embed" in model
+    if _EMBED_KEYS & set(body) and "messages" not in body and "message" not in body:
+        return True
+    # Titan embeddings take ``inputText`` like Titan text, but never a textGenerationConfig.
+    return "inputText" in body and "textGenerationConfig" not in body and ("embed" in model or "dimensions" in body)
+
+
+def embedding_result(body: Any, headers: Any, request: Request) -> Result:
+    """An embeddings call: input tokens from the body (Titan) or Bedrock's headers, 0 output."""
+    counts = counts_from_headers(headers)
+    if isinstance(body, Mapping):
+        counts.set("input", body.get("inputTextTokenCount"))
+    estimated = counts.input is None or counts.malformed
+    tokens = counts.input if counts.input is not None else estimate_prompt(request)
+    return Result(Usage(input=tokens, estimated=estimated))
+
+
+def billed(counts: Counts, bedrock: Counts) -> Counts:
+    """Bedrock's own counts where it reported them, the model's elsewhere; disagreements kept aside."""
+    if not bedrock.reported:
+        return counts
+    differing = tuple(
+        (name, getattr(counts, name))
+        for name in ("input", "output")
+        if getattr(counts, name) is not None
+        and getattr(bedrock, name) is not None
+        and getattr(counts, name) != getattr(bedrock, name)
+    )
+    merged = fill(
+        Counts(
+            input=bedrock.input,
+            cache_read=bedrock.cache_read,
+            cache_write=bedrock.cache_write,
+            output=bedrock.output,
+            malformed=bedrock.malformed,
+        ),
+        counts,
+    )
+    merged.reasoning = counts.reasoning
+    merged.cache_write_1h = counts.cache_write_1h
+    merged.processing = counts.processing
+    merged.iterations = counts.iterations
+    merged.model_reported = differing
+    return merged
+
+
 def invoke_result(data: bytes, headers: Any, request: Request) -> Result:
     """The :class:`Result` of an InvokeModel response body (bytes) and its HTTP headers."""
     try:
         body = json.loads(data)
     except ValueError:
         body = None
+    if request.operation == "embeddings":
+        return embedding_result(body, headers, request)
     if isinstance(body, Mapping) and (body.get("type") == "message" or ("stop_reason" in body and "content" in body)):
         result = message_result(body, request)  # Anthropic: also gives the response model and id
         counts = Counts()
         read_usage(counts, body.get("usage"))
         if counts.input is not None and counts.output is not None and not counts.malformed:
-            return result
+            metered = billed(counts, counts_from_headers(headers))
+            if metered is counts:
+                return result
+            return replace(result, usage=metered.usage())
     counts = fill(counts_from_body(body), counts_from_headers(headers))
     usage = counts.usage(lambda: estimate_prompt(request), lambda: estimate_text(text_of_body(body), request))
     model = field(body, "model") if isinstance(body, Mapping) else None
@@ -226,11 +291,10 @@ class InvokeStreamAccumulator:
         request = self.request
         anthropic = self.anthropic
         if anthropic.counts.reported or anthropic.text:
-            if anthropic.final or not self.metrics.reported:
+            if not self.metrics.reported:
                 return anthropic.result(request)
-            counts = fill(Counts(), self.metrics)
-            counts.cache_read = anthropic.counts.cache_read if counts.cache_read is None else counts.cache_read
-            counts.cache_write = anthropic.counts.cache_write if counts.cache_write is None else counts.cache_write
+            model_counts = anthropic.counts if anthropic.final else replace(anthropic.counts, output=None)
+            counts = billed(model_counts, self.metrics)
             text = "".join(anthropic.text)
             model = anthropic.model
         else:

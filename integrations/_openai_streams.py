@@ -16,7 +16,7 @@ from tokenmeter._streams import AsyncMeteredStream, MeteredStream
 from tokenmeter._wrap import Result
 
 from ._fields import ABSENT, AttributeView, field
-from ._openai_usage import OpenAIRequest, Reported, read, read_responses, settle
+from ._openai_usage import OpenAIRequest, Reported, read, read_responses, served, settle
 
 _FINAL_RESPONSE_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 _log = logging.getLogger("tokenmeter")
@@ -73,6 +73,7 @@ class ChatStream:
         self.model: str | None = None
         self.response_id: str | None = None
         self.finish: list[str] = []
+        self.service_tier: str | None = None
 
     def on_chunk(self, chunk: Any) -> bool:
         """Record one chunk; False for the usage-only chunk tokenmeter itself asked for."""
@@ -102,6 +103,9 @@ class ChatStream:
         chunk_id = getattr(chunk, "id", None)
         if chunk_id and isinstance(chunk_id, str):
             self.response_id = chunk_id
+        tier = getattr(chunk, "service_tier", None)
+        if tier and isinstance(tier, str):
+            self.service_tier = tier
         if not choices:
             return
         parts = self.parts
@@ -129,6 +133,7 @@ class ChatStream:
     def result(self) -> Result:
         """Usage from the usage chunk, else counted locally from the prompt and the streamed text."""
         usage = settle(read(self.usage), self.request, "".join(self.parts))
+        usage = served(usage, {"service_tier": self.service_tier})
         return Result(usage, self.model, self.response_id, self.finish or None)
 
 
@@ -139,6 +144,7 @@ class ResponsesStream:
         self.request = request
         self.parts: list[str] = []
         self.reported: Reported | None = None
+        self.served: Any = None
         self.model: str | None = None
         self.response_id: str | None = None
 
@@ -157,11 +163,12 @@ class ResponsesStream:
             self.response_id = response_id if isinstance(response_id, str) else self.response_id
             if kind in _FINAL_RESPONSE_EVENTS:
                 self.reported = read_responses(field(response, "usage"))
+                self.served = response
         return True
 
     def result(self) -> Result:
         """Usage from the final event, else counted locally."""
-        usage = settle(self.reported, self.request, "".join(self.parts))
+        usage = served(settle(self.reported, self.request, "".join(self.parts)), self.served)
         return Result(usage, self.model, self.response_id)
 
 

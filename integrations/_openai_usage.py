@@ -10,10 +10,12 @@ missing, never raised on.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from tokenmeter import Request, Usage, count_tokens
+from tokenmeter._usage import with_details
 
 from ._fields import count, field
 
@@ -54,12 +56,58 @@ def read(usage: Any, keys: tuple[str, str, str, str] = _CHAT_KEYS) -> Reported |
         cached = min(count(field(details, "cached_tokens")) or 0, prompt_total)
         written = min(count(field(details, "cache_write_tokens")) or 0, prompt_total - cached)
         prompt = Usage(input=prompt_total - cached - written, cache_read=cached, cache_write=written)
+        # Audio / image prompt tokens pay their own rates: a part of the uncached input.
+        audio, image = count(field(details, "audio_tokens")) or 0, count(field(details, "image_tokens")) or 0
+        if audio or image:
+            prompt = with_details(prompt, input_audio=audio, input_image=image)
     completion = None
     if completion_total is not None:
-        reasoning = count(field(field(usage, completion_details_key), "reasoning_tokens")) or 0
+        completion_details = field(usage, completion_details_key)
+        reasoning = count(field(completion_details, "reasoning_tokens")) or 0
         reasoning = min(reasoning, completion_total)
         completion = Usage(output=completion_total - reasoning, reasoning=reasoning)
+        audio = count(field(completion_details, "audio_tokens")) or 0
+        image = count(field(completion_details, "image_tokens")) or 0
+        if audio or image:
+            completion = with_details(completion, output_audio=audio, output_image=image)
+    cost = provider_cost(field(usage, "cost"))
+    if cost is not None:
+        if prompt is not None:
+            prompt = replace(prompt, cost_usd=cost)
+        elif completion is not None:
+            completion = replace(completion, cost_usd=cost)
     return Reported(prompt, completion)
+
+
+def provider_cost(value: Any) -> Decimal | None:
+    """A cost the provider reported (OpenRouter ``usage.cost``, USD), or ``None`` when absent or unusable."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        return None
+    try:
+        cost = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    return cost if cost.is_finite() and cost >= 0 else None
+
+
+def with_reported_cost(usage: Usage, cost: Any) -> Usage:
+    """``usage`` carrying a cost reported beside the response (LiteLLM's ``response_cost``), unless it has one.
+
+    Taken only for a usage the provider reported: a cost computed from counts tokenmeter had to
+    estimate differently would not describe the metered tokens.
+    """
+    reported = provider_cost(cost)
+    if reported is None or usage.cost_usd is not None or usage.estimated:
+        return usage
+    return replace(usage, cost_usd=reported)
+
+
+def served(usage: Usage, response: Any) -> Usage:
+    """``usage`` with the tier that served the response (its ``service_tier``: what was served, not asked)."""
+    tier = field(response, "service_tier")
+    if isinstance(tier, str) and tier and len(tier) <= 32:
+        return replace(usage, service_tier=tier)
+    return usage
 
 
 def read_responses(usage: Any) -> Reported | None:
@@ -82,7 +130,7 @@ def combine(reported: Reported | None) -> Usage | None:
         return None
     total = (prompt or Usage()) + (completion or Usage())
     if prompt is None or completion is None:
-        return Usage(total.input, total.cache_read, total.cache_write, total.output, total.reasoning, True)
+        return replace(total, estimated=True)
     return total
 
 
@@ -104,8 +152,7 @@ def settle(
     if completion is None:
         text = completion_text() if callable(completion_text) else completion_text
         completion = Usage(output=estimate(text or "", request.model), estimated=True)
-    total = prompt + completion
-    return Usage(total.input, total.cache_read, total.cache_write, total.output, total.reasoning, True)
+    return replace(prompt + completion, estimated=True)
 
 
 def estimate(what: Any, model: str) -> int:

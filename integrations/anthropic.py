@@ -48,6 +48,7 @@ from tokenmeter._patch import Patcher
 from tokenmeter._streams import AsyncMeteredStream, MeteredStream
 from tokenmeter._wrap import Result, async_wrapper, sync_wrapper
 
+from . import _anthropic_batches as _batches
 from ._anthropic_usage import (
     Counts,
     MessageEvents,
@@ -285,6 +286,9 @@ _patcher.add("anthropic._base_client", "SyncAPIClient.request", request_fallback
 _patcher.add("anthropic._base_client", "AsyncAPIClient.request", arequest_fallback(_BY_PATH))
 for _module, _path, _hook in response_hooks("anthropic"):
     _patcher.add(_module, _path, _hook)
+for _module in ("anthropic.resources.messages.batches", "anthropic.resources.beta.messages.batches"):
+    _patcher.add(_module, "Batches.results", _batches.results)
+    _patcher.add(_module, "AsyncBatches.results", _batches.aresults)
 
 
 def instrument() -> None:

@@ -42,6 +42,7 @@ from ._anthropic_usage import Counts, estimate_prompt, estimate_text
 from ._bedrock_bodies import (
     InvokeStreamAccumulator,
     invoke_result,
+    is_embedding,
     read_bedrock_usage,
     request_facts,
     usage_from_invoke,
@@ -130,14 +131,17 @@ class _Operation:
             if messages is not None and isinstance(params.get("system"), list):
                 messages.insert(0, {"role": "system", "content": params["system"]})
             max_tokens, prompt = field(params.get("inferenceConfig"), "maxTokens"), None
+            operation = "chat"
         else:
             body = params.get("body")
             parsed = json.loads(body) if isinstance(body, (bytes, str)) and body else None
             messages, prompt, max_tokens = request_facts(parsed)
+            operation = "embeddings" if is_embedding(str(params.get("modelId", "")), parsed) else "chat"
         host, port = _address(str(getattr(getattr(instance, "meta", None), "endpoint_url", "")))
         return Request(
             provider=PROVIDER,
             model=str(params["modelId"]),
+            operation=operation,
             max_tokens=max_tokens if type(max_tokens) is int else None,
             messages=messages,
             prompt=prompt,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 from tokenmeter._call import Request
@@ -27,6 +28,8 @@ from tokenmeter._wrap import Result, async_wrapper, sync_wrapper
 
 from ._content_out import gemini_delta, gemini_output
 from ._fields import count
+from ._gemini_embed import EmbedContent
+from ._gemini_usage import derive_missing, served_tier, with_modalities
 
 PROVIDER = "gcp.gemini"
 """``gen_ai.provider.name`` of the Gemini Developer API."""
@@ -51,6 +54,7 @@ class Counts(NamedTuple):
     candidates: int | None
     thoughts: int | None
     tool_use: int | None
+    total: int | None = None
 
 
 _FIELDS: tuple[tuple[str, str], ...] = (
@@ -59,6 +63,7 @@ _FIELDS: tuple[tuple[str, str], ...] = (
     ("candidates_token_count", "candidatesTokenCount"),
     ("thoughts_token_count", "thoughtsTokenCount"),
     ("tool_use_prompt_token_count", "toolUsePromptTokenCount"),
+    ("total_token_count", "totalTokenCount"),
 )
 
 
@@ -96,9 +101,14 @@ def usage_from_metadata(meta: Any) -> Usage | None:
     a malformed field (negative, not an int) counts as missing. Never raises.
     """
     counts = counts_from_metadata(meta)
-    if counts is None or (counts.prompt is None and counts.candidates is None):
+    if counts is None or (counts.prompt is None and counts.candidates is None and counts.total is None):
         return None
-    return usage_from_counts(counts)
+    derived = derive_missing(counts)
+    if derived is not None:
+        counts = derived[0]
+    elif counts.prompt is None and counts.candidates is None:
+        return None
+    return with_modalities(usage_from_counts(counts, estimated=derived is not None and not derived[1]), meta)
 
 
 def model_name(model: Any) -> str:
@@ -172,7 +182,7 @@ class _GenerateContent:
         return Request(
             provider=VERTEX_PROVIDER if vertex else PROVIDER,
             model=model_name(kwargs.get("model")),
-            operation="chat",
+            operation="generate_content",
             max_tokens=count(_field(config, "max_output_tokens", "maxOutputTokens")),
             messages=_messages(kwargs.get("contents"), config),
             stream=self.stream,
@@ -215,12 +225,14 @@ class _Responses:
         self.response_id: str | None = None
         self.finish: dict[int, str] = {}
         self.seen = False
+        self.service_tier: str | None = None
 
     def on_chunk(self, chunk: Any) -> bool:
         self.seen = True
         meta = getattr(chunk, "usage_metadata", None)
         if meta is not None:
             self.meta = meta
+        self.service_tier = served_tier(chunk) or self.service_tier
         version = getattr(chunk, "model_version", None)
         if isinstance(version, str) and version:
             self.model = model_name(version)
@@ -252,6 +264,9 @@ class _Responses:
             finish_reasons=[self.finish[i] for i in sorted(self.finish)] or None,
         )
 
+    def _estimate_candidates(self) -> int:
+        return int(count_tokens("".join(self.text), self.request.model)) if self.text else 0
+
     def usage(self) -> Usage | None:
         """The reported usage, with what is missing or malformed counted locally (and flagged estimated).
 
@@ -262,6 +277,12 @@ class _Responses:
         counts = counts_from_metadata(self.meta) or Counts(None, None, None, None, None)
         model = self.request.model
         estimated = False
+        # A stream's early chunks report the total so far (prompt only): trust it only once finished.
+        final = self.finish or not self.request.stream
+        derived = derive_missing(counts, self._estimate_candidates) if final else None
+        if derived is not None:
+            counts, exact = derived
+            estimated = not exact
         if counts.prompt is None:
             counts = counts._replace(prompt=int(count_tokens(self.request.messages or [], model)))
             estimated = True
@@ -271,7 +292,8 @@ class _Responses:
         if counts.thoughts is None and self.thoughts:
             counts = counts._replace(thoughts=int(count_tokens("".join(self.thoughts), model)))
             estimated = True
-        return usage_from_counts(counts, estimated=estimated)
+        usage = with_modalities(usage_from_counts(counts, estimated=estimated), self.meta)
+        return replace(usage, service_tier=self.service_tier) if self.service_tier else usage
 
 
 # -- patches ------------------------------------------------------------------------------------
@@ -279,6 +301,15 @@ _patcher = Patcher()
 _patcher.add(_MODELS_MODULE, "Models._generate_content", sync_wrapper(_GenerateContent(stream=False)))
 _patcher.add(_MODELS_MODULE, "Models._generate_content_stream", sync_wrapper(_GenerateContent(stream=True)))
 _patcher.add(_MODELS_MODULE, "AsyncModels._generate_content", async_wrapper(_GenerateContent(stream=False)))
+_EMBED = EmbedContent(
+    lambda instance: VERTEX_PROVIDER
+    if getattr(getattr(instance, "_api_client", None), "vertexai", False)
+    else PROVIDER,
+    lambda model: model_name(model),
+    lambda instance: _server(instance),
+)
+_patcher.add(_MODELS_MODULE, "Models._embed_content", sync_wrapper(_EMBED))
+_patcher.add(_MODELS_MODULE, "AsyncModels._embed_content", async_wrapper(_EMBED))
 # Awaiting AsyncModels._generate_content_stream sends the request and gives an async iterator of chunks.
 _patcher.add(_MODELS_MODULE, "AsyncModels._generate_content_stream", async_wrapper(_GenerateContent(stream=True)))
 

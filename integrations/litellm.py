@@ -31,7 +31,16 @@ from tokenmeter._wrap import Result, StreamAccumulator, async_wrapper, sync_wrap
 from ._content_out import chat_delta, chat_output
 from ._fields import count, field, nonempty
 from ._openai_streams import REJECTED_HOSTS, ChatStream, stream_options_rejected
-from ._openai_usage import OpenAIRequest, chat_text, combine, read, read_embeddings, settle, text_inputs
+from ._openai_usage import (
+    OpenAIRequest,
+    chat_text,
+    combine,
+    read,
+    read_embeddings,
+    settle,
+    text_inputs,
+    with_reported_cost,
+)
 
 PROVIDER = "litellm"
 """Fallback ``gen_ai.provider.name`` when LiteLLM cannot tell which provider serves a model."""
@@ -223,6 +232,7 @@ class _Completion(_Endpoint):
             return _Stream(request, response)
         choices = field(response, "choices")
         usage = settle(read(_openai_shaped(field(response, "usage"))), request, lambda: chat_text(choices))
+        usage = with_reported_cost(usage, field(getattr(response, "_hidden_params", None), "response_cost"))
         finish = [r for r in (field(c, "finish_reason") for c in choices or ()) if isinstance(r, str)]
         return Result(usage, nonempty(field(response, "model")), nonempty(field(response, "id")), finish or None)
 

@@ -33,8 +33,11 @@ from typing import Any
 import tokenmeter
 from tokenmeter import Request, Usage
 from tokenmeter._patch import Patcher
+from tokenmeter._providers import configured_provider
 from tokenmeter._wrap import Result, StreamAccumulator, async_wrapper, sync_wrapper
 
+from . import _openai_background as _background
+from . import _openai_batches as _batches
 from ._content_out import chat_delta, chat_output, responses_delta, responses_output
 from ._fields import field, generic_status, nonempty
 from ._openai_streams import (
@@ -54,6 +57,7 @@ from ._openai_usage import (
     read_embeddings,
     read_responses,
     responses_text,
+    served,
     settle,
     text_inputs,
 )
@@ -122,7 +126,7 @@ def _target(client: Any) -> tuple[str, str | None, int | None]:
     elif host and host.endswith(_AZURE_HOSTS):
         provider = AZURE_PROVIDER
     else:
-        provider = PROVIDER
+        provider = configured_provider(host, port) or PROVIDER
     target = (provider, host, port)
     try:
         _targets[client] = target
@@ -242,7 +246,7 @@ class _Endpoint:
     def complete(self, response: Any, request: OpenAIRequest) -> Result:
         """Translate a complete (non-streamed) response object or JSON body."""
         choices = field(response, "choices")
-        usage = settle(read(field(response, "usage")), request, lambda: chat_text(choices))
+        usage = served(settle(read(field(response, "usage")), request, lambda: chat_text(choices)), response)
         finish = [r for r in (field(c, "finish_reason") for c in choices or ()) if isinstance(r, str)]
         return Result(usage, nonempty(field(response, "model")), nonempty(field(response, "id")), finish or None)
 
@@ -317,9 +321,13 @@ class _Responses(_Endpoint):
         return ResponsesStream(request)
 
     def complete(self, response: Any, request: OpenAIRequest) -> Result:
+        if _background.is_pending(response):  # no tokens yet: metered when retrieved finished
+            _background.remember(response, request.provider, request.model)
+            return Result(Usage(), nonempty(field(response, "model")), nonempty(field(response, "id")))
         usage = settle(
             read_responses(field(response, "usage")), request, lambda: responses_text(field(response, "output"))
         )
+        usage = served(usage, response)
         return Result(usage, nonempty(field(response, "model")), nonempty(field(response, "id")))
 
 
@@ -361,6 +369,10 @@ def _patcher() -> Patcher:
     patcher.add("openai.lib.streaming.chat._completions", "AsyncChatCompletionStream.close", aclose_helper)
     patcher.add("openai.lib.streaming.responses._responses", "ResponseStream.close", close_helper)
     patcher.add("openai.lib.streaming.responses._responses", "AsyncResponseStream.close", aclose_helper)
+    patcher.add("openai.resources.responses.responses", "Responses.retrieve", _background.retrieve)
+    patcher.add("openai.resources.responses.responses", "AsyncResponses.retrieve", _background.aretrieve)
+    patcher.add("openai.resources.files", "Files.content", _batches.content)  # Batch API output files
+    patcher.add("openai.resources.files", "AsyncFiles.content", _batches.acontent)
     return patcher
 
 

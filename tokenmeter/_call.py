@@ -5,17 +5,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import _content, _meter, _orphans, _safe
+from ._call_usage import _provider_cost, extra_usage_attributes, semconv_cost_attributes
 from ._context import Scope, add_scope_attributes, current_scope
 from ._errors import PolicyViolation
 from ._instruments import depth_bucket
 from ._prices import UNPRICED, Cost
-from ._usage import Usage, add_counts
+from ._usage import Usage, add_counts, add_modalities
 
 if TYPE_CHECKING:
     from ._meter import Meter
@@ -52,6 +54,7 @@ class MeteredCall:
         "_done",
         "_t0",
         "endpoint",
+        "first_chunk_s",
         "http_attempts",
         "meter",
         "output",
@@ -60,6 +63,7 @@ class MeteredCall:
         "reservation",
         "scope",
         "span",
+        "started_at",
         "tier",
     )
 
@@ -77,6 +81,8 @@ class MeteredCall:
         self.endpoint: Any = None
         self.output: list[Any] | None = None  # gen_ai.output.messages, only with capture_content
         self._t0 = time.perf_counter()
+        self.first_chunk_s: float | None = None  # seconds from the request to a stream's first chunk
+        self.started_at = time.time()  # the request's time: the call is priced at the rates of that moment
 
     @property
     def model(self) -> str:
@@ -104,7 +110,7 @@ class MeteredCall:
         if req.max_tokens is not None:
             attrs["gen_ai.request.max_tokens"] = req.max_tokens
         if req.stream:
-            attrs["tokenmeter.request.stream"] = True
+            attrs["gen_ai.request.stream"] = True
         if req.server_address:
             attrs["server.address"] = req.server_address
             if req.server_port:
@@ -120,6 +126,11 @@ class MeteredCall:
         self.span = meter.tracer.start_span(
             f"{req.operation} {req.model}", kind=SpanKind.CLIENT, attributes=attrs, start_time=start_time_ns
         )
+
+    def first_chunk(self) -> None:
+        """A stream delivered its first chunk (``gen_ai.response.time_to_first_chunk``)."""
+        if self.first_chunk_s is None:
+            self.first_chunk_s = time.perf_counter() - self._t0
 
     def http_attempt(self, status: int | None, error_type: str | None) -> None:
         """One HTTP request the SDK sent for this call (``_transport``); more than one means it retried."""
@@ -186,18 +197,20 @@ class MeteredCall:
         try:
             error_type = None if error is None else _error_type(error, getattr(self.endpoint, "error_type", None))
             if usage is not None:
-                cost = meter.prices.cost(req.provider, req.model, usage)
+                cost = meter.prices.cost(req.provider, req.model, usage, self.started_at)
+                if provider_cost_usd is None:
+                    provider_cost_usd = usage.cost_usd
                 if provider_cost_usd is not None:
                     cost = _provider_cost(provider_cost_usd, cost, usage)
         except Exception:
             _safe.log_once("call.price", "tokenmeter: pricing a call failed; it is reported unpriced")
         try:
-            self._record_metrics(usage, cost, error_type, duration)
+            self._record_metrics(usage, cost, error_type, duration, response_model)
         except Exception:
             _safe.log_once("call.metrics", "tokenmeter: recording call metrics failed")
         try:
             if scope.node is not None:
-                scope.node.add_call(usage, cost.usd, error=error is not None)
+                scope.node.add_call(usage, cost.usd, error=error is not None, provider=req.provider)
             # After the rollup: the run guard releases this call's estimate only once its usage is counted.
             if meter.gate is not None:
                 meter.gate.after(self, usage, cost, error)
@@ -244,14 +257,23 @@ class MeteredCall:
                 attrs["gen_ai.usage.input_tokens"] = usage.input_total
                 attrs["gen_ai.usage.output_tokens"] = usage.output_total
                 attrs["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read
-                attrs["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write
+                for key in self.meter.cache_write_keys:
+                    attrs[key] = usage.cache_write
                 attrs["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning
                 attrs["tokenmeter.usage.estimated"] = usage.estimated
+                if usage.has_extras:
+                    extra_usage_attributes(attrs, usage, self.request.provider)
             else:
                 attrs["tokenmeter.usage.missing"] = True
             attrs["tokenmeter.cost.source"] = cost.source
             if cost.usd is not None:
                 attrs["tokenmeter.cost.usd"] = float(cost.usd)
+            if cost.table_usd is not None:
+                attrs["tokenmeter.cost.table_usd"] = float(cost.table_usd)
+            if self.first_chunk_s is not None:
+                attrs["gen_ai.response.time_to_first_chunk"] = self.first_chunk_s
+            if cost.usd is not None and self.meter.options.semconv_cost:
+                semconv_cost_attributes(attrs, cost)
             if error_type is not None:
                 attrs["error.type"] = error_type
                 span.set_status(Status(StatusCode.ERROR, str(error)[:256]))
@@ -291,7 +313,14 @@ class MeteredCall:
             key += tuple(extra.get(k) for k in extra_dimensions)
         return key
 
-    def _record_metrics(self, usage: Usage | None, cost: Cost, error_type: str | None, duration: float) -> None:
+    def _record_metrics(
+        self,
+        usage: Usage | None,
+        cost: Cost,
+        error_type: str | None,
+        duration: float,
+        response_model: str | None = None,
+    ) -> None:
         _scope, _req, ins = self.scope, self.request, self.meter.instruments
         a = ins.call_attributes(self._metric_key(error_type))
         with ins.register_lock:
@@ -301,6 +330,8 @@ class MeteredCall:
                 a.error_calls += 1
             if usage is not None:
                 add_counts(a.tokens, usage)
+                if usage.details:
+                    add_modalities(a.modal, usage)
                 by_class = cost.by_class
                 if by_class is not None:
                     c = a.cost
@@ -309,12 +340,15 @@ class MeteredCall:
                             c[i] += part
                 elif usage.total:
                     a.unpriced += usage.total
-        ins.duration.record(duration, a.semconv)
+        semconv, semconv_in, semconv_out = a.semconv_with(response_model, _req.server_address)
+        ins.duration.record(duration, semconv)
+        if self.first_chunk_s is not None:
+            ins.time_to_first_chunk.record(self.first_chunk_s, semconv)
         if ins.customers is not None and usage is not None:
             ins.customers.add(self.scope.customer, usage.total, cost.usd)
         if usage is not None:
-            ins.token_usage.record(usage.input_total, a.input)
-            ins.token_usage.record(usage.output_total, a.output)
+            ins.token_usage.record(usage.input_total, semconv_in)
+            ins.token_usage.record(usage.output_total, semconv_out)
 
     # -- blocked -------------------------------------------------------------------------------
     def blocked(self, violation: PolicyViolation) -> None:
@@ -333,21 +367,6 @@ class MeteredCall:
                 self.span.end()
         except Exception:
             _safe.log_once("call.blocked", "tokenmeter: recording a blocked call failed")
-
-
-def _provider_cost(usd: Decimal, table: Cost, usage: Usage) -> Cost:
-    """A provider-reported cost, split over the token classes like the table's (or like the tokens)."""
-    if table.by_class is not None and table.usd:
-        weights: tuple[Decimal, ...] = table.by_class
-        total = table.usd
-    else:
-        weights = tuple(Decimal(n) for _, n in usage.by_class())
-        total = Decimal(usage.total)
-    if not total:
-        return Cost(usd, "provider", (usd, Decimal(0), Decimal(0), Decimal(0), Decimal(0)))
-    parts = [usd * w / total for w in weights]
-    parts[0] += usd - sum(parts)  # rounding remainder, so the parts add up to the reported cost exactly
-    return Cost(usd, "provider", tuple(parts))
 
 
 def _error_type(error: BaseException, namer: Callable[[BaseException], str | None] | None) -> str:
@@ -398,17 +417,24 @@ def record(
     duration_s: float | None = None,
     error: BaseException | str | None = None,
     response_model: str | None = None,
+    timestamp: datetime | float | None = None,
+    attributes: dict[str, Any] | None = None,
 ) -> None:
     """Meter a call made with a client tokenmeter does not wrap, through the same path as wrapped calls.
 
-    ``error`` may be the exception the call raised or its type name. Never raises.
+    ``error`` may be the exception the call raised or its type name. ``timestamp`` is when the call was
+    made (an aware datetime or epoch seconds; now by default): it is priced at that moment's rates.
+    ``attributes`` are added to the call's span. Never raises.
     """
 
     meter = _meter.active()
     if meter is None:
         return
     try:
-        call = MeteredCall(meter, Request(provider=provider, model=model, operation=operation), current_scope())
+        request = Request(provider=provider, model=model, operation=operation, attributes=dict(attributes or {}))
+        call = MeteredCall(meter, request, current_scope())
+        if timestamp is not None:
+            call.started_at = timestamp.timestamp() if isinstance(timestamp, datetime) else float(timestamp)
         start_ns = None
         if duration_s is not None:
             call._t0 = time.perf_counter() - duration_s
@@ -430,4 +456,3 @@ class _NamedError(Exception):
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self.type_name = name
-

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import ConfigError
+from ._providers import parse_providers
 
 EXPORTERS = ("otlp", "console", "none")
 _TRUE = {"1", "true", "yes", "on"}
@@ -52,6 +53,8 @@ class Options:
     ledger_queue_size: int = 65_536
     ledger_retention_days: int = 400
     ledger_run_retention_days: int = 90
+    providers: tuple[tuple[str, str], ...] = ()
+    semconv_cost: bool = False
 
 
 _ENV: dict[str, str] = {
@@ -80,6 +83,8 @@ _ENV: dict[str, str] = {
     "ledger_queue_size": "TOKENMETER_LEDGER_QUEUE_SIZE",
     "ledger_retention_days": "TOKENMETER_LEDGER_RETENTION_DAYS",
     "ledger_run_retention_days": "TOKENMETER_LEDGER_RUN_RETENTION_DAYS",
+    "providers": "TOKENMETER_PROVIDERS",
+    "semconv_cost": "TOKENMETER_SEMCONV_COST",
 }
 ENV_VARS: tuple[str, ...] = tuple(_ENV.values())
 
@@ -220,7 +225,8 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
                 _url(var, env[var], "http://127.0.0.1:4318")
     _provider("tracer_provider", raw.get("tracer_provider"), "get_tracer")
     _provider("meter_provider", raw.get("meter_provider"), "get_meter")
-    for key in ("capture_content", "instrument_threads", "inject_stream_usage", "fail_open", "disabled"):
+    for key in ("capture_content", "instrument_threads", "inject_stream_usage", "fail_open", "disabled",
+                "semconv_cost"):
         if key in raw:
             raw[key] = _bool(key, raw[key])
     if "cardinality_limit" in raw:
@@ -239,6 +245,8 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
         raw["metric_export_interval_ms"] = _int("metric_export_interval_ms", raw["metric_export_interval_ms"], 1)
     if "tiers" in raw:
         raw["tiers"] = _pairs("tiers", raw["tiers"])
+    if "providers" in raw:
+        raw["providers"] = parse_providers(raw["providers"])
     if "tiktoken_files" in raw:
         raw["tiktoken_files"] = _pairs("tiktoken_files", raw["tiktoken_files"])
         _paths(raw["tiktoken_files"])

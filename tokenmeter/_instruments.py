@@ -99,6 +99,12 @@ class Instruments:
             description="GenAI operation duration.",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
+        self.time_to_first_chunk = meter.create_histogram(
+            "gen_ai.client.operation.time_to_first_chunk",
+            unit="s",
+            description="Time to receive the first chunk of a streamed response.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
         # The kWh meter: counters are registers summed in-process and read by the SDK at collection time
         # (observable counters), so the hot path is a dictionary hit and a few additions under a lock.
         meter.create_observable_counter(
@@ -172,6 +178,14 @@ class Instruments:
             [lambda options: self.customers.observe_tokens(options) if self.customers is not None else ()],
             unit="{token}",
             description="Window-to-date tokens of the top-N customers, the rest as _other (opt-in).",
+        )
+        # (genai-prices version, data date) of the meter in force: one point with value 1 ("info" metric).
+        self.prices_info: tuple[str, str] | None = None
+        meter.create_observable_gauge(
+            "tokenmeter.prices.info",
+            [self._observe_prices],
+            unit="1",
+            description="The price table in use: its version and the newest price date it knows (value 1).",
         )
         self._cache: dict[tuple[Any, ...], CallAttributes] = {}
         self._by_attributes: dict[frozenset[tuple[str, Any]], CallAttributes] = {}
@@ -264,15 +278,39 @@ class Instruments:
         observer = self.budget_observer
         return observer(options) if observer is not None else ()
 
+    def _observe_prices(self, options: CallbackOptions) -> Iterable[Observation]:
+        info = self.prices_info
+        if info is not None:
+            version, data_date = info
+            yield Observation(
+                1,
+                {
+                    "tokenmeter.prices.table": "genai-prices",
+                    "tokenmeter.prices.version": version,
+                    "tokenmeter.prices.data_date": data_date,
+                },
+            )
+
     def _registers(self) -> list[CallAttributes]:
         with self._lock:
             return list(self._by_attributes.values())
 
     def _observe_tokens(self, options: CallbackOptions) -> Iterable[Observation]:
         for reg in self._registers():
-            for i, n in enumerate(reg.tokens):
+            modal = reg.modal
+            if not modal:
+                for i, n in enumerate(reg.tokens):
+                    if n:
+                        yield Observation(n, reg.by_class_text[i])
+                continue
+            text = list(reg.tokens)
+            for (i, modality), n in list(modal.items()):
+                text[i] -= n
                 if n:
-                    yield Observation(n, reg.by_class[i])
+                    yield Observation(n, {**reg.by_class[i], "tokenmeter.token.modality": modality})
+            for i, n in enumerate(text):
+                if n:
+                    yield Observation(n, reg.by_class_text[i])
 
     def _observe_cost(self, options: CallbackOptions) -> Iterable[Observation]:
         for reg in self._registers():
@@ -308,14 +346,17 @@ class CallAttributes:
         "blocked",
         "blocked_calls",
         "by_class",
+        "by_class_text",
         "cost",
         "error",
         "error_calls",
         "input",
+        "modal",
         "ok",
         "ok_calls",
         "output",
         "semconv",
+        "semconv_by_response",
         "tokens",
         "unpriced",
     )
@@ -323,18 +364,42 @@ class CallAttributes:
     def __init__(self, base: dict[str, Any]) -> None:
         self.base = base
         self.by_class = tuple({**base, "tokenmeter.token.class": c} for c in TOKEN_CLASSES)
+        # tokenmeter.tokens also says the modality (text unless the provider reported audio/image/video parts).
+        self.by_class_text = tuple({**a, "tokenmeter.token.modality": "text"} for a in self.by_class)
         self.semconv = {k: base[k] for k in SEMCONV_KEYS if k in base}
         self.input = {**self.semconv, "gen_ai.token.type": "input"}
         self.output = {**self.semconv, "gen_ai.token.type": "output"}
         self.ok = {**base, "tokenmeter.outcome": "ok"}
         self.error = {**base, "tokenmeter.outcome": "error"}
         self.blocked = {**base, "tokenmeter.outcome": "blocked"}
+        self.semconv_by_response: dict[tuple[str | None, str | None], tuple[dict[str, Any], ...]] = {}
         self.tokens = [0, 0, 0, 0, 0]
+        self.modal: dict[tuple[int, str], int] = {}  # (class index, modality) -> tokens, non-text only
         self.cost = [Decimal(0)] * 5
         self.unpriced = 0
         self.ok_calls = 0
         self.error_calls = 0
         self.blocked_calls = 0
+
+
+    def semconv_with(
+        self, response_model: str | None, server_address: str | None
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """The histograms' attributes (all, input, output) with the recommended response model and server."""
+        if response_model is None and server_address is None:
+            return self.semconv, self.input, self.output
+        key = (response_model, server_address)
+        found = self.semconv_by_response.get(key)
+        if found is None:
+            extra: dict[str, Any] = {}
+            if response_model is not None:
+                extra["gen_ai.response.model"] = response_model
+            if server_address is not None:
+                extra["server.address"] = server_address
+            found = ({**self.semconv, **extra}, {**self.input, **extra}, {**self.output, **extra})
+            if len(self.semconv_by_response) < 64:  # response models per request model are few; bounded anyway
+                self.semconv_by_response[key] = found
+        return found[0], found[1], found[2]
 
 
 _BY_PROVIDER: weakref.WeakKeyDictionary[Any, Instruments] = weakref.WeakKeyDictionary()

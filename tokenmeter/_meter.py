@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -10,6 +11,7 @@ from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
 
 from . import _lifecycle, _orphans, _safe
+from ._call_usage import cache_write_keys
 from ._config import Options, resolve_options
 from ._errors import ConfigError
 from ._instruments import instruments_for
@@ -84,6 +86,8 @@ class Meter:
             from ._customers import TopCustomers
 
             self.instruments.customers = TopCustomers(options.customer_metrics, time.time)
+        self.instruments.prices_info = (self.prices.table_version, self.prices.data_date)
+        self.cache_write_keys = cache_write_keys(os.environ)
         from ._governance import build_gate
 
         # Always built: the per-run guard (workflow(max_tokens=...)) needs it even without budgets;
@@ -303,6 +307,11 @@ def configure(**options: Any) -> Meter:
       ``ledger_run_retention_days`` (per-run rows, default 90).
     * ``shutdown_timeout_ms`` -- the most :func:`shutdown` (and the exit hook) may take (default 5000).
     * ``disabled`` -- configure nothing (also ``OTEL_SDK_DISABLED=true``).
+    * ``semconv_cost`` -- also record the proposed ``gen_ai.usage.cost.amount`` / ``.currency`` /
+      ``.source`` span attributes beside ``tokenmeter.cost.usd`` (default False, until accepted).
+    * ``providers`` -- ``{"host-glob": "provider-name"}``: the ``gen_ai.provider.name`` (and price table)
+      of OpenAI-compatible servers by host (``{"llm.internal:8000": "vllm"}``); well-known hosts
+      (DeepSeek, Groq, xAI, Mistral, OpenRouter, Together, Fireworks, Perplexity, Ollama) need none.
 
     Raises :class:`ConfigError` naming the option to fix. Never raises afterwards.
     """

@@ -1,21 +1,19 @@
-"""Prices: usage x price table -> Cost, offline, with overrides for negotiated rates and private models."""
+"""Prices: usage x price table -> Cost, offline, at the call's time and served tier, with overrides."""
 
 from __future__ import annotations
 
-import fnmatch
-import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from . import _lifecycle
-from ._errors import ConfigError
+from ._price_overrides import Override, parse_overrides
+from ._price_table import Rates, TableModel, find_model, table_info
 from ._usage import TOKEN_CLASSES, Usage, class_counts
 
-_MILLION = Decimal(1_000_000)
 _ZERO = Decimal(0)
 
 # OTel ``gen_ai.provider.name`` values -> genai-prices provider ids.
@@ -34,19 +32,29 @@ _TABLE_PROVIDER: dict[str, str] = {
     "mistral_ai": "mistral",
     "perplexity": "perplexity",
     "x_ai": "x-ai",
+    "openrouter": "openrouter",
+    "together": "together",
+    "fireworks": "fireworks",
 }
-
-_RATE_KEYS = {
-    "input": "input",
-    "input_mtok": "input",
-    "cache_read": "cache_read",
-    "cache_read_mtok": "cache_read",
-    "cache_write": "cache_write",
-    "cache_write_mtok": "cache_write",
-    "output": "output",
-    "output_mtok": "output",
-    "reasoning": "reasoning",
-    "reasoning_mtok": "reasoning",
+# Service tiers that mean "the standard rate" (no price variant), as responses name them. OpenAI's
+# "scale" tier is paid per prepaid capacity unit: its tokens are metered at the default rates.
+_STANDARD_TIERS = frozenset({"default", "standard", "auto", "on_demand", "scale"})
+# Documented tier prices for models the table has no variant for: OpenAI's Flex processing is billed at
+# Batch API rates (50%), Gemini's Flex inference at 50% of standard (ai.google.dev/gemini-api/docs/optimization).
+# Any other tier without a table variant (Gemini's priority: "75% to 100% more", per model) is unpriced
+# unless an override with ``service_tier`` prices it.
+_TIER_MULTIPLIERS: dict[tuple[str, str], Decimal] = {
+    ("openai", "flex"): Decimal("0.5"),
+    ("azure", "flex"): Decimal("0.5"),
+    ("google", "flex"): Decimal("0.5"),
+}
+# The batch APIs' documented discount for models the table has no batch variant for: OpenAI's Batch API,
+# Anthropic's Message Batches and Gemini's Batch API are each 50% of the standard rates. Any other
+# provider's batch-served usage without a table variant is unpriced.
+_BATCH_MULTIPLIERS: dict[str, Decimal] = {
+    "openai": Decimal("0.5"),
+    "anthropic": Decimal("0.5"),
+    "google": Decimal("0.5"),
 }
 
 
@@ -57,11 +65,14 @@ class Cost:
     ``usd`` is ``None`` when the model has no known price (never a silent $0). ``source`` says where the
     price came from: ``table:genai-prices@<version>``, ``override``, ``provider`` or ``unpriced``.
     ``by_class`` holds the cost of each token class in the order of ``TOKEN_CLASSES`` (``None`` if unpriced).
+    ``table_usd`` is the table's price beside a provider-reported cost (``source == "provider"``), so a
+    drift between the two stays visible.
     """
 
     usd: Decimal | None
     source: str
     by_class: tuple[Decimal, ...] | None = None
+    table_usd: Decimal | None = None
 
     @property
     def priced(self) -> bool:
@@ -73,158 +84,55 @@ UNPRICED = Cost(None, "unpriced", None)
 
 
 @dataclass(frozen=True, slots=True)
-class _Rate:
-    """A price per million tokens, flat or with input-size tiers (``(start, price)``, ascending)."""
+class _Resolved:
+    """What prices one provider's model: conditional overrides first, then the table (or nothing)."""
 
-    base: Decimal
-    tiers: tuple[tuple[int, Decimal], ...] = ()
-
-    def at(self, prompt_tokens: int) -> Decimal:
-        if not self.tiers:
-            return self.base
-        price = self.base
-        for start, tier_price in self.tiers:
-            if prompt_tokens > start:
-                price = tier_price
-        return price
+    overrides: tuple[Override, ...]
+    table: TableModel | None
 
 
-@dataclass(frozen=True, slots=True)
-class _Rates:
-    """Rates of one model, one per token class (``None``: the class has no price)."""
-
-    by_class: tuple[_Rate | None, ...]
-    source: str
-
-    def cost(self, usage: Usage) -> Cost:
-        prompt = usage.input_total
-        parts: list[Decimal] = []
-        total = _ZERO
-        for tokens, rate in zip(class_counts(usage), self.by_class, strict=True):
-            if not tokens:
-                parts.append(_ZERO)
-                continue
-            if rate is None:
-                return UNPRICED
-            part = rate.at(prompt) * tokens / _MILLION
-            parts.append(part)
-            total += part
-        return Cost(total, self.source, tuple(parts))
-
-
-def _table_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("genai-prices")
-    except Exception:  # pragma: no cover - metadata missing in odd installs
-        return "unknown"
-
-
-def _rate_from_table(value: Any) -> _Rate | None:
-    if value is None:
-        return None
-    if isinstance(value, Decimal):
-        return _Rate(value)
-    base = getattr(value, "base", None)
-    tiers = getattr(value, "tiers", None)
-    if isinstance(base, Decimal) and tiers is not None:
-        return _Rate(base, tuple((int(t.start), Decimal(t.price)) for t in tiers))
-    return None
-
-
-def _decimal(value: object, where: str) -> Decimal:
-    try:
-        result = Decimal(str(value))
-    except (InvalidOperation, ValueError) as exc:
-        raise ConfigError(f"prices: {where} must be a number (USD per million tokens), got {value!r}") from exc
-    if result < 0 or not result.is_finite():
-        raise ConfigError(f"prices: {where} must be a finite number >= 0, got {value!r}")
-    return result
-
-
-@dataclass(frozen=True, slots=True)
-class _Override:
-    provider: str | None
-    pattern: str
-    rates: dict[str, Decimal]
-    multiplier: Decimal | None
-
-    def matches(self, provider: str, model: str) -> bool:
-        if self.provider is not None and self.provider != provider:
-            return False
-        return fnmatch.fnmatchcase(model, self.pattern)
-
-
-def _parse_overrides(prices: Mapping[str, Any] | str | Path | None) -> list[_Override]:
-    if prices is None:
-        return []
-    if isinstance(prices, (str, Path)):
-        path = Path(prices)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"prices: cannot read price file {str(path)!r}: {exc}") from exc
-        try:
-            if path.suffix.lower() == ".toml":
-                import tomllib
-
-                data: Any = tomllib.loads(text)
-            else:
-                data = json.loads(text)
-        except ValueError as exc:
-            raise ConfigError(f"prices: {str(path)!r} is not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}") from exc
-        if isinstance(data, dict) and isinstance(data.get("models"), dict):
-            data = data["models"]
-        prices = data
-    if not isinstance(prices, Mapping):
-        raise ConfigError("prices: expected a mapping {'model-glob': {'input': 2.5, 'output': 10}}")
-    result: list[_Override] = []
-    for key, spec in prices.items():
-        if not isinstance(key, str) or not key:
-            raise ConfigError(f"prices: model keys must be non-empty strings, got {key!r}")
-        if not isinstance(spec, Mapping):
-            raise ConfigError(f"prices: entry {key!r} must be a mapping of rates, got {spec!r}")
-        rates: dict[str, Decimal] = {}
-        multiplier: Decimal | None = None
-        provider: str | None = None
-        for name, value in spec.items():
-            if name == "provider":
-                if not isinstance(value, str) or not value:
-                    raise ConfigError(f"prices: {key}.provider must be a provider name such as 'openai'")
-                provider = value
-            elif name == "multiplier":
-                multiplier = _decimal(value, f"{key}.multiplier")
-            elif name in _RATE_KEYS:
-                rates[_RATE_KEYS[name]] = _decimal(value, f"{key}.{name}")
-            else:
-                allowed = ", ".join(sorted({*_RATE_KEYS.values(), "multiplier", "provider"}))
-                raise ConfigError(f"prices: unknown key {name!r} in entry {key!r}; use one of: {allowed}")
-        if not rates and multiplier is None:
-            raise ConfigError(f"prices: entry {key!r} sets no rate; give 'input'/'output' or 'multiplier'")
-        if rates and "input" not in rates:
-            raise ConfigError(f"prices: entry {key!r} must give an 'input' rate (USD per million tokens)")
-        result.append(_Override(provider, key, rates, multiplier))
-    return result
+def bedrock_model_id(model: str) -> str:
+    """The model id inside a Bedrock ARN (``arn:aws:bedrock:<region>:<account>:foundation-model/<id>``,
+    ``.../inference-profile/us.anthropic...``); other ids as given. Region prefixes (``us.``, ``eu.``,
+    ``global.``) are kept: the table prices cross-region and global profiles differently.
+    An application inference profile or a provisioned model ARN names no model: it stays unpriced
+    unless an override prices it.
+    """
+    if model.startswith("arn:"):
+        resource = model.split(":", 5)[-1]
+        kind, _, ident = resource.partition("/")
+        if kind in ("foundation-model", "inference-profile") and ident:
+            return ident
+    return model
 
 
 class PriceBook:
     """Prices usage in USD from genai-prices' bundled table (offline), with overrides.
 
-    Overrides are a mapping (or a TOML/JSON file holding one, optionally under ``[models]``) from a
-    model glob to rates in USD per million tokens: ``input``, ``cache_read``, ``cache_write``, ``output``,
-    ``reasoning``; or to a ``multiplier`` applied to the table price (a 20% negotiated discount is
-    ``multiplier = 0.8``); ``provider`` limits the entry to one provider. The first matching entry wins.
-    Classes without their own rate fall back: cache read/write to ``input``, reasoning to ``output``.
+    A call is priced at its own time (``when``, epoch seconds; now by default) and at what served it
+    (``usage.service_tier``: OpenAI ``flex`` / ``priority``, Gemini ``flex`` / ``priority``;
+    ``usage.processing``: ``batch``), through genai-prices' price variants and dated prices. Detail
+    counts (``usage.details``: 1-hour cache writes, audio, image tokens) pay their own rates where the
+    table has them; sub-inferences of other models (``usage.parts``) pay their own model's rates.
+    OpenAI's ``scale`` tier has no table rate (its capacity is prepaid per unit): its tokens are
+    priced at the default rates unless an override with ``service_tier = "scale"`` says otherwise.
 
-    Lookups are cached, so pricing a call costs a dictionary hit and a few Decimal products.
+    Overrides are a mapping (or a TOML/JSON file holding one, optionally under ``[models]``) from a
+    model glob to rates in USD per million tokens (``input``, ``cache_read``, ``cache_write``, ``output``,
+    ``reasoning`` and the detail rates), or to a ``multiplier`` of the table price; ``provider``,
+    ``service_tier``, ``processing`` and ``start_date`` narrow an entry. The first entry that applies
+    wins. See ``tokenmeter._price_overrides`` for the format.
+
+    Rates are cached per (model, price context, price period), so pricing a call costs a couple of
+    dictionary hits and a few Decimal products, and a price that changes on a date applies from then on.
     """
 
     def __init__(self, overrides: Mapping[str, Any] | str | Path | None = None, *, use_table: bool = True) -> None:
-        self._overrides = _parse_overrides(overrides)
+        self._overrides = parse_overrides(overrides)
         self._use_table = use_table
-        self._table_source = f"table:genai-prices@{_table_version()}"
-        self._cache: dict[tuple[str, str], _Rates | None] = {}
+        self._table_version, self._data_date = table_info()
+        self._table_source = f"table:genai-prices@{self._table_version}"
+        self._cache: dict[tuple[str, str], _Resolved] = {}
         self._lock = _lifecycle.lock()
 
     @property
@@ -232,82 +140,123 @@ class PriceBook:
         """The ``tokenmeter.cost.source`` value of table prices."""
         return self._table_source
 
-    def cost(self, provider: str, model: str, usage: Usage) -> Cost:
-        """The cost of ``usage`` tokens of ``model`` served by ``provider`` (``UNPRICED`` if unknown)."""
-        key = (provider, model)
-        try:
-            rates = self._cache[key]
-        except KeyError:
-            rates = self._resolve(provider, model)
-            with self._lock:
-                if len(self._cache) > 4096:
-                    self._cache.clear()
-                self._cache[key] = rates
+    @property
+    def table_version(self) -> str:
+        """The genai-prices version whose bundled table prices calls."""
+        return self._table_version
+
+    @property
+    def data_date(self) -> str:
+        """The newest price date the bundled table knows (ISO), a hint of how current it is."""
+        return self._data_date
+
+    def cost(self, provider: str, model: str, usage: Usage, when: float | None = None) -> Cost:
+        """The cost of ``usage`` of ``model`` served by ``provider`` at ``when`` (``UNPRICED`` if unknown)."""
+        if when is None:
+            when = time.time()
+        if usage.parts:
+            return self._cost_with_parts(provider, model, usage, when)
+        rates = self._rates(provider, model, usage, when)
         if rates is None:
             return UNPRICED
-        return rates.cost(usage)
+        priced = rates.cost(usage)
+        if priced is None:
+            return UNPRICED
+        return Cost(priced[0], rates.source, tuple(priced[1]))
 
     def input_price_mtok(self, provider: str, model: str) -> Decimal | None:
-        """The base input price per million tokens, or ``None`` when unpriced (used for default tiers)."""
-        self.cost(provider, model, Usage())
-        rates = self._cache.get((provider, model))
+        """The base input price per million tokens now, or ``None`` when unpriced (used for default tiers)."""
+        rates = self._rates(provider, model, Usage(), time.time())
         if rates is None or rates.by_class[0] is None:
             return None
         return rates.by_class[0].base
 
-    def _resolve(self, provider: str, model: str) -> _Rates | None:
-        for override in self._overrides:
-            if override.matches(provider, model):
-                return self._from_override(override, provider, model)
-        return self._from_table(provider, model) if self._use_table else None
-
-    def _from_override(self, override: _Override, provider: str, model: str) -> _Rates | None:
-        if override.multiplier is not None and not override.rates:
-            table = self._from_table(provider, model)
-            if table is None:
-                return None
-            m = override.multiplier
-            scaled = tuple(
-                None if r is None else _Rate(r.base * m, tuple((s, p * m) for s, p in r.tiers)) for r in table.by_class
-            )
-            return _Rates(scaled, "override")
-        r = override.rates
-        m = override.multiplier if override.multiplier is not None else Decimal(1)
-        inp = r["input"] * m
-        out = r.get("output")
-        out_rate = None if out is None else _Rate(out * m)
-        reasoning = r.get("reasoning")
-        return _Rates(
-            (
-                _Rate(inp),
-                _Rate(r.get("cache_read", r["input"]) * m),
-                _Rate(r.get("cache_write", r["input"]) * m),
-                out_rate,
-                out_rate if reasoning is None else _Rate(reasoning * m),
-            ),
-            "override",
-        )
-
-    def _from_table(self, provider: str, model: str) -> _Rates | None:
-        from genai_prices import data_snapshot
-
-        snapshot = data_snapshot.get_snapshot()
-        table_provider = _TABLE_PROVIDER.get(provider, provider)
+    def _rates(self, provider: str, model: str, usage: Usage, when: float) -> Rates | None:
+        key = (provider, model)
         try:
-            _, info = snapshot.find_provider_model(model, None, table_provider, None)
-        except LookupError:
-            try:
-                _, info = snapshot.find_provider_model(model, None, None, None)
-            except LookupError:
-                return None
-        prices = info.get_prices(datetime.now(UTC))
-        inp = _rate_from_table(getattr(prices, "input_mtok", None))
-        if inp is None:
+            resolved = self._cache[key]
+        except KeyError:
+            resolved = self._resolve(provider, model)
+            with self._lock:
+                if len(self._cache) > 4096:
+                    self._cache.clear()
+                self._cache[key] = resolved
+        for override in resolved.overrides:
+            if override.applies(usage, when):
+                if override.rates is not None:
+                    return override.rates
+                base = self._table_rates(resolved.table, usage, when)
+                return None if base is None else base.scaled(override.multiplier or Decimal(1), "override")
+        return self._table_rates(resolved.table, usage, when)
+
+    @staticmethod
+    def _table_rates(table: TableModel | None, usage: Usage, when: float) -> Rates | None:
+        if table is None:
             return None
-        out = _rate_from_table(getattr(prices, "output_mtok", None))
-        cache_read = _rate_from_table(getattr(prices, "cache_read_mtok", None)) or inp
-        cache_write = _rate_from_table(getattr(prices, "cache_write_mtok", None)) or inp
-        return _Rates((inp, cache_read, cache_write, out, out), self._table_source)
+        tier = usage.service_tier
+        if tier is not None and tier in _STANDARD_TIERS:
+            tier = None
+        processing = usage.processing
+        multiplier = Decimal(1)
+        if processing is not None and not table.has_variant("processing", processing, when):
+            found = _BATCH_MULTIPLIERS.get(table.provider_id) if processing == "batch" else None
+            if found is None:
+                return None
+            processing, multiplier = None, found
+        if tier is not None and not table.has_variant("service_tier", tier, when):
+            found = _TIER_MULTIPLIERS.get((table.provider_id, tier))
+            if found is None:
+                return None
+            tier, multiplier = None, multiplier * found
+        rates = table.rates((tier, processing), when)
+        if rates is None or multiplier == 1:
+            return rates
+        return rates.scaled(multiplier, f"{rates.source}:{usage.processing or usage.service_tier}")
+
+    def _resolve(self, provider: str, model: str) -> _Resolved:
+        overrides = tuple(o for o in self._overrides if o.matches_model(provider, model))
+        table = None
+        if self._use_table:
+            table_model = bedrock_model_id(model) if provider == "aws.bedrock" else model
+            table = find_model(_TABLE_PROVIDER.get(provider, provider), table_model, self._table_source)
+        return _Resolved(overrides, table)
+
+    def _cost_with_parts(self, provider: str, model: str, usage: Usage, when: float) -> Cost:
+        """Sub-inferences at their own model's rates, the rest of the usage at the call's model."""
+        own = list(class_counts(usage))
+        own_details = dict(usage.details)
+        parts: list[Decimal] = [_ZERO] * len(TOKEN_CLASSES)
+        sources: set[str] = set()
+        for part_model, part in usage.parts:
+            for i, n in enumerate(class_counts(part)):
+                own[i] -= n
+            for name, n in part.details:
+                own_details[name] = own_details.get(name, 0) - n
+            cost = self.cost(provider, part_model or model, part, when)
+            if cost.by_class is None:
+                return UNPRICED
+            sources.add(cost.source)
+            parts = [a + b for a, b in zip(parts, cost.by_class, strict=True)]
+        if any(n < 0 for n in own) or any(n < 0 for n in own_details.values()):
+            return UNPRICED  # parts larger than the whole: inconsistent report, never a guess
+        details = tuple(sorted((k, n) for k, n in own_details.items() if n))
+        rest = Usage(
+            own[0],
+            own[1],
+            own[2],
+            own[3],
+            own[4],
+            details=details,
+            service_tier=usage.service_tier,
+            processing=usage.processing,
+        )
+        cost = self.cost(provider, model, rest, when)
+        if cost.by_class is None:
+            return UNPRICED
+        sources.add(cost.source)
+        parts = [a + b for a, b in zip(parts, cost.by_class, strict=True)]
+        source = cost.source if len(sources) == 1 else "mixed:" + "+".join(sorted(sources))
+        return Cost(sum(parts, _ZERO), source, tuple(parts))
 
 
 __all__ = ["Cost", "PriceBook", "TOKEN_CLASSES", "UNPRICED"]

@@ -22,6 +22,7 @@ class Node:
         "cost",
         "errors",
         "parent",
+        "provider",
         "retries",
         "steps",
         "tokens",
@@ -32,6 +33,7 @@ class Node:
 
     def __init__(self, parent: Node | None) -> None:
         self.parent = parent
+        self.provider: str | None = None  # the provider of the calls beneath ("" once they are several)
         self.tokens = [0, 0, 0, 0, 0]
         self.cost = Decimal(0)
         self.calls = 0
@@ -42,13 +44,15 @@ class Node:
         self.wasted_tokens = [0, 0, 0, 0, 0]
         self.wasted_cost = Decimal(0)
 
-    def add_call(self, usage: Usage | None, cost: Decimal | None, *, error: bool) -> None:
-        """Add one finished LLM call to this node and all its ancestors."""
+    def add_call(self, usage: Usage | None, cost: Decimal | None, *, error: bool, provider: str | None = None) -> None:
+        """Add one finished LLM call (of ``provider``) to this node and all its ancestors."""
         classes = None if usage is None else class_counts(usage)
         with _LOCK:
             node: Node | None = self
             while node is not None:
                 node.calls += 1
+                if provider is not None and node.provider != provider:
+                    node.provider = provider if node.provider is None else ""
                 if error:
                     node.errors += 1
                 if classes is not None:

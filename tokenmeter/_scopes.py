@@ -18,6 +18,7 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Status, StatusCode
 
 from . import _meter, _safe
+from ._call_usage import scope_usage_attributes
 from ._context import (
     AttrValue,
     Run,
@@ -33,6 +34,7 @@ from ._errors import PolicyViolation
 from ._ids import new_id
 from ._instruments import depth_bucket
 from ._rollup import Node
+from ._scope_metrics import record_scope_duration
 from ._usage import TOKEN_CLASSES
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -155,11 +157,18 @@ class _Frame:
                 attrs["tokenmeter.rollup.retries"] = retries
                 attrs["tokenmeter.rollup.steps"] = steps
                 attrs["tokenmeter.rollup.tokens.unpriced"] = unpriced
+                if calls:
+                    scope_usage_attributes(attrs, tokens, meter.cache_write_keys if meter is not None else ())
+                    if self.spec.kind == "agent" and node.provider:
+                        attrs["gen_ai.provider.name"] = node.provider  # the one provider its calls used
                 span.set_attributes(attrs)
                 if error is not None:
                     span.set_attribute("error.type", type(error).__name__)
                     span.set_status(Status(StatusCode.ERROR, str(error)[:256]))
             span.end()
+            start, end = getattr(span, "start_time", None), getattr(span, "end_time", None)
+            if meter is not None and isinstance(start, int) and isinstance(end, int):
+                record_scope_duration(meter, self.spec.kind, self.spec.name, (end - start) / 1e9, error)
         except Exception:
             _safe.log_once("scope.close", "tokenmeter: closing a scope failed")
 

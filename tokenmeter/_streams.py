@@ -106,9 +106,12 @@ class MeteredStream(wrapt.ObjectProxy[Any]):
         # A lazy stream (a generator, e.g. google-genai's) sends its request now: its HTTP attempts
         # belong to this call (see _transport).
         self._self_iter = iter(self.__wrapped__)
-        token = CURRENT_CALL.set(self._self_fin.call)
+        call = self._self_fin.call
+        token = CURRENT_CALL.set(call)
         try:
-            return self.__next__()
+            chunk = self.__next__()
+            call.first_chunk()
+            return chunk
         finally:
             CURRENT_CALL.reset(token)
 
@@ -168,9 +171,12 @@ class AsyncMeteredStream(wrapt.ObjectProxy[Any]):
     async def _first(self) -> Any:
         # As MeteredStream._first: a lazy async stream sends its request at the first chunk.
         self._self_iter = self.__wrapped__.__aiter__()
-        token = CURRENT_CALL.set(self._self_fin.call)
+        call = self._self_fin.call
+        token = CURRENT_CALL.set(call)
         try:
-            return await self.__anext__()
+            chunk = await self.__anext__()
+            call.first_chunk()
+            return chunk
         finally:
             CURRENT_CALL.reset(token)
 

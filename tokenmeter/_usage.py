@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 
 TOKEN_CLASSES: tuple[str, ...] = ("input", "cache_read", "cache_write", "output", "reasoning")
 """The disjoint token classes, in a fixed order (also the values of ``tokenmeter.token.class``)."""
@@ -21,6 +22,22 @@ def plausible_count(value: object) -> int | None:
     """``value`` when it is a plausible token count (an ``int`` in ``0..MAX_TOKENS``), else ``None``."""
     return value if type(value) is int and 0 <= value <= MAX_TOKENS else None
 
+DETAILS: dict[str, tuple[int, str]] = {
+    "cache_write_1h": (2, "text"),
+    "input_audio": (0, "audio"),
+    "input_image": (0, "image"),
+    "input_video": (0, "video"),
+    "cache_read_audio": (1, "audio"),
+    "cache_read_image": (1, "image"),
+    "output_audio": (3, "audio"),
+    "output_image": (3, "image"),
+}
+"""Detail counts a usage may carry: name -> (index of the class it is part of, its modality).
+
+A detail is a part of its class priced at its own rate when the table has one (a 1-hour cache write,
+audio input...); the rest of the class is the default (5-minute writes, text tokens).
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Usage:
@@ -36,6 +53,18 @@ class Usage:
 
     ``estimated`` is true when any part was counted locally instead of reported by the provider.
     Usages combine with ``+`` (the result is estimated if either side is).
+
+    What the response says beyond the five classes (all optional, defaults mean "nothing more"):
+
+    * ``details`` -- ``(name, tokens)`` parts of a class priced at their own rate (see :data:`DETAILS`:
+      ``cache_write_1h``, ``input_audio``, ``output_image``...), sorted by name;
+    * ``service_tier`` -- the tier that served the call, as the response says (``default``, ``flex``,
+      ``priority``, ``scale``); ``processing`` -- ``batch`` for batch results;
+    * ``cost_usd`` -- a cost the provider reported for the call (OpenRouter ``usage.cost``);
+    * ``parts`` -- ``(model, usage)`` sub-inferences of other models included in the classes (Anthropic
+      ``usage.iterations``), priced at their own model's rate;
+    * ``model_reported`` -- ``(class, tokens)`` a second source reported differently from the metered
+      count (Bedrock streams: the model's own count beside Bedrock's), kept visible, never metered.
     """
 
     input: int = 0
@@ -44,13 +73,23 @@ class Usage:
     output: int = 0
     reasoning: int = 0
     estimated: bool = False
+    # Not compared: two usages are equal when their classes and estimate flag are (what callers and
+    # tests compare); the extras refine pricing and the span, see ``has_extras``.
+    details: tuple[tuple[str, int], ...] = field(default=(), compare=False)
+    service_tier: str | None = field(default=None, compare=False)
+    processing: str | None = field(default=None, compare=False)
+    cost_usd: Decimal | None = field(default=None, compare=False)
+    parts: tuple[tuple[str, Usage], ...] = field(default=(), compare=False)
+    model_reported: tuple[tuple[str, int], ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         # One cheap test for the common case (built on every call); the loop only names the culprit.
         i, r, w, o, z = self.input, self.cache_read, self.cache_write, self.output, self.reasoning
-        if (
-            type(i) is int and type(r) is int and type(w) is int and type(o) is int and type(z) is int
-        ) and (i >= 0 and r >= 0 and w >= 0 and o >= 0 and z >= 0):
+        if (type(i) is int and type(r) is int and type(w) is int and type(o) is int and type(z) is int) and (
+            i >= 0 and r >= 0 and w >= 0 and o >= 0 and z >= 0
+        ):
+            if self.details:
+                _check_details(self)
             return
         for name in TOKEN_CLASSES:
             value = getattr(self, name)
@@ -62,6 +101,8 @@ class Usage:
     def __add__(self, other: object) -> Usage:
         if not isinstance(other, Usage):
             return NotImplemented
+        if self.has_extras or other.has_extras:
+            return _add_extras(self, other)
         return Usage(
             self.input + other.input,
             self.cache_read + other.cache_read,
@@ -78,6 +119,25 @@ class Usage:
         return self.input <= m and self.cache_read <= m and self.cache_write <= m and self.output <= m and (
             self.reasoning <= m
         )
+
+    @property
+    def has_extras(self) -> bool:
+        """Whether anything beyond the five classes and the estimate flag is set."""
+        return bool(
+            self.details
+            or self.parts
+            or self.model_reported
+            or self.service_tier is not None
+            or self.processing is not None
+            or self.cost_usd is not None
+        )
+
+    def detail(self, name: str) -> int:
+        """The tokens of one detail (0 when not reported)."""
+        for key, n in self.details:
+            if key == name:
+                return n
+        return 0
 
     @property
     def total(self) -> int:
@@ -105,6 +165,72 @@ class Usage:
         )
 
 
+def merge_counts(a: tuple[tuple[str, int], ...], b: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int], ...]:
+    """Two ``(name, count)`` tuples summed by name, sorted by name."""
+    if not a:
+        return b
+    if not b:
+        return a
+    merged = dict(a)
+    for name, n in b:
+        merged[name] = merged.get(name, 0) + n
+    return tuple(sorted(merged.items()))
+
+
+def _add_extras(a: Usage, b: Usage) -> Usage:
+    cost = a.cost_usd if b.cost_usd is None else b.cost_usd if a.cost_usd is None else a.cost_usd + b.cost_usd
+    return Usage(
+        a.input + b.input,
+        a.cache_read + b.cache_read,
+        a.cache_write + b.cache_write,
+        a.output + b.output,
+        a.reasoning + b.reasoning,
+        a.estimated or b.estimated,
+        merge_counts(a.details, b.details),
+        a.service_tier
+        if a.service_tier == b.service_tier or b.service_tier is None
+        else (b.service_tier if a.service_tier is None else None),
+        a.processing
+        if a.processing == b.processing or b.processing is None
+        else (b.processing if a.processing is None else None),
+        cost,
+        a.parts + b.parts,
+        merge_counts(a.model_reported, b.model_reported),
+    )
+
+
+def _check_details(usage: Usage) -> None:
+    counts = class_counts(usage)
+    used = [0, 0, 0, 0, 0]
+    for name, n in usage.details:
+        known = DETAILS.get(name)
+        if known is None:
+            raise ValueError(f"Usage.details: unknown detail {name!r}; use one of {sorted(DETAILS)}")
+        if type(n) is not int or n < 0:
+            raise ValueError(f"Usage.details: {name} must be an int >= 0, got {n!r}")
+        used[known[0]] += n
+    for i, n in enumerate(used):
+        if n > counts[i]:
+            raise ValueError(f"Usage.details: the details of {TOKEN_CLASSES[i]} ({n}) exceed the class ({counts[i]})")
+
+
+def with_details(usage: Usage, **details: int) -> Usage:
+    """``usage`` with detail counts added (zero counts dropped), clipped to their class."""
+    counts = list(class_counts(usage))
+    merged = dict(usage.details)
+    for name, n in details.items():
+        if not n or n < 0:
+            continue
+        parent = DETAILS[name][0]
+        used = sum(v for k, v in merged.items() if DETAILS[k][0] == parent)
+        n = min(n, counts[parent] - used)
+        if n > 0:
+            merged[name] = merged.get(name, 0) + n
+    if not merged:
+        return usage
+    return replace(usage, details=tuple(sorted(merged.items())))
+
+
 def class_counts(usage: Usage) -> tuple[int, int, int, int, int]:
     """The tokens of each class, ordered as :data:`TOKEN_CLASSES`."""
     return (usage.input, usage.cache_read, usage.cache_write, usage.output, usage.reasoning)
@@ -121,3 +247,12 @@ def add_counts(counts: list[int], usage: Usage) -> None:
 
 ZERO = Usage()
 """The empty usage."""
+
+
+def add_modalities(modal: dict[tuple[int, str], int], usage: Usage) -> None:
+    """Add the non-text detail counts of ``usage`` to ``(class index, modality)`` running totals."""
+    for name, n in usage.details:
+        index, modality = DETAILS[name]
+        if modality != "text":
+            key = (index, modality)
+            modal[key] = modal.get(key, 0) + n

@@ -92,7 +92,7 @@ def test_automatic_function_calling_meters_every_request(fp: FakeProvider, cap: 
     # The response object only carries the second request's usage; the meter bills both.
     assert response.usage_metadata.prompt_token_count == 100
     expected = Usage(input=40 + 75, cache_read=25, output=9 + 7, reasoning=11)
-    spans = [s for s in cap.spans if s.name == f"chat {MODEL}"]
+    spans = [s for s in cap.spans if s.name == f"generate_content {MODEL}"]
     assert len(spans) == 2
     assert calls(cap, "ok") == 2
     for token_class, count in expected.by_class():
@@ -125,7 +125,7 @@ def test_max_output_tokens_is_recorded(fp: FakeProvider, cap: Capture) -> None:
     config = {"max_output_tokens": 64}
     client = gemini_client(fp.url)
     client.models.generate_content(model=MODEL, contents="Weather?", config=config)
-    span = cap.span(f"chat {MODEL}")
+    span = cap.span(f"generate_content {MODEL}")
     assert (span.attributes or {})["gen_ai.request.max_tokens"] == 64
 
 
@@ -155,7 +155,7 @@ async def test_async_stream_closed_early_is_metered_once(fp: FakeProvider, cap: 
         if calls(cap):
             break
     assert calls(cap, "ok") == 1
-    span = cap.span(f"chat {MODEL}")
+    span = cap.span(f"generate_content {MODEL}")
     assert (span.attributes or {})["gen_ai.usage.input_tokens"] == 15
     gc.collect()
     assert calls(cap) == 1

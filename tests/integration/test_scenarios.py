@@ -24,6 +24,7 @@ from .checks import (
     assert_failed,
     assert_metered,
     calls,
+    chat_operation,
     only_call_span,
     require,
     strings_in_telemetry,
@@ -125,7 +126,7 @@ def test_stream_context_close(driver: Driver, fp: FakeProvider, cap: Capture) ->
     fp.enqueue(Reply(text=TEXT, input_tokens=15, output_tokens=6, chunks=4))
     driver.stream_close(driver.client(fp.url), model=driver.model)
     span = only_call_span(cap)
-    assert span.name == f"chat {driver.model}"
+    assert span.name == f"{chat_operation(driver.provider)} {driver.model}"
     assert calls(cap) == 1
     gc.collect()
     assert calls(cap) == 1

@@ -62,7 +62,7 @@ def test_openai_stream_gets_usage_injected_and_equals_the_plain_call(real_llm: s
     assert plain.usage is not None
     assert _tokens(cap, "input") == 2 * plain.usage.prompt_tokens
     assert _tokens(cap, "output") == 2 * plain.usage.completion_tokens
-    streamed = [s for s in cap.spans if dict(s.attributes or {}).get("tokenmeter.request.stream")]
+    streamed = [s for s in cap.spans if dict(s.attributes or {}).get("gen_ai.request.stream")]
     assert len(streamed) == 1 and dict(streamed[0].attributes or {})["tokenmeter.usage.estimated"] is False
 
 

@@ -61,7 +61,7 @@ def test_span_follows_genai_conventions_and_carries_exact_cost(cap: Capture) -> 
     assert a["gen_ai.usage.input_tokens"] == 1050
     assert a["gen_ai.usage.output_tokens"] == 130
     assert a["gen_ai.usage.cache_read.input_tokens"] == 200
-    assert a["gen_ai.usage.cache_creation.input_tokens"] == 50
+    assert a["gen_ai.usage.cache_write.input_tokens"] == 50
     assert a["gen_ai.usage.reasoning.output_tokens"] == 30
     assert a["tokenmeter.team.name"] == "t" and a["gen_ai.workflow.name"] == "w"
     cost = PriceBook().cost("anthropic", "claude-sonnet-4-5", U1)

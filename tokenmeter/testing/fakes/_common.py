@@ -60,6 +60,9 @@ class Reply:
             scripted text, the default text grows to that many words.
         delay_s: sleep before answering (for timeout tests).
         model: response model name (default: echo the request's model).
+        body: a recorded response served verbatim instead of the computed one (a JSON object, or
+            the list of a stream's events, framed as the provider streams them).
+        headers: extra response headers (with ``body``).
     """
 
     text: str | None = None
@@ -74,6 +77,8 @@ class Reply:
     chunks: int | None = None
     delay_s: float = 0.0
     model: str | None = None
+    body: Any = None
+    headers: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)

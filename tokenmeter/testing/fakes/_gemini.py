@@ -31,7 +31,9 @@ from ._common import (
     text_of,
 )
 
-_PATH = re.compile(r"^/[^/]+/(?:.+/)?models/([^/:]+):(generateContent|streamGenerateContent|countTokens)$")
+_PATH = re.compile(
+    r"^/[^/]+/(?:.+/)?models/([^/:]+):(generateContent|streamGenerateContent|countTokens|embedContent|batchEmbedContents)$"
+)
 _ERRORS = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, cast
 
-from . import _anthropic, _bedrock, _gemini, _openai
+from . import _anthropic, _bedrock, _gemini, _openai, _recorded
 from ._common import HttpResponse, Provider, ReceivedRequest, Reply, Route, json_response
 
 _Responder = Callable[[ReceivedRequest, Reply], HttpResponse]
@@ -158,6 +158,9 @@ class _Handler(BaseHTTPRequestHandler):
         split = urllib.parse.urlsplit(self.path)
         raw = self._read_body()
         route = _route(split.path) if self.command == "POST" else None
+        if route is None and self.command == "GET":
+            self._send(_recorded.respond_get(self, split.path, cast(_HTTPServer, self.server).provider))
+            return
         if route is None:
             message = f"tokenmeter fake provider: no route for {self.command} {split.path}"
             self._send(json_response(404, {"error": {"message": message, "type": "not_found"}}))
@@ -186,7 +189,8 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.delay_s > 0:
             time.sleep(reply.delay_s)
         try:
-            response = _RESPONDERS[route.provider](request, reply)
+            responder = _recorded.respond if reply.body is not None else _RESPONDERS[route.provider]
+            response = responder(request, reply)
         except Exception as exc:  # a fake bug or an odd body: answer clearly instead of dropping the connection
             message = f"tokenmeter fake provider failed on {route.provider} {route.operation}: {exc!r}"
             response = json_response(500, {"error": {"message": message, "type": "fake_provider_error"}})
