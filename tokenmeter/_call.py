@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from . import _meter, _orphans, _safe
+from . import _meter, _orphans, _responses, _safe
 from ._context import Scope, add_scope_attributes, current_scope
 from ._errors import PolicyViolation
 from ._instruments import depth_bucket
 from ._prices import UNPRICED, Cost
+from ._semconv import other_instrumentation_records
 from ._usage import Usage, add_counts
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class MeteredCall:
         "requested_model",
         "reservation",
         "scope",
+        "semconv",
         "span",
         "tier",
     )
@@ -74,6 +76,8 @@ class MeteredCall:
         self.http_attempts: list[tuple[int | None, str | None]] | None = None
         # The integration's Endpoint (None for record()); its optional error_type() names SDK errors.
         self.endpoint: Any = None
+        # Whether this call records the semconv histograms (False: another instrumentation does).
+        self.semconv = True
         self._t0 = time.perf_counter()
 
     @property
@@ -84,6 +88,9 @@ class MeteredCall:
     # -- start ---------------------------------------------------------------------------------
     def _start(self, *, gated: bool = True, start_time_ns: int | None = None) -> None:
         meter, req = self.meter, self.request
+        mode = meter.options.semconv_metrics
+        if mode is not True:
+            self.semconv = mode == "auto" and not other_instrumentation_records()
         model_tier = meter.tiers.tier(req.provider, req.model)
         if model_tier != "unknown" or self.scope.tier is None:
             self.tier = model_tier
@@ -197,6 +204,8 @@ class MeteredCall:
             meter.ledger.add_call(self._ledger_key(), usage, cost.usd, "ok" if error is None else "error")
         except Exception:
             _safe.log_once("call.ledger", "tokenmeter: adding a call to the ledger failed")
+        if response_id and usage is not None and not req.attributes.get("tokenmeter.usage.source"):
+            _responses.note(response_id)
         try:
             self._end_span(usage, cost, error, error_type, response_model, response_id, finish_reasons)
         except Exception:
@@ -296,6 +305,8 @@ class MeteredCall:
                             c[i] += part
                 elif usage.total:
                     a.unpriced += usage.total
+        if not self.semconv:
+            return
         ins.duration.record(duration, a.semconv)
         if usage is not None:
             ins.token_usage.record(usage.input_total, a.input)
