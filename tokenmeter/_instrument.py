@@ -20,7 +20,12 @@ INTEGRATIONS: dict[str, tuple[str, str, str]] = {
     "bedrock": ("tokenmeter.integrations.bedrock", "botocore", "bedrock"),
     "gemini": ("tokenmeter.integrations.gemini", "google.genai", "gemini"),
     "litellm": ("tokenmeter.integrations.litellm", "litellm", "litellm"),
+    # Agent frameworks: they only open scopes; the provider integrations above meter the tokens.
+    "openai_agents": ("tokenmeter.integrations.openai_agents", "agents", "openai-agents"),
+    "langchain": ("tokenmeter.integrations.langchain", "langchain_core", "langchain"),
+    "pydantic_ai": ("tokenmeter.integrations.pydantic_ai", "pydantic_ai", "pydantic-ai"),
 }
+FRAMEWORKS = frozenset({"openai_agents", "langchain", "pydantic_ai"})
 
 _lock = threading.Lock()
 _active: set[str] = set()
@@ -34,7 +39,9 @@ def _sdk_installed(module: str) -> bool:
 
 
 def instrument(*names: str) -> list[str]:
-    """Patch the named provider SDKs (all installed ones when no name is given); returns what is active.
+    """Patch the named provider SDKs and frameworks (all installed ones when no name is given); returns what
+    is active. Frameworks (``openai_agents``, ``langchain`` for LangChain and LangGraph, ``pydantic_ai``) get
+    adapters that name their agents, steps and tools; the provider SDKs underneath meter the tokens.
 
     A name whose SDK is missing raises :class:`ConfigError` saying which extra to install. Idempotent.
     Patches are applied through post-import hooks, so the SDK may be imported before or after.

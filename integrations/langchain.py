@@ -1,0 +1,222 @@
+"""LangChain and LangGraph: graph nodes, agents and tools become tokenmeter scopes.
+
+A callback handler registered for every LangChain run (``langchain_core``'s configure hook, so no
+``callbacks=[...]`` is needed) translates run events; tokens are metered by the provider integration the
+chat model uses underneath (``ChatOpenAI`` -> ``openai``, ``ChatAnthropic`` -> ``anthropic``...), once:
+
+* a top-level chain or graph run outside any tokenmeter workflow -> ``invoke_workflow {name}`` (a run);
+* a named graph (``create_react_agent(..., name="researcher")``, a sub-graph with its own name) ->
+  ``invoke_agent {name}``;
+* a LangGraph node (runs tagged ``graph:step:N``) -> ``step {node}``;
+* a tool -> ``execute_tool {tool}``;
+* a chat model's ``usage_metadata`` is metered only when no provider integration metered that response
+  (matched by the provider's response id), flagged ``tokenmeter.usage.source = framework``.
+
+The handler runs inline (``run_inline``), so a scope opened at a run's start is in force in the context
+that runs it, sync or async, including LangGraph's parallel branches. Tested with langchain-core 1.8,
+langchain-openai 1.8, langgraph 1.2.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from typing import Any
+from uuid import UUID
+
+from tokenmeter import Usage
+from tokenmeter._frameworks import Unit, fallback, in_run, open_unit
+
+EXTRA = "langchain"
+"""The pip extra: ``pip install 'tokenmeter[langchain]'``."""
+
+SDK_MODULE = "langchain_core"
+"""The framework's core module."""
+
+FRAMEWORK = "langchain"
+
+_DEFAULT_GRAPH = "LangGraph"
+# Chains that are plumbing, never an agent.
+_PLUMBING_PREFIXES = ("Runnable", "ChannelWrite", "ChatPromptTemplate", "Prompt", "Branch", "__")
+_PROVIDERS = {"openai": "openai", "azure": "azure.ai.openai", "anthropic": "anthropic", "bedrock": "aws.bedrock"}
+
+
+def _usage(metadata: Any) -> Usage | None:
+    """LangChain ``usage_metadata`` (``input_tokens`` incl. cache, ``output_tokens`` incl. reasoning) -> Usage."""
+    if not isinstance(metadata, dict):
+        return None
+    total_in = int(metadata.get("input_tokens") or 0)
+    total_out = int(metadata.get("output_tokens") or 0)
+    details_in = metadata.get("input_token_details") or {}
+    details_out = metadata.get("output_token_details") or {}
+    cache_read = min(int(details_in.get("cache_read") or 0), total_in)
+    cache_write = min(int(details_in.get("cache_creation") or 0), total_in - cache_read)
+    reasoning = min(int(details_out.get("reasoning") or 0), total_out)
+    return Usage(
+        input=total_in - cache_read - cache_write,
+        cache_read=cache_read,
+        cache_write=cache_write,
+        output=total_out - reasoning,
+        reasoning=reasoning,
+    )
+
+
+class _Handler:
+    """The callback handler (a ``BaseCallbackHandler`` subclass is built when ``langchain_core`` loads)."""
+
+    run_inline = True
+    raise_error = False
+    ignore_llm = False
+    ignore_chain = False
+    ignore_agent = False  # also governs tool events
+    ignore_retriever = True
+    ignore_chat_model = False
+    ignore_retry = True
+    ignore_custom_event = True
+
+    def __init__(self) -> None:
+        self.enabled = True
+        self._units: dict[UUID, list[Unit]] = {}
+        self._nodes: set[UUID] = set()
+        self._lock = threading.Lock()
+
+    # -- chains: graphs, nodes, agents ---------------------------------------------------------
+    def on_chain_start(
+        self,
+        serialized: Any,
+        inputs: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not self.enabled:
+            return
+        name = str(kwargs.get("name") or "")
+        units: list[Unit] = []
+        node = next((t for t in tags or () if t.startswith("graph:step:")), None)
+        if node is not None and metadata and metadata.get("langgraph_node"):
+            unit = open_unit("step", str(metadata["langgraph_node"]))
+            with self._lock:
+                self._nodes.add(run_id)
+        else:
+            unit = None
+            root = parent_run_id is None
+            if root and not in_run():
+                workflow = open_unit("workflow", name or _DEFAULT_GRAPH)
+                if workflow is not None:
+                    units.append(workflow)
+            under_node = parent_run_id is not None and parent_run_id in self._nodes
+            if (root or under_node) and name and name != _DEFAULT_GRAPH and not name.startswith(_PLUMBING_PREFIXES):
+                if not any(t.startswith("seq:step:") for t in tags or ()):
+                    unit = open_unit("agent", name)
+        if unit is not None:
+            unit.set_attributes({"tokenmeter.framework.name": FRAMEWORK})
+            units.append(unit)
+        if units:
+            with self._lock:
+                self._units[run_id] = units
+
+    def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._close(run_id, None)
+
+    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._close(run_id, error)
+
+    # -- tools ---------------------------------------------------------------------------------
+    def on_tool_start(self, serialized: Any, input_str: str, *, run_id: UUID, **kwargs: Any) -> None:
+        if not self.enabled:
+            return
+        name = kwargs.get("name") or (serialized or {}).get("name") or "tool"
+        unit = open_unit("tool", str(name))
+        if unit is not None:
+            with self._lock:
+                self._units[run_id] = [unit]
+
+    def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._close(run_id, None)
+
+    def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._close(run_id, error)
+
+    # -- models: usage only as a fallback -------------------------------------------------------
+    def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        return None
+
+    def on_llm_start(self, serialized: Any, prompts: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        return None
+
+    def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        if not self.enabled:
+            return
+        llm_output = getattr(response, "llm_output", None) or {}
+        for generations in getattr(response, "generations", None) or ():
+            for generation in generations:
+                message = getattr(generation, "message", None)
+                usage = _usage(getattr(message, "usage_metadata", None))
+                if usage is None:
+                    continue
+                meta = getattr(message, "response_metadata", None) or {}
+                response_id = meta.get("id") or llm_output.get("id")
+                model = meta.get("model_name") or llm_output.get("model_name") or "unknown"
+                provider = _PROVIDERS.get(str(meta.get("model_provider") or "openai"), str(meta.get("model_provider")))
+                fallback(FRAMEWORK, provider, str(model), usage, response_id=response_id)
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        return None
+
+    def _close(self, run_id: UUID, error: BaseException | None) -> None:
+        with self._lock:
+            units = self._units.pop(run_id, None)
+            self._nodes.discard(run_id)
+        for unit in reversed(units or ()):
+            unit.close(error)
+
+
+_VAR: contextvars.ContextVar[Any] = contextvars.ContextVar("tokenmeter_langchain_handler", default=None)
+HANDLER: Any = None
+_hook: Any = None
+_lock = threading.Lock()
+
+
+def _register(module: Any) -> None:
+    """Build the handler class on ``BaseCallbackHandler`` and add it to every LangChain run."""
+    global HANDLER, _hook, _VAR
+    from langchain_core.callbacks import BaseCallbackHandler
+    from langchain_core.tracers import context as lc_context
+
+    with _lock:
+        if HANDLER is None:
+            cls = type("TokenmeterCallbackHandler", (_Handler, BaseCallbackHandler), {})
+            HANDLER = cls()
+            _VAR = contextvars.ContextVar("tokenmeter_langchain_handler", default=HANDLER)
+        HANDLER.enabled = True
+        hooks = lc_context._configure_hooks
+        if not any(h[0] is _VAR for h in hooks):
+            lc_context.register_configure_hook(_VAR, True)
+
+
+def instrument() -> None:
+    """Add the handler to every LangChain run (now, or when ``langchain_core`` is imported). Idempotent."""
+    import wrapt
+
+    if HANDLER is not None:
+        HANDLER.enabled = True
+    wrapt.register_post_import_hook(_register, "langchain_core.tracers.context")
+
+
+def uninstrument() -> None:
+    """Remove the handler from new runs."""
+    if HANDLER is not None:
+        HANDLER.enabled = False
+    try:
+        from langchain_core.tracers import context as lc_context
+
+        lc_context._configure_hooks[:] = [h for h in lc_context._configure_hooks if h[0] is not _VAR]
+    except Exception:  # langchain_core not imported or changed: the handler is inert anyway
+        pass
+
+
+__all__ = ["EXTRA", "FRAMEWORK", "HANDLER", "SDK_MODULE", "instrument", "uninstrument"]

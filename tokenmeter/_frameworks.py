@@ -1,0 +1,113 @@
+"""What framework adapters (``integrations/openai_agents.py``, ``langchain.py``...) share.
+
+An adapter sees a framework's units (agent runs, graph nodes, tool calls) as start / end callbacks rather
+than ``with`` blocks. :func:`open_unit` opens the same scope a ``tokenmeter.agent`` / ``step`` / ``tool`` /
+``workflow`` decorator would (depth, rollups, run metrics, budgets and the run guard all follow), and
+:meth:`Unit.close` leaves it. Tokens are never counted here: the provider integrations' HTTP-client patches
+meter every call once. A framework's own usage report is metered by :func:`fallback` only when no provider
+integration metered that response (matched by response id, else by the call being made inside a
+metered client at all), and is flagged ``tokenmeter.usage.source = framework``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import _meter, _safe
+from ._call import MeteredCall, Request
+from ._context import AttrValue, current_scope
+from ._responses import was_metered
+from ._scopes import ScopeSpec, agent, step, tool, workflow
+from ._usage import Usage
+
+_KINDS: dict[str, Callable[..., ScopeSpec]] = {"workflow": workflow, "agent": agent, "step": step, "tool": tool}
+
+
+class Unit:
+    """A framework unit opened as a tokenmeter scope; :meth:`close` once, from the callback that ends it."""
+
+    __slots__ = ("_closed", "_spec", "kind", "name")
+
+    def __init__(self, kind: str, name: str, attributes: dict[str, AttrValue] | None = None) -> None:
+        self.kind = kind
+        self.name = name
+        self._closed = False
+        self._spec: ScopeSpec = _KINDS[kind](name, **(attributes or {}))
+        self._spec.__enter__()
+
+    @property
+    def span(self) -> Any:
+        """The unit's span (``None`` when tokenmeter is not configured or the unit is closed)."""
+        frames = self._spec._frames
+        return frames[-1].span if frames else None
+
+    def set_attributes(self, attributes: Mapping[str, AttrValue]) -> None:
+        """Add attributes to the unit's span."""
+        span = self.span
+        if span is not None and span.is_recording():
+            span.set_attributes(attributes)
+
+    def add_event(self, name: str, attributes: Mapping[str, AttrValue]) -> None:
+        """Add an event to the unit's span."""
+        span = self.span
+        if span is not None and span.is_recording():
+            span.add_event(name, attributes)
+
+    def close(self, error: BaseException | None = None) -> None:
+        """Leave the scope (idempotent); ``error`` marks the unit failed (its unsettled tokens are waste)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._spec.__exit__(type(error) if error is not None else None, error, None)
+
+
+def open_unit(kind: str, name: str, attributes: dict[str, AttrValue] | None = None) -> Unit | None:
+    """Open a ``workflow`` / ``agent`` / ``step`` / ``tool`` scope for a framework unit; ``None`` on a fault."""
+    try:
+        return Unit(kind, name or kind, attributes)
+    except Exception:
+        _safe.log_once(f"framework.open:{kind}", "tokenmeter: opening a framework scope failed")
+        return None
+
+
+def in_run() -> bool:
+    """Whether a tokenmeter run (a workflow scope) is in force here."""
+    return current_scope().run is not None
+
+
+class ReportedError(Exception):
+    """A failure a framework reported by message only (no exception object reaches the adapter)."""
+
+
+def fallback(
+    framework: str,
+    provider: str,
+    model: str,
+    usage: Usage,
+    *,
+    response_id: str | None = None,
+    response_model: str | None = None,
+) -> bool:
+    """Meter a call from the framework's own usage report, unless a provider integration metered it.
+
+    Returns whether it metered. The usage is flagged estimated: the framework's numbers, not the wire's.
+    """
+    meter = _meter.active()
+    if meter is None or was_metered(response_id):
+        return False
+    try:
+        request = Request(
+            provider=provider,
+            model=model,
+            attributes={"tokenmeter.usage.source": "framework", "tokenmeter.framework.name": framework},
+        )
+        call = MeteredCall(meter, request, current_scope())
+        call._start(gated=False)
+        from dataclasses import replace
+
+        call.stop(replace(usage, estimated=True), response_model=response_model, response_id=response_id)
+        return True
+    except Exception:
+        _safe.log_once(f"framework.fallback:{framework}", "tokenmeter: metering a framework usage report failed")
+        return False
