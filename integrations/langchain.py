@@ -9,8 +9,9 @@ chat model uses underneath (``ChatOpenAI`` -> ``openai``, ``ChatAnthropic`` -> `
   ``invoke_agent {name}``;
 * a LangGraph node (runs tagged ``graph:step:N``) -> ``step {node}``;
 * a tool -> ``execute_tool {tool}``;
-* a chat model's ``usage_metadata`` is metered only when no provider integration metered that response
-  (matched by the provider's response id), flagged ``tokenmeter.usage.source = framework``.
+* a chat model's ``usage_metadata`` is metered only when no provider integration metered that call (none
+  metered between the model's start and end events, and its response id is unknown to tokenmeter),
+  flagged ``tokenmeter.usage.source = framework`` and estimated.
 
 The handler runs inline (``run_inline``), so a scope opened at a run's start is in force in the context
 that runs it, sync or async, including LangGraph's parallel branches. Tested with langchain-core 1.8,
@@ -25,7 +26,7 @@ from typing import Any
 from uuid import UUID
 
 from tokenmeter import Usage
-from tokenmeter._frameworks import Unit, fallback, in_run, open_unit
+from tokenmeter._frameworks import Unit, Watch, fallback, in_run, open_unit
 
 EXTRA = "langchain"
 """The pip extra: ``pip install 'tokenmeter[langchain]'``."""
@@ -78,6 +79,7 @@ class _Handler:
         self.enabled = True
         self._units: dict[UUID, list[Unit]] = {}
         self._nodes: set[UUID] = set()
+        self._watches: dict[UUID, Watch] = {}
         self._lock = threading.Lock()
 
     # -- chains: graphs, nodes, agents ---------------------------------------------------------
@@ -143,12 +145,23 @@ class _Handler:
 
     # -- models: usage only as a fallback -------------------------------------------------------
     def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        return None
+        self._watch(run_id)
 
     def on_llm_start(self, serialized: Any, prompts: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        return None
+        self._watch(run_id)
+
+    def _watch(self, run_id: UUID) -> None:
+        if self.enabled:
+            with self._lock:
+                self._watches[run_id] = Watch()
+
+    def _unwatch(self, run_id: UUID) -> bool:
+        with self._lock:
+            watch = self._watches.pop(run_id, None)
+        return watch.end() if watch is not None else False
 
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        metered = self._unwatch(run_id)
         if not self.enabled:
             return
         llm_output = getattr(response, "llm_output", None) or {}
@@ -162,10 +175,10 @@ class _Handler:
                 response_id = meta.get("id") or llm_output.get("id")
                 model = meta.get("model_name") or llm_output.get("model_name") or "unknown"
                 provider = _PROVIDERS.get(str(meta.get("model_provider") or "openai"), str(meta.get("model_provider")))
-                fallback(FRAMEWORK, provider, str(model), usage, response_id=response_id)
+                fallback(FRAMEWORK, provider, str(model), usage, response_id=response_id, metered=metered)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        return None
+        self._unwatch(run_id)
 
     def _close(self, run_id: UUID, error: BaseException | None) -> None:
         with self._lock:

@@ -10,8 +10,9 @@ translates the SDK's trace events; tokens are metered by the ``openai`` integrat
   keeps the depth of the agent it replaces;
 * a function (tool) span -> ``execute_tool {tool}``; a guardrail span -> ``step {guardrail}`` with
   ``tokenmeter.guardrail.triggered``;
-* a response / generation span's usage is metered only when no provider integration metered that response
-  (a model the ``openai`` integration does not see), flagged ``tokenmeter.usage.source = framework``.
+* a response / generation span's usage is metered only when no provider integration metered that call (a
+  model whose client tokenmeter does not see): none metered while the span was open and its response id
+  is unknown to tokenmeter; flagged ``tokenmeter.usage.source = framework`` and estimated.
 
 Tested with openai-agents 0.24.
 """
@@ -23,7 +24,7 @@ from typing import Any
 
 from tokenmeter import Usage
 from tokenmeter._context import AttrValue
-from tokenmeter._frameworks import ReportedError, Unit, fallback, in_run, open_unit
+from tokenmeter._frameworks import ReportedError, Unit, Watch, fallback, in_run, open_unit
 
 PROVIDER = "openai"
 EXTRA = "openai-agents"
@@ -68,6 +69,7 @@ class TokenmeterProcessor:
         self._units: dict[str, list[Unit]] = {}
         self._agents: dict[str, list[Unit]] = {}  # trace id -> open agent units
         self._handoffs: dict[str, str] = {}  # trace id -> agent that handed off (for the next agent span)
+        self._watches: dict[str, Watch] = {}  # response / generation span id -> its model call's watch
         self._lock = threading.Lock()
 
     # -- traces --------------------------------------------------------------------------------
@@ -109,6 +111,9 @@ class TokenmeterProcessor:
             unit = open_unit("step", str(data.name))
             if unit is not None:
                 unit.set_attributes({"tokenmeter.step.kind": "guardrail"})
+        elif kind in ("response", "generation"):
+            with self._lock:
+                self._watches[str(span.span_id)] = Watch()
         if unit is not None:
             self._keep(span.span_id, unit)
 
@@ -117,6 +122,9 @@ class TokenmeterProcessor:
         data = span.span_data
         kind = getattr(data, "type", None)
         units = self._take(span.span_id)
+        with self._lock:
+            watch = self._watches.pop(str(span.span_id), None)
+        metered = watch.end() if watch is not None else False
         if kind == "guardrail":
             for unit in units:
                 unit.set_attributes({"tokenmeter.guardrail.triggered": bool(getattr(data, "triggered", False))})
@@ -133,11 +141,12 @@ class TokenmeterProcessor:
             usage = _usage(getattr(response, "usage", None) or getattr(data, "usage", None))
             if usage is not None:
                 model = str(getattr(response, "model", "") or "unknown")
-                fallback(FRAMEWORK, PROVIDER, model, usage, response_id=getattr(response, "id", None))
+                response_id = getattr(response, "id", None)
+                fallback(FRAMEWORK, PROVIDER, model, usage, response_id=response_id, metered=metered)
         elif kind == "generation" and getattr(data, "usage", None):
             usage = _usage(data.usage)
-            if usage is not None and not _openai_metered():
-                fallback(FRAMEWORK, PROVIDER, str(data.model or "unknown"), usage)
+            if usage is not None:
+                fallback(FRAMEWORK, PROVIDER, str(data.model or "unknown"), usage, metered=metered)
 
     def _handoff(self, span: Any, data: Any) -> None:
         source, target = getattr(data, "from_agent", None), getattr(data, "to_agent", None)
@@ -175,12 +184,6 @@ class TokenmeterProcessor:
 
     def force_flush(self) -> None:
         """Nothing buffered."""
-
-
-def _openai_metered() -> bool:
-    from tokenmeter import instrumented
-
-    return "openai" in instrumented()
 
 
 PROCESSOR = TokenmeterProcessor()

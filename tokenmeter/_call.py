@@ -374,6 +374,8 @@ def begin(request: Request) -> MeteredCall | None:
     try:
         call = MeteredCall(meter, request, current_scope())
         call._start()
+        if _responses.WATCH.get() is not None:
+            _responses.count_metered()
         return call
     except PolicyViolation as violation:
         call.blocked(violation)

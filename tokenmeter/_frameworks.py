@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import _meter, _safe
+from . import _meter, _responses, _safe
 from ._call import MeteredCall, Request
 from ._context import AttrValue, current_scope
 from ._responses import was_metered
@@ -71,6 +71,27 @@ def open_unit(kind: str, name: str, attributes: dict[str, AttrValue] | None = No
         return None
 
 
+class Watch:
+    """Watches one model call of a framework (from its start event to its end event, same context): whether
+    a provider integration metered it. :meth:`end` says so and stops watching (idempotent)."""
+
+    __slots__ = ("_count", "_token")
+
+    def __init__(self) -> None:
+        self._count = [0]
+        self._token: Any = _responses.WATCH.set(self._count)
+
+    def end(self) -> bool:
+        """Stop watching; ``True`` when a provider integration metered a call meanwhile."""
+        token, self._token = self._token, None
+        if token is not None:
+            try:
+                _responses.WATCH.reset(token)
+            except ValueError:  # ended in another context than it started in
+                _responses.WATCH.set(None)
+        return self._count[0] > 0
+
+
 def in_run() -> bool:
     """Whether a tokenmeter run (a workflow scope) is in force here."""
     return current_scope().run is not None
@@ -88,13 +109,15 @@ def fallback(
     *,
     response_id: str | None = None,
     response_model: str | None = None,
+    metered: bool = False,
 ) -> bool:
     """Meter a call from the framework's own usage report, unless a provider integration metered it.
 
-    Returns whether it metered. The usage is flagged estimated: the framework's numbers, not the wire's.
+    ``metered``: a :class:`Watch` of the call saw a provider integration meter it. Returns whether it
+    metered. The usage is flagged estimated: the framework's numbers, not the wire's.
     """
     meter = _meter.active()
-    if meter is None or was_metered(response_id):
+    if meter is None or metered or was_metered(response_id):
         return False
     try:
         request = Request(

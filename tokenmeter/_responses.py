@@ -3,6 +3,7 @@ response is never counted a second time (bounded: the most recent 4096)."""
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections import OrderedDict
 
@@ -25,3 +26,16 @@ def was_metered(response_id: str | None) -> bool:
         return False
     with _lock:
         return response_id in _seen
+
+
+# A framework adapter watching one model call (its own start/end events): provider integrations that meter
+# a call while it is watched count it here, so the framework's usage report of that call is never a second
+# count even when the response id is unknown.
+WATCH: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("tokenmeter.framework_watch", default=None)
+
+
+def count_metered() -> None:
+    """A provider integration started metering a call: count it for the framework watching (if any)."""
+    watching = WATCH.get()
+    if watching is not None:
+        watching[0] += 1
