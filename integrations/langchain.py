@@ -13,8 +13,11 @@ chat model uses underneath (``ChatOpenAI`` -> ``openai``, ``ChatAnthropic`` -> `
   metered between the model's start and end events, and its response id is unknown to tokenmeter),
   flagged ``tokenmeter.usage.source = framework`` and estimated.
 
-The handler runs inline (``run_inline``), so a scope opened at a run's start is in force in the context
-that runs it, sync or async, including LangGraph's parallel branches. Tested with langchain-core 1.8,
+LangChain's async callbacks run in other tasks than the code they describe, so the handler never makes a
+unit current by itself: units nest by LangChain's own run tree (``parent_run_id``), and a resolver names
+the unit in force wherever LangChain runs code (its ``var_child_runnable_config``), for tokenmeter's calls
+and for ``tokenmeter.step`` / ``tool`` opened inside a node, sync or async, in LangGraph's parallel branches
+too. Tested with langchain-core 1.8,
 langchain-openai 1.8, langgraph 1.2.
 """
 
@@ -26,6 +29,7 @@ from typing import Any
 from uuid import UUID
 
 from tokenmeter import Usage
+from tokenmeter._context import Scope, add_resolver, remove_resolver
 from tokenmeter._frameworks import Unit, Watch, fallback, in_run, open_unit
 
 EXTRA = "langchain"
@@ -79,6 +83,7 @@ class _Handler:
         self.enabled = True
         self._units: dict[UUID, list[Unit]] = {}
         self._nodes: set[UUID] = set()
+        self._parents: dict[UUID, UUID | None] = {}
         self._watches: dict[UUID, Watch] = {}
         self._lock = threading.Lock()
 
@@ -96,24 +101,30 @@ class _Handler:
     ) -> None:
         if not self.enabled:
             return
+        with self._lock:
+            self._parents[run_id] = parent_run_id
         name = str(kwargs.get("name") or "")
+        parent = self._nearest(parent_run_id)
+        frame = parent.frame if parent is not None else None
         units: list[Unit] = []
         node = next((t for t in tags or () if t.startswith("graph:step:")), None)
         if node is not None and metadata and metadata.get("langgraph_node"):
-            unit = open_unit("step", str(metadata["langgraph_node"]))
+            unit = open_unit("step", str(metadata["langgraph_node"]), parent=frame, activate=False)
             with self._lock:
                 self._nodes.add(run_id)
         else:
             unit = None
             root = parent_run_id is None
-            if root and not in_run():
-                workflow = open_unit("workflow", name or _DEFAULT_GRAPH)
+            if root and frame is None and not in_run():
+                workflow = open_unit("workflow", name or _DEFAULT_GRAPH, activate=False)
                 if workflow is not None:
                     units.append(workflow)
-            under_node = parent_run_id is not None and parent_run_id in self._nodes
+                    frame = workflow.frame
+            with self._lock:
+                under_node = parent_run_id is not None and parent_run_id in self._nodes
             if (root or under_node) and name and name != _DEFAULT_GRAPH and not name.startswith(_PLUMBING_PREFIXES):
                 if not any(t.startswith("seq:step:") for t in tags or ()):
-                    unit = open_unit("agent", name)
+                    unit = open_unit("agent", name, parent=frame, activate=False)
         if unit is not None:
             unit.set_attributes({"tokenmeter.framework.name": FRAMEWORK})
             units.append(unit)
@@ -128,11 +139,16 @@ class _Handler:
         self._close(run_id, error)
 
     # -- tools ---------------------------------------------------------------------------------
-    def on_tool_start(self, serialized: Any, input_str: str, *, run_id: UUID, **kwargs: Any) -> None:
+    def on_tool_start(
+        self, serialized: Any, input_str: str, *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any
+    ) -> None:
         if not self.enabled:
             return
+        with self._lock:
+            self._parents[run_id] = parent_run_id
+        parent = self._nearest(parent_run_id)
         name = kwargs.get("name") or (serialized or {}).get("name") or "tool"
-        unit = open_unit("tool", str(name))
+        unit = open_unit("tool", str(name), parent=parent.frame if parent is not None else None, activate=False)
         if unit is not None:
             with self._lock:
                 self._units[run_id] = [unit]
@@ -142,6 +158,30 @@ class _Handler:
 
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._close(run_id, error)
+
+    # -- which unit is in force ------------------------------------------------------------------
+    def _nearest(self, run_id: UUID | None) -> Unit | None:
+        """The innermost open unit of ``run_id`` or its ancestors."""
+        with self._lock:
+            for _ in range(256):  # a run tree is never this deep; guards against a cycle
+                if run_id is None:
+                    return None
+                units = self._units.get(run_id)
+                if units:
+                    return units[-1]
+                run_id = self._parents.get(run_id)
+        return None
+
+    def resolve(self) -> tuple[Scope, Any] | None:
+        """The unit in force where LangChain runs code now (its run context), for tokenmeter's calls."""
+        if not self._units:
+            return None
+        config = _child_config()
+        if not config:
+            return None
+        parent_run_id = getattr(config.get("callbacks"), "parent_run_id", None)
+        unit = self._nearest(parent_run_id)
+        return unit.frame if unit is not None else None
 
     # -- models: usage only as a fallback -------------------------------------------------------
     def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -184,28 +224,36 @@ class _Handler:
         with self._lock:
             units = self._units.pop(run_id, None)
             self._nodes.discard(run_id)
+            self._parents.pop(run_id, None)
         for unit in reversed(units or ()):
             unit.close(error)
 
 
+def _child_config() -> Any:
+    return _CONFIG_VAR.get() if _CONFIG_VAR is not None else None
+
+
+_CONFIG_VAR: Any = None
 _VAR: contextvars.ContextVar[Any] = contextvars.ContextVar("tokenmeter_langchain_handler", default=None)
 HANDLER: Any = None
-_hook: Any = None
 _lock = threading.Lock()
 
 
 def _register(module: Any) -> None:
     """Build the handler class on ``BaseCallbackHandler`` and add it to every LangChain run."""
-    global HANDLER, _hook, _VAR
+    global HANDLER, _VAR, _CONFIG_VAR
     from langchain_core.callbacks import BaseCallbackHandler
+    from langchain_core.runnables.config import var_child_runnable_config
     from langchain_core.tracers import context as lc_context
 
+    _CONFIG_VAR = var_child_runnable_config
     with _lock:
         if HANDLER is None:
             cls = type("TokenmeterCallbackHandler", (_Handler, BaseCallbackHandler), {})
             HANDLER = cls()
             _VAR = contextvars.ContextVar("tokenmeter_langchain_handler", default=HANDLER)
         HANDLER.enabled = True
+        add_resolver(HANDLER.resolve)
         hooks = lc_context._configure_hooks
         if not any(h[0] is _VAR for h in hooks):
             lc_context.register_configure_hook(_VAR, True)
@@ -224,6 +272,7 @@ def uninstrument() -> None:
     """Remove the handler from new runs."""
     if HANDLER is not None:
         HANDLER.enabled = False
+        remove_resolver(HANDLER.resolve)
     try:
         from langchain_core.tracers import context as lc_context
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import _meter, _orphans, _responses, _safe
-from ._context import Scope, add_scope_attributes, current_scope
+from ._context import Scope, add_scope_attributes, current_frame, current_scope
 from ._errors import PolicyViolation
 from ._instruments import depth_bucket
 from ._prices import UNPRICED, Cost
@@ -86,7 +86,7 @@ class MeteredCall:
         return self.request.model
 
     # -- start ---------------------------------------------------------------------------------
-    def _start(self, *, gated: bool = True, start_time_ns: int | None = None) -> None:
+    def _start(self, *, gated: bool = True, start_time_ns: int | None = None, parent_ctx: Any = None) -> None:
         meter, req = self.meter, self.request
         mode = meter.options.semconv_metrics
         if mode is not True:
@@ -120,7 +120,11 @@ class MeteredCall:
         if req.attributes:
             attrs.update(req.attributes)
         self.span = meter.tracer.start_span(
-            f"{req.operation} {req.model}", kind=SpanKind.CLIENT, attributes=attrs, start_time=start_time_ns
+            f"{req.operation} {req.model}",
+            context=parent_ctx,
+            kind=SpanKind.CLIENT,
+            attributes=attrs,
+            start_time=start_time_ns,
         )
 
     def http_attempt(self, status: int | None, error_type: str | None) -> None:
@@ -372,8 +376,9 @@ def begin(request: Request) -> MeteredCall | None:
     if _orphans._QUEUE:
         _orphans.drain()
     try:
-        call = MeteredCall(meter, request, current_scope())
-        call._start()
+        scope, ctx = current_frame()
+        call = MeteredCall(meter, request, scope)
+        call._start(parent_ctx=ctx)
         if _responses.WATCH.get() is not None:
             _responses.count_metered()
         return call

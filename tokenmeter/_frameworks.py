@@ -14,33 +14,60 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from opentelemetry import context as otel_context
+
 from . import _meter, _responses, _safe
 from ._call import MeteredCall, Request
-from ._context import AttrValue, current_scope
+from ._context import AttrValue, Scope, current_scope
 from ._responses import was_metered
-from ._scopes import ScopeSpec, agent, step, tool, workflow
+from ._scopes import ScopeSpec, _Frame, agent, step, tool, workflow
 from ._usage import Usage
 
 _KINDS: dict[str, Callable[..., ScopeSpec]] = {"workflow": workflow, "agent": agent, "step": step, "tool": tool}
 
 
 class Unit:
-    """A framework unit opened as a tokenmeter scope; :meth:`close` once, from the callback that ends it."""
+    """A framework unit opened as a tokenmeter scope; :meth:`close` once, from the callback that ends it.
 
-    __slots__ = ("_closed", "_spec", "kind", "name")
+    ``parent``: the ``(scope, OTel context)`` to nest in (default: what is in force here). ``activate``:
+    make the unit current in this context until it closes (for frameworks whose start and end events run
+    in the context of the code they describe); otherwise the adapter names the unit in force through a
+    resolver (``tokenmeter._context.add_resolver``).
+    """
 
-    def __init__(self, kind: str, name: str, attributes: dict[str, AttrValue] | None = None) -> None:
+    __slots__ = ("_active", "_closed", "_frame", "kind", "name")
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        attributes: Mapping[str, AttrValue] | None = None,
+        *,
+        parent: tuple[Scope, otel_context.Context] | None = None,
+        activate: bool = True,
+    ) -> None:
         self.kind = kind
         self.name = name
         self._closed = False
-        self._spec: ScopeSpec = _KINDS[kind](name, **(attributes or {}))
-        self._spec.__enter__()
+        self._frame = _Frame(_KINDS[kind](name, **(attributes or {})), parent)
+        self._active = activate
+        if activate:
+            self._frame.activate()
+
+    @property
+    def scope(self) -> Scope:
+        """The unit's scope."""
+        return self._frame.scope
+
+    @property
+    def frame(self) -> tuple[Scope, otel_context.Context]:
+        """``(scope, OTel context holding the unit's span)``: what a child unit or a call nests in."""
+        return self._frame.scope, self._frame._ctx
 
     @property
     def span(self) -> Any:
-        """The unit's span (``None`` when tokenmeter is not configured or the unit is closed)."""
-        frames = self._spec._frames
-        return frames[-1].span if frames else None
+        """The unit's span (``None`` when tokenmeter is not configured)."""
+        return self._frame.span
 
     def set_attributes(self, attributes: Mapping[str, AttrValue]) -> None:
         """Add attributes to the unit's span."""
@@ -59,13 +86,26 @@ class Unit:
         if self._closed:
             return
         self._closed = True
-        self._spec.__exit__(type(error) if error is not None else None, error, None)
+        try:
+            if self._active:
+                self._frame.deactivate()
+        except Exception:
+            _safe.log_once("framework.close", "tokenmeter: leaving a framework scope failed")
+        finally:
+            self._frame.close(error)
 
 
-def open_unit(kind: str, name: str, attributes: dict[str, AttrValue] | None = None) -> Unit | None:
+def open_unit(
+    kind: str,
+    name: str,
+    attributes: Mapping[str, AttrValue] | None = None,
+    *,
+    parent: tuple[Scope, otel_context.Context] | None = None,
+    activate: bool = True,
+) -> Unit | None:
     """Open a ``workflow`` / ``agent`` / ``step`` / ``tool`` scope for a framework unit; ``None`` on a fault."""
     try:
-        return Unit(kind, name or kind, attributes)
+        return Unit(kind, name or kind, attributes, parent=parent, activate=activate)
     except Exception:
         _safe.log_once(f"framework.open:{kind}", "tokenmeter: opening a framework scope failed")
         return None

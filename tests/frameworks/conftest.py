@@ -55,7 +55,8 @@ def tree(cap: Capture) -> list[tuple[str, str | None, int | None]]:
     out = []
     for s in spans:
         parent = by_id.get(s.parent.span_id) if s.parent is not None else None
-        out.append((s.name, parent.name if parent is not None else None, (s.attributes or {}).get("tokenmeter.step.depth")))
+        depth = (s.attributes or {}).get("tokenmeter.step.depth")
+        out.append((s.name, parent.name if parent is not None else None, depth))
     return out
 
 

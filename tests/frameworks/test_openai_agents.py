@@ -141,7 +141,10 @@ def test_guardrail_is_a_step(fp: FakeProvider, cap: Capture) -> None:
 
     client = AsyncOpenAI(base_url=fp.url + "/v1", api_key="x", max_retries=0)
     agent = Agent(
-        name="solo", instructions="Be brief.", input_guardrails=[polite], model=OpenAIChatCompletionsModel(MODEL, client)
+        name="solo",
+        instructions="Be brief.",
+        input_guardrails=[polite],
+        model=OpenAIChatCompletionsModel(MODEL, client),
     )
     fp.enqueue(Reply(text="hi", input_tokens=7, output_tokens=2))
     Runner.run_sync(agent, "hello")
