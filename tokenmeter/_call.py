@@ -62,6 +62,7 @@ class MeteredCall:
         "semconv",
         "span",
         "tier",
+        "usage_hidden",
     )
 
     def __init__(self, meter: Meter, request: Request, scope: Scope) -> None:
@@ -78,6 +79,7 @@ class MeteredCall:
         self.endpoint: Any = None
         # Whether this call records the semconv histograms (False: another instrumentation does).
         self.semconv = True
+        self.usage_hidden = False  # a stream chunk carrying usage was hidden from the caller
         self._t0 = time.perf_counter()
 
     @property
@@ -309,10 +311,9 @@ class MeteredCall:
                             c[i] += part
                 elif usage.total:
                     a.unpriced += usage.total
-        if not self.semconv:
-            return
-        ins.duration.record(duration, a.semconv)
-        if usage is not None:
+        if self.semconv:
+            ins.duration.record(duration, a.semconv)
+        if usage is not None and (self.semconv or self.usage_hidden):
             ins.token_usage.record(usage.input_total, a.input)
             ins.token_usage.record(usage.output_total, a.output)
 

@@ -4,7 +4,8 @@ Other instrumentations (opentelemetry-instrumentation-openai-v2, OpenLLMetry...)
 methods with ``wrapt`` and remove their patch by putting back whatever their wrapper wrapped. To let each
 side remove only its own layer, in either order, tokenmeter's layer always sits *beneath* any ``wrapt``
 wrapper already there (spliced into the chain), and is removed with ``wrapt.unwrap_object`` by its handle,
-which splices it out from wherever it is in the chain. Sitting innermost also means a GenAI span of the
+(``_remove``), which splices it out from wherever it is in the chain, also as the copy bound to ``None``
+that a library wrapping after tokenmeter puts there. Sitting innermost also means a GenAI span of the
 other instrumentation is current when tokenmeter meters the call (see ``_semconv``).
 """
 
@@ -26,13 +27,39 @@ def _install(owner: Any, attr: str, wrapper: Callable[..., Any]) -> Any:
     top = owner.__dict__[attr] if isinstance(owner, type) else getattr(owner, attr)
     above: Any = None
     current = top
-    while isinstance(current, wrapt.FunctionWrapper):  # descend to the innermost foreign wrapt layer
+    while isinstance(current, (wrapt.FunctionWrapper, wrapt.BoundFunctionWrapper)):  # innermost foreign layer
         above, current = current, current.__wrapped__
     if above is None:
         return wrapt.wrap_function_wrapper(owner, attr, wrapper)
     layer = wrapt.FunctionWrapper(current, wrapper)
     above.__wrapped__ = layer
     return layer
+
+
+def _is_layer(obj: Any, handle: Any) -> bool:
+    """``obj`` is tokenmeter's layer ``handle``, or the copy bound to ``None`` that a library wrapping the
+    attribute after tokenmeter (``getattr`` on the class) put in the chain instead."""
+    return obj is handle or (isinstance(obj, wrapt.BoundFunctionWrapper) and obj._self_parent is handle)
+
+
+def _remove(owner: Any, attr: str, handle: Any) -> None:
+    """Splice tokenmeter's layer out of ``owner.attr``'s chain, wherever it is; other layers stay."""
+    top: Any = owner.__dict__.get(attr) if isinstance(owner, type) else getattr(owner, attr, None)
+    if top is handle:
+        wrapt.unwrap_object(owner, attr, handle, missing_ok=True)
+        return
+    if _is_layer(top, handle):
+        setattr(owner, attr, top.__wrapped__)
+        return
+    above = top
+    for _ in range(64):
+        if not isinstance(above, wrapt.BaseObjectProxy):
+            return  # not there any more (replaced wholesale by another library)
+        below = above.__wrapped__
+        if _is_layer(below, handle):
+            above.__wrapped__ = below.__wrapped__
+            return
+        above = below
 
 
 class Patcher:
@@ -71,7 +98,7 @@ class Patcher:
             self._wanted = False
             for owner, attr, layer in reversed(self._applied):
                 try:
-                    wrapt.unwrap_object(owner, attr, layer, missing_ok=True)
+                    _remove(owner, attr, layer)
                 except Exception:
                     _safe.log_once(f"unpatch:{attr}", f"tokenmeter: cannot remove its patch of {attr}")
             self._applied.clear()
