@@ -26,6 +26,7 @@ INTEGRATIONS: dict[str, tuple[str, str, str]] = {
     "pydantic_ai": ("tokenmeter.integrations.pydantic_ai", "pydantic_ai", "pydantic-ai"),
 }
 FRAMEWORKS = frozenset({"openai_agents", "langchain", "pydantic_ai"})
+"""Integration names that are agent-framework adapters (they open scopes; they never meter tokens)."""
 
 _lock = threading.Lock()
 _active: set[str] = set()
