@@ -23,9 +23,10 @@ INTEGRATIONS: dict[str, tuple[str, str, str]] = {
     # Agent frameworks: they only open scopes; the provider integrations above meter the tokens.
     "openai_agents": ("tokenmeter.integrations.openai_agents", "agents", "openai-agents"),
     "langchain": ("tokenmeter.integrations.langchain", "langchain_core", "langchain"),
+    "langgraph": ("tokenmeter.integrations.langchain", "langchain_core", "langchain"),  # LangGraph runs on it
     "pydantic_ai": ("tokenmeter.integrations.pydantic_ai", "pydantic_ai", "pydantic-ai"),
 }
-FRAMEWORKS = frozenset({"openai_agents", "langchain", "pydantic_ai"})
+FRAMEWORKS = frozenset({"openai_agents", "langchain", "langgraph", "pydantic_ai"})
 """Integration names that are agent-framework adapters (they open scopes; they never meter tokens)."""
 
 _lock = threading.Lock()
@@ -56,6 +57,10 @@ def instrument(*names: str) -> list[str]:
             if name in _active:
                 continue
             module_name, sdk, extra = INTEGRATIONS[name]
+            if any(INTEGRATIONS[n][0] == module_name for n in _active):  # an alias of an active one
+                if names:
+                    _active.add(name)
+                continue
             if not _sdk_installed(sdk):
                 if names:
                     raise ConfigError(
@@ -83,9 +88,10 @@ def uninstrument(*names: str) -> None:
         for name in list(names) if names else list(_active):
             if name not in _active:
                 continue
-            module: Any = importlib.import_module(INTEGRATIONS[name][0])
+            module_name = INTEGRATIONS[name][0]
+            module: Any = importlib.import_module(module_name)
             module.uninstrument()
-            _active.discard(name)
+            _active.difference_update([n for n in INTEGRATIONS if INTEGRATIONS[n][0] == module_name])
         if not _active:
             _transport.PATCHER.restore()
 

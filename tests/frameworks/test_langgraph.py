@@ -249,3 +249,38 @@ def test_real_model_graph_metered_as_the_server_reports(real_llm: str, cap: Capt
         ("step answer", "invoke_agent colours", 2),
         ("chat smollm2-135m", "step answer", 2),
     ]
+
+
+def test_a_users_scope_inside_an_async_node_nests_under_the_node(fp: FakeProvider, cap: Capture) -> None:
+    llm = _llm(fp)
+
+    async def research(state: _Fan) -> dict[str, Any]:
+        async with tokenmeter.step("summarise"):  # the user's own scope, inside LangGraph's node
+            message = await llm.ainvoke("summarise")
+        return {"notes": [str(message.content)]}
+
+    builder = StateGraph(_Fan)
+    builder.add_node("research", research)
+    builder.add_edge(START, "research")
+    builder.add_edge("research", END)
+    fp.enqueue(Reply(text="ok", input_tokens=4, output_tokens=1))
+    asyncio.run(builder.compile().ainvoke({"topic": "t", "notes": []}))
+    assert tree(cap) == [
+        ("invoke_workflow LangGraph", None, 0),
+        ("step research", "invoke_workflow LangGraph", 1),
+        ("step summarise", "step research", 2),
+        (CALL, "step summarise", 2),
+    ]
+    # and nothing leaks into the caller's context afterwards
+    assert tokenmeter.current_scope().run is None
+
+
+def test_instrument_installs_importable_frameworks_and_langgraph_names_the_langchain_adapter() -> None:
+    active = tokenmeter.instrument()
+    assert {"openai", "openai_agents", "langchain", "pydantic_ai"} <= set(active)
+    assert "langgraph" in tokenmeter.instrument("langgraph")
+    tokenmeter.uninstrument("langgraph")  # the same adapter: both names go
+    assert "langchain" not in tokenmeter.instrumented() and "langgraph" not in tokenmeter.instrumented()
+    tokenmeter.uninstrument()
+    assert tokenmeter.instrumented() == []
+    tokenmeter.instrument("openai", "langchain")  # what the fixture restores

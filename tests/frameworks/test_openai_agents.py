@@ -256,3 +256,32 @@ def test_streamed_run_metered_exactly(fp: FakeProvider, cap: Capture, api: str) 
         "invoke_agent math",
         "execute_tool add",
     ]
+
+
+def test_budget_exceeded_inside_a_tool_still_stops_the_run(fp: FakeProvider) -> None:
+    from openai import OpenAI
+
+    from tokenmeter.testing import capture
+
+    with capture(expected_output_tokens=1) as cap:
+        inner = OpenAI(base_url=fp.url + "/v1", api_key="x", max_retries=0)
+
+        @function_tool
+        def research(topic: str) -> str:
+            """Research a topic with another model call."""
+            reply = inner.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": topic * 40}])
+            return reply.choices[0].message.content or ""
+
+        async def run() -> Any:
+            async with AsyncOpenAI(base_url=fp.url + "/v1", api_key="x", max_retries=0) as client:
+                agent = Agent(name="solo", tools=[research], model=OpenAIChatCompletionsModel(MODEL, client))
+                return await Runner.run(agent, "go")
+
+        fp.enqueue(Reply(tool_call=("research", {"topic": "x"}), input_tokens=10, output_tokens=3))
+        with pytest.raises(tokenmeter.BudgetExceeded), tokenmeter.workflow("capped", max_tokens=20):
+            # the tool's call (a 40-token prompt) is refused; the SDK hands the tool's error to the model,
+            # and the agent's next model call is refused too: the run stops, the caller sees BudgetExceeded
+            asyncio.run(run())
+        assert len(fp.requests) == len(call_spans(cap)) == 1
+        assert cap.counter("tokenmeter.calls", **{"tokenmeter.outcome": "blocked"}) == 2
+        assert cap.span("execute_tool research").status.status_code.name == "ERROR"
