@@ -30,7 +30,7 @@ from uuid import UUID
 
 from tokenmeter import Usage
 from tokenmeter._context import Scope, add_resolver, remove_resolver
-from tokenmeter._frameworks import Unit, Watch, fallback, in_run, open_unit
+from tokenmeter._frameworks import Unit, Watch, fallback, in_run, open_unit, track_responses
 
 EXTRA = "langchain"
 """The pip extra: ``pip install 'tokenmeter[langchain]'``."""
@@ -263,6 +263,7 @@ def instrument() -> None:
     """Add the handler to every LangChain run (now, or when ``langchain_core`` is imported). Idempotent."""
     import wrapt
 
+    track_responses()
     if HANDLER is not None:
         HANDLER.enabled = True
     wrapt.register_post_import_hook(_register, "langchain_core.tracers.context")

@@ -24,7 +24,7 @@ from typing import Any
 
 from tokenmeter import Usage
 from tokenmeter._context import AttrValue
-from tokenmeter._frameworks import ReportedError, Unit, Watch, fallback, in_run, open_unit
+from tokenmeter._frameworks import ReportedError, Unit, Watch, fallback, in_run, open_unit, track_responses
 
 PROVIDER = "openai"
 EXTRA = "openai-agents"
@@ -206,6 +206,7 @@ def instrument() -> None:
     """Add the processor (now, or when ``agents`` is imported). Idempotent."""
     import wrapt
 
+    track_responses()
     PROCESSOR.enabled = True
     wrapt.register_post_import_hook(_register, "agents")
 

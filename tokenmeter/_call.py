@@ -210,7 +210,7 @@ class MeteredCall:
             meter.ledger.add_call(self._ledger_key(), usage, cost.usd, "ok" if error is None else "error")
         except Exception:
             _safe.log_once("call.ledger", "tokenmeter: adding a call to the ledger failed")
-        if response_id and usage is not None and not req.attributes.get("tokenmeter.usage.source"):
+        if _responses.TRACK and response_id and usage is not None and not req.attributes.get("tokenmeter.usage.source"):
             _responses.note(response_id)
         try:
             self._end_span(usage, cost, error, error_type, response_model, response_id, finish_reasons)

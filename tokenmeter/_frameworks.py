@@ -132,6 +132,11 @@ class Watch:
         return self._count[0] > 0
 
 
+def track_responses() -> None:
+    """Remember the response ids provider integrations meter from now on (a framework adapter is on)."""
+    _responses.TRACK = True
+
+
 def in_run() -> bool:
     """Whether a tokenmeter run (a workflow scope) is in force here."""
     return current_scope().run is not None

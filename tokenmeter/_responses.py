@@ -8,6 +8,8 @@ import threading
 from collections import OrderedDict
 
 _MAX = 4096
+# Set by the framework adapters' instrument(): only then are response ids worth remembering.
+TRACK = False
 _seen: OrderedDict[str, None] = OrderedDict()
 _lock = threading.Lock()
 
