@@ -25,8 +25,9 @@ INTEGRATIONS: dict[str, tuple[str, str, str]] = {
     "langchain": ("tokenmeter.integrations.langchain", "langchain_core", "langchain"),
     "langgraph": ("tokenmeter.integrations.langchain", "langchain_core", "langchain"),  # LangGraph runs on it
     "pydantic_ai": ("tokenmeter.integrations.pydantic_ai", "pydantic_ai", "pydantic-ai"),
+    "llama_index": ("tokenmeter.integrations.llama_index", "llama_index.core", "llama-index"),
 }
-FRAMEWORKS = frozenset({"openai_agents", "langchain", "langgraph", "pydantic_ai"})
+FRAMEWORKS = frozenset({"openai_agents", "langchain", "langgraph", "pydantic_ai", "llama_index"})
 """Integration names that are agent-framework adapters (they open scopes; they never meter tokens)."""
 
 _lock = threading.Lock()
