@@ -14,14 +14,14 @@ import pytest
 pytest.importorskip("llama_index.core", reason="LlamaIndex runs in .venv-llamaindex: make llamaindex-venv")
 pytest.importorskip("llama_index.llms.openai", reason="LlamaIndex runs in .venv-llamaindex: make llamaindex-venv")
 
-from llama_index.core.agent.workflow import FunctionAgent  # noqa: E402
-from llama_index.core.tools import FunctionTool  # noqa: E402
-from llama_index.core.workflow import Context, StartEvent, StopEvent, Workflow, step  # noqa: E402
-from llama_index.llms.openai import OpenAI  # noqa: E402
+from llama_index.core.agent.workflow import FunctionAgent
+from llama_index.core.tools import FunctionTool
+from llama_index.core.workflow import Context, StartEvent, StopEvent, Workflow, step
+from llama_index.llms.openai import OpenAI
 
-import tokenmeter  # noqa: E402
-from tokenmeter.testing import Capture, capture  # noqa: E402
-from tokenmeter.testing.fakes import FakeProvider, Reply  # noqa: E402
+import tokenmeter
+from tokenmeter.testing import Capture, capture
+from tokenmeter.testing.fakes import FakeProvider, Reply
 
 MODEL = "gpt-4o-mini"
 CALL = f"chat {MODEL}"
