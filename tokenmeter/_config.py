@@ -39,6 +39,7 @@ class Options:
     prometheus_address: str | None = None
     instrument_threads: bool = True
     inject_stream_usage: bool = True
+    semconv_metrics: bool | str = "auto"
     metric_export_interval_ms: int | None = None
     budgets: Sequence[Any] = ()
     policy: Any = None
@@ -73,6 +74,7 @@ _ENV: dict[str, str] = {
     "prometheus_address": "TOKENMETER_PROMETHEUS_ADDRESS",
     "instrument_threads": "TOKENMETER_INSTRUMENT_THREADS",
     "inject_stream_usage": "TOKENMETER_INJECT_STREAM_USAGE",
+    "semconv_metrics": "TOKENMETER_SEMCONV_METRICS",
     "store": "TOKENMETER_STORE",
     "fail_open": "TOKENMETER_FAIL_OPEN",
     "expected_output_tokens": "TOKENMETER_EXPECTED_OUTPUT_TOKENS",
@@ -95,6 +97,17 @@ def _bool(name: str, value: Any) -> bool:
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
     raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def _semconv(value: Any) -> bool | str:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return _bool("semconv_metrics", value)
+    except ConfigError:
+        raise ConfigError(
+            f"semconv_metrics (TOKENMETER_SEMCONV_METRICS) must be 'auto', true or false, got {value!r}"
+        ) from None
 
 
 def _int(name: str, value: Any, minimum: int) -> int:
@@ -229,6 +242,8 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
                 "semconv_cost"):
         if key in raw:
             raw[key] = _bool(key, raw[key])
+    if "semconv_metrics" in raw:
+        raw["semconv_metrics"] = _semconv(raw["semconv_metrics"])
     if "cardinality_limit" in raw:
         raw["cardinality_limit"] = _int("cardinality_limit", raw["cardinality_limit"], 1)
     if "max_attribute_sets" in raw:

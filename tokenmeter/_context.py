@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextvars
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
 from typing import Any
@@ -119,10 +120,54 @@ CURRENT_CALL: contextvars.ContextVar[Any] = contextvars.ContextVar("tokenmeter.c
 _FILLED: tuple[Scope | None, object, Scope | None] = (None, None, None)
 
 
+# Framework adapters whose units cannot live in this context (LangChain's async callbacks run in other
+# tasks than the code they describe): each resolver says which of its units is in force here, from the
+# framework's own context, as ``(scope, OTel context holding the unit's span)``, or ``None``.
+Resolver = Callable[[], "tuple[Scope, otel_context.Context] | None"]
+_RESOLVERS: list[Resolver] = []
+
+
+def add_resolver(resolver: Resolver) -> None:
+    """Consult ``resolver`` for the scope in force (idempotent)."""
+    if resolver not in _RESOLVERS:
+        _RESOLVERS.append(resolver)
+
+
+def remove_resolver(resolver: Resolver) -> None:
+    """Stop consulting ``resolver``."""
+    if resolver in _RESOLVERS:
+        _RESOLVERS.remove(resolver)
+
+
+def current_frame() -> tuple[Scope, otel_context.Context | None]:
+    """The scope in force and, when a framework resolver supplied it, the OTel context of its span.
+
+    A resolver's unit wins over this context's own scope unless that one is deeper (a scope the user
+    opened inside the framework's unit).
+    """
+    scope = _own_scope()
+    if _RESOLVERS:
+        for resolver in _RESOLVERS:
+            try:
+                found = resolver()
+            except Exception:
+                found = None
+            if found is not None and found[0].depth >= scope.depth and found[0] is not scope:
+                return _with_baggage_fill(found[0]), found[1]
+    return scope, None
+
+
 def current_scope() -> Scope:
     """The scope in force, with attribution from incoming baggage filling what the process did not set."""
+    return current_frame()[0] if _RESOLVERS else _with_baggage_fill(_SCOPE.get())
+
+
+def _own_scope() -> Scope:
+    return _with_baggage_fill(_SCOPE.get())
+
+
+def _with_baggage_fill(scope: Scope) -> Scope:
     global _FILLED
-    scope = _SCOPE.get()
     ctx = otel_context.get_current()
     last = _FILLED
     if last[0] is scope and last[1] is ctx:

@@ -11,8 +11,12 @@ class ConfigError(TokenmeterError, ValueError):
     """A configuration option is invalid; the message says which and how to fix it."""
 
 
-class PolicyViolation(TokenmeterError):
-    """A policy refused an LLM call before it was sent (tier not allowed, approval denied)."""
+class PolicyViolation(TokenmeterError, RuntimeError):
+    """A policy refused an LLM call before it was sent (tier not allowed, approval denied).
+
+    A ``RuntimeError``, so retry logic that leaves programming and runtime errors alone (LangGraph's default
+    ``RetryPolicy``, for one) does not send the refused call again: the run stops and the caller sees it.
+    """
 
     def __init__(self, message: str, *, decision: str = "block", model: str | None = None) -> None:
         super().__init__(message)

@@ -19,7 +19,15 @@ INTEGRATIONS: dict[str, tuple[str, str, str]] = {
     "bedrock": ("tokenmeter.integrations.bedrock", "botocore", "bedrock"),
     "gemini": ("tokenmeter.integrations.gemini", "google.genai", "gemini"),
     "litellm": ("tokenmeter.integrations.litellm", "litellm", "litellm"),
+    # Agent frameworks: they only open scopes; the provider integrations above meter the tokens.
+    "openai_agents": ("tokenmeter.integrations.openai_agents", "agents", "openai-agents"),
+    "langchain": ("tokenmeter.integrations.langchain", "langchain_core", "langchain"),
+    "langgraph": ("tokenmeter.integrations.langchain", "langchain_core", "langchain"),  # LangGraph runs on it
+    "pydantic_ai": ("tokenmeter.integrations.pydantic_ai", "pydantic_ai", "pydantic-ai"),
+    "llama_index": ("tokenmeter.integrations.llama_index", "llama_index.core", "llama-index"),
 }
+FRAMEWORKS = frozenset({"openai_agents", "langchain", "langgraph", "pydantic_ai", "llama_index"})
+"""Integration names that are agent-framework adapters (they open scopes; they never meter tokens)."""
 
 _lock = _lifecycle.lock()
 _active: set[str] = set()
@@ -33,7 +41,9 @@ def _sdk_installed(module: str) -> bool:
 
 
 def instrument(*names: str) -> list[str]:
-    """Patch the named provider SDKs (all installed ones when no name is given); returns what is active.
+    """Patch the named provider SDKs and frameworks (all installed ones when no name is given); returns what
+    is active. Frameworks (``openai_agents``, ``langchain`` for LangChain and LangGraph, ``pydantic_ai``) get
+    adapters that name their agents, steps and tools; the provider SDKs underneath meter the tokens.
 
     A name whose SDK is missing raises :class:`ConfigError` saying which extra to install. Idempotent.
     Patches are applied through post-import hooks, so the SDK may be imported before or after.
@@ -47,6 +57,10 @@ def instrument(*names: str) -> list[str]:
             if name in _active:
                 continue
             module_name, sdk, extra = INTEGRATIONS[name]
+            if any(INTEGRATIONS[n][0] == module_name for n in _active):  # an alias of an active one
+                if names:
+                    _active.add(name)
+                continue
             if not _sdk_installed(sdk):
                 if names:
                     raise ConfigError(
@@ -74,9 +88,10 @@ def uninstrument(*names: str) -> None:
         for name in list(names) if names else list(_active):
             if name not in _active:
                 continue
-            module: Any = importlib.import_module(INTEGRATIONS[name][0])
+            module_name = INTEGRATIONS[name][0]
+            module: Any = importlib.import_module(module_name)
             module.uninstrument()
-            _active.discard(name)
+            _active.difference_update([n for n in INTEGRATIONS if INTEGRATIONS[n][0] == module_name])
         if not _active:
             _transport.PATCHER.restore()
 

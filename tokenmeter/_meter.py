@@ -296,6 +296,11 @@ def configure(**options: Any) -> Meter:
     * ``prometheus_address`` -- ``"127.0.0.1:9464"`` serves a Prometheus scrape endpoint.
     * ``instrument_threads`` -- make ``ThreadPoolExecutor`` carry the context (default True).
     * ``inject_stream_usage`` -- ask OpenAI streams for usage (default True).
+    * ``semconv_metrics`` -- record the semantic-convention histograms ``gen_ai.client.token.usage`` and
+      ``gen_ai.client.operation.duration``: ``"auto"`` (default) skips them for a call another GenAI
+      instrumentation (opentelemetry-instrumentation-openai-v2, OpenLLMetry, pydantic-ai...) already
+      records, so a dashboard summing them counts each call once; ``True`` always, ``False`` never.
+      tokenmeter's own counters (``tokenmeter.tokens``...) are recorded in every case.
     * ``budgets``, ``policy``, ``store``, ``fail_open``, ``on_budget_warning``,
       ``expected_output_tokens`` -- governance (see :class:`Budget` and :class:`Policy`).
     * ``ledger`` -- the durable FinOps ledger: ``"sqlite:///path/ledger.db"``, ``"default"`` (the platform's

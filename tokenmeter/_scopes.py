@@ -25,6 +25,7 @@ from ._context import (
     Scope,
     add_scope_attributes,
     clean_id,
+    current_frame,
     current_scope,
     reset_scope,
     set_scope,
@@ -50,12 +51,15 @@ class _Frame:
 
     __slots__ = ("_ctx", "_parent", "_parent_ctx", "_tokens", "node", "scope", "span", "spec")
 
-    def __init__(self, spec: ScopeSpec) -> None:
+    def __init__(self, spec: ScopeSpec, parent_frame: tuple[Scope, otel_context.Context] | None = None) -> None:
         self.spec = spec
         self.span: Any = None
         self._tokens: list[Any] = []
-        self._parent_ctx = otel_context.get_current()
-        parent = self._parent = current_scope()
+        if parent_frame is None:  # nested in what is in force here (or in a framework's unit, see _context)
+            parent, ctx = current_frame()
+            parent_frame = (parent, ctx if ctx is not None else otel_context.get_current())
+        parent, self._parent_ctx = parent_frame
+        self._parent = parent
         kind = spec.kind
         node: Node | None = None
         run = parent.run
@@ -81,7 +85,7 @@ class _Frame:
             scope = replace(scope, depth=depth, run=run, node=node if node is not None else parent.node)
         self.scope = scope
         self.node = node
-        ctx = with_baggage(scope)
+        ctx = with_baggage(scope, self._parent_ctx)
         if node is not None:
             ctx = self._open_span(ctx)
         self._ctx = ctx

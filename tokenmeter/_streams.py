@@ -41,7 +41,12 @@ class _Finalizer:
             except Exception:
                 _safe.log_once("stream.content", "tokenmeter: capturing stream content failed")
         try:
-            return self.acc.on_chunk(chunk)
+            if self.acc.on_chunk(chunk):
+                return True
+            # Hidden from the caller, so from any instrumentation wrapping this call too: its usage is
+            # tokenmeter's alone to put on the semconv token histogram.
+            self.call.usage_hidden = True
+            return False
         except Exception:
             _safe.log_once("stream.chunk", "tokenmeter: reading a stream chunk failed")
             return True

@@ -10,7 +10,9 @@ from collections.abc import Collection
 from typing import Any
 
 try:
-    from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined,unused-ignore]
+    from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined,unused-ignore]
+        BaseInstrumentor,
+    )
 except ImportError:  # opentelemetry-instrumentation is optional
     BaseInstrumentor = object
 
