@@ -62,7 +62,9 @@ def tree(cap: Capture) -> list[tuple[str, str | None, int | None]]:
 
 def call_spans(cap: Capture) -> list[Any]:
     """The metered LLM call spans (CLIENT spans of tokenmeter)."""
-    return [s for s in cap.spans if (s.attributes or {}).get("gen_ai.provider.name") is not None]
+    from opentelemetry.trace import SpanKind
+
+    return [s for s in cap.spans if s.kind is SpanKind.CLIENT and (s.attributes or {}).get("gen_ai.provider.name")]
 
 
 def tokens(cap: Capture, cls: str, **attrs: Any) -> float:

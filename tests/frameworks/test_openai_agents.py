@@ -227,14 +227,7 @@ def test_real_model_agent_metered_as_the_server_reports(real_llm: str, cap: Capt
     ]
 
 
-_DEFECT_1 = pytest.mark.xfail(
-    strict=True,
-    reason="issue 13 defect 1 (another helper's fix): responses.with_streaming_response is metered with an "
-    "estimated prompt only",
-)
-
-
-@pytest.mark.parametrize("api", [pytest.param("responses", marks=_DEFECT_1), "chat"])
+@pytest.mark.parametrize("api", ["responses", "chat"])
 def test_streamed_run_metered_exactly(fp: FakeProvider, cap: Capture, api: str) -> None:
     async def run() -> Any:
         async with AsyncOpenAI(base_url=fp.url + "/v1", api_key="x", max_retries=0) as client:

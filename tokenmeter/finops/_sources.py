@@ -1,15 +1,23 @@
-"""``--source KIND=LOCATION``: which :class:`~tokenmeter.finops.Reader` a report reads."""
+"""``--source``: which :class:`~tokenmeter.finops.Reader` the FinOps commands read."""
 
 from __future__ import annotations
 
 from ._rows import Reader
-from .prometheus import open_source
 
 
-def reader_for(source: str) -> Reader:
-    """The reader of ``prometheus=http://host:9090`` (also ``victoriametrics=``, ``mimir=``, ``thanos=``).
+def reader_for(source: str | None) -> Reader:
+    """The reader of a ``--source`` value.
 
-    Raises :class:`~tokenmeter.finops.PrometheusSourceError` naming the fix for anything else; the SQLite ledger
-    is the report command's own source (``sqlite:///path``, the default).
+    ``KIND=URL`` is a Prometheus-compatible TSDB (``prometheus=http://host:9090``, also ``victoriametrics=``,
+    ``mimir=``, ``thanos=``; anything else raises :class:`~tokenmeter.finops.PrometheusSourceError` naming the
+    fix). Otherwise the SQLite ledger: ``sqlite:///path/ledger.db``, or ``None`` / ``"default"`` for
+    ``TOKENMETER_LEDGER`` or the user data directory's ledger. A reader never creates a ledger.
     """
-    return open_source(source)
+    if source and "=" in source and not source.startswith("sqlite:"):
+        from .prometheus import open_source
+
+        return open_source(source)
+    from ._cli_report import open_source as ledger_source
+
+    reader: Reader = ledger_source(source)
+    return reader
