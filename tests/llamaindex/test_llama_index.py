@@ -47,7 +47,10 @@ def _tokens(cap: Capture, cls: str) -> float:
 
 
 def _calls(cap: Capture) -> list[Any]:
-    return [s for s in cap.spans if (s.attributes or {}).get("gen_ai.provider.name") is not None]
+    from opentelemetry.trace import SpanKind
+
+    # Client spans only: agent spans carry gen_ai.provider.name too when their calls used one provider.
+    return [s for s in cap.spans if s.kind is SpanKind.CLIENT and (s.attributes or {}).get("gen_ai.provider.name")]
 
 
 def _agent(fp: FakeProvider) -> FunctionAgent:
