@@ -16,8 +16,7 @@ import pytest
 
 import tokenmeter
 from tests.real_llm.conftest import real_llm  # noqa: F401  (the real small model, same fixture)
-from tokenmeter.testing import Capture, capture
-from tokenmeter.testing.fakes import FakeProvider
+from tokenmeter.testing import Capture
 
 
 def require(module: str) -> None:
@@ -27,25 +26,6 @@ def require(module: str) -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def fake_server() -> Iterator[FakeProvider]:
-    with FakeProvider() as server:
-        yield server
-
-
-@pytest.fixture
-def fp(fake_server: FakeProvider) -> Iterator[FakeProvider]:
-    fake_server.clear()
-    yield fake_server
-    fake_server.clear()
-
-
-@pytest.fixture
-def cap() -> Iterator[Capture]:
-    with capture() as c:
-        yield c
 
 
 def tree(cap: Capture) -> list[tuple[str, str | None, int | None]]:
