@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 
 import tokenmeter
-from tokenmeter.testing import Capture, capture
-from tokenmeter.testing.fakes import FakeProvider
 
 from .drivers import DRIVERS, UNAVAILABLE, Driver
 
@@ -37,26 +35,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("driver", params)
 
 
-@pytest.fixture(scope="session")
-def fake_server() -> Iterator[FakeProvider]:
-    """One fake provider for the whole session (cleared before each test by ``fp``)."""
-    with FakeProvider() as server:
-        yield server
-
-
-@pytest.fixture
-def fp(fake_server: FakeProvider) -> Iterator[FakeProvider]:
-    """The fake provider with an empty request log and reply queue."""
-    fake_server.clear()
-    yield fake_server
-    fake_server.clear()
-
-
-@pytest.fixture
-def cap() -> Iterator[Capture]:
-    """tokenmeter configured with in-memory span and metric exporters."""
-    with capture() as c:
-        yield c
 
 
 @pytest.fixture
