@@ -77,9 +77,11 @@ def main() -> int:
     paired = statistics.median(a - b for a, b in zip(on, off, strict=True))
     per = 50 if stream else 1
     patched_names = ", ".join(f"{cls.__name__}.{name}" for cls, name, _, _ in changed) or "nothing"
-    print(f"{args.contender:24s} {args.mode:9s} bare {statistics.median(off):8.1f} µs  "
-          f"on {statistics.median(on):8.1f} µs  paired overhead {paired:7.1f} µs "
-          f"({paired / per:.2f} µs per {'chunk' if stream else 'call'})  patched: {patched_names}")
+    print(
+        f"{args.contender:24s} {args.mode:9s} bare {statistics.median(off):8.1f} µs  "
+        f"on {statistics.median(on):8.1f} µs  paired overhead {paired:7.1f} µs "
+        f"({paired / per:.2f} µs per {'chunk' if stream else 'call'})  patched: {patched_names}"
+    )
     return 0
 
 

@@ -10,14 +10,18 @@ import subprocess
 import sys
 
 COLD = "import time;t=time.perf_counter();import tokenmeter;tokenmeter.configure();print(time.perf_counter()-t)"
-WARM = ("import openai, opentelemetry.sdk.trace, opentelemetry.sdk.metrics, "
-        "opentelemetry.exporter.otlp.proto.http.trace_exporter, opentelemetry.exporter.otlp.proto.http.metric_exporter;"
-        + COLD)
+WARM = (
+    "import openai, opentelemetry.sdk.trace, opentelemetry.sdk.metrics, "
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter, opentelemetry.exporter.otlp.proto.http.metric_exporter;"
+    + COLD
+)
 
 
 def best(code: str, n: int) -> float:
-    runs = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
-            for _ in range(n)]
+    runs = [
+        float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+        for _ in range(n)
+    ]
     return min(runs)
 
 

@@ -58,8 +58,11 @@ def _start_redis() -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     import redis
 
     for _ in range(200):
@@ -81,8 +84,13 @@ def _calls(first: int, n: int) -> None:
 
 
 def run(kind: str, url: str, customers: int) -> dict[str, Any]:
-    budget = Budget("per-customer-daily", scope={"customer": "*"}, limit_usd=5, window="1d",
-                    overrides={f"customer-{i:06d}": 50 for i in range(0, customers, 1000)})
+    budget = Budget(
+        "per-customer-daily",
+        scope={"customer": "*"},
+        limit_usd=5,
+        window="1d",
+        overrides={f"customer-{i:06d}": 50 for i in range(0, customers, 1000)},
+    )
     meter = tokenmeter.configure(budgets=[budget], store=url, exporter="none", customer_metrics=20)
     gate = meter.gate
     clock = Clock()
@@ -124,8 +132,9 @@ def run(kind: str, url: str, customers: int) -> dict[str, Any]:
         stats = admin.info("commandstats")
         out["client_round_trips_per_call"] = round(sent["n"] / customers, 3)
         out["server_evalsha_per_call"] = round(stats["cmdstat_evalsha"]["calls"] / customers, 3)
-        out["server_requests_other"] = sorted(k for k in stats if k.startswith("cmdstat_")
-                                              and k not in ("cmdstat_evalsha", "cmdstat_config|resetstat"))
+        out["server_requests_other"] = sorted(
+            k for k in stats if k.startswith("cmdstat_") and k not in ("cmdstat_evalsha", "cmdstat_config|resetstat")
+        )
         info = admin.info("memory")
         out["redis_used_memory_mib"] = round(info["used_memory"] / 2**20, 1)
         out["redis_keys"] = admin.dbsize()
@@ -139,8 +148,7 @@ def run(kind: str, url: str, customers: int) -> dict[str, Any]:
     if kind == "sqlite":
         store._next_cleanup = 0.0
         _calls(customers * 30, 1)
-        out["buckets_next_day"] = store._connection().execute(
-            "SELECT COUNT(*) FROM tokenmeter_buckets").fetchone()[0]
+        out["buckets_next_day"] = store._connection().execute("SELECT COUNT(*) FROM tokenmeter_buckets").fetchone()[0]
     tokenmeter.unconfigure()
     if admin is not None:
         admin.close()
@@ -175,8 +183,15 @@ def main() -> None:
             proc.wait(timeout=10)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"python": sys.version.split()[0], "max_rss_mib": round(
-                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), "results": results}, f, indent=2)
+            json.dump(
+                {
+                    "python": sys.version.split()[0],
+                    "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                    "results": results,
+                },
+                f,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

@@ -46,8 +46,9 @@ class DailyRows:
     def describe(self) -> str:
         return "benchmark rows"
 
-    def usage(self, start: datetime, end: datetime, *, env: str | None = None,
-              granularity: str = "day") -> Iterator[UsageRow]:
+    def usage(
+        self, start: datetime, end: datetime, *, env: str | None = None, granularity: str = "day"
+    ) -> Iterator[UsageRow]:
         return (r for r in self.rows if start <= r.start < end)
 
     def runs(self, start: datetime, end: datetime, *, env: str | None = None) -> Iterator[Any]:
@@ -74,11 +75,21 @@ def main() -> int:
     start = today - timedelta(days=args.days)
     workflows = [f"wf{i:02d}" for i in range(args.workflows)]
     envs = ["prod", "staging", "dev"][: args.envs] + [f"env{i}" for i in range(3, args.envs)]
-    rows = synthetic_usage(start=start, days=args.days, workflows=workflows, envs=envs, level=2_000_000,
-                           slope=2_000, weekday=WEEKDAY, noise=50_000)
+    rows = synthetic_usage(
+        start=start,
+        days=args.days,
+        workflows=workflows,
+        envs=envs,
+        level=2_000_000,
+        slope=2_000,
+        weekday=WEEKDAY,
+        noise=50_000,
+    )
     series = args.workflows * args.envs
-    print(f"{len(rows):,} daily rows: {args.workflows} workflows x {args.envs} envs x {args.days} days "
-          f"x 2 token classes ({series} series); Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    print(
+        f"{len(rows):,} daily rows: {args.workflows} workflows x {args.envs} envs x {args.days} days "
+        f"x 2 token classes ({series} series); Python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
+    )
 
     t = best(args.reps, lambda: forecast(rows, as_of=today.date(), by=("workflow", "env")))
     print(f"forecast() trend, {series} series:             {t:6.2f} s   (target <= 3 s)")
@@ -126,8 +137,12 @@ def main() -> int:
         import pyarrow  # noqa: F401
 
         with tempfile.TemporaryDirectory() as tmp:
-            t = best(args.reps, lambda: focus_rows(rows, period_start=p_start, period_end=p_end).to_parquet(
-                os.path.join(tmp, "f.parquet")))
+            t = best(
+                args.reps,
+                lambda: focus_rows(rows, period_start=p_start, period_end=p_end).to_parquet(
+                    os.path.join(tmp, "f.parquet")
+                ),
+            )
         print(f"export focus {prev} Parquet:                    {t:6.2f} s   (target <= 5 s)")
     except ImportError:
         print("export focus Parquet: pyarrow not installed (tokenmeter[focus])")

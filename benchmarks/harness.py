@@ -63,24 +63,25 @@ CONTENDERS: dict = {}
 
 
 class Contender:
-    def __init__(self, name, fn, import_root=None, packages=(), content_default=None,
-                 emits_metrics=True, desc=""):
+    def __init__(self, name, fn, import_root=None, packages=(), content_default=None, emits_metrics=True, desc=""):
         self.name = name
         self.fn = fn
-        self.import_root = import_root      # module whose import cost = "instrumentation import"
-        self.packages = tuple(packages)     # distributions whose versions are reported
+        self.import_root = import_root  # module whose import cost = "instrumentation import"
+        self.packages = tuple(packages)  # distributions whose versions are reported
         self.content_default = content_default  # library default for content capture
         self.emits_metrics = emits_metrics  # False: library has no OTel metrics at all
         self.desc = desc
 
 
-def contender(name, *, import_root=None, packages=(), content_default=None,
-              emits_metrics=True, desc=""):
+def contender(name, *, import_root=None, packages=(), content_default=None, emits_metrics=True, desc=""):
     """Decorator registering a contender setup function."""
+
     def deco(fn):
-        CONTENDERS[name] = Contender(name, fn, import_root, packages, content_default,
-                                     emits_metrics, desc or (fn.__doc__ or "").strip())
+        CONTENDERS[name] = Contender(
+            name, fn, import_root, packages, content_default, emits_metrics, desc or (fn.__doc__ or "").strip()
+        )
         return fn
+
     return deco
 
 
@@ -88,16 +89,23 @@ def _onoff(b):
     return "true" if b else "false"
 
 
-@contender("bare", packages=("openai",), emits_metrics=False,
-           desc="openai client, no instrumentation (OTel SDK pipeline still built, unused)")
+@contender(
+    "bare",
+    packages=("openai",),
+    emits_metrics=False,
+    desc="openai client, no instrumentation (OTel SDK pipeline still built, unused)",
+)
 def _bare(tracer_provider, meter_provider, logger_provider, capture_content):
     return {"instrumented": False}
 
 
-@contender("otel_v2", import_root="opentelemetry.instrumentation.openai_v2",
-           packages=("opentelemetry-instrumentation-openai-v2", "opentelemetry-util-genai"),
-           content_default=False,
-           desc="official contrib opentelemetry-instrumentation-openai-v2 (util-genai TelemetryHandler path)")
+@contender(
+    "otel_v2",
+    import_root="opentelemetry.instrumentation.openai_v2",
+    packages=("opentelemetry-instrumentation-openai-v2", "opentelemetry-util-genai"),
+    content_default=False,
+    desc="official contrib opentelemetry-instrumentation-openai-v2 (util-genai TelemetryHandler path)",
+)
 def _otel_v2(tracer_provider, meter_provider, logger_provider, capture_content):
     # With opentelemetry-util-genai >= 1.1b0 is_experimental_mode() is hard-wired
     # to True, so the instrumentation always takes the gen_ai_latest_experimental
@@ -106,25 +114,33 @@ def _otel_v2(tracer_provider, meter_provider, logger_provider, capture_content):
     os.environ["OTEL_SEMCONV_STABILITY_OPT_IN"] = "gen_ai_latest_experimental"
     os.environ["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "SPAN_ONLY" if capture_content else "NO_CONTENT"
     from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
-    OpenAIInstrumentor().instrument(tracer_provider=tracer_provider,
-                                    meter_provider=meter_provider,
-                                    logger_provider=logger_provider)
+
+    OpenAIInstrumentor().instrument(
+        tracer_provider=tracer_provider, meter_provider=meter_provider, logger_provider=logger_provider
+    )
     from opentelemetry.util.genai.utils import is_experimental_mode
-    return {"experimental_path": is_experimental_mode(),
-            "content_env": os.environ["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"]}
+
+    return {
+        "experimental_path": is_experimental_mode(),
+        "content_env": os.environ["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"],
+    }
 
 
-@contender("openllmetry", import_root="opentelemetry.instrumentation.openai",
-           packages=("opentelemetry-instrumentation-openai", "opentelemetry-semantic-conventions-ai"),
-           content_default=True,
-           desc="Traceloop OpenLLMetry opentelemetry-instrumentation-openai, OpenAIInstrumentor().instrument() "
-                "(no traceloop-sdk)")
+@contender(
+    "openllmetry",
+    import_root="opentelemetry.instrumentation.openai",
+    packages=("opentelemetry-instrumentation-openai", "opentelemetry-semantic-conventions-ai"),
+    content_default=True,
+    desc="Traceloop OpenLLMetry opentelemetry-instrumentation-openai, OpenAIInstrumentor().instrument() "
+    "(no traceloop-sdk)",
+)
 def _openllmetry(tracer_provider, meter_provider, logger_provider, capture_content):
     os.environ["TRACELOOP_TRACE_CONTENT"] = _onoff(capture_content)
     from opentelemetry.instrumentation.openai import OpenAIInstrumentor
-    OpenAIInstrumentor().instrument(tracer_provider=tracer_provider,
-                                    meter_provider=meter_provider,
-                                    logger_provider=logger_provider)
+
+    OpenAIInstrumentor().instrument(
+        tracer_provider=tracer_provider, meter_provider=meter_provider, logger_provider=logger_provider
+    )
     return {"TRACELOOP_TRACE_CONTENT": os.environ["TRACELOOP_TRACE_CONTENT"]}
 
 
@@ -134,9 +150,15 @@ def _openlit_pricing_file():
     path = os.path.join(os.environ.get("BENCH_TMP", tempfile.gettempdir()), "bench_openlit_pricing.json")
     if not os.path.exists(path):
         with open(path, "w") as f:
-            json.dump({"chat": {MODEL: {"promptPrice": 0.00015, "completionPrice": 0.0006,
-                                         "cacheReadPrice": 0.000075}},
-                       "embeddings": {}, "images": {}, "audio": {}}, f)
+            json.dump(
+                {
+                    "chat": {MODEL: {"promptPrice": 0.00015, "completionPrice": 0.0006, "cacheReadPrice": 0.000075}},
+                    "embeddings": {},
+                    "images": {},
+                    "audio": {},
+                },
+                f,
+            )
     return path
 
 
@@ -144,47 +166,69 @@ def _openlit_common(tracer_provider, meter_provider, logger_provider, capture_co
     import logging
 
     import openlit
+
     disabled = None
     if only_openai:
         from openlit._instrumentors import MODULE_NAME_MAP
+
         disabled = [k for k in MODULE_NAME_MAP if k != "openai"]
     # openlit reuses the global SDK TracerProvider/MeterProvider/LoggerProvider
     # when they are already set (the harness installs ours as globals).
     logging.getLogger("openlit").setLevel(logging.WARNING)
-    openlit.init(service_name="bench", environment="bench",
-                 capture_message_content=capture_content,
-                 disabled_instrumentors=disabled,
-                 pricing_json=_openlit_pricing_file(),
-                 collect_gpu_stats=False, collect_system_metrics=False)
-    return {"only_openai_instrumentor": only_openai,
-            "disabled_instrumentors": len(disabled) if disabled else 0}
+    openlit.init(
+        service_name="bench",
+        environment="bench",
+        capture_message_content=capture_content,
+        disabled_instrumentors=disabled,
+        pricing_json=_openlit_pricing_file(),
+        collect_gpu_stats=False,
+        collect_system_metrics=False,
+    )
+    return {"only_openai_instrumentor": only_openai, "disabled_instrumentors": len(disabled) if disabled else 0}
 
 
-@contender("openlit", import_root="openlit", packages=("openlit",), content_default=True,
-           desc="openlit.init() reusing the harness' global providers, only the 'openai' instrumentor enabled, "
-                "local pricing file")
+@contender(
+    "openlit",
+    import_root="openlit",
+    packages=("openlit",),
+    content_default=True,
+    desc="openlit.init() reusing the harness' global providers, only the 'openai' instrumentor enabled, "
+    "local pricing file",
+)
 def _openlit(tracer_provider, meter_provider, logger_provider, capture_content):
     return _openlit_common(tracer_provider, meter_provider, logger_provider, capture_content, True)
 
 
-@contender("openlit_default", import_root="openlit", packages=("openlit",), content_default=True,
-           desc="openlit.init() with default instrumentor set (also instruments httpx, requests, urllib3, ...), "
-                "local pricing file")
+@contender(
+    "openlit_default",
+    import_root="openlit",
+    packages=("openlit",),
+    content_default=True,
+    desc="openlit.init() with default instrumentor set (also instruments httpx, requests, urllib3, ...), "
+    "local pricing file",
+)
 def _openlit_default(tracer_provider, meter_provider, logger_provider, capture_content):
     return _openlit_common(tracer_provider, meter_provider, logger_provider, capture_content, False)
 
 
-@contender("openinference", import_root="openinference.instrumentation.openai",
-           packages=("openinference-instrumentation-openai", "openinference-instrumentation",
-                     "openinference-semantic-conventions"),
-           content_default=True, emits_metrics=False,
-           desc="Arize openinference-instrumentation-openai (spans only; no OTel metrics)")
+@contender(
+    "openinference",
+    import_root="openinference.instrumentation.openai",
+    packages=(
+        "openinference-instrumentation-openai",
+        "openinference-instrumentation",
+        "openinference-semantic-conventions",
+    ),
+    content_default=True,
+    emits_metrics=False,
+    desc="Arize openinference-instrumentation-openai (spans only; no OTel metrics)",
+)
 def _openinference(tracer_provider, meter_provider, logger_provider, capture_content):
     from openinference.instrumentation import TraceConfig
     from openinference.instrumentation.openai import OpenAIInstrumentor
+
     hide = not capture_content
-    cfg = TraceConfig(hide_inputs=hide, hide_outputs=hide,
-                      hide_input_messages=hide, hide_output_messages=hide)
+    cfg = TraceConfig(hide_inputs=hide, hide_outputs=hide, hide_input_messages=hide, hide_output_messages=hide)
     OpenAIInstrumentor().instrument(tracer_provider=tracer_provider, config=cfg)
     return {"hide_inputs/outputs": hide}
 
@@ -200,19 +244,25 @@ USAGE = {
     "completion_tokens": 210,
     "total_tokens": 1444,
     "prompt_tokens_details": {"cached_tokens": 1024, "audio_tokens": 0},
-    "completion_tokens_details": {"reasoning_tokens": 64, "audio_tokens": 0,
-                                  "accepted_prediction_tokens": 0,
-                                  "rejected_prediction_tokens": 0},
+    "completion_tokens_details": {
+        "reasoning_tokens": 64,
+        "audio_tokens": 0,
+        "accepted_prediction_tokens": 0,
+        "rejected_prediction_tokens": 0,
+    },
 }
-SYSTEM_PROMPT = ("You are a meticulous assistant for an e-commerce support team. Answer "
-                 "concisely, cite the order id when relevant and never invent tracking numbers.")
-USER_PROMPT = ("Hi, I ordered a pair of trail-running shoes (order #A-20931) ten days ago. "
-               "The tracking page still says 'label created' and the carrier site has no record "
-               "of the parcel. I need them for a race on Saturday. Can you tell me what is going "
-               "on, whether it is still possible to receive them before the weekend, and if not, "
-               "what my options are for a refund or an express replacement? Thanks a lot.")
-MESSAGES = [{"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": USER_PROMPT}]
+SYSTEM_PROMPT = (
+    "You are a meticulous assistant for an e-commerce support team. Answer "
+    "concisely, cite the order id when relevant and never invent tracking numbers."
+)
+USER_PROMPT = (
+    "Hi, I ordered a pair of trail-running shoes (order #A-20931) ten days ago. "
+    "The tracking page still says 'label created' and the carrier site has no record "
+    "of the parcel. I need them for a race on Saturday. Can you tell me what is going "
+    "on, whether it is still possible to receive them before the weekend, and if not, "
+    "what my options are for a refund or an express replacement? Thanks a lot."
+)
+MESSAGES = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": USER_PROMPT}]
 COMPLETION_WORDS = (
     "Thanks for reaching out, and sorry about the delay with order #A-20931. The status "
     "'label created' means the warehouse printed the shipping label but the carrier has not "
@@ -247,36 +297,69 @@ def _json(o):
 
 
 def canned_nonstream_body() -> bytes:
-    return _json({
-        "id": "chatcmpl-BENCH0123456789abcdefABCDEF", "object": "chat.completion",
-        "created": 1795000000, "model": RESP_MODEL,
-        "choices": [{"index": 0,
-                     "message": {"role": "assistant", "content": COMPLETION_TEXT,
-                                 "refusal": None, "annotations": []},
-                     "logprobs": None, "finish_reason": "stop"}],
-        "usage": USAGE, "service_tier": "default", "system_fingerprint": "fp_0ba0d124f1",
-    }).encode()
+    return _json(
+        {
+            "id": "chatcmpl-BENCH0123456789abcdefABCDEF",
+            "object": "chat.completion",
+            "created": 1795000000,
+            "model": RESP_MODEL,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": COMPLETION_TEXT, "refusal": None, "annotations": []},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": USAGE,
+            "service_tier": "default",
+            "system_fingerprint": "fp_0ba0d124f1",
+        }
+    ).encode()
 
 
 def canned_sse_chunks(n_chunks=50) -> list:
     """n_chunks SSE events: role, (n-3) content deltas, finish_reason, usage; then [DONE]."""
-    base = {"id": "chatcmpl-BENCH0123456789abcdefABCDEF", "object": "chat.completion.chunk",
-            "created": 1795000000, "model": RESP_MODEL, "service_tier": "default",
-            "system_fingerprint": "fp_0ba0d124f1"}
+    base = {
+        "id": "chatcmpl-BENCH0123456789abcdefABCDEF",
+        "object": "chat.completion.chunk",
+        "created": 1795000000,
+        "model": RESP_MODEL,
+        "service_tier": "default",
+        "system_fingerprint": "fp_0ba0d124f1",
+    }
     n_content = n_chunks - 3
     words = COMPLETION_WORDS
     per = len(words) / n_content
     pieces = []
     for i in range(n_content):
-        seg = words[round(i * per):round((i + 1) * per)]
+        seg = words[round(i * per) : round((i + 1) * per)]
         pieces.append((" " if i else "") + " ".join(seg))
-    events = [dict(base, choices=[{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": None},
-                                   "logprobs": None, "finish_reason": None}], usage=None)]
+    events = [
+        dict(
+            base,
+            choices=[
+                {
+                    "index": 0,
+                    "delta": {"role": "assistant", "content": "", "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": None,
+                }
+            ],
+            usage=None,
+        )
+    ]
     for p in pieces:
-        events.append(dict(base, choices=[{"index": 0, "delta": {"content": p},
-                                           "logprobs": None, "finish_reason": None}], usage=None))
-    events.append(dict(base, choices=[{"index": 0, "delta": {}, "logprobs": None,
-                                       "finish_reason": "stop"}], usage=None))
+        events.append(
+            dict(
+                base,
+                choices=[{"index": 0, "delta": {"content": p}, "logprobs": None, "finish_reason": None}],
+                usage=None,
+            )
+        )
+    events.append(
+        dict(base, choices=[{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}], usage=None)
+    )
     events.append(dict(base, choices=[], usage=USAGE))
     assert "".join(pieces) == COMPLETION_TEXT and len(events) == n_chunks
     out = [("data: " + _json(e) + "\n\n").encode() for e in events]
@@ -287,15 +370,21 @@ def canned_sse_chunks(n_chunks=50) -> list:
 def http_module():
     """openai>=3 ships on httpx2, older releases on httpx: use whichever it imported."""
     import openai  # noqa: F401
-    if "httpx2" in sys.modules and "openai._base_client" in sys.modules and \
-            getattr(sys.modules["openai._base_client"], "httpx2", None) is not None:
+
+    if (
+        "httpx2" in sys.modules
+        and "openai._base_client" in sys.modules
+        and getattr(sys.modules["openai._base_client"], "httpx2", None) is not None
+    ):
         return sys.modules["httpx2"]
     import httpx
+
     return httpx
 
 
 def make_client(stream: bool):
     import openai
+
     hx = http_module()
     if stream:
         chunks = canned_sse_chunks()
@@ -311,27 +400,35 @@ def make_client(stream: bool):
         def handler(request):
             return hx.Response(200, headers=headers, content=body)
 
-    client = openai.OpenAI(api_key="x", base_url="http://test/v1",
-                           http_client=hx.Client(transport=hx.MockTransport(handler)))
+    client = openai.OpenAI(
+        api_key="x", base_url="http://test/v1", http_client=hx.Client(transport=hx.MockTransport(handler))
+    )
     return client, hx.__name__
 
 
 def make_call(client, stream: bool):
     if not stream:
+
         def call():
-            r = client.chat.completions.create(model=MODEL, messages=MESSAGES,
-                                               temperature=0.2, max_tokens=512)
+            r = client.chat.completions.create(model=MODEL, messages=MESSAGES, temperature=0.2, max_tokens=512)
             return r.usage.completion_tokens
     else:
+
         def call():
-            s = client.chat.completions.create(model=MODEL, messages=MESSAGES,
-                                               temperature=0.2, max_tokens=512, stream=True,
-                                               stream_options={"include_usage": True})
+            s = client.chat.completions.create(
+                model=MODEL,
+                messages=MESSAGES,
+                temperature=0.2,
+                max_tokens=512,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
             n = 0
             last = None
             for last in s:  # noqa: B007 -- the last chunk is returned
                 n += 1
             return n, last
+
     return call
 
 
@@ -348,6 +445,7 @@ def check_call_result(stream, res):
 # Telemetry pipeline: SDK providers with discarding (counting) exporters
 # --------------------------------------------------------------------------
 
+
 class Pipeline:
     def __init__(self, processor="batch", keep=False):
         from opentelemetry import _logs, metrics, trace
@@ -363,6 +461,7 @@ class Pipeline:
             SpanExporter,
             SpanExportResult,
         )
+
         LogExp = getattr(logs_export, "LogRecordExporter", None) or logs_export.LogExporter
         LogRes = getattr(logs_export, "LogRecordExportResult", None) or logs_export.LogExportResult
         pipe = self
@@ -435,9 +534,15 @@ class Pipeline:
                         elif hasattr(dp, "value"):
                             d.update(value=dp.value)
                         pts.append(d)
-                    out.append({"scope": sm.scope.name, "name": m.name, "unit": m.unit,
-                                "type": type(m.data).__name__,
-                                "points": pts if with_points else len(pts)})
+                    out.append(
+                        {
+                            "scope": sm.scope.name,
+                            "name": m.name,
+                            "unit": m.unit,
+                            "type": type(m.data).__name__,
+                            "points": pts if with_points else len(pts),
+                        }
+                    )
         return out
 
 
@@ -477,6 +582,7 @@ def token_metric_summary(metrics):
 # Helpers
 # --------------------------------------------------------------------------
 
+
 def rss_kib():
     with open("/proc/self/status") as f:
         for line in f:
@@ -503,9 +609,21 @@ def reset_hwm():
 
 
 def versions(extra=()):
-    names = ["openai", "httpx", "httpx2", "httpcore", "httpcore2", "pydantic", "pydantic-core",
-             "wrapt", "opentelemetry-api", "opentelemetry-sdk", "opentelemetry-semantic-conventions",
-             "opentelemetry-instrumentation", *extra]
+    names = [
+        "openai",
+        "httpx",
+        "httpx2",
+        "httpcore",
+        "httpcore2",
+        "pydantic",
+        "pydantic-core",
+        "wrapt",
+        "opentelemetry-api",
+        "opentelemetry-sdk",
+        "opentelemetry-semantic-conventions",
+        "opentelemetry-instrumentation",
+        *extra,
+    ]
     out = {}
     for n in names:
         try:
@@ -535,6 +653,7 @@ def load_plugins(paths):
 # --------------------------------------------------------------------------
 # Modes
 # --------------------------------------------------------------------------
+
 
 def setup_contender(c, args, keep=False):
     pipe = Pipeline(args.processor, keep=keep)
@@ -569,15 +688,23 @@ def mode_timing(c, args, stream):
     ts = sorted(timings)
     total_calls = n + args.warmup
     return {
-        "n": n, "warmup": args.warmup, "total_calls": total_calls,
+        "n": n,
+        "warmup": args.warmup,
+        "total_calls": total_calls,
         "loop_mean_us": total_ns / n / 1e3,
         "sum_mean_us": sum(timings) / n / 1e3,
-        "p50_us": percentile(ts, 0.5) / 1e3, "p90_us": percentile(ts, 0.9) / 1e3,
-        "p99_us": percentile(ts, 0.99) / 1e3, "min_us": ts[0] / 1e3,
-        "rss_before_kib": rss0, "rss_after_kib": rss1,
-        "content_capture": content, "setup_ms": setup_ns / 1e6, "notes": notes,
+        "p50_us": percentile(ts, 0.5) / 1e3,
+        "p90_us": percentile(ts, 0.9) / 1e3,
+        "p99_us": percentile(ts, 0.99) / 1e3,
+        "min_us": ts[0] / 1e3,
+        "rss_before_kib": rss0,
+        "rss_after_kib": rss1,
+        "content_capture": content,
+        "setup_ms": setup_ns / 1e6,
+        "notes": notes,
         "http_module": hxname,
-        "spans_exported": pipe.span_count, "span_names": pipe.span_names,
+        "spans_exported": pipe.span_count,
+        "span_names": pipe.span_names,
         "log_records_exported": pipe.log_count,
         "metric_names": sorted({m["name"] for m in ms}),
         "token_metrics": token_metric_summary(ms),
@@ -609,11 +736,20 @@ def mode_memory(c, args):
     pipe.flush()
     rss_end = rss_kib()
     return {
-        "n": args.n, "warmup": args.warmup, "content_capture": content, "notes": notes,
-        "rss_start_kib": rss0, "rss_end_kib": rss_end, "peak_kib": peak, "hwm_was_reset": hwm_reset,
-        "rss_growth_kib": rss_end - rss0, "peak_growth_kib": peak - rss0,
-        "rss_samples": samples, "loop_s": loop_s,
-        "spans_exported": pipe.span_count, "log_records_exported": pipe.log_count,
+        "n": args.n,
+        "warmup": args.warmup,
+        "content_capture": content,
+        "notes": notes,
+        "rss_start_kib": rss0,
+        "rss_end_kib": rss_end,
+        "peak_kib": peak,
+        "hwm_was_reset": hwm_reset,
+        "rss_growth_kib": rss_end - rss0,
+        "peak_growth_kib": peak - rss0,
+        "rss_samples": samples,
+        "loop_s": loop_s,
+        "spans_exported": pipe.span_count,
+        "log_records_exported": pipe.log_count,
         "spans_per_call": pipe.span_count / (args.n + args.warmup),
     }
 
@@ -624,6 +760,7 @@ def mode_startup(c, args):
     # interleave correctly with `-X importtime` output.
     t0 = time.perf_counter_ns()
     import openai  # noqa: F401
+
     pipe = Pipeline(args.processor)
     t1 = time.perf_counter_ns()
     os.write(2, b"##BENCH_SETUP_BEGIN##\n")
@@ -639,10 +776,16 @@ def mode_startup(c, args):
     t4 = time.perf_counter_ns()
     check_call_result(False, call())
     t5 = time.perf_counter_ns()
-    return {"common_import_ms": (t1 - t0) / 1e6, "instr_import_ms": (t2 - t1) / 1e6,
-            "instrument_ms": (t3 - t2) / 1e6, "setup_total_ms": (t3 - t1) / 1e6,
-            "first_call_ms": (t5 - t4) / 1e6, "notes": notes,
-            "modules_loaded": len(sys.modules), "rss_kib": rss_kib()}
+    return {
+        "common_import_ms": (t1 - t0) / 1e6,
+        "instr_import_ms": (t2 - t1) / 1e6,
+        "instrument_ms": (t3 - t2) / 1e6,
+        "setup_total_ms": (t3 - t1) / 1e6,
+        "first_call_ms": (t5 - t4) / 1e6,
+        "notes": notes,
+        "modules_loaded": len(sys.modules),
+        "rss_kib": rss_kib(),
+    }
 
 
 def mode_verify(c, args, stream):
@@ -653,34 +796,51 @@ def mode_verify(c, args, stream):
     pipe.flush()
     spans = []
     for s in pipe.spans:
-        spans.append({
-            "name": s.name, "kind": str(s.kind),
-            "scope": s.instrumentation_scope.name if s.instrumentation_scope else None,
-            "status": str(s.status.status_code),
-            "attributes": {k: _jsonable(v) for k, v in (s.attributes or {}).items()},
-            "events": [{"name": e.name, "attributes": {k: _jsonable(v) for k, v in (e.attributes or {}).items()}}
-                       for e in s.events],
-        })
+        spans.append(
+            {
+                "name": s.name,
+                "kind": str(s.kind),
+                "scope": s.instrumentation_scope.name if s.instrumentation_scope else None,
+                "status": str(s.status.status_code),
+                "attributes": {k: _jsonable(v) for k, v in (s.attributes or {}).items()},
+                "events": [
+                    {"name": e.name, "attributes": {k: _jsonable(v) for k, v in (e.attributes or {}).items()}}
+                    for e in s.events
+                ],
+            }
+        )
     logs = []
     for lr in pipe.logs:
         rec = getattr(lr, "log_record", lr)
-        logs.append({
-            "event_name": getattr(rec, "event_name", None),
-            "attributes": {k: _jsonable(v) for k, v in (rec.attributes or {}).items()},
-            "body": _jsonable(rec.body if isinstance(rec.body, (str, int, float))
-                              else json.dumps(rec.body, default=str)),
-        })
+        logs.append(
+            {
+                "event_name": getattr(rec, "event_name", None),
+                "attributes": {k: _jsonable(v) for k, v in (rec.attributes or {}).items()},
+                "body": _jsonable(
+                    rec.body if isinstance(rec.body, (str, int, float)) else json.dumps(rec.body, default=str)
+                ),
+            }
+        )
     ms = pipe.metrics()
-    return {"content_capture": content, "notes": notes, "http_module": hxname,
-            "spans": spans, "log_records": logs, "metrics": ms,
-            "token_metrics": token_metric_summary(ms)}
+    return {
+        "content_capture": content,
+        "notes": notes,
+        "http_module": hxname,
+        "spans": spans,
+        "log_records": logs,
+        "metrics": ms,
+        "token_metrics": token_metric_summary(ms),
+    }
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("contender", nargs="?")
-    ap.add_argument("--mode", default="nonstream",
-                    choices=["nonstream", "stream", "memory", "startup", "verify-nonstream", "verify-stream"])
+    ap.add_argument(
+        "--mode",
+        default="nonstream",
+        choices=["nonstream", "stream", "memory", "startup", "verify-nonstream", "verify-stream"],
+    )
     ap.add_argument("--n", type=int, default=None)
     ap.add_argument("--warmup", type=int, default=None)
     ap.add_argument("--content", choices=["on", "off", "default"], default="off")
@@ -714,10 +874,17 @@ def main(argv=None):
         res = mode_startup(c, args)
     else:
         res = mode_verify(c, args, args.mode == "verify-stream")
-    out = {"contender": c.name, "mode": args.mode, "processor": args.processor,
-           "content_arg": args.content, "python": platform.python_version(),
-           "pid": os.getpid(), "wall_s": time.time() - t0,
-           "versions": versions(c.packages), **res}
+    out = {
+        "contender": c.name,
+        "mode": args.mode,
+        "processor": args.processor,
+        "content_arg": args.content,
+        "python": platform.python_version(),
+        "pid": os.getpid(),
+        "wall_s": time.time() - t0,
+        "versions": versions(c.packages),
+        **res,
+    }
     sys.stdout.write(json.dumps(out, default=str) + "\n")
     sys.stdout.flush()
     return 0

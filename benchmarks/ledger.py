@@ -39,8 +39,7 @@ def _configure(ledger: str | None) -> object:
 
     import tokenmeter
 
-    return tokenmeter.configure(ledger=ledger, tracer_provider=NoOpTracerProvider(),
-                                meter_provider=NoOpMeterProvider())
+    return tokenmeter.configure(ledger=ledger, tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider())
 
 
 # -- cpu ---------------------------------------------------------------------------------------------
@@ -69,22 +68,38 @@ def cpu_child(mode: str, n: int) -> None:
         sink.call(scope, "small", "openai", "gpt-4o-mini", "chat", usage, UNPRICED, "ok")
     s1 = time.thread_time_ns()
     tokenmeter.unconfigure()
-    print(json.dumps({"mode": mode, "caller_us": (t1 - t0) / n / 1000, "process_us": (p2 - p0) / n / 1000,
-                      "enqueue_us": (s1 - s0) / n / 1000, "folded": sink.stats["folded"]}))
+    print(
+        json.dumps(
+            {
+                "mode": mode,
+                "caller_us": (t1 - t0) / n / 1000,
+                "process_us": (p2 - p0) / n / 1000,
+                "enqueue_us": (s1 - s0) / n / 1000,
+                "folded": sink.stats["folded"],
+            }
+        )
+    )
 
 
 def cpu(reps: int = 5, n: int = 50_000) -> None:
     results: dict[str, list[dict[str, float]]] = {"on": [], "off": []}
     for _ in range(reps):
         for mode in ("off", "on"):
-            out = subprocess.run([sys.executable, __file__, "cpu-child", mode, str(n)], capture_output=True,
-                                 text=True, check=True, cwd=ROOT).stdout
+            out = subprocess.run(
+                [sys.executable, __file__, "cpu-child", mode, str(n)],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=ROOT,
+            ).stdout
             results[mode].append(json.loads(out))
     for mode, rows in results.items():
         med = {k: statistics.median(r[k] for r in rows) for k in ("caller_us", "process_us", "enqueue_us")}
-        print(f"ledger {mode:>3}: caller thread {med['caller_us']:.2f} µs/call, whole process incl. writer "
-              f"{med['process_us']:.2f} µs/call, sink.call() alone {med['enqueue_us']:.3f} µs; "
-              f"per rep caller: {[round(r['caller_us'], 2) for r in rows]}")
+        print(
+            f"ledger {mode:>3}: caller thread {med['caller_us']:.2f} µs/call, whole process incl. writer "
+            f"{med['process_us']:.2f} µs/call, sink.call() alone {med['enqueue_us']:.3f} µs; "
+            f"per rep caller: {[round(r['caller_us'], 2) for r in rows]}"
+        )
     diff = [a["caller_us"] - b["caller_us"] for a, b in zip(results["on"], results["off"], strict=True)]
     print(f"added caller-thread CPU (on - off, paired by repetition): median {statistics.median(diff):+.2f} µs")
 
@@ -110,9 +125,11 @@ def million(n: int = 1_000_000) -> None:
                 if not i % 1000:
                     max_queue = max(max_queue, len(sink._q))
         marks.append((block + 1) * step)
-        print(f"{(block + 1) * step:>9,} calls  {time.perf_counter() - t0:6.1f} s  RSS {_rss_mib():7.1f} MiB  "
-              f"queue {len(sink._q):>6,}  folded {sink.stats['folded']:,}  rows written {sink.stats['written_rows']:,}",
-              flush=True)
+        print(
+            f"{(block + 1) * step:>9,} calls  {time.perf_counter() - t0:6.1f} s  RSS {_rss_mib():7.1f} MiB  "
+            f"queue {len(sink._q):>6,}  folded {sink.stats['folded']:,}  rows written {sink.stats['written_rows']:,}",
+            flush=True,
+        )
     tf = time.perf_counter()
     meter.force_flush()  # type: ignore[attr-defined]
     flush_s = time.perf_counter() - tf
@@ -120,9 +137,11 @@ def million(n: int = 1_000_000) -> None:
     conn = sqlite3.connect(path)
     calls = conn.execute("SELECT sum(calls) FROM usage_hour").fetchone()[0]
     size = sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
-    print(f"done: {n:,} calls in {tf - t0:.1f} s; final flush {flush_s * 1000:.0f} ms; max queue seen {max_queue:,} "
-          f"(capacity 65,536); folded {sink.stats['folded']:,}; calls in the file {calls:,}; file "
-          f"{size / 2**20:.2f} MiB; flushes {sink.stats['flushes']:,}")
+    print(
+        f"done: {n:,} calls in {tf - t0:.1f} s; final flush {flush_s * 1000:.0f} ms; max queue seen {max_queue:,} "
+        f"(capacity 65,536); folded {sink.stats['folded']:,}; calls in the file {calls:,}; file "
+        f"{size / 2**20:.2f} MiB; flushes {sink.stats['flushes']:,}"
+    )
 
 
 # -- report ------------------------------------------------------------------------------------------
@@ -138,10 +157,14 @@ def build_year(path: str, teams: int = 50, workflows: int = 40, models: int = 6,
     start = datetime(2025, 12, 1, tzinfo=UTC)
     days = (end - start).days
     dims = "env, team, workflow, agent, tier, provider, model, operation, token_class, outcome, customer, cost_source"
-    cols = f"period, {dims}, tokens, cost_nano, list_cost_nano, unpriced_tokens, estimated_tokens, wasted_tokens, " \
-           "wasted_cost_nano, calls"
-    sql = {t: f"INSERT OR REPLACE INTO {t} ({cols}) VALUES ({','.join('?' * 21)})"
-           for t in ("usage_hour", "usage_day", "usage_month")}
+    cols = (
+        f"period, {dims}, tokens, cost_nano, list_cost_nano, unpriced_tokens, estimated_tokens, wasted_tokens, "
+        "wasted_cost_nano, calls"
+    )
+    sql = {
+        t: f"INSERT OR REPLACE INTO {t} ({cols}) VALUES ({','.join('?' * 21)})"
+        for t in ("usage_hour", "usage_day", "usage_month")
+    }
     conn.execute("BEGIN")
     counts = {"usage_hour": 0, "usage_day": 0, "usage_month": 0}
     for t in range(teams):
@@ -157,8 +180,19 @@ def build_year(path: str, teams: int = 50, workflows: int = 40, models: int = 6,
                     hour = day + 3600 * rng.randrange(24)
                     for cls, tokens in (("input", rng.randrange(1000, 100_000)), ("output", rng.randrange(100, 9000))):
                         cost = tokens * (1000 if cls == "input" else 4000)
-                        key = (f"team-{t}", f"wf-{w}", "", "standard", "openai", model, "chat", cls, "ok", "",
-                               "table:genai-prices")
+                        key = (
+                            f"team-{t}",
+                            f"wf-{w}",
+                            "",
+                            "standard",
+                            "openai",
+                            model,
+                            "chat",
+                            cls,
+                            "ok",
+                            "",
+                            "table:genai-prices",
+                        )
                         calls = tokens // 1000 if cls == "input" else 0
                         values = (tokens, cost, cost, 0, 0, 0, 0, calls)
                         rows["usage_hour"].append((hour, "prod", *key, *values))
@@ -168,18 +202,52 @@ def build_year(path: str, teams: int = 50, workflows: int = 40, models: int = 6,
                         acc[1] += cost
                         acc[2] += calls
                 for (mstart, cls), (tokens, cost, calls) in monthly.items():
-                    key = (f"team-{t}", f"wf-{w}", "", "standard", "openai", model, "chat", cls, "ok", "",
-                           "table:genai-prices")
+                    key = (
+                        f"team-{t}",
+                        f"wf-{w}",
+                        "",
+                        "standard",
+                        "openai",
+                        model,
+                        "chat",
+                        cls,
+                        "ok",
+                        "",
+                        "table:genai-prices",
+                    )
                     rows["usage_month"].append((mstart, "prod", *key, tokens, cost, cost, 0, 0, 0, 0, calls))
             for table, batch in rows.items():
                 conn.executemany(sql[table], batch)
                 counts[table] += len(batch)
     recent = int((end - timedelta(days=90)).timestamp())
-    conn.executemany(f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({','.join('?' * 20)})", (
-        (f"run-{i:08d}", recent + rng.randrange(90 * 86400), "prod", f"team-{i % teams}", f"wf-{i % workflows}", "",
-         1.5, 6, 8, 2, rng.randrange(1000, 90_000), 0, 0, rng.randrange(100, 4000), 0, rng.randrange(10**6, 10**8),
-         "ok" if rng.random() < 0.95 else "error", None, None, f"1:{rng.randrange(3, 9)}:{rng.randrange(2)}")
-        for i in range(runs)))
+    conn.executemany(
+        f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({','.join('?' * 20)})",
+        (
+            (
+                f"run-{i:08d}",
+                recent + rng.randrange(90 * 86400),
+                "prod",
+                f"team-{i % teams}",
+                f"wf-{i % workflows}",
+                "",
+                1.5,
+                6,
+                8,
+                2,
+                rng.randrange(1000, 90_000),
+                0,
+                0,
+                rng.randrange(100, 4000),
+                0,
+                rng.randrange(10**6, 10**8),
+                "ok" if rng.random() < 0.95 else "error",
+                None,
+                None,
+                f"1:{rng.randrange(3, 9)}:{rng.randrange(2)}",
+            )
+            for i in range(runs)
+        ),
+    )
     conn.execute("COMMIT")
     db.close()
     print(f"built {path}: {counts} usage rows, {runs:,} runs, {os.path.getsize(path) / 2**20:.0f} MiB")
@@ -196,12 +264,19 @@ def report(path: str | None = None) -> None:
         times = []
         for _ in range(3):
             t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "tokenmeter.cli", "report", "--source", f"sqlite:///{path}",
-                                   "--plain", *argv], capture_output=True, text=True, cwd=ROOT, check=False)
+            proc = subprocess.run(
+                [sys.executable, "-m", "tokenmeter.cli", "report", "--source", f"sqlite:///{path}", "--plain", *argv],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                check=False,
+            )
             times.append(time.perf_counter() - t0)
         status = "ok" if proc.returncode == 0 else f"exit {proc.returncode}: {proc.stderr.strip()}"
-        print(f"tokenmeter report {' '.join(argv):<22} {statistics.median(times):.2f} s (median of 3, whole "
-              f"command incl. interpreter start) {status}; {len(proc.stdout.splitlines())} lines")
+        print(
+            f"tokenmeter report {' '.join(argv):<22} {statistics.median(times):.2f} s (median of 3, whole "
+            f"command incl. interpreter start) {status}; {len(proc.stdout.splitlines())} lines"
+        )
 
 
 if __name__ == "__main__":

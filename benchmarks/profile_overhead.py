@@ -46,8 +46,11 @@ def _budget(kind: str) -> dict[str, Any]:
     # "memory" / "sqlite" / "redis": one daily dollar budget on the team the calls run under (see _enter_team)
     if kind == "none":
         return {}
-    store = {"memory": "memory", "sqlite": f"sqlite:///{os.path.join(HERE, 'results', 'profile-budget.sqlite3')}",
-             "redis": os.environ.get("BENCH_REDIS_URL", "")}[kind]
+    store = {
+        "memory": "memory",
+        "sqlite": f"sqlite:///{os.path.join(HERE, 'results', 'profile-budget.sqlite3')}",
+        "redis": os.environ.get("BENCH_REDIS_URL", ""),
+    }[kind]
     budget = tokenmeter.Budget("bench-daily", scope={"team": "payments"}, limit_usd=1_000_000.0, window="1d")
     return {"budgets": [budget], "store": store}
 
@@ -62,8 +65,9 @@ def _providers(pipe: Pipeline, noop: str) -> dict[str, Any]:
     return {"tracer_provider": tp, "meter_provider": mp}
 
 
-def ab(stream: bool, blocks: int, block: int, scope: str, no_gc: bool = False, noop: str = "none",
-       budget: str = "none") -> dict[str, Any]:
+def ab(
+    stream: bool, blocks: int, block: int, scope: str, no_gc: bool = False, noop: str = "none", budget: str = "none"
+) -> dict[str, Any]:
     """Median CPU µs per call with and without tokenmeter, over alternating blocks."""
     pipe = Pipeline()
     tokenmeter.configure(service_name="bench", **_providers(pipe, noop), **_budget(budget))
@@ -93,10 +97,15 @@ def ab(stream: bool, blocks: int, block: int, scope: str, no_gc: bool = False, n
     tokenmeter.uninstrument()
     pipe.flush()
     med_on, med_off = statistics.median(on), statistics.median(off)
-    return {"mode": "stream" if stream else "nonstream", "scope": scope, "bare_us": med_off,
-            "tokenmeter_us": med_on, "overhead_us": med_on - med_off,
-            "paired_overhead_us": statistics.median(a - b for a, b in zip(on, off, strict=True)),
-            "spans": pipe.span_count}
+    return {
+        "mode": "stream" if stream else "nonstream",
+        "scope": scope,
+        "bare_us": med_off,
+        "tokenmeter_us": med_on,
+        "overhead_us": med_on - med_off,
+        "paired_overhead_us": statistics.median(a - b for a, b in zip(on, off, strict=True)),
+        "spans": pipe.span_count,
+    }
 
 
 def profile(stream: bool, n: int, out: str | None) -> None:
@@ -137,20 +146,54 @@ def loop(stream: bool, n: int, noop: str, budget: str) -> None:
 
 
 # Frames whose children are reported (the tokenmeter path of one call).
-_PARENTS = ("_before", "_after", "open_call", "finish_call", "begin", "sync_wrapper.wrapper", "MeteredCall._start",
-            "MeteredCall._finish", "Gate.before", "Gate.after", "Gate._admit", "Gate._reserve_budgets", "Gate._settle",
-            "MeteredCall._record_metrics", "_Endpoint.result", "MeteredStream.__next__", "_Finalizer.see",
-            "_Finalizer.finish")
+_PARENTS = (
+    "_before",
+    "_after",
+    "open_call",
+    "finish_call",
+    "begin",
+    "sync_wrapper.wrapper",
+    "MeteredCall._start",
+    "MeteredCall._finish",
+    "Gate.before",
+    "Gate.after",
+    "Gate._admit",
+    "Gate._reserve_budgets",
+    "Gate._settle",
+    "MeteredCall._record_metrics",
+    "_Endpoint.result",
+    "MeteredStream.__next__",
+    "_Finalizer.see",
+    "_Finalizer.finish",
+)
 
 
 def spy(stream: bool, n: int, noop: str, budget: str) -> None:
     out = os.path.join(HERE, "results", f"spy-{'stream' if stream else 'nonstream'}-{noop}-{budget}.txt")
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    cmd = [os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "-r", "2000", "-f", "raw", "-o", out,
-           "--", sys.executable, __file__, "--loop", str(n), "--mode", "stream" if stream else "nonstream",
-           "--noop", noop, "--budget", budget]
+    cmd = [
+        os.path.join(os.path.dirname(sys.executable), "py-spy"),
+        "record",
+        "-r",
+        "2000",
+        "-f",
+        "raw",
+        "-o",
+        out,
+        "--",
+        sys.executable,
+        __file__,
+        "--loop",
+        str(n),
+        "--mode",
+        "stream" if stream else "nonstream",
+        "--noop",
+        noop,
+        "--budget",
+        budget,
+    ]
     # py-spy pauses the process for every sample: shares are right, times are not. Time an unsampled loop.
-    subprocess.run(cmd[cmd.index("--") + 1:], capture_output=True, text=True, check=True)
+    subprocess.run(cmd[cmd.index("--") + 1 :], capture_output=True, text=True, check=True)
     with open(os.path.join(HERE, "results", "spy-loop-us.txt")) as f:
         us_per_call = float(f.read())
     subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -165,8 +208,10 @@ def spy(stream: bool, n: int, noop: str, budget: str) -> None:
         for i, name in enumerate(names):
             if name in _PARENTS:
                 children[f"{name} > {names[i + 1] if i + 1 < len(names) else '(own lines)'}"] += int(count)
-    print(f"py-spy: {in_loop} samples in the call loop ({us_per_call:.0f} µs/call wall without sampling); "
-          f"raw stacks in {out}")
+    print(
+        f"py-spy: {in_loop} samples in the call loop ({us_per_call:.0f} µs/call wall without sampling); "
+        f"raw stacks in {out}"
+    )
     for key, count in children.most_common(30):
         share = count / in_loop
         print(f"{share * 100:6.2f}%  {share * us_per_call:7.1f} µs/call  {key}")
@@ -179,14 +224,22 @@ def main() -> int:
     ap.add_argument("--blocks", type=int, default=20)
     ap.add_argument("--block", type=int, default=300)
     ap.add_argument("--no-gc", action="store_true", help="disable the cyclic GC inside the timed blocks")
-    ap.add_argument("--noop", choices=["none", "traces", "metrics", "all"], default="none",
-                    help="give tokenmeter the OTel API's no-op tracer/meter provider (isolates the SDK's share)")
+    ap.add_argument(
+        "--noop",
+        choices=["none", "traces", "metrics", "all"],
+        default="none",
+        help="give tokenmeter the OTel API's no-op tracer/meter provider (isolates the SDK's share)",
+    )
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--profile-n", type=int, default=5000)
     ap.add_argument("--profile-out", default=None)
     ap.add_argument("--spy", action="store_true", help="sample the instrumented loop with py-spy")
-    ap.add_argument("--budget", choices=["none", "memory", "sqlite", "redis"], default="none",
-                    help="configure a daily dollar budget in this store (redis: BENCH_REDIS_URL)")
+    ap.add_argument(
+        "--budget",
+        choices=["none", "memory", "sqlite", "redis"],
+        default="none",
+        help="configure a daily dollar budget in this store (redis: BENCH_REDIS_URL)",
+    )
     ap.add_argument("--loop", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     stream = args.mode == "stream"
@@ -201,11 +254,13 @@ def main() -> int:
         return 0
     r = ab(stream, args.blocks, args.block, args.scope, args.no_gc, args.noop, args.budget)
     per = 50 if stream else 1
-    print(f"{r['mode']:9s} scope={r['scope']:8s} noop={args.noop:7s} budget={args.budget:6s} "
-          f"bare {r['bare_us']:8.1f} µs  "
-          f"tokenmeter {r['tokenmeter_us']:8.1f} µs  "
-          f"overhead {r['overhead_us']:6.1f} µs (paired {r['paired_overhead_us']:6.1f}; "
-          f"{r['paired_overhead_us'] / per:.2f} µs per {'chunk' if stream else 'call'})  spans={r['spans']}")
+    print(
+        f"{r['mode']:9s} scope={r['scope']:8s} noop={args.noop:7s} budget={args.budget:6s} "
+        f"bare {r['bare_us']:8.1f} µs  "
+        f"tokenmeter {r['tokenmeter_us']:8.1f} µs  "
+        f"overhead {r['overhead_us']:6.1f} µs (paired {r['paired_overhead_us']:6.1f}; "
+        f"{r['paired_overhead_us'] / per:.2f} µs per {'chunk' if stream else 'call'})  spans={r['spans']}"
+    )
     return 0
 
 

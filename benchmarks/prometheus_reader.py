@@ -39,9 +39,11 @@ def main() -> int:
         total_tokens = 0
         lines: list[str] = []
         for s in range(args.series):
-            labels = (f'tokenmeter_team_name="team{s % 10}",gen_ai_workflow_name="wf{s % 7}",'
-                      f'gen_ai_request_model="model{s % 4}",tokenmeter_token_class="{("input", "output")[s % 2]}",'
-                      f'tokenmeter_env="prod",service_instance_id="i{s}"')
+            labels = (
+                f'tokenmeter_team_name="team{s % 10}",gen_ai_workflow_name="wf{s % 7}",'
+                f'gen_ai_request_model="model{s % 4}",tokenmeter_token_class="{("input", "output")[s % 2]}",'
+                f'tokenmeter_env="prod",service_instance_id="i{s}"'
+            )
             level, cost = 0, 0.0
             for t in range(start, now, H):
                 level += 1000 + s
@@ -54,14 +56,23 @@ def main() -> int:
                 lines = []
         _import(vm.base_url, lines)
         vm.force_flush()
-        print(f"imported {args.series} x 2 series x {args.days * 24} hourly samples in "
-              f"{time.perf_counter() - t0:.1f} s", flush=True)
+        print(
+            f"imported {args.series} x 2 series x {args.days * 24} hourly samples in {time.perf_counter() - t0:.1f} s",
+            flush=True,
+        )
         reader = PrometheusReader(vm.base_url, max_days=args.days + 40)
-        for label, since, granularity in (("year by day", timedelta(days=args.days + 1), "day"),
-                                          ("30 days by hour", timedelta(days=30), "hour")):
+        for label, since, granularity in (
+            ("year by day", timedelta(days=args.days + 1), "day"),
+            ("30 days by hour", timedelta(days=30), "hour"),
+        ):
             t1 = time.perf_counter()
-            rows = list(reader.usage(datetime.fromtimestamp(now, UTC) - since,
-                                     datetime.fromtimestamp(now, UTC) + timedelta(hours=1), granularity=granularity))
+            rows = list(
+                reader.usage(
+                    datetime.fromtimestamp(now, UTC) - since,
+                    datetime.fromtimestamp(now, UTC) + timedelta(hours=1),
+                    granularity=granularity,
+                )
+            )
             took = time.perf_counter() - t1
             tokens = sum(r.tokens for r in rows)
             print(f"{label}: {len(rows):,} rows, {tokens:,} tokens in {took:.2f} s", flush=True)
@@ -76,8 +87,9 @@ class _YearVM(VictoriaMetrics):
 
 
 def _import(base_url: str, lines: list[str]) -> None:
-    request = urllib.request.Request(base_url + "/api/v1/import/prometheus", data="\n".join(lines).encode(),
-                                     method="POST")
+    request = urllib.request.Request(
+        base_url + "/api/v1/import/prometheus", data="\n".join(lines).encode(), method="POST"
+    )
     with urllib.request.urlopen(request, timeout=120) as r:
         assert r.status == 204
 

@@ -67,6 +67,7 @@ def _points(pipe: Pipeline) -> dict[str, int]:
 
 # -- RSS over many calls ------------------------------------------------------------------------
 
+
 def _rss_run(n: int, label: str, body: Callable[[], None]) -> dict[str, Any]:
     pipe, _meter = _configure()
     # The ledger keeps the last 10,000 runs per workflow (for the report's per-run spread): warm past that.
@@ -93,9 +94,14 @@ def _rss_run(n: int, label: str, body: Callable[[], None]) -> dict[str, Any]:
     second_half = (samples[-1][1] - mid) / MIB
     tokenmeter.unconfigure()
     return {
-        "label": label, "n": n, "us_per_call": loop_s / n * 1e6, "rss_start_mib": rss0 / MIB,
-        "growth_mib": (rss1 - rss0) / MIB, "second_half_growth_mib": second_half,
-        "objects_start": objs0, "objects_growth": objs1 - objs0,
+        "label": label,
+        "n": n,
+        "us_per_call": loop_s / n * 1e6,
+        "rss_start_mib": rss0 / MIB,
+        "growth_mib": (rss1 - rss0) / MIB,
+        "second_half_growth_mib": second_half,
+        "objects_start": objs0,
+        "objects_growth": objs1 - objs0,
         "samples_mib": [round((kib - rss0) / MIB, 2) for _, kib in samples],
         "spans_exported": pipe.span_count,
         "flat": second_half <= 1.0 and objs1 - objs0 < 1000,
@@ -116,6 +122,7 @@ def bench_rss(quick: bool) -> dict[str, Any]:
 
 
 # -- cardinality --------------------------------------------------------------------------------
+
 
 def _cardinality_run(label: str, specs: list[Any], rounds: int) -> dict[str, Any]:
     pipe, meter = _configure()
@@ -142,10 +149,18 @@ def _cardinality_run(label: str, specs: list[Any], rounds: int) -> dict[str, Any
     points = _points(pipe)
     registers = len(meter.instruments._registers())
     tokenmeter.unconfigure()
-    return {"label": label, "combinations": len({id(s) for s in specs}), "calls": len(specs) * (rounds + 1),
-            "first_pass_us": first, "steady_us": steady, "collect_ms": collect_ms, "registers": registers,
-            "points": {k: v for k, v in points.items() if k.startswith(("tokenmeter.", "gen_ai."))},
-            "rss_growth_mib": (rss_recorded - rss0) / MIB, "rss_collect_mib": (rss_collected - rss_recorded) / MIB}
+    return {
+        "label": label,
+        "combinations": len({id(s) for s in specs}),
+        "calls": len(specs) * (rounds + 1),
+        "first_pass_us": first,
+        "steady_us": steady,
+        "collect_ms": collect_ms,
+        "registers": registers,
+        "points": {k: v for k, v in points.items() if k.startswith(("tokenmeter.", "gen_ai."))},
+        "rss_growth_mib": (rss_recorded - rss0) / MIB,
+        "rss_collect_mib": (rss_collected - rss_recorded) / MIB,
+    }
 
 
 def bench_cardinality(quick: bool) -> dict[str, Any]:
@@ -154,16 +169,22 @@ def bench_cardinality(quick: bool) -> dict[str, Any]:
     side = int(n**0.5)
     runs = [
         _cardinality_run("1 combination (reference)", [same] * n, rounds),
-        _cardinality_run(f"{n:,} workflow names (cap 100: folds to _other)",
-                         [tokenmeter.attributes(workflow=f"wf-{i}", team="team-0") for i in range(n)], rounds),
-        _cardinality_run(f"{side} teams x {side} workflows (all within the cap)",
-                         [tokenmeter.attributes(workflow=f"wf-{i % side}", team=f"team-{i // side}")
-                          for i in range(side * side)], rounds),
+        _cardinality_run(
+            f"{n:,} workflow names (cap 100: folds to _other)",
+            [tokenmeter.attributes(workflow=f"wf-{i}", team="team-0") for i in range(n)],
+            rounds,
+        ),
+        _cardinality_run(
+            f"{side} teams x {side} workflows (all within the cap)",
+            [tokenmeter.attributes(workflow=f"wf-{i % side}", team=f"team-{i // side}") for i in range(side * side)],
+            rounds,
+        ),
     ]
     return {"cap": 100, "runs": runs}
 
 
 # -- scopes -------------------------------------------------------------------------------------
+
 
 def _per_call(body: Callable[[], None], n: int) -> float:
     for _ in range(min(2_000, n)):
@@ -190,13 +211,19 @@ def bench_scopes(quick: bool) -> dict[str, Any]:
     plain = _per_call(_record, n)
     with wf, st:
         in_open = _per_call(_record, n)
-    out = {"record_us": plain, "record_in_open_scope_us": in_open, "enter_exit_us": _per_call(enter_exit, n),
-           "enter_record_exit_us": _per_call(inside, n), "n": n}
+    out = {
+        "record_us": plain,
+        "record_in_open_scope_us": in_open,
+        "enter_exit_us": _per_call(enter_exit, n),
+        "enter_record_exit_us": _per_call(inside, n),
+        "n": n,
+    }
     tokenmeter.unconfigure()
     return out
 
 
 # -- Redis round trips --------------------------------------------------------------------------
+
 
 class _Sends:
     """Counts socket writes of redis-py connections (one per round trip, pipelines included)."""
@@ -266,23 +293,37 @@ def _redis_scenario(url: str, label: str, budgets: list[Any], n: int, sends: _Se
         stats = server.info("commandstats")
     tokenmeter.unconfigure()
     tokenmeter.uninstrument()
-    commands = {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items()
-                if not k.startswith(("cmdstat_config", "cmdstat_info"))}
+    commands = {
+        k.removeprefix("cmdstat_"): v["calls"]
+        for k, v in stats.items()
+        if not k.startswith(("cmdstat_config", "cmdstat_info"))
+    }
     total_commands = sum(commands.values())
     scripts = sum(v for k, v in commands.items() if k.startswith(("eval", "fcall")))
     reserve, settle = counts.get("reserve", 0) / n, counts.get("settle", 0) / n
     rtt = sum(counts.values()) / n
-    return {"label": label, "via": via, "n": n, "us_per_call": loop_us, "round_trips_per_call": rtt,
-            "reserve_round_trips": reserve, "settle_round_trips": settle, "other_round_trips": rtt - reserve - settle,
-            "commands_per_call": total_commands / n, "scripts_per_call": scripts / n, "server_commands": commands,
-            "ok": reserve <= 1.0 and settle <= 1.0 and rtt <= 2.0, "spans_exported": pipe.span_count}
+    return {
+        "label": label,
+        "via": via,
+        "n": n,
+        "us_per_call": loop_us,
+        "round_trips_per_call": rtt,
+        "reserve_round_trips": reserve,
+        "settle_round_trips": settle,
+        "other_round_trips": rtt - reserve - settle,
+        "commands_per_call": total_commands / n,
+        "scripts_per_call": scripts / n,
+        "server_commands": commands,
+        "ok": reserve <= 1.0 and settle <= 1.0 and rtt <= 2.0,
+        "spans_exported": pipe.span_count,
+    }
 
 
 def bench_redis(quick: bool) -> list[dict[str, Any]]:
     url = os.environ.get("BENCH_REDIS_URL")
     if not url:
         return []
-    from tokenmeter._governance._stores.redis import RedisStore
+    from tokenmeter.governance._stores.redis import RedisStore
 
     sends = _Sends()
     sends.install()
@@ -291,11 +332,14 @@ def bench_redis(quick: bool) -> list[dict[str, Any]]:
     n = 200 if quick else 2_000
     team = tokenmeter.Budget("team-daily", scope={"team": "payments"}, limit_usd=1_000_000.0, window="1d")
     flow = tokenmeter.Budget("workflow-monthly", scope={"workflow": "refund"}, limit_tokens=10**12, window="month")
-    return [_redis_scenario(url, "1 budget (team, $/day)", [team], n, sends),
-            _redis_scenario(url, "2 budgets (team $/day + workflow tokens/month)", [team, flow], n, sends)]
+    return [
+        _redis_scenario(url, "1 budget (team, $/day)", [team], n, sends),
+        _redis_scenario(url, "2 budgets (team $/day + workflow tokens/month)", [team, flow], n, sends),
+    ]
 
 
 # -- report -------------------------------------------------------------------------------------
+
 
 def markdown(res: dict[str, Any], quick: bool) -> str:
     out = ["## Scale (scale.py, tokenmeter only)\n"]
@@ -304,62 +348,85 @@ def markdown(res: dict[str, Any], quick: bool) -> str:
     rss = res.get("rss")
     if rss:
         out.append("### RSS over metered calls\n")
-        out.append("| loop | calls | µs/call | RSS at start MiB | growth MiB (whole / second half) | objects left "
-                   "| RSS Δ every 5% (MiB) | spans exported | flat |")
+        out.append(
+            "| loop | calls | µs/call | RSS at start MiB | growth MiB (whole / second half) | objects left "
+            "| RSS Δ every 5% (MiB) | spans exported | flat |"
+        )
         out.append("|---|---|---|---|---|---|---|---|---|")
         for r in rss["runs"]:
-            out.append(f"| {r['label']} | {r['n']:,} | {r['us_per_call']:.1f} | {r['rss_start_mib']:.1f} | "
-                       f"{r['growth_mib']:+.2f} / {r['second_half_growth_mib']:+.2f} | {r['objects_growth']:+,} | "
-                       f"{' '.join(f'{x:+.1f}' for x in r['samples_mib'][1:])} | {r['spans_exported']:,} | "
-                       f"{'yes' if r['flat'] else 'NO'} |")
+            out.append(
+                f"| {r['label']} | {r['n']:,} | {r['us_per_call']:.1f} | {r['rss_start_mib']:.1f} | "
+                f"{r['growth_mib']:+.2f} / {r['second_half_growth_mib']:+.2f} | {r['objects_growth']:+,} | "
+                f"{' '.join(f'{x:+.1f}' for x in r['samples_mib'][1:])} | {r['spans_exported']:,} | "
+                f"{'yes' if r['flat'] else 'NO'} |"
+            )
         out.append("")
     card = res.get("cardinality")
     if card:
         out.append(f"### 10,000 attribute combinations (cardinality cap {card['cap']} per dimension)\n")
-        out.append("| combinations | calls | µs/call first pass | µs/call steady | counter registers | "
-                   "points at collection | collection ms (SDK reader) | "
-                   "RSS growth MiB (recording / first collection) |")
+        out.append(
+            "| combinations | calls | µs/call first pass | µs/call steady | counter registers | "
+            "points at collection | collection ms (SDK reader) | "
+            "RSS growth MiB (recording / first collection) |"
+        )
         out.append("|---|---|---|---|---|---|---|---|")
         for r in card["runs"]:
             pts = ", ".join(f"`{k}` {v:,}" for k, v in sorted(r["points"].items()))
-            out.append(f"| {r['label']} | {r['calls']:,} | {r['first_pass_us']:.1f} | {r['steady_us']:.1f} | "
-                       f"{r['registers']:,} | {pts} | {r['collect_ms']:.1f} | {r['rss_growth_mib']:+.2f} / "
-                       f"{r['rss_collect_mib']:+.2f} |")
-        out.append("\nEach call enters its `tokenmeter.attributes(...)` scope and calls `record()`; the reference "
-                   "row does the same with one combination.\n")
+            out.append(
+                f"| {r['label']} | {r['calls']:,} | {r['first_pass_us']:.1f} | {r['steady_us']:.1f} | "
+                f"{r['registers']:,} | {pts} | {r['collect_ms']:.1f} | {r['rss_growth_mib']:+.2f} / "
+                f"{r['rss_collect_mib']:+.2f} |"
+            )
+        out.append(
+            "\nEach call enters its `tokenmeter.attributes(...)` scope and calls `record()`; the reference "
+            "row does the same with one combination.\n"
+        )
     sc = res.get("scopes")
     if sc:
         out.append("### Workflow + step scopes\n")
-        out.append(f"- `record()` alone: {sc['record_us']:.1f} µs; inside an open workflow + step: "
-                   f"{sc['record_in_open_scope_us']:.1f} µs")
-        out.append(f"- entering and leaving `workflow` + `step` (two spans, run id, rollup, run metrics): "
-                   f"{sc['enter_exit_us']:.1f} µs; with one `record()` inside: {sc['enter_record_exit_us']:.1f} µs\n")
+        out.append(
+            f"- `record()` alone: {sc['record_us']:.1f} µs; inside an open workflow + step: "
+            f"{sc['record_in_open_scope_us']:.1f} µs"
+        )
+        out.append(
+            f"- entering and leaving `workflow` + `step` (two spans, run id, rollup, run metrics): "
+            f"{sc['enter_exit_us']:.1f} µs; with one `record()` inside: {sc['enter_record_exit_us']:.1f} µs\n"
+        )
     red = res.get("redis")
     if red is not None:
         out.append("### Redis round trips per metered call with a budget\n")
         if not red:
             out.append("Skipped: no BENCH_REDIS_URL (redis-server not found).\n")
         else:
-            out.append("| budgets | path | calls | µs/call | round trips/call, client (reserve + settle + other) | "
-                       "scripts/call, server | commands/call, server (incl. inside scripts) | "
-                       "INFO commandstats | ≤ 1 per reserve and per settle |")
+            out.append(
+                "| budgets | path | calls | µs/call | round trips/call, client (reserve + settle + other) | "
+                "scripts/call, server | commands/call, server (incl. inside scripts) | "
+                "INFO commandstats | ≤ 1 per reserve and per settle |"
+            )
             out.append("|---|---|---|---|---|---|---|---|---|")
             for r in red:
                 cmds = ", ".join(f"{k} {v:,}" for k, v in sorted(r["server_commands"].items()))
-                out.append(f"| {r['label']} | {r['via']} | {r['n']:,} | {r['us_per_call']:.0f} | "
-                           f"{r['round_trips_per_call']:.2f} ({r['reserve_round_trips']:.2f} + "
-                           f"{r['settle_round_trips']:.2f} + {r['other_round_trips']:.2f}) | "
-                           f"{r.get('scripts_per_call', 0):.2f} | {r['commands_per_call']:.2f} | {cmds} | "
-                           f"{'yes' if r['ok'] else 'NO'} |")
-            out.append("\nRound trips are counted on the client as socket writes of redis-py connections (a "
-                       "pipeline or script is one), split by the store method running. On the server, after "
-                       "`CONFIG RESETSTAT`, each EVALSHA is one request; commandstats also counts the commands "
-                       "the Lua scripts run inside the server, which cost no round trip.\n")
+                out.append(
+                    f"| {r['label']} | {r['via']} | {r['n']:,} | {r['us_per_call']:.0f} | "
+                    f"{r['round_trips_per_call']:.2f} ({r['reserve_round_trips']:.2f} + "
+                    f"{r['settle_round_trips']:.2f} + {r['other_round_trips']:.2f}) | "
+                    f"{r.get('scripts_per_call', 0):.2f} | {r['commands_per_call']:.2f} | {cmds} | "
+                    f"{'yes' if r['ok'] else 'NO'} |"
+                )
+            out.append(
+                "\nRound trips are counted on the client as socket writes of redis-py connections (a "
+                "pipeline or script is one), split by the store method running. On the server, after "
+                "`CONFIG RESETSTAT`, each EVALSHA is one request; commandstats also counts the commands "
+                "the Lua scripts run inside the server, which cost no round trip.\n"
+            )
     return "\n".join(out) + "\n"
 
 
 BENCHES: dict[str, Callable[[bool], Any]] = {
-    "rss": bench_rss, "cardinality": bench_cardinality, "scopes": bench_scopes, "redis": bench_redis,
+    "rss": bench_rss,
+    "cardinality": bench_cardinality,
+    "scopes": bench_scopes,
+    "redis": bench_redis,
 }
 
 

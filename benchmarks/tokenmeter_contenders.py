@@ -47,15 +47,25 @@ def _enter_for_process(spec: Any) -> Any:
     return spec.__enter__()
 
 
-@contender("tokenmeter", import_root="tokenmeter", packages=PACKAGES, content_default=False,
-           desc="tokenmeter.configure(tracer_provider=, meter_provider=) + instrument('openai'), no scope")
+@contender(
+    "tokenmeter",
+    import_root="tokenmeter",
+    packages=PACKAGES,
+    content_default=False,
+    desc="tokenmeter.configure(tracer_provider=, meter_provider=) + instrument('openai'), no scope",
+)
 def _tokenmeter(tracer_provider, meter_provider, logger_provider, capture_content):
     _configure(tracer_provider, meter_provider, capture_content)
     return {"scope": None}
 
 
-@contender("tokenmeter_workflow", import_root="tokenmeter", packages=PACKAGES, content_default=False,
-           desc="tokenmeter, every call inside workflow('refund', team=...) + step('answer')")
+@contender(
+    "tokenmeter_workflow",
+    import_root="tokenmeter",
+    packages=PACKAGES,
+    content_default=False,
+    desc="tokenmeter, every call inside workflow('refund', team=...) + step('answer')",
+)
 def _tokenmeter_workflow(tracer_provider, meter_provider, logger_provider, capture_content):
     import tokenmeter
 
@@ -99,26 +109,46 @@ def _budgeted(tracer_provider: Any, meter_provider: Any, capture_content: bool, 
     return {"store": store.split("://")[0], "budget": "1d, $1,000,000 on team=payments"}
 
 
-@contender("tokenmeter_budget_memory", import_root="tokenmeter", packages=PACKAGES, content_default=False,
-           desc="tokenmeter with a daily dollar budget on the caller's team, in-memory store")
+@contender(
+    "tokenmeter_budget_memory",
+    import_root="tokenmeter",
+    packages=PACKAGES,
+    content_default=False,
+    desc="tokenmeter with a daily dollar budget on the caller's team, in-memory store",
+)
 def _tokenmeter_budget_memory(tracer_provider, meter_provider, logger_provider, capture_content):
     return _budgeted(tracer_provider, meter_provider, capture_content, "memory")
 
 
-@contender("tokenmeter_budget_sqlite", import_root="tokenmeter", packages=PACKAGES, content_default=False,
-           desc="tokenmeter with a daily dollar budget on the caller's team, SQLite store (file in results/)")
+@contender(
+    "tokenmeter_budget_sqlite",
+    import_root="tokenmeter",
+    packages=PACKAGES,
+    content_default=False,
+    desc="tokenmeter with a daily dollar budget on the caller's team, SQLite store (file in results/)",
+)
 def _tokenmeter_budget_sqlite(tracer_provider, meter_provider, logger_provider, capture_content):
     return _budgeted(tracer_provider, meter_provider, capture_content, "sqlite")
 
 
-@contender("tokenmeter_budget_redis", import_root="tokenmeter", packages=PACKAGES, content_default=False,
-           desc="tokenmeter with a daily dollar budget on the caller's team, Redis store (loopback redis-server)")
+@contender(
+    "tokenmeter_budget_redis",
+    import_root="tokenmeter",
+    packages=PACKAGES,
+    content_default=False,
+    desc="tokenmeter with a daily dollar budget on the caller's team, Redis store (loopback redis-server)",
+)
 def _tokenmeter_budget_redis(tracer_provider, meter_provider, logger_provider, capture_content):
     return _budgeted(tracer_provider, meter_provider, capture_content, "redis")
 
 
-@contender("otel_floor", import_root="wrapt", packages=("wrapt",), content_default=False,
-           desc="reference, not a library: one span + the three semconv histogram records, nothing else")
+@contender(
+    "otel_floor",
+    import_root="wrapt",
+    packages=("wrapt",),
+    content_default=False,
+    desc="reference, not a library: one span + the three semconv histogram records, nothing else",
+)
 def _otel_floor(tracer_provider, meter_provider, logger_provider, capture_content):
     """The least any span + GenAI-metrics instrumentation pays on this path (what the OTel SDK costs).
 
@@ -133,24 +163,38 @@ def _otel_floor(tracer_provider, meter_provider, logger_provider, capture_conten
 
     tracer = tracer_provider.get_tracer("floor")
     meter = meter_provider.get_meter("floor")
-    tokens = meter.create_histogram("gen_ai.client.token.usage", unit="{token}",
-                                    explicit_bucket_boundaries_advisory=[4.0**i for i in range(14)])
+    tokens = meter.create_histogram(
+        "gen_ai.client.token.usage", unit="{token}", explicit_bucket_boundaries_advisory=[4.0**i for i in range(14)]
+    )
     duration = meter.create_histogram("gen_ai.client.operation.duration", unit="s")
     base = {"gen_ai.provider.name": "openai", "gen_ai.operation.name": "chat", "gen_ai.request.model": ""}
     attrs: dict[str, dict[str, Any]] = {}
     start_attrs: dict[str, Any] | None = None
     end_attrs: dict[str, Any] | None = None
     if os.environ.get("BENCH_FLOOR_ATTRS"):  # profiling aid: the same span attributes as tokenmeter's
-        start_attrs = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
-                       "gen_ai.request.model": "gpt-4o-mini", "tokenmeter.model.tier": "small",
-                       "tokenmeter.step.depth": 0, "tokenmeter.retry.attempt": 0, "gen_ai.request.max_tokens": 512,
-                       "server.address": "test"}
-        end_attrs = {"gen_ai.response.model": "gpt-4o-mini-2024-07-18", "gen_ai.response.id": "chatcmpl-x",
-                     "gen_ai.response.finish_reasons": ["stop"], "gen_ai.usage.input_tokens": 1234,
-                     "gen_ai.usage.output_tokens": 210, "gen_ai.usage.cache_read.input_tokens": 1024,
-                     "gen_ai.usage.cache_write.input_tokens": 0, "gen_ai.usage.reasoning.output_tokens": 64,
-                     "tokenmeter.usage.estimated": False, "tokenmeter.cost.source": "table:genai-prices@0.2.3",
-                     "tokenmeter.cost.usd": 0.0002343}
+        start_attrs = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "gpt-4o-mini",
+            "tokenmeter.model.tier": "small",
+            "tokenmeter.step.depth": 0,
+            "tokenmeter.retry.attempt": 0,
+            "gen_ai.request.max_tokens": 512,
+            "server.address": "test",
+        }
+        end_attrs = {
+            "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
+            "gen_ai.response.id": "chatcmpl-x",
+            "gen_ai.response.finish_reasons": ["stop"],
+            "gen_ai.usage.input_tokens": 1234,
+            "gen_ai.usage.output_tokens": 210,
+            "gen_ai.usage.cache_read.input_tokens": 1024,
+            "gen_ai.usage.cache_write.input_tokens": 0,
+            "gen_ai.usage.reasoning.output_tokens": 64,
+            "tokenmeter.usage.estimated": False,
+            "tokenmeter.cost.source": "table:genai-prices@0.2.3",
+            "tokenmeter.cost.usd": 0.0002343,
+        }
 
     def finish(span: Any, model: str, t0: float, usage: Any) -> None:
         found = attrs.get(model)

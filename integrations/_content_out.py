@@ -48,8 +48,14 @@ def responses_output(response: Any) -> list[dict[str, Any]]:
         if kind == "message":
             found.extend(parts(field(item, "content")))
         elif kind == "function_call":
-            found.append({"type": "tool_call", "id": field(item, "call_id"), "name": field(item, "name"),
-                          "arguments": field(item, "arguments")})
+            found.append(
+                {
+                    "type": "tool_call",
+                    "id": field(item, "call_id"),
+                    "name": field(item, "name"),
+                    "arguments": field(item, "arguments"),
+                }
+            )
     return [{"role": "assistant", "parts": found}]
 
 
@@ -114,8 +120,10 @@ def invoke_delta(chunk: Any) -> str | None:
 # -- Gemini ---------------------------------------------------------------------------------------
 def gemini_output(response: Any) -> list[dict[str, Any]]:
     """One assistant message per candidate."""
-    return [_assistant({"parts": field(field(c, "content"), "parts")}, field(c, "finish_reason"))
-            for c in field(response, "candidates") or ()]
+    return [
+        _assistant({"parts": field(field(c, "content"), "parts")}, field(c, "finish_reason"))
+        for c in field(response, "candidates") or ()
+    ]
 
 
 def gemini_delta(chunk: Any) -> str | None:
@@ -123,6 +131,5 @@ def gemini_delta(chunk: Any) -> str | None:
     candidates = field(chunk, "candidates")
     if not candidates:
         return None
-    texts = [field(p, "text") for p in field(field(candidates[0], "content"), "parts") or ()
-             if not field(p, "thought")]
+    texts = [field(p, "text") for p in field(field(candidates[0], "content"), "parts") or () if not field(p, "thought")]
     return "".join(t for t in texts if isinstance(t, str)) or None

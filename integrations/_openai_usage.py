@@ -134,9 +134,7 @@ def combine(reported: Reported | None) -> Usage | None:
     return total
 
 
-def settle(
-    reported: Reported | None, request: OpenAIRequest, completion_text: str | Callable[[], str] | None
-) -> Usage:
+def settle(reported: Reported | None, request: OpenAIRequest, completion_text: str | Callable[[], str] | None) -> Usage:
     """The usage to meter: what the provider reported, with missing halves counted locally (flagged).
 
     ``completion_text`` is the reply text, or a function returning it (only called when the provider

@@ -135,9 +135,7 @@ def read_hook(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
     return content
 
 
-async def aread_hook(
-    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+async def aread_hook(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """``AsyncAPIResponse.read``."""
     content = await wrapped(*args, **kwargs)
     pending = _take(instance)
@@ -177,9 +175,7 @@ def parse_hook(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...]
     return _wrap_stream(pending, stream)
 
 
-async def aparse_hook(
-    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+async def aparse_hook(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """``AsyncAPIResponse.parse``."""
     if not _is_stream(instance):
         return await wrapped(*args, **kwargs)
@@ -194,18 +190,14 @@ async def aparse_hook(
     return _wrap_stream(pending, stream)
 
 
-def iter_lines_hook(
-    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+def iter_lines_hook(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """``APIResponse.iter_lines``: the caller reads the raw lines; meter from what they carry."""
     pending = _take(instance)
     lines = wrapped(*args, **kwargs)
     return lines if pending is None else _metered_lines(pending, lines)
 
 
-def aiter_lines_hook(
-    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+def aiter_lines_hook(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """``AsyncAPIResponse.iter_lines``."""
     pending = _take(instance)
     lines = wrapped(*args, **kwargs)
@@ -270,9 +262,7 @@ def close_hook(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...]
             _estimate(*pending)
 
 
-async def aclose_hook(
-    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+async def aclose_hook(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """``AsyncAPIResponse.close``."""
     try:
         return await wrapped(*args, **kwargs)
@@ -383,9 +373,7 @@ def arequest_fallback(by_path: dict[str, Any]) -> Callable[..., Any]:
     from tokenmeter._context import CURRENT_CALL
     from tokenmeter._wrap import finish_call
 
-    async def wrapper(
-        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
+    async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         found = _bypass(by_path, instance, args, kwargs)
         if found is None:
             return await wrapped(*args, **kwargs)

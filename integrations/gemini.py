@@ -302,9 +302,9 @@ _patcher.add(_MODELS_MODULE, "Models._generate_content", sync_wrapper(_GenerateC
 _patcher.add(_MODELS_MODULE, "Models._generate_content_stream", sync_wrapper(_GenerateContent(stream=True)))
 _patcher.add(_MODELS_MODULE, "AsyncModels._generate_content", async_wrapper(_GenerateContent(stream=False)))
 _EMBED = EmbedContent(
-    lambda instance: VERTEX_PROVIDER
-    if getattr(getattr(instance, "_api_client", None), "vertexai", False)
-    else PROVIDER,
+    lambda instance: (
+        VERTEX_PROVIDER if getattr(getattr(instance, "_api_client", None), "vertexai", False) else PROVIDER
+    ),
     lambda model: model_name(model),
     lambda instance: _server(instance),
 )

@@ -56,9 +56,7 @@ def _usage(raw: Any) -> Usage | None:
     total_out = int(_get(raw, "output_tokens") or _get(raw, "completion_tokens") or 0)
     cached = min(int(_get(_get(raw, "input_tokens_details"), "cached_tokens") or 0), total_in)
     reasoning = min(int(_get(_get(raw, "output_tokens_details"), "reasoning_tokens") or 0), total_out)
-    return Usage(
-        input=total_in - cached, cache_read=cached, output=total_out - reasoning, reasoning=reasoning
-    )
+    return Usage(input=total_in - cached, cache_read=cached, output=total_out - reasoning, reasoning=reasoning)
 
 
 class TokenmeterProcessor:

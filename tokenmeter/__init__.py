@@ -16,7 +16,6 @@ from __future__ import annotations
 from ._call import MeteredCall, Request, record
 from ._context import Scope, current_scope
 from ._errors import BudgetExceeded, BudgetStoreUnavailable, ConfigError, PolicyViolation, TokenmeterError
-from ._governance import Budget, BudgetWarning, Policy
 from ._instrument import instrument, instrumented, uninstrument
 from ._meter import Meter, active, configure, shutdown, unconfigure
 from ._prices import Cost, PriceBook
@@ -25,6 +24,7 @@ from ._scopes import agent, attributes, outcome, step, tool, workflow
 from ._threads import in_context
 from ._tokens import TokenCount, count_tokens
 from ._usage import MAX_TOKENS, TOKEN_CLASSES, Usage
+from .governance import Budget, BudgetWarning, Policy
 
 __all__ = [
     "MAX_TOKENS",

@@ -230,8 +230,16 @@ class MeteredCall:
         except Exception:
             _safe.log_once("gate.after", "tokenmeter: settling the rollup or budget reservation failed")
         try:
-            meter.ledger.call(scope, self.tier, req.provider, req.model, req.operation, usage, cost,
-                              "ok" if error is None else "error")
+            meter.ledger.call(
+                scope,
+                self.tier,
+                req.provider,
+                req.model,
+                req.operation,
+                usage,
+                cost,
+                "ok" if error is None else "error",
+            )
         except Exception:
             _safe.log_once("call.ledger", "tokenmeter: adding a call to the ledger failed")
         if _responses.TRACK and response_id and usage is not None and not req.attributes.get("tokenmeter.usage.source"):
@@ -377,8 +385,9 @@ class MeteredCall:
             with ins.register_lock:
                 reg.blocked_calls += 1
             req = self.request
-            self.meter.ledger.call(self.scope, self.tier, req.provider, req.model, req.operation, None, UNPRICED,
-                                   "blocked")
+            self.meter.ledger.call(
+                self.scope, self.tier, req.provider, req.model, req.operation, None, UNPRICED, "blocked"
+            )
             if self.span is not None:
                 self.span.end()
         except Exception:

@@ -160,21 +160,26 @@ def _url(name: str, value: Any, example: str) -> None:
     except ValueError:
         ok = False
     if not ok:
-        raise ConfigError(f"{name} must be a URL such as {example} (scheme http or https, a host, a numeric "
-                          f"port), got {value!r}")
+        raise ConfigError(
+            f"{name} must be a URL such as {example} (scheme http or https, a host, a numeric port), got {value!r}"
+        )
 
 
 def _provider(name: str, value: Any, method: str) -> None:
     if value is not None and not callable(getattr(value, method, None)):
-        raise ConfigError(f"{name} must be an OpenTelemetry {name.replace('_', ' ').title().replace(' ', '')} "
-                          f"(with a {method}() method), got {value!r}")
+        raise ConfigError(
+            f"{name} must be an OpenTelemetry {name.replace('_', ' ').title().replace(' ', '')} "
+            f"(with a {method}() method), got {value!r}"
+        )
 
 
 def _paths(files: Mapping[str, str]) -> None:
     for encoding, path in files.items():
         if not os.path.isfile(path):
-            raise ConfigError(f"tiktoken_files: the {encoding} file {path!r} does not exist; give the path of a "
-                              f"{encoding}.tiktoken file, or drop the entry (the bundled copy is used)")
+            raise ConfigError(
+                f"tiktoken_files: the {encoding} file {path!r} does not exist; give the path of a "
+                f"{encoding}.tiktoken file, or drop the entry (the bundled copy is used)"
+            )
 
 
 def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Options:
@@ -209,9 +214,11 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
         if otel in EXPORTERS:
             raw["exporter"] = otel
         elif otel:
-            raise ConfigError(f"OTEL_TRACES_EXPORTER={env['OTEL_TRACES_EXPORTER']!r} is not supported by tokenmeter: "
-                              f"use one of {', '.join(EXPORTERS)} (jaeger and zipkin accept OTLP: point "
-                              "OTEL_EXPORTER_OTLP_ENDPOINT at their OTLP port), or pass exporter= to configure()")
+            raise ConfigError(
+                f"OTEL_TRACES_EXPORTER={env['OTEL_TRACES_EXPORTER']!r} is not supported by tokenmeter: "
+                f"use one of {', '.join(EXPORTERS)} (jaeger and zipkin accept OTLP: point "
+                "OTEL_EXPORTER_OTLP_ENDPOINT at their OTLP port), or pass exporter= to configure()"
+            )
         elif raw.get("endpoint") or any(
             env.get(f"OTEL_EXPORTER_OTLP_{signal}ENDPOINT") for signal in ("", "TRACES_", "METRICS_")
         ):
@@ -232,14 +239,23 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
     if endpoint is not None:
         _url("endpoint", endpoint, "http://127.0.0.1:4318")
     if "endpoint" not in raw and raw["exporter"] == "otlp":
-        for var in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-                    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"):
+        for var in (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        ):
             if env.get(var):
                 _url(var, env[var], "http://127.0.0.1:4318")
     _provider("tracer_provider", raw.get("tracer_provider"), "get_tracer")
     _provider("meter_provider", raw.get("meter_provider"), "get_meter")
-    for key in ("capture_content", "instrument_threads", "inject_stream_usage", "fail_open", "disabled",
-                "semconv_cost"):
+    for key in (
+        "capture_content",
+        "instrument_threads",
+        "inject_stream_usage",
+        "fail_open",
+        "disabled",
+        "semconv_cost",
+    ):
         if key in raw:
             raw[key] = _bool(key, raw[key])
     if "semconv_metrics" in raw:
@@ -276,15 +292,16 @@ def resolve_options(kwargs: Mapping[str, Any], environ: Mapping[str, str] | None
     if address is not None:
         _host, sep, port = str(address).rpartition(":")
         if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(f"prometheus_address must be 'host:port' with a port 1-65535, such as 127.0.0.1:9464, "
-                              f"got {address!r}")
+            raise ConfigError(
+                f"prometheus_address must be 'host:port' with a port 1-65535, such as 127.0.0.1:9464, got {address!r}"
+            )
     store = raw.get("store", "memory")
     if not isinstance(store, str) or not (
         store == "memory" or store.startswith("sqlite:///") or store.startswith(("redis://", "rediss://"))
     ):
         raise ConfigError(f"store must be 'memory', 'sqlite:///path' or 'redis://host:port/db', got {store!r}")
     if store != "memory":
-        from ._governance._stores import check_url
+        from .governance._stores import check_url
 
         check_url(store)  # parameters and Redis database, without opening anything
     _ledger_options(raw)
@@ -304,7 +321,7 @@ def ledger_path(value: str | None) -> str | None:
         from platformdirs import user_data_dir
 
         return str(Path(user_data_dir("tokenmeter", appauthor=False)) / "ledger.db")
-    return value[len("sqlite:///"):]
+    return value[len("sqlite:///") :]
 
 
 def _ledger_options(raw: dict[str, Any]) -> None:
@@ -314,8 +331,10 @@ def _ledger_options(raw: dict[str, Any]) -> None:
     if not isinstance(ledger, str) or not (
         ledger in ("default", "none", "off", "memory") or (ledger.startswith("sqlite:///") and len(ledger) > 10)
     ):
-        raise ConfigError(f"ledger must be 'sqlite:///path/ledger.db', 'default' (the user data directory) or "
-                          f"None / 'none' (off), got {ledger!r}")
+        raise ConfigError(
+            f"ledger must be 'sqlite:///path/ledger.db', 'default' (the user data directory) or "
+            f"None / 'none' (off), got {ledger!r}"
+        )
     raw["ledger"] = ledger.lower() if ledger.lower() in ("default", "none", "off", "memory") else ledger
     if "ledger_flush_interval" in raw:
         value = raw["ledger_flush_interval"]

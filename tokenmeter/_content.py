@@ -72,13 +72,23 @@ def part(item: Any) -> dict[str, Any] | None:
         return {"type": "text", "content": text}
     if kind == "tool_use" or _get(item, "toolUse") is not None or _get(item, "function_call", "functionCall"):
         use = _get(item, "toolUse") or _get(item, "function_call", "functionCall") or item
-        return {"type": "tool_call", "id": _get(use, "id", "toolUseId"), "name": _get(use, "name"),
-                "arguments": _json_value(_get(use, "input", "args", "arguments"))}
-    if kind == "tool_result" or _get(item, "toolResult") is not None or _get(item, "function_response",
-                                                                              "functionResponse"):
+        return {
+            "type": "tool_call",
+            "id": _get(use, "id", "toolUseId"),
+            "name": _get(use, "name"),
+            "arguments": _json_value(_get(use, "input", "args", "arguments")),
+        }
+    if (
+        kind == "tool_result"
+        or _get(item, "toolResult") is not None
+        or _get(item, "function_response", "functionResponse")
+    ):
         res = _get(item, "toolResult") or _get(item, "function_response", "functionResponse") or item
-        return {"type": "tool_call_response", "id": _get(res, "tool_use_id", "toolUseId", "id"),
-                "response": _json_value(_get(res, "content", "response"))}
+        return {
+            "type": "tool_call_response",
+            "id": _get(res, "tool_use_id", "toolUseId", "id"),
+            "response": _json_value(_get(res, "content", "response")),
+        }
     if kind is not None:
         return {"type": str(kind)}
     for media in ("image", "document", "video", "audio", "inline_data", "inlineData", "file_data", "fileData"):
@@ -106,12 +116,23 @@ def message(msg: Any) -> dict[str, Any]:
     found = parts(_get(msg, "content", "parts"))
     for call in _get(msg, "tool_calls") or []:
         fn = _get(call, "function")
-        found.append({"type": "tool_call", "id": _get(call, "id"), "name": _get(fn, "name"),
-                      "arguments": _json_value(_get(fn, "arguments"))})
+        found.append(
+            {
+                "type": "tool_call",
+                "id": _get(call, "id"),
+                "name": _get(fn, "name"),
+                "arguments": _json_value(_get(fn, "arguments")),
+            }
+        )
     call_id = _get(msg, "tool_call_id")
     if role == "tool" and call_id is not None:
-        found = [{"type": "tool_call_response", "id": call_id,
-                  "response": " ".join(p.get("content", "") for p in found if p.get("type") == "text")}]
+        found = [
+            {
+                "type": "tool_call_response",
+                "id": call_id,
+                "response": " ".join(p.get("content", "") for p in found if p.get("type") == "text"),
+            }
+        ]
     return {"role": role, "parts": found}
 
 
@@ -130,8 +151,13 @@ def inputs(provider: str, messages: Sequence[Any] | None, prompt: str | None) ->
 def output_text(texts: Iterable[str], finish_reasons: Sequence[str] | None) -> list[dict[str, Any]]:
     """The output message of a stream: its text deltas joined."""
     text = "".join(texts)
-    return [{"role": "assistant", "parts": [{"type": "text", "content": text}] if text else [],
-             "finish_reason": finish_reasons[0] if finish_reasons else ""}]
+    return [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": text}] if text else [],
+            "finish_reason": finish_reasons[0] if finish_reasons else "",
+        }
+    ]
 
 
 def attribute(value: Any, max_chars: int) -> tuple[str, bool]:
@@ -142,8 +168,9 @@ def attribute(value: Any, max_chars: int) -> tuple[str, bool]:
     return text, False
 
 
-def add_inputs(attrs: dict[str, Any], provider: str, messages: Sequence[Any] | None, prompt: str | None,
-               max_chars: int) -> None:
+def add_inputs(
+    attrs: dict[str, Any], provider: str, messages: Sequence[Any] | None, prompt: str | None, max_chars: int
+) -> None:
     """Put the input attributes of a request into ``attrs`` (span start attributes)."""
     system, converted = inputs(provider, messages, prompt)
     truncated = False

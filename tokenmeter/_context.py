@@ -47,9 +47,17 @@ def clean_id(value: object) -> str:
         return "_invalid"
     if not text.isprintable():
         text = "".join(
-            ch if ch.isprintable() or ch == " " else
-            (f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}" if ord(ch) < 0x10000
-             else f"\\U{ord(ch):08x}") if unicodedata.category(ch)[0] in "CZ" else ch
+            ch
+            if ch.isprintable() or ch == " "
+            else (
+                f"\\x{ord(ch):02x}"
+                if ord(ch) < 0x100
+                else f"\\u{ord(ch):04x}"
+                if ord(ch) < 0x10000
+                else f"\\U{ord(ch):08x}"
+            )
+            if unicodedata.category(ch)[0] in "CZ"
+            else ch
             for ch in text
         )
     if len(text) > MAX_ID_CHARS:

@@ -19,7 +19,7 @@ from decimal import Decimal
 
 from opentelemetry.metrics import CallbackOptions, Observation
 
-from ._governance._windows import bounds, label
+from .governance._windows import bounds, label
 
 OTHER = "_other"
 NONE = "_none"

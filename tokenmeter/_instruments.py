@@ -381,7 +381,6 @@ class CallAttributes:
         self.error_calls = 0
         self.blocked_calls = 0
 
-
     def semconv_with(
         self, response_model: str | None, server_address: str | None
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:

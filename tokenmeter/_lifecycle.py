@@ -128,8 +128,11 @@ def run_bounded(name: str, fn: Callable[[int], bool], timeout_millis: int) -> bo
             _running[name] = job
     finished = job.done.wait(max(deadline - time.monotonic(), 0))
     if not finished:
-        _log.warning("tokenmeter: %s did not finish within %d ms; giving up waiting (is the exporter reachable?)",
-                     name, timeout_millis)
+        _log.warning(
+            "tokenmeter: %s did not finish within %d ms; giving up waiting (is the exporter reachable?)",
+            name,
+            timeout_millis,
+        )
         return False
     return job.ok
 

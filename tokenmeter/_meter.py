@@ -56,17 +56,24 @@ class Meter:
                 continue
             target = budget.downgrade_to
             if target is None and not mapped:
-                raise ConfigError(f"Budget {budget.name!r}: action='downgrade' needs a target: give downgrade_to="
-                                  "'<cheaper model>' or a Policy(downgrade={...}) map")
-        targets = [(f"Budget {b.name!r}: downgrade_to", b.downgrade_to) for b in options.budgets
-                   if getattr(b, "downgrade_to", None)]
+                raise ConfigError(
+                    f"Budget {budget.name!r}: action='downgrade' needs a target: give downgrade_to="
+                    "'<cheaper model>' or a Policy(downgrade={...}) map"
+                )
+        targets = [
+            (f"Budget {b.name!r}: downgrade_to", b.downgrade_to)
+            for b in options.budgets
+            if getattr(b, "downgrade_to", None)
+        ]
         targets += [(f"Policy: downgrade[{k!r}]", v) for k, v in mapped.items()]
         for where, model in targets:
             declared = any(fnmatch.fnmatchcase(model, glob) for glob in options.tiers)
             if not declared and self.prices.input_price_mtok("", model) is None:
-                raise ConfigError(f"{where}={model!r} is neither priced nor declared: check the model name, add "
-                                  f"its price (configure(prices={{{model!r}: {{...}}}})) or its tier "
-                                  f"(configure(tiers={{{model!r}: 'economy'}}))")
+                raise ConfigError(
+                    f"{where}={model!r} is neither priced nor declared: check the model name, add "
+                    f"its price (configure(prices={{{model!r}: {{...}}}})) or its tier "
+                    f"(configure(tiers={{{model!r}: 'economy'}}))"
+                )
 
     def _build(self, options: Options, *, resource: Any = None) -> None:
         """The per-process part: providers (if tokenmeter owns them), instruments, ledger and gate."""
@@ -88,7 +95,7 @@ class Meter:
             self.instruments.customers = TopCustomers(options.customer_metrics, time.time)
         self.instruments.prices_info = (self.prices.table_version, self.prices.data_date)
         self.cache_write_keys = cache_write_keys(os.environ)
-        from ._governance import build_gate
+        from .governance import build_gate
 
         # Always built: the per-run guard (workflow(max_tokens=...)) needs it even without budgets;
         # with nothing configured its before() returns at once.
@@ -107,7 +114,7 @@ class Meter:
         # copied mid-transaction would roll the parent's transaction back under it.
         _PARENTS_STATE.append((self.gate, list(self._owned)))
         if not self._owned:
-            from ._governance import build_gate
+            from .governance import build_gate
 
             self.ledger = _build_ledger(self.options)
             # A store connection is never shared with the parent (SQLite forbids it; Redis pools re-dial).
@@ -137,12 +144,17 @@ class Meter:
             if type(global_mp).__name__ not in ("_ProxyMeterProvider", "NoOpMeterProvider"):
                 mp = global_mp
         if mp is not None and options.prometheus_address:
-            _log.warning("tokenmeter: prometheus_address=%r not served: metrics go to the meter provider in use "
-                         "(add a PrometheusMetricReader to it)", options.prometheus_address)
+            _log.warning(
+                "tokenmeter: prometheus_address=%r not served: metrics go to the meter provider in use "
+                "(add a PrometheusMetricReader to it)",
+                options.prometheus_address,
+            )
         if tp is not None and mp is not None:
             if options.exporter != "none" and options.tracer_provider is None and options.meter_provider is None:
-                _log.info("tokenmeter: using the application's OpenTelemetry providers; exporter=%r not applied",
-                          options.exporter)
+                _log.info(
+                    "tokenmeter: using the application's OpenTelemetry providers; exporter=%r not applied",
+                    options.exporter,
+                )
             return tp, mp
         from ._exporters import build_meter_provider, build_tracer_provider
 
@@ -357,8 +369,16 @@ def _disabled(options: Options) -> Options:
     from opentelemetry.metrics import NoOpMeterProvider
     from opentelemetry.trace import NoOpTracerProvider
 
-    return replace(options, exporter="none", tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider(),
-                   budgets=(), policy=None, store="memory", ledger="none")
+    return replace(
+        options,
+        exporter="none",
+        tracer_provider=NoOpTracerProvider(),
+        meter_provider=NoOpMeterProvider(),
+        budgets=(),
+        policy=None,
+        store="memory",
+        ledger="none",
+    )
 
 
 def unconfigure() -> None:
@@ -412,6 +432,4 @@ def _after_fork_hook() -> None:
         _safe.log_once("fork", "tokenmeter: rebuilding the meter in a forked child failed; the child is not metered")
 
 
-_lifecycle.register(
-    "meter", _lifecycle.Hooks(after_fork=_after_fork_hook, flush=_flush_hook, shutdown=_shutdown_hook)
-)
+_lifecycle.register("meter", _lifecycle.Hooks(after_fork=_after_fork_hook, flush=_flush_hook, shutdown=_shutdown_hook))

@@ -100,5 +100,12 @@ class Node:
     def snapshot(self) -> tuple[list[int], Decimal, int, int, int, int, int]:
         """``(tokens, cost, calls, errors, retries, unpriced_tokens, steps)`` read consistently."""
         with _LOCK:
-            return (list(self.tokens), self.cost, self.calls, self.errors, self.retries, self.unpriced_tokens,
-                    self.steps)
+            return (
+                list(self.tokens),
+                self.cost,
+                self.calls,
+                self.errors,
+                self.retries,
+                self.unpriced_tokens,
+                self.steps,
+            )

@@ -195,8 +195,16 @@ def report_waste(meter: Any, scope: Scope, node: Node, reason: str) -> None:
     meter.ledger.waste(scope, tokens, cost)
 
 
-def _record_run(meter: Any, scope: Scope, by_class: list[int], cost: Any, unpriced: int, calls: int, steps: int,
-                error: BaseException | None) -> None:
+def _record_run(
+    meter: Any,
+    scope: Scope,
+    by_class: list[int],
+    cost: Any,
+    unpriced: int,
+    calls: int,
+    steps: int,
+    error: BaseException | None,
+) -> None:
     tokens = sum(by_class)
     dimensions = {
         "gen_ai.workflow.name": scope.workflow,
@@ -461,6 +469,11 @@ def attributes(
     escaped. They are not metric attributes (unbounded): per-customer metrics come only from the
     opt-in top-N dimension (``configure(customer_metrics=N)``); budgets can scope by them.
     """
-    fields = {"team": team, "workflow": workflow, "tier": tier, "env": env,
-              **_entities(customer, user, session, feature)}
+    fields = {
+        "team": team,
+        "workflow": workflow,
+        "tier": tier,
+        "env": env,
+        **_entities(customer, user, session, feature),
+    }
     return ScopeSpec("attributes", "", fields, extra)

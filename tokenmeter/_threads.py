@@ -17,7 +17,7 @@ _patched = False
 def in_context(fn: Callable[..., T]) -> Callable[..., T]:
     """Bind ``fn`` to the current context (attribution, spans, baggage) so another thread can run it.
 
-        threading.Thread(target=tokenmeter.in_context(work)).start()
+    threading.Thread(target=tokenmeter.in_context(work)).start()
     """
     ctx = contextvars.copy_context()
 

@@ -21,9 +21,7 @@ UNKNOWN = "unknown"
 class TierResolver:
     """Maps a model to its tier; results are cached per (provider, model)."""
 
-    def __init__(
-        self, globs: Mapping[str, str] | None, price_of: Callable[[str, str], Decimal | None]
-    ) -> None:
+    def __init__(self, globs: Mapping[str, str] | None, price_of: Callable[[str, str], Decimal | None]) -> None:
         self._globs = list((globs or {}).items())
         self._price_of = price_of
         self._cache: dict[tuple[str, str], str] = {}

@@ -58,9 +58,7 @@ def _sync_send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...]
     return response
 
 
-async def _async_send(
-    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+async def _async_send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     call = CURRENT_CALL.get()
     if call is None or not _counted(call, args):
         return await wrapped(*args, **kwargs)

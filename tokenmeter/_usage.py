@@ -22,6 +22,7 @@ def plausible_count(value: object) -> int | None:
     """``value`` when it is a plausible token count (an ``int`` in ``0..MAX_TOKENS``), else ``None``."""
     return value if type(value) is int and 0 <= value <= MAX_TOKENS else None
 
+
 DETAILS: dict[str, tuple[int, str]] = {
     "cache_write_1h": (2, "text"),
     "input_audio": (0, "audio"),
@@ -116,8 +117,12 @@ class Usage:
     def plausible(self) -> bool:
         """Whether no class exceeds :data:`MAX_TOKENS` (the core refuses to record an implausible usage)."""
         m = MAX_TOKENS
-        return self.input <= m and self.cache_read <= m and self.cache_write <= m and self.output <= m and (
-            self.reasoning <= m
+        return (
+            self.input <= m
+            and self.cache_read <= m
+            and self.cache_write <= m
+            and self.output <= m
+            and (self.reasoning <= m)
         )
 
     @property

@@ -22,11 +22,11 @@ from decimal import Decimal
 from typing import Any
 
 from ._errors import ConfigError
-from ._governance import Budget, StoreUnavailable, load_budgets, open_store
-from ._governance._signals import utilization
-from ._governance._stores import BucketState, from_nano
-from ._governance._windows import bounds, label
 from .finops import _cli_export, _cli_forecast
+from .governance import Budget, StoreUnavailable, load_budgets, open_store
+from .governance._signals import utilization
+from .governance._stores import BucketState, from_nano
+from .governance._windows import bounds, label
 
 
 def _usd(value: Decimal) -> str:
@@ -51,8 +51,12 @@ def _row(budget: Budget, state: BucketState, now: float, entity: str = "") -> di
         "reservations": state.reservations,
         "limit_usd": None if limit_usd is None else str(limit_usd),
         "limit_tokens": limit_tokens,
-        "utilization": round(utilization(budget, state, budget.lines(now, 0, 0, 0.0, entity)[0])
-                             if limit_usd is not None or limit_tokens is not None else 0.0, 6),
+        "utilization": round(
+            utilization(budget, state, budget.lines(now, 0, 0, 0.0, entity)[0])
+            if limit_usd is not None or limit_tokens is not None
+            else 0.0,
+            6,
+        ),
     }
 
 
@@ -70,16 +74,18 @@ def _table(rows: Sequence[dict[str, Any]]) -> str:
     lines = [header]
     for r in rows:
         has_usd, has_tokens = r["limit_usd"] is not None, r["limit_tokens"] is not None
-        lines.append((
-            r["budget"],
-            ",".join(f"{k}={v}" for k, v in r["scope"].items()) or "*",
-            f"{r['window']} {r['window_start']}..{r['window_end']}",
-            _amounts(r["spent_usd"] if has_usd else None, r["spent_tokens"] if has_tokens else None),
-            _amounts(r["reserved_usd"] if has_usd else None, r["reserved_tokens"] if has_tokens else None)
-            + f" ({r['reservations']})",
-            _amounts(r["limit_usd"], r["limit_tokens"]),
-            f"{r['utilization'] * 100:.1f}%",
-        ))
+        lines.append(
+            (
+                r["budget"],
+                ",".join(f"{k}={v}" for k, v in r["scope"].items()) or "*",
+                f"{r['window']} {r['window_start']}..{r['window_end']}",
+                _amounts(r["spent_usd"] if has_usd else None, r["spent_tokens"] if has_tokens else None),
+                _amounts(r["reserved_usd"] if has_usd else None, r["reserved_tokens"] if has_tokens else None)
+                + f" ({r['reservations']})",
+                _amounts(r["limit_usd"], r["limit_tokens"]),
+                f"{r['utilization'] * 100:.1f}%",
+            )
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)
 
@@ -91,17 +97,23 @@ def _budgets_command(args: argparse.Namespace) -> int:
         print("tokenmeter budgets: give --budgets FILE (.toml or .json) or set TOKENMETER_BUDGETS", file=sys.stderr)
         return 2
     if store_url.startswith("sqlite:"):
-        from ._governance._stores import sqlite_path
+        from .governance._stores import sqlite_path
 
         db = sqlite_path(store_url)
         if db is not None and not os.path.isfile(db):
             # A read-only command never creates a store: a mistyped path would print an empty budget.
-            print(f"tokenmeter budgets: no SQLite budget store at {db} (check the path; it is created by the "
-                  "metered process's configure(store=...))", file=sys.stderr)
+            print(
+                f"tokenmeter budgets: no SQLite budget store at {db} (check the path; it is created by the "
+                "metered process's configure(store=...))",
+                file=sys.stderr,
+            )
             return 2
     if store_url == "memory":
-        print("tokenmeter budgets: the memory store lives inside the metered process; give --store "
-              "sqlite:///path or redis://host:port/db (or set TOKENMETER_STORE)", file=sys.stderr)
+        print(
+            "tokenmeter budgets: the memory store lives inside the metered process; give --store "
+            "sqlite:///path or redis://host:port/db (or set TOKENMETER_STORE)",
+            file=sys.stderr,
+        )
         return 2
     try:
         budgets = load_budgets(path)
@@ -112,8 +124,7 @@ def _budgets_command(args: argparse.Namespace) -> int:
     now = time.time()
     try:
         entity = args.entity or ""
-        rows = [_row(b, store.state(b.key(now, entity), now), now, entity) for b in budgets
-                if entity or not b.template]
+        rows = [_row(b, store.state(b.key(now, entity), now), now, entity) for b in budgets if entity or not b.template]
     except StoreUnavailable as exc:
         print(f"tokenmeter budgets: the budget store is unavailable: {exc}", file=sys.stderr)
         return 1
@@ -138,8 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     budgets.add_argument("--store", help="budget store URL (default: $TOKENMETER_STORE)")
     budgets.add_argument("--budgets", help="budgets file, .toml or .json (default: $TOKENMETER_BUDGETS)")
     budgets.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    budgets.add_argument("--entity", help="show per-entity (template) budgets for this customer/user id "
-                                          "(templates are left out without it)")
+    budgets.add_argument(
+        "--entity",
+        help="show per-entity (template) budgets for this customer/user id (templates are left out without it)",
+    )
     budgets.set_defaults(func=_budgets_command)
     from .finops import _cli_report
 

@@ -49,10 +49,18 @@ FRAUD_REVIEW_FROM_USD = 300.0
 NIGHTLY_BATCHES = 8
 
 TOOLS: list[dict[str, Any]] = [
-    {"type": "function", "function": {"name": name, "description": text, "parameters": {
-        "type": "object", "properties": {arg: {"type": "string"}}, "required": [arg]}}}
-    for name, text, arg in (("lookup_customer", "Plan, region and open incidents of a customer", "customer_id"),
-                            ("search_kb", "Search the knowledge base", "query"))
+    {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": text,
+            "parameters": {"type": "object", "properties": {arg: {"type": "string"}}, "required": [arg]},
+        },
+    }
+    for name, text, arg in (
+        ("lookup_customer", "Plan, region and open incidents of a customer", "customer_id"),
+        ("search_kb", "Search the knowledge base", "query"),
+    )
 ]
 
 
@@ -106,8 +114,15 @@ def issue_refund(order: str, amount: float) -> str:
 
 def _tool_turn(messages: list[Message], n: int, name: str, args: dict[str, Any], result: Any) -> None:
     call_id = f"call_{n}"
-    messages.append({"role": "assistant", "content": None, "tool_calls": [
-        {"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}]})
+    messages.append(
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+            ],
+        }
+    )
     messages.append({"role": "tool", "tool_call_id": call_id, "content": json.dumps(result)})
 
 
@@ -150,16 +165,21 @@ def respond(llm: LLM, rng: random.Random, t: Ticket, category: str) -> str:
     if t.vip:
         try:
             with tokenmeter.step("draft-premium"):
-                return llm.chat(FRONTIER, messages, max_tokens=2000, reasoning=900,
-                                text=f"{t.id}: we are on it personally.").text
+                return llm.chat(
+                    FRONTIER, messages, max_tokens=2000, reasoning=900, text=f"{t.id}: we are on it personally."
+                ).text
         except tokenmeter.PolicyViolation:
             pass  # premium models need approval; support falls back to the standard tier below
     with tokenmeter.step("draft"):  # outside the retry loop: a retried attempt is waste, not a failed step
         for attempt in validated(llm):
             with attempt:
                 bad = _fails(rng, attempt, 0.25)
-                words = " ".join(rng.choice(("Thanks", "for", "reaching", "out", "we", "checked", "your",
-                                             "account", "and", "fixed", "it")) for _ in range(rng.randrange(40, 90)))
+                words = " ".join(
+                    rng.choice(
+                        ("Thanks", "for", "reaching", "out", "we", "checked", "your", "account", "and", "fixed", "it")
+                    )
+                    for _ in range(rng.randrange(40, 90))
+                )
                 text = f"{'' if bad else t.id + ': '}{words}."
                 answer = llm.chat(STANDARD, messages, max_tokens=600, stream=True, text=text)
                 if llm.fake is not None and t.id not in answer.text:
@@ -171,11 +191,17 @@ def respond(llm: LLM, rng: random.Random, t: Ticket, category: str) -> str:
 def refund(llm: LLM, rng: random.Random, n: int) -> None:
     """One refund request, end to end."""
     r = refund_request(rng, n)
-    with tokenmeter.workflow("refund", team="payments", max_cost_usd=REFUND_MAX_COST_USD), \
-            tokenmeter.agent("refund-agent"):
-        messages: list[Message] = [{"role": "system", "content": REFUND_PROMPT},
-                                   {"role": "user", "content": f"Refund {r.id}: order {r.order}, {r.reason}, "
-                                                               f"${r.amount:.2f}. Reply with JSON."}]
+    with (
+        tokenmeter.workflow("refund", team="payments", max_cost_usd=REFUND_MAX_COST_USD),
+        tokenmeter.agent("refund-agent"),
+    ):
+        messages: list[Message] = [
+            {"role": "system", "content": REFUND_PROMPT},
+            {
+                "role": "user",
+                "content": f"Refund {r.id}: order {r.order}, {r.reason}, ${r.amount:.2f}. Reply with JSON.",
+            },
+        ]
         with tokenmeter.step("extract"):
             for attempt in validated(llm):
                 with attempt:
@@ -188,12 +214,22 @@ def refund(llm: LLM, rng: random.Random, n: int) -> None:
         check_order(r.order)
         if r.amount >= FRAUD_REVIEW_FROM_USD:
             with tokenmeter.step("fraud-review"):
-                llm.chat(FRONTIER, [{"role": "system", "content": FRAUD_PROMPT}, messages[1]], max_tokens=6000,
-                         reasoning=rng.randrange(1500, 4500), text='{"fraud": false, "confidence": 0.93}')
+                llm.chat(
+                    FRONTIER,
+                    [{"role": "system", "content": FRAUD_PROMPT}, messages[1]],
+                    max_tokens=6000,
+                    reasoning=rng.randrange(1500, 4500),
+                    text='{"fraud": false, "confidence": 0.93}',
+                )
         issue_refund(r.order, r.amount)
         with tokenmeter.step("notify"):
-            llm.chat(SMALL, messages, max_tokens=300, stream=True,
-                     text=f"Your refund {r.id} of ${r.amount:.2f} is on its way; expect it within 5 days.")
+            llm.chat(
+                SMALL,
+                messages,
+                max_tokens=300,
+                stream=True,
+                text=f"Your refund {r.id} of ${r.amount:.2f} is on its way; expect it within 5 days.",
+            )
 
 
 # -- data --------------------------------------------------------------------------------------------
@@ -204,17 +240,30 @@ def nightly_summarisation(llm: LLM, rng: random.Random, n: int) -> None:
         with tokenmeter.step("map"):
             for b in range(NIGHTLY_BATCHES):
                 batch = ticket_batch(rng, b, rng.randrange(25, 40))
-                summary = f"Batch {b}: " + " ".join(rng.choice(("billing", "login", "export", "outage", "api"))
-                                                     for _ in range(60))
-                summaries.append(llm.chat(SELF_HOSTED, [{"role": "system", "content": SUMMARY_PROMPT},
-                                                        {"role": "user", "content": batch}],
-                                          max_tokens=300, text=summary).text or summary)
+                summary = f"Batch {b}: " + " ".join(
+                    rng.choice(("billing", "login", "export", "outage", "api")) for _ in range(60)
+                )
+                summaries.append(
+                    llm.chat(
+                        SELF_HOSTED,
+                        [{"role": "system", "content": SUMMARY_PROMPT}, {"role": "user", "content": batch}],
+                        max_tokens=300,
+                        text=summary,
+                    ).text
+                    or summary
+                )
         report = [{"role": "system", "content": SUMMARY_PROMPT}, {"role": "user", "content": "\n".join(summaries)}]
         with tokenmeter.step("reduce"):
-            llm.chat(STANDARD, report, max_tokens=1200, stream=True,
-                     text=" ".join(rng.choice(("Login", "issues", "rose", "after", "the", "release", "billing",
-                                               "fell")) for _ in range(400)))
+            llm.chat(
+                STANDARD,
+                report,
+                max_tokens=1200,
+                stream=True,
+                text=" ".join(
+                    rng.choice(("Login", "issues", "rose", "after", "the", "release", "billing", "fell"))
+                    for _ in range(400)
+                ),
+            )
         with tokenmeter.step("insights"):
             # Asks for the frontier tier; the policy routes the data team to a standard model instead.
             llm.chat(FRONTIER, report, max_tokens=1500, text="Top driver of tickets: login email delays.")
-

@@ -62,17 +62,30 @@ def ticket(rng: random.Random, n: int) -> Ticket:
     """A support ticket of a few sentences."""
     topic, ask = rng.choice(_TOPICS)
     customer = f"C-{rng.randrange(10_000, 99_999)}"
-    extra = " ".join(rng.choice(("It is urgent.", "We have a board meeting tomorrow.", "Thanks in advance.",
-                                 "This happened before in March.", "Our plan is the business tier."))
-                     for _ in range(rng.randrange(1, 4)))
-    return Ticket(f"T-{n:05d}", customer, topic, f"Hi, {ask}. {extra} Order A-{rng.randrange(1000, 9999)}.",
-                  rng.random() < 0.12)
+    extra = " ".join(
+        rng.choice(
+            (
+                "It is urgent.",
+                "We have a board meeting tomorrow.",
+                "Thanks in advance.",
+                "This happened before in March.",
+                "Our plan is the business tier.",
+            )
+        )
+        for _ in range(rng.randrange(1, 4))
+    )
+    return Ticket(
+        f"T-{n:05d}", customer, topic, f"Hi, {ask}. {extra} Order A-{rng.randrange(1000, 9999)}.", rng.random() < 0.12
+    )
 
 
 def kb_article(rng: random.Random, query: str, n: int) -> str:
     """A knowledge-base search hit: a few hundred tokens the agent appends to its context."""
-    steps = " ".join(f"Step {i}: check the {rng.choice(('region', 'plan', 'quota', 'token', 'cache'))} "
-                     f"settings and retry after {rng.randrange(1, 30)} minutes." for i in range(1, 30))
+    steps = " ".join(
+        f"Step {i}: check the {rng.choice(('region', 'plan', 'quota', 'token', 'cache'))} "
+        f"settings and retry after {rng.randrange(1, 30)} minutes."
+        for i in range(1, 30)
+    )
     return f"KB-{n:04d} about '{query}': {steps}"
 
 
@@ -88,8 +101,9 @@ class RefundRequest:
 
 def refund_request(rng: random.Random, n: int) -> RefundRequest:
     """A refund request; about one in four is large enough to need a fraud review."""
-    amount = round(rng.choice((rng.uniform(5, 120), rng.uniform(5, 120), rng.uniform(5, 120),
-                               rng.uniform(400, 2500))), 2)
+    amount = round(
+        rng.choice((rng.uniform(5, 120), rng.uniform(5, 120), rng.uniform(5, 120), rng.uniform(400, 2500))), 2
+    )
     reason = rng.choice(("double charge", "service outage credit", "cancelled within trial", "wrong plan"))
     return RefundRequest(f"R-{n:05d}", f"A-{rng.randrange(1000, 9999)}", amount, reason)
 

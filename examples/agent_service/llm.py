@@ -105,8 +105,19 @@ class LLM:
         """Send one chat completion. ``text`` / ``tool_call`` / ``reasoning`` script the fake's reply."""
         model = self.model_override or model
         scope = tokenmeter.current_scope()
-        record = CallRecord(self.run, scope.team, scope.workflow, scope.agent, scope.attempt, model, model, stream,
-                            "ok", None, self.loop)
+        record = CallRecord(
+            self.run,
+            scope.team,
+            scope.workflow,
+            scope.agent,
+            scope.attempt,
+            model,
+            model,
+            stream,
+            "ok",
+            None,
+            self.loop,
+        )
         self.calls.append(record)
         reply = self._script(model, messages, text, tool_call, reasoning) if self.fake is not None else None
         if reply is not None and self.fake is not None:
@@ -147,16 +158,28 @@ class LLM:
             self.fake.clear()  # the call was not sent: its scripted reply must not answer the next one
 
     # -- scripting the fake ---------------------------------------------------------------------------
-    def _script(self, model: str, messages: Sequence[Message], text: str,
-                tool_call: tuple[str, dict[str, Any]] | None, reasoning: int) -> Reply:
+    def _script(
+        self,
+        model: str,
+        messages: Sequence[Message],
+        text: str,
+        tool_call: tuple[str, dict[str, Any]] | None,
+        reasoning: int,
+    ) -> Reply:
         prompt = int(tokenmeter.count_tokens(list(messages), model))
         cached = self._cached_tokens(model, messages)
         if tool_call is not None:
             output = int(tokenmeter.count_tokens(json.dumps(tool_call[1]), model)) + 8
         else:
             output = max(1, int(tokenmeter.count_tokens(text, model)))
-        return Reply(text=None if tool_call else text, tool_call=tool_call, input_tokens=prompt - cached,
-                     cached_tokens=cached, output_tokens=output, reasoning_tokens=reasoning)
+        return Reply(
+            text=None if tool_call else text,
+            tool_call=tool_call,
+            input_tokens=prompt - cached,
+            cached_tokens=cached,
+            output_tokens=output,
+            reasoning_tokens=reasoning,
+        )
 
     def _cached_tokens(self, model: str, messages: Sequence[Message]) -> int:
         """Cached prompt tokens: the longest message prefix sent before to this model, in 128-token blocks."""
@@ -173,15 +196,22 @@ class LLM:
 
 
 def _usage(reply: Reply) -> tokenmeter.Usage:
-    return tokenmeter.Usage(input=reply.input_tokens or 0, cache_read=reply.cached_tokens,
-                            cache_write=reply.cache_write_tokens, output=reply.output_tokens or 0,
-                            reasoning=reply.reasoning_tokens)
+    return tokenmeter.Usage(
+        input=reply.input_tokens or 0,
+        cache_read=reply.cached_tokens,
+        cache_write=reply.cache_write_tokens,
+        output=reply.output_tokens or 0,
+        reasoning=reply.reasoning_tokens,
+    )
 
 
 def _answer(response: Any) -> Answer:
     message = response.choices[0].message
-    calls = [(c.function.name, parse_object(c.function.arguments)) for c in (message.tool_calls or [])
-             if getattr(c, "function", None) is not None]
+    calls = [
+        (c.function.name, parse_object(c.function.arguments))
+        for c in (message.tool_calls or [])
+        if getattr(c, "function", None) is not None
+    ]
     return Answer(message.content or "", calls)
 
 

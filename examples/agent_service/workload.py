@@ -65,8 +65,9 @@ def approve_frontier(request: tokenmeter.Request) -> bool:
     return tokenmeter.current_scope().workflow in FRONTIER_APPROVED_WORKFLOWS
 
 
-def demo_options(runs: int = DEFAULT_RUNS, *, on_budget_warning: Callable[[Any], Any] | None = None,
-                 served_model: str | None = None) -> dict[str, Any]:
+def demo_options(
+    runs: int = DEFAULT_RUNS, *, on_budget_warning: Callable[[Any], Any] | None = None, served_model: str | None = None
+) -> dict[str, Any]:
     """``configure()`` options of the demo: tiers, a day's budgets sized for ``runs`` runs (at least the
     default volume), the policy. ``served_model``: the one model a real server serves (tier "small")."""
     scale = Decimal(max(runs, DEFAULT_RUNS)) / DEFAULT_RUNS
@@ -79,14 +80,22 @@ def demo_options(runs: int = DEFAULT_RUNS, *, on_budget_warning: Callable[[Any],
         # The self-hosted model has no list price; declare its tier (its tokens stay "unpriced").
         "tiers": {"llama-*": "small", **({served_model: "small"} if served_model else {})},
         "budgets": [
-            Budget("support-daily", scope={"team": "support"}, limit_usd=usd("0.45"), window="1d",
-                   action="warn", warn_at=(0.5, 0.8)),
-            Budget("frontier-monthly", scope={"tier": "frontier"}, limit_usd=usd("2.00"),
-                   window="month"),
+            Budget(
+                "support-daily",
+                scope={"team": "support"},
+                limit_usd=usd("0.45"),
+                window="1d",
+                action="warn",
+                warn_at=(0.5, 0.8),
+            ),
+            Budget("frontier-monthly", scope={"tier": "frontier"}, limit_usd=usd("2.00"), window="month"),
             Budget("data-daily-tokens", scope={"team": "data"}, limit_tokens=int(60_000 * scale), window="1d"),
         ],
-        "policy": Policy(team_tiers={"data": ["small", "standard"]}, downgrade={agents.FRONTIER: agents.STANDARD},
-                         approve=approve_frontier),
+        "policy": Policy(
+            team_tiers={"data": ["small", "standard"]},
+            downgrade={agents.FRONTIER: agents.STANDARD},
+            approve=approve_frontier,
+        ),
         "on_budget_warning": on_budget_warning,
     }
 
@@ -105,8 +114,14 @@ def plan(runs: int, seed: int) -> list[str]:
     return kinds
 
 
-def run_workload(runs: int = DEFAULT_RUNS, seed: int = DEFAULT_SEED, *, base_url: str | None = None,
-                 model: str | None = None, api_key: str = "demo-key") -> WorkloadResult:
+def run_workload(
+    runs: int = DEFAULT_RUNS,
+    seed: int = DEFAULT_SEED,
+    *,
+    base_url: str | None = None,
+    model: str | None = None,
+    api_key: str = "demo-key",
+) -> WorkloadResult:
     """Serve ``runs`` workflow runs, one after the other, metered by whatever tokenmeter configuration is active.
 
     ``base_url`` / ``api_key``: an OpenAI-compatible server (default: a local fake started here). ``model``:

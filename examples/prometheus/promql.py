@@ -191,8 +191,9 @@ class Compare(Expr):
 
 def _group(expr: Expr, how: Render) -> str:
     text = expr.render(how)
-    return f"({text})" if isinstance(expr, (Div, Scale, Compare)) or (isinstance(expr, Recorded) and how.inline) \
-        else text
+    return (
+        f"({text})" if isinstance(expr, (Div, Scale, Compare)) or (isinstance(expr, Recorded) and how.inline) else text
+    )
 
 
 # -- shorthands ------------------------------------------------------------------------------------------

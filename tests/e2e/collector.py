@@ -52,8 +52,15 @@ class Rotel(_Server):
 
     name = "rotel"
 
-    def __init__(self, env_file: Path, variables: Mapping[str, str], *, binary: str | None = None,
-                 startup_timeout: float = 30.0, keep_data: bool = False) -> None:
+    def __init__(
+        self,
+        env_file: Path,
+        variables: Mapping[str, str],
+        *,
+        binary: str | None = None,
+        startup_timeout: float = 30.0,
+        keep_data: bool = False,
+    ) -> None:
         super().__init__(startup_timeout=startup_timeout, keep_data=keep_data)
         self.env_file = env_file
         self.variables = dict(variables)
@@ -75,9 +82,16 @@ class Rotel(_Server):
         super()._prepare()
         assert self.data_dir is not None
         self.grpc_port = free_port()
-        self.settings = load_env_file(self.env_file, {
-            **self.variables, "COLLECTOR_HOST": LOOPBACK, "COLLECTOR_HTTP_PORT": str(self.port),
-            "COLLECTOR_GRPC_PORT": str(self.grpc_port), "ROTEL_PID_FILE_PATH": str(self.data_dir / "rotel.pid")})
+        self.settings = load_env_file(
+            self.env_file,
+            {
+                **self.variables,
+                "COLLECTOR_HOST": LOOPBACK,
+                "COLLECTOR_HTTP_PORT": str(self.port),
+                "COLLECTOR_GRPC_PORT": str(self.grpc_port),
+                "ROTEL_PID_FILE_PATH": str(self.data_dir / "rotel.pid"),
+            },
+        )
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ROTEL_", "OTEL_"))}
@@ -102,8 +116,14 @@ class VMAgent(_Server):
     name = "vmagent"
     ready_path = "/health"
 
-    def __init__(self, remote_write_urls: Sequence[str], *, binary: str | None = None, startup_timeout: float = 30.0,
-                 keep_data: bool = False) -> None:
+    def __init__(
+        self,
+        remote_write_urls: Sequence[str],
+        *,
+        binary: str | None = None,
+        startup_timeout: float = 30.0,
+        keep_data: bool = False,
+    ) -> None:
         super().__init__(startup_timeout=startup_timeout, keep_data=keep_data)
         self.remote_write_urls = list(remote_write_urls)
         self.binary = binary or _which("vmagent", BACKENDS_DIR / "bin" / "vmagent")
@@ -147,5 +167,6 @@ class RemoteWritePrometheus(Prometheus):
         super()._prepare()
         assert self.data_dir is not None
         config = self.data_dir / "prometheus.yml"
-        config.write_text(config.read_text() + "storage:\n  tsdb:\n"
-                          f"    out_of_order_time_window: {self.out_of_order_window}\n")
+        config.write_text(
+            config.read_text() + f"storage:\n  tsdb:\n    out_of_order_time_window: {self.out_of_order_window}\n"
+        )

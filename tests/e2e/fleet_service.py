@@ -31,13 +31,24 @@ def main() -> int:
         flushed = meter.force_flush(timeout_millis=20_000)
     finally:
         tokenmeter.unconfigure()
-    json.dump({
-        "flushed": flushed,
-        "runs": [{"workflow": r.workflow, "team": r.team, "outcome": r.outcome} for r in result.runs],
-        "calls": [{"team": c.team, "workflow": c.workflow, "agent": c.agent, "model": c.model,
-                   "outcome": c.outcome, "usage": dict(c.usage.by_class()) if c.usage else None}
-                  for c in result.calls],
-    }, sys.stdout)
+    json.dump(
+        {
+            "flushed": flushed,
+            "runs": [{"workflow": r.workflow, "team": r.team, "outcome": r.outcome} for r in result.runs],
+            "calls": [
+                {
+                    "team": c.team,
+                    "workflow": c.workflow,
+                    "agent": c.agent,
+                    "model": c.model,
+                    "outcome": c.outcome,
+                    "usage": dict(c.usage.by_class()) if c.usage else None,
+                }
+                for c in result.calls
+            ],
+        },
+        sys.stdout,
+    )
     return 0
 
 

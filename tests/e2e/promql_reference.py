@@ -47,7 +47,12 @@ Value = float | Rising
 Result = dict[Labels, Value]
 
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
-    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
 }
 
 
@@ -73,8 +78,10 @@ class Reference:
         if isinstance(expr, Range):
             return self._range(expr)
         if isinstance(expr, PredictLinear):
-            return {k: Rising(a) if a > self._before(expr.selector, k) else a
-                    for k, a in self._select(expr.selector, self.after)}
+            return {
+                k: Rising(a) if a > self._before(expr.selector, k) else a
+                for k, a in self._select(expr.selector, self.after)
+            }
         if isinstance(expr, Aggregate):
             return self._aggregate(expr)
         if isinstance(expr, Div):
@@ -86,8 +93,10 @@ class Reference:
                 out[key] = num / den
             return out
         if isinstance(expr, Scale):
-            return {k: Rising(v.floor * expr.factor) if isinstance(v, Rising) else v * expr.factor
-                    for k, v in self.evaluate(expr.inner).items()}
+            return {
+                k: Rising(v.floor * expr.factor) if isinstance(v, Rising) else v * expr.factor
+                for k, v in self.evaluate(expr.inner).items()
+            }
         if isinstance(expr, Quantile):
             return self._quantile(expr)
         if isinstance(expr, Recorded):
@@ -96,8 +105,9 @@ class Reference:
             # A Rising value is treated as passing: the demo's budgets grow by tens of percent in seconds,
             # orders of magnitude above the alert thresholds.
             test = _COMPARE[expr.op]
-            return {k: v for k, v in self.evaluate(expr.inner).items()
-                    if isinstance(v, Rising) or test(v, expr.threshold)}
+            return {
+                k: v for k, v in self.evaluate(expr.inner).items() if isinstance(v, Rising) or test(v, expr.threshold)
+            }
         raise TypeError(f"no reference semantics for {type(expr).__name__}")
 
     # -- parts -----------------------------------------------------------------------------------------

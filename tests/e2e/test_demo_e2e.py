@@ -81,8 +81,9 @@ def _scrape(address: str) -> Samples:
 
 def _scraped_after(prom: Prometheus, target: str, t: float) -> float:
     """Timestamp of the first Prometheus scrape of ``target`` that started after ``t``."""
-    rows = prom.wait_for(f'timestamp(up{{instance="{target}"}})',
-                         lambda r: len(r) == 1 and float(r[0]["value"][1]) > t, timeout=30)
+    rows = prom.wait_for(
+        f'timestamp(up{{instance="{target}"}})', lambda r: len(r) == 1 and float(r[0]["value"][1]) > t, timeout=30
+    )
     assert prom.value(prom.query(f'up{{instance="{target}"}}')) == 1.0
     return float(rows[0]["value"][1])
 
@@ -146,12 +147,14 @@ def test_prometheus_holds_the_exact_totals(phases: Phases, by: str, label: str) 
         assert cost[key] == pytest.approx(float(usd), rel=1e-12)
         by_class = phases.query(f'sum by (tokenmeter_token_class) (tokenmeter_tokens_total{{{label}="{name}"}})')
         assert {dict(k)["tokenmeter_token_class"]: v for k, v in by_class.items()} == {
-            c: n for c, n in usage.by_class() if n}
+            c: n for c, n in usage.by_class() if n
+        }
 
 
 # -- dashboard -------------------------------------------------------------------------------------------
-PANEL_TARGETS = [pytest.param(expr, id=f"{p.title}#{i}") for p in dashboard.panels()
-                 for i, (expr, _legend) in enumerate(p.targets)]
+PANEL_TARGETS = [
+    pytest.param(expr, id=f"{p.title}#{i}") for p in dashboard.panels() for i, (expr, _legend) in enumerate(p.targets)
+]
 
 
 @pytest.mark.parametrize("expr", PANEL_TARGETS)
@@ -162,9 +165,11 @@ def test_dashboard_query_returns_the_reference(phases: Phases, expr: Expr) -> No
 def test_dashboard_variables_list_the_demo_teams_and_workflows(phases: Phases) -> None:
     board = json.loads((REPO / "examples" / "grafana" / "tokenmeter-dashboard.json").read_text())
     queries = {v["name"]: v["query"] for v in board["templating"]["list"] if v["type"] == "query"}
-    for name, values in (("team", {"support", "payments", "data"}),
-                         ("workflow", {"support-triage", "refund", "nightly-summarisation"})):
-        inner, label = queries[name][len("label_values("):-1].rsplit(", ", 1)
+    for name, values in (
+        ("team", {"support", "payments", "data"}),
+        ("workflow", {"support-triage", "refund", "nightly-summarisation"}),
+    ):
+        inner, label = queries[name][len("label_values(") : -1].rsplit(", ", 1)
         got = phases.query(f"group by ({label}) ({inner.replace('$team', '.*')})")
         assert {dict(k)[label] for k in got} == values
 
@@ -201,14 +206,21 @@ def _promtool() -> str:
 
 
 def test_promtool_check_rules() -> None:
-    out = subprocess.run([_promtool(), "check", "rules", str(RULES_FILE)], capture_output=True, text=True,
-                         timeout=60, check=False)
+    out = subprocess.run(
+        [_promtool(), "check", "rules", str(RULES_FILE)], capture_output=True, text=True, timeout=60, check=False
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"SUCCESS: {len(rules.RECORDING) + len(rules.ALERTS)} rules found" in out.stdout
 
 
 def test_promtool_unit_tests_of_the_alerts() -> None:
-    out = subprocess.run([_promtool(), "test", "rules", str(RULES_TESTS)], capture_output=True, text=True,
-                         timeout=60, check=False, cwd=RULES_TESTS.parent)
+    out = subprocess.run(
+        [_promtool(), "test", "rules", str(RULES_TESTS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=RULES_TESTS.parent,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SUCCESS" in out.stdout

@@ -71,8 +71,9 @@ def prometheus_rw(start_backend: Callable[..., RemoteWritePrometheus]) -> Remote
 
 @pytest.fixture(scope="module")
 def vmagent(prometheus_rw: RemoteWritePrometheus, victoriametrics: VictoriaMetrics) -> Iterator[VMAgent]:
-    agent = _start(lambda: VMAgent([prometheus_rw.remote_write_url, victoriametrics.base_url + "/api/v1/write"]),
-                   "vmagent")
+    agent = _start(
+        lambda: VMAgent([prometheus_rw.remote_write_url, victoriametrics.base_url + "/api/v1/write"]), "vmagent"
+    )
     yield agent
     agent.stop()
 
@@ -80,16 +81,23 @@ def vmagent(prometheus_rw: RemoteWritePrometheus, victoriametrics: VictoriaMetri
 @pytest.fixture(scope="module")
 def fleet(vmagent: VMAgent, phoenix: Phoenix) -> Iterator[Fleet]:
     tag = uuid.uuid4().hex[:8]
-    rotel = _start(lambda: Rotel(REPO / "examples" / "collector" / "rotel.env", {
-        "TSDB_OTLP_URL": vmagent.base_url + "/opentelemetry", "TRACES_OTLP_URL": phoenix.base_url}), "rotel")
+    rotel = _start(
+        lambda: Rotel(
+            REPO / "examples" / "collector" / "rotel.env",
+            {"TSDB_OTLP_URL": vmagent.base_url + "/opentelemetry", "TRACES_OTLP_URL": phoenix.base_url},
+        ),
+        "rotel",
+    )
     project = f"fleet-{tag}"
     ledgers = Path(tempfile.mkdtemp(prefix="tokenmeter-fleet-ledgers-"))
     reports = []
     try:
         # the first process of every service at once, then batch's second process (its restart)
         first = {service: i for i, (service, *_) in reversed(list(enumerate(SERVICES)))}
-        for wave in ([i for i in range(len(SERVICES)) if i in first.values()],
-                     [i for i in range(len(SERVICES)) if i not in first.values()]):
+        for wave in (
+            [i for i in range(len(SERVICES)) if i in first.values()],
+            [i for i in range(len(SERVICES)) if i not in first.values()],
+        ):
             procs = [(i, _service(rotel, project, tag, *SERVICES[i], ledgers / f"{i}.db")) for i in wave]
             for i, proc in procs:
                 out, err = proc.communicate(timeout=300)
@@ -103,8 +111,9 @@ def fleet(vmagent: VMAgent, phoenix: Phoenix) -> Iterator[Fleet]:
         shutil.rmtree(ledgers, ignore_errors=True)
 
 
-def _service(rotel: Rotel, project: str, tag: str, service: str, env: str, runs: int, seed: int, ledger: Path
-             ) -> subprocess.Popen[str]:
+def _service(
+    rotel: Rotel, project: str, tag: str, service: str, env: str, runs: int, seed: int, ledger: Path
+) -> subprocess.Popen[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TOKENMETER_"))}
     environ.update(
         OTEL_EXPORTER_OTLP_ENDPOINT=rotel.otlp_http_endpoint,
@@ -114,9 +123,14 @@ def _service(rotel: Rotel, project: str, tag: str, service: str, env: str, runs:
         PYTHONPATH=str(REPO),
         TOKENMETER_LEDGER=f"sqlite:///{ledger}",  # the process's own durable ledger
     )
-    return subprocess.Popen([sys.executable, str(REPO / "tests" / "e2e" / "fleet_service.py"), "--runs", str(runs),
-                             "--seed", str(seed)], env=environ, cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "e2e" / "fleet_service.py"), "--runs", str(runs), "--seed", str(seed)],
+        env=environ,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _start(factory: Any, what: str) -> Any:
@@ -145,8 +159,9 @@ def _expected(calls: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], tu
     return {k: v for k, v in out.items() if v[0]}
 
 
-def _read(server: RemoteWritePrometheus | VictoriaMetrics, env: str, fleet_calls: list[dict[str, Any]]
-          ) -> dict[tuple[str, str, str, str], list[Any]]:
+def _read(
+    server: RemoteWritePrometheus | VictoriaMetrics, env: str, fleet_calls: list[dict[str, Any]]
+) -> dict[tuple[str, str, str, str], list[Any]]:
     """Poll the reader until it sees all the tokens the fleet sent (exports are asynchronous), then group."""
     want = sum(sum(c["usage"].values()) for c in fleet_calls if c["usage"])
     now = datetime.now(UTC)
@@ -156,8 +171,11 @@ def _read(server: RemoteWritePrometheus | VictoriaMetrics, env: str, fleet_calls
         if isinstance(server, VictoriaMetrics):
             server.force_flush()  # make just-ingested samples searchable
         try:
-            rows = list(PrometheusReader(server.base_url).usage(now - timedelta(hours=2), now + timedelta(hours=1),
-                                                                env=env, granularity="hour"))
+            rows = list(
+                PrometheusReader(server.base_url).usage(
+                    now - timedelta(hours=2), now + timedelta(hours=1), env=env, granularity="hour"
+                )
+            )
         except PrometheusSourceError:
             rows = []  # nothing arrived yet
         if sum(r.tokens for r in rows) >= want or time.monotonic() > deadline:
@@ -173,8 +191,9 @@ def _read(server: RemoteWritePrometheus | VictoriaMetrics, env: str, fleet_calls
 
 
 @pytest.mark.parametrize("tsdb", ["prometheus_rw", "victoriametrics"])
-def test_the_fleet_report_equals_the_sum_of_the_services(fleet: Fleet, tsdb: str, request: pytest.FixtureRequest
-                                                          ) -> None:
+def test_the_fleet_report_equals_the_sum_of_the_services(
+    fleet: Fleet, tsdb: str, request: pytest.FixtureRequest
+) -> None:
     server = request.getfixturevalue(tsdb)
     expected = _expected(fleet.calls("prod"))
     got = _read(server, fleet.env, fleet.calls("prod"))
@@ -198,8 +217,11 @@ def test_calls_and_runs_per_workflow(fleet: Fleet, victoriametrics: VictoriaMetr
     now = datetime.now(UTC)
     _read(victoriametrics, fleet.env, fleet.calls("prod"))  # wait until everything arrived
     rows = list(reader.usage(now - timedelta(days=1), now + timedelta(days=1), env=fleet.env))
-    sent = Counter((c["workflow"], "ok" if c["outcome"] == "ok" else c["outcome"]) for c in fleet.calls("prod")
-                   if c["outcome"] in ("ok", "error"))
+    sent = Counter(
+        (c["workflow"], "ok" if c["outcome"] == "ok" else c["outcome"])
+        for c in fleet.calls("prod")
+        if c["outcome"] in ("ok", "error")
+    )
     calls: Counter[tuple[str, str]] = Counter()
     for r in rows:
         calls[(r.workflow, r.outcome)] += r.calls
@@ -217,7 +239,8 @@ def test_calls_and_runs_per_workflow(fleet: Fleet, victoriametrics: VictoriaMetr
 def test_the_collector_also_forwards_the_fleets_traces(fleet: Fleet, phoenix: Phoenix) -> None:
     runs = sum(len(r["runs"]) for _, _, r in fleet.reports)
     spans = phoenix.wait_for_spans(
-        fleet.project, lambda s: sum(1 for x in s if x["name"].startswith("invoke_workflow ")) >= runs, timeout=60)
+        fleet.project, lambda s: sum(1 for x in s if x["name"].startswith("invoke_workflow ")) >= runs, timeout=60
+    )
     assert sum(1 for x in spans if x["name"].startswith("invoke_workflow ")) == runs
 
 
@@ -241,16 +264,32 @@ def test_the_fleet_report_as_an_html_page(fleet: Fleet, victoriametrics: Victori
 
 
 def _report(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tokenmeter.cli", "report", *args], capture_output=True, text=True,
-                          timeout=180, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return subprocess.run(
+        [sys.executable, "-m", "tokenmeter.cli", "report", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
 
 def test_tokenmeter_report_of_the_fleet_equals_the_sum_of_the_services_ledgers(
-        fleet: Fleet, victoriametrics: VictoriaMetrics, tmp_path: Path) -> None:
+    fleet: Fleet, victoriametrics: VictoriaMetrics, tmp_path: Path
+) -> None:
     _read(victoriametrics, fleet.env, fleet.calls("prod"))  # wait until everything arrived
     page = tmp_path / "fleet.html"
-    done = _report("--source", f"prometheus={victoriametrics.base_url}", "--since", "1d", "--env", fleet.env,
-                   "--json", "--html", str(page))
+    done = _report(
+        "--source",
+        f"prometheus={victoriametrics.base_url}",
+        "--since",
+        "1d",
+        "--env",
+        fleet.env,
+        "--json",
+        "--html",
+        str(page),
+    )
     assert done.returncode == 0, done.stderr
     fleet_total = json.loads(done.stdout)["total"]
     ledgers: list[dict[str, Any]] = []
@@ -261,10 +300,10 @@ def test_tokenmeter_report_of_the_fleet_equals_the_sum_of_the_services_ledgers(
             ledgers.append(json.loads(own.stdout)["total"])
     for figure in ("tokens", "calls", "errors", "blocked", "unpriced_tokens", "wasted_tokens"):
         assert fleet_total[figure] == sum(t[figure] for t in ledgers), figure
-    assert Decimal(fleet_total["cost"]) == pytest.approx(sum(Decimal(t["cost"]) for t in ledgers),
-                                                         rel=Decimal("1e-9"))
-    assert Decimal(fleet_total["wasted_cost"]) == pytest.approx(sum(Decimal(t["wasted_cost"]) for t in ledgers),
-                                                                rel=Decimal("1e-9"))
+    assert Decimal(fleet_total["cost"]) == pytest.approx(sum(Decimal(t["cost"]) for t in ledgers), rel=Decimal("1e-9"))
+    assert Decimal(fleet_total["wasted_cost"]) == pytest.approx(
+        sum(Decimal(t["wasted_cost"]) for t in ledgers), rel=Decimal("1e-9")
+    )
     assert fleet_total["tokens"] == sum(sum(c["usage"].values()) for c in fleet.calls("prod") if c["usage"])
     assert page.read_text().startswith("<!doctype html>") and "from the run histograms" in page.read_text()
 

@@ -42,12 +42,25 @@ def _chromium() -> str:
 def _dump_dom(page: Path) -> tuple[str, str]:
     """(the DOM after scripts ran, Chromium's log with console messages) of a local page, network refused."""
     with tempfile.TemporaryDirectory(prefix="tokenmeter-chromium-") as profile:
-        cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync", OFFLINE,
-               "--enable-logging=stderr", "--v=0", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
-               "--dump-dom", page.as_uri()]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
+        cmd = [
+            _chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            OFFLINE,
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            page.as_uri(),
+        ]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
             out, err = proc.communicate(timeout=90)
         finally:
@@ -87,8 +100,9 @@ def test_the_page_renders_in_chromium_without_errors(page: Path) -> None:
 
 def test_a_script_error_would_be_caught(page: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken.html"
-    broken.write_text(page.read_text().replace("</body>", "<script>setTimeout(function(){null.boom();},0)</script>"
-                                               "</body>"))
+    broken.write_text(
+        page.read_text().replace("</body>", "<script>setTimeout(function(){null.boom();},0)</script></body>")
+    )
     dom, log = _dump_dom(broken)
     assert 'data-errors="1"' in dom and "boom" in dom
     assert _console_errors(log), "Chromium's log shows the uncaught error too"
@@ -118,10 +132,10 @@ def _looks_drawn(path: Path) -> bool:
     """Many distinct pixel bytes: charts and text, not a blank or single-colour page."""
     data, pos, idat = path.read_bytes(), 8, b""
     while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind = data[pos + 4:pos + 8]
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
         if kind == b"IDAT":
-            idat += data[pos + 8:pos + 8 + length]
+            idat += data[pos + 8 : pos + 8 + length]
         pos += 12 + length
     raw = zlib.decompress(idat)
     return len(set(raw)) > 100 and path.stat().st_size > 50_000

@@ -23,16 +23,20 @@ BOARD = json.loads(dashboard.OUTPUT.read_text())
 yaml = pytest.importorskip("yaml")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("grafana_foundation_sdk") is None,
-                    reason="grafana-foundation-sdk (Python >= 3.11, [dev] extra) is not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("grafana_foundation_sdk") is None,
+    reason="grafana-foundation-sdk (Python >= 3.11, [dev] extra) is not installed",
+)
 def test_dashboard_json_is_generated_from_code() -> None:
     assert dashboard.render_dashboard() == dashboard.OUTPUT.read_text(), (
-        "examples/grafana/tokenmeter-dashboard.json is stale: run `python -m examples.grafana.dashboard`")
+        "examples/grafana/tokenmeter-dashboard.json is stale: run `python -m examples.grafana.dashboard`"
+    )
 
 
 def test_rules_yaml_is_generated_from_code() -> None:
     assert rules.render_rules() == rules.OUTPUT.read_text(), (
-        "examples/prometheus/tokenmeter-rules.yml is stale: run `python -m examples.prometheus.rules`")
+        "examples/prometheus/tokenmeter-rules.yml is stale: run `python -m examples.prometheus.rules`"
+    )
 
 
 def _panels() -> list[dict[str, Any]]:
@@ -68,10 +72,19 @@ def test_dashboard_layout() -> None:
     # the list: tokens and cost by team / workflow / tier / model, cost by token class, wasted share,
     # per-run p50/p99 and the multiplier, unpriced tokens, budget utilization, policy decisions
     exprs = " ".join(t["expr"] for p in panels for t in p["targets"])
-    for needle in ("by (tokenmeter_team_name)", "by (gen_ai_workflow_name)", "by (tokenmeter_model_tier)",
-                   "gen_ai_request_model", "by (tokenmeter_token_class)", "tokenmeter_tokens_wasted_total",
-                   "histogram_quantile(0.5, ", "histogram_quantile(0.99, ", "tokenmeter_tokens_unpriced_total",
-                   "tokenmeter_budget_utilization", "tokenmeter_policy_decisions_total"):
+    for needle in (
+        "by (tokenmeter_team_name)",
+        "by (gen_ai_workflow_name)",
+        "by (tokenmeter_model_tier)",
+        "gen_ai_request_model",
+        "by (tokenmeter_token_class)",
+        "tokenmeter_tokens_wasted_total",
+        "histogram_quantile(0.5, ",
+        "histogram_quantile(0.99, ",
+        "tokenmeter_tokens_unpriced_total",
+        "tokenmeter_budget_utilization",
+        "tokenmeter_policy_decisions_total",
+    ):
         assert needle in exprs, needle
 
 
@@ -84,8 +97,12 @@ def test_every_alert_is_a_query_and_a_threshold() -> None:
         assert alert["labels"]["severity"] in ("info", "warning", "critical")
         assert alert["annotations"]["summary"] and alert["annotations"]["description"]
     names = {a.name for a in rules.ALERTS}
-    assert {"TokenBudgetBurnRateHigh", "TokenBudgetProjectedExhaustion", "TokenRunawayRuns",
-            "TokenUnpricedTokens"} <= names
+    assert {
+        "TokenBudgetBurnRateHigh",
+        "TokenBudgetProjectedExhaustion",
+        "TokenRunawayRuns",
+        "TokenUnpricedTokens",
+    } <= names
 
 
 def test_collector_config_pipelines_reference_defined_components() -> None:
@@ -102,8 +119,9 @@ def test_collector_config_pipelines_reference_defined_components() -> None:
 
 def test_collector_sampling_keys_are_attributes_tokenmeter_writes() -> None:
     config = yaml.safe_load((REPO / "examples" / "collector" / "otelcol.yaml").read_text())
-    keys = {p[p["type"]]["key"] for p in config["processors"]["tail_sampling"]["policies"] if "key" in p.get(
-        p["type"], {})}
+    keys = {
+        p[p["type"]]["key"] for p in config["processors"]["tail_sampling"]["policies"] if "key" in p.get(p["type"], {})
+    }
     with capture() as cap:
         with tokenmeter.workflow("w", team="t"):
             tokenmeter.record("openai", "o1", tokenmeter.Usage(input=10, output=5))

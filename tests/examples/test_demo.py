@@ -32,8 +32,12 @@ from tokenmeter.testing.fakes import FakeProvider
 RUNS, SEED = DEFAULT_RUNS, DEFAULT_SEED  # exactly what `make demo` runs
 REPO = Path(__file__).resolve().parents[2]
 PRICES = tokenmeter.PriceBook()
-DIMENSION = {"team": "tokenmeter.team.name", "workflow": "gen_ai.workflow.name", "tier": "tokenmeter.model.tier",
-             "model": "gen_ai.request.model"}
+DIMENSION = {
+    "team": "tokenmeter.team.name",
+    "workflow": "gen_ai.workflow.name",
+    "tier": "tokenmeter.model.tier",
+    "model": "gen_ai.request.model",
+}
 
 
 @dataclass
@@ -46,12 +50,19 @@ class DemoRun:
     def points(self, metric: str) -> list[Any]:
         data = self.reader.get_metrics_data()
         assert data is not None
-        return [p for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics if m.name == metric
-                for p in m.data.data_points]
+        return [
+            p
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            if m.name == metric
+            for p in m.data.data_points
+        ]
 
     def counter(self, metric: str, **attrs: Any) -> float:
-        return float(sum(p.value for p in self.points(metric)
-                         if all(p.attributes.get(k) == v for k, v in attrs.items())))
+        return float(
+            sum(p.value for p in self.points(metric) if all(p.attributes.get(k) == v for k, v in attrs.items()))
+        )
 
     def table(self, title: str) -> dict[str, list[str]]:
         """Rows of one 'By ...:' table of the printed report: name -> the other columns."""
@@ -77,15 +88,23 @@ def run() -> DemoRun:
 
 
 def _key(call: Any, by: str) -> str:
-    return str({"team": call.team, "workflow": call.workflow, "model": call.model,
-                "tier": {"gpt-4o-mini": "small", "llama-3.1-8b-instruct": "small", "gpt-4o": "standard",
-                         "o1": "frontier"}[call.model]}[by])
+    return str(
+        {
+            "team": call.team,
+            "workflow": call.workflow,
+            "model": call.model,
+            "tier": {"gpt-4o-mini": "small", "llama-3.1-8b-instruct": "small", "gpt-4o": "standard", "o1": "frontier"}[
+                call.model
+            ],
+        }[by]
+    )
 
 
 def _wire(result: WorkloadResult, by: str) -> dict[str, dict[str, Any]]:
     """Per team / workflow / tier / model from the call log: usage, exact cost, unpriced tokens, calls."""
     out: dict[str, dict[str, Any]] = defaultdict(
-        lambda: {"usage": tokenmeter.Usage(), "cost": Decimal(0), "unpriced": 0, "sent": 0, "refused": 0})
+        lambda: {"usage": tokenmeter.Usage(), "cost": Decimal(0), "unpriced": 0, "sent": 0, "refused": 0}
+    )
     for call in result.calls:
         row = out[_key(call, by)]
         if call.usage is None:
@@ -124,11 +143,15 @@ def test_report_tables_equal_counters_and_wire(run: DemoRun, by: str) -> None:
         calls, blocked, tokens, cost, unpriced = cols[:5]
         w = wire[name]
         assert int(calls) == w["sent"] == run.counter("tokenmeter.calls", **{dim: name, "tokenmeter.outcome": "ok"})
-        assert int(blocked) == w["refused"] == run.counter("tokenmeter.calls",
-                                                           **{dim: name, "tokenmeter.outcome": "blocked"})
+        assert (
+            int(blocked)
+            == w["refused"]
+            == run.counter("tokenmeter.calls", **{dim: name, "tokenmeter.outcome": "blocked"})
+        )
         assert int(tokens.replace(",", "")) == w["usage"].total == run.counter("tokenmeter.tokens", **{dim: name})
-        assert int(unpriced.replace(",", "")) == w["unpriced"] == run.counter("tokenmeter.tokens.unpriced",
-                                                                               **{dim: name})
+        assert (
+            int(unpriced.replace(",", "")) == w["unpriced"] == run.counter("tokenmeter.tokens.unpriced", **{dim: name})
+        )
         assert cost == ("unpriced" if w["unpriced"] == w["usage"].total else f"{w['cost']:.6f}")
         assert run.counter("tokenmeter.cost", **{dim: name}) == pytest.approx(float(w["cost"]), rel=1e-9, abs=1e-12)
         for token_class, n in w["usage"].by_class():
@@ -141,8 +164,10 @@ def test_report_totals_and_token_classes(run: DemoRun) -> None:
     cost = sum((w["cost"] for w in wire.values()), Decimal(0))
     unpriced = sum(w["unpriced"] for w in wire.values())
     sent, refused = sum(w["sent"] for w in wire.values()), sum(w["refused"] for w in wire.values())
-    assert (f"Total: {sent:,} calls sent ({refused:,} blocked before sending), {usage.total:,} tokens, ${cost:.6f} "
-            f"+ {unpriced:,} unpriced tokens") in run.report
+    assert (
+        f"Total: {sent:,} calls sent ({refused:,} blocked before sending), {usage.total:,} tokens, ${cost:.6f} "
+        f"+ {unpriced:,} unpriced tokens"
+    ) in run.report
     table = run.table("token class")
     assert {c: int(cols[0].replace(",", "")) for c, cols in table.items()} == {c: n for c, n in usage.by_class() if n}
 
@@ -155,7 +180,8 @@ def test_waste_by_reason_matches_the_call_log(run: DemoRun) -> None:
         assert run.counter("tokenmeter.tokens.wasted", **{"tokenmeter.waste.reason": reason}) == expected
         cost = sum(PRICES.cost("openai", c.model, c.usage).usd or 0 for c in calls if c.wasted == reason and c.usage)
         assert run.counter("tokenmeter.cost.wasted", **{"tokenmeter.waste.reason": reason}) == pytest.approx(
-            float(cost), rel=1e-9)
+            float(cost), rel=1e-9
+        )
     table = run.table("team")
     for team in table:
         wasted = sum(c.usage.total for c in calls if c.team == team and c.wasted and c.usage)
@@ -174,12 +200,18 @@ def test_per_run_spread_matches_the_call_log(run: DemoRun) -> None:
     for workflow, tokens in per_run.items():
         tokens.sort()
         n, p50, _p95, _p99, top, _ratio = rows[workflow][:6]
-        assert int(n) == len(tokens) == sum(p.count for p in run.points("tokenmeter.run.tokens")
-                                            if p.attributes["gen_ai.workflow.name"] == workflow)
+        assert (
+            int(n)
+            == len(tokens)
+            == sum(
+                p.count for p in run.points("tokenmeter.run.tokens") if p.attributes["gen_ai.workflow.name"] == workflow
+            )
+        )
         assert int(p50.replace(",", "")) == tokens[round(0.5 * (len(tokens) - 1))]
         assert int(top.replace(",", "")) == tokens[-1]
-        assert sum(p.sum for p in run.points("tokenmeter.run.tokens")
-                   if p.attributes["gen_ai.workflow.name"] == workflow) == sum(tokens)
+        assert sum(
+            p.sum for p in run.points("tokenmeter.run.tokens") if p.attributes["gen_ai.workflow.name"] == workflow
+        ) == sum(tokens)
     # the runaway: far above its workflow's median, stopped by the guard at (not over) its limit
     stopped = next(r for r in run.result.runs if r.outcome == "stopped")
     worst = run.result.run_usage(stopped.index).total
@@ -190,8 +222,10 @@ def test_per_run_spread_matches_the_call_log(run: DemoRun) -> None:
 
 def test_governance_decisions_match_the_call_log(run: DemoRun) -> None:
     calls = run.result.calls
-    decisions = {d: run.counter("tokenmeter.policy.decisions", **{"tokenmeter.policy.decision": d})
-                 for d in ("allow", "approve", "deny", "downgrade", "block")}
+    decisions = {
+        d: run.counter("tokenmeter.policy.decisions", **{"tokenmeter.policy.decision": d})
+        for d in ("allow", "approve", "deny", "downgrade", "block")
+    }
     ok = [c for c in calls if c.outcome == "ok"]
     assert decisions["approve"] == sum(1 for c in ok if c.model == c.requested_model == FRONTIER) > 0
     assert decisions["downgrade"] == sum(1 for c in ok if c.model != c.requested_model) > 0
@@ -202,8 +236,7 @@ def test_governance_decisions_match_the_call_log(run: DemoRun) -> None:
 
 
 def test_workflow_spans_roll_up_their_runs(run: DemoRun) -> None:
-    workflows = sorted((s for s in run.spans if s.name.startswith("invoke_workflow ")),
-                       key=lambda s: s.start_time or 0)
+    workflows = sorted((s for s in run.spans if s.name.startswith("invoke_workflow ")), key=lambda s: s.start_time or 0)
     assert len(workflows) == RUNS
     for record, span in zip(run.result.runs, workflows, strict=True):
         attrs = span.attributes or {}
@@ -217,14 +250,23 @@ def test_workflow_spans_roll_up_their_runs(run: DemoRun) -> None:
     assert len(llm) == sum(1 for c in run.result.calls if c.outcome == "ok")
     for span in llm:
         attrs = span.attributes or {}
-        assert {"tokenmeter.team.name", "gen_ai.workflow.name", "tokenmeter.model.tier", "tokenmeter.run.id",
-                "gen_ai.usage.input_tokens", "tokenmeter.cost.source"} <= set(attrs)
+        assert {
+            "tokenmeter.team.name",
+            "gen_ai.workflow.name",
+            "tokenmeter.model.tier",
+            "tokenmeter.run.id",
+            "gen_ai.usage.input_tokens",
+            "tokenmeter.cost.source",
+        } <= set(attrs)
 
 
 def stopped_run_id(run: DemoRun) -> str:
     """The run id the workflow span of the stopped run carries (the report names it as the worst run)."""
-    spans = [s for s in run.spans if s.name == "invoke_workflow support-triage"
-             and (s.attributes or {}).get("error.type") == "BudgetExceeded"]
+    spans = [
+        s
+        for s in run.spans
+        if s.name == "invoke_workflow support-triage" and (s.attributes or {}).get("error.type") == "BudgetExceeded"
+    ]
     assert len(spans) == 1
     return str((spans[0].attributes or {})["tokenmeter.run.id"])
 
@@ -235,9 +277,17 @@ def test_report_sections(run: DemoRun) -> None:
     ok = sum(1 for r in runs if r.outcome == "ok")
     assert f"Reliability: {ok} of {len(runs)} runs succeeded" in run.report
     assert "$ tokenmeter report --source sqlite:///" in run.report
-    for needle in ("Tier mix:", "Unit economics per workflow:", "Step success by depth:", "Cache: ",
-                   "Cost per successful run: $", "Unpriced: ", "llama-3.1-8b-instruct", "Worst runs",
-                   "Budget: 'support-daily' passed 50%"):
+    for needle in (
+        "Tier mix:",
+        "Unit economics per workflow:",
+        "Step success by depth:",
+        "Cache: ",
+        "Cost per successful run: $",
+        "Unpriced: ",
+        "llama-3.1-8b-instruct",
+        "Worst runs",
+        "Budget: 'support-daily' passed 50%",
+    ):
         assert needle in run.report, needle
 
 
@@ -268,8 +318,14 @@ def test_against_an_unscripted_openai_compatible_server(model: str | None) -> No
 
 
 def test_make_demo_command_line() -> None:
-    proc = subprocess.run([sys.executable, "-m", "examples.agent_service", "--runs", "8", "--seed", "2"], cwd=REPO,
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "examples.agent_service", "--runs", "8", "--seed", "2"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "By team:" in proc.stdout and "$ tokenmeter report" in proc.stdout and "Tier mix:" in proc.stdout
     assert "Traceback" not in proc.stderr

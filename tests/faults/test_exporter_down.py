@@ -48,8 +48,9 @@ def _calls(fake: FakeProvider, n: int) -> list[float]:
 
 
 def _configure(endpoint: str, **extra: Any) -> tokenmeter.Meter:
-    meter = tokenmeter.configure(service_name="down", exporter="otlp", endpoint=endpoint,
-                                 metric_export_interval_ms=200, **extra)
+    meter = tokenmeter.configure(
+        service_name="down", exporter="otlp", endpoint=endpoint, metric_export_interval_ms=200, **extra
+    )
     tokenmeter.instrument("openai")
     return meter
 

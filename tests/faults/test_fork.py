@@ -69,8 +69,13 @@ def _busy(url: str, stop: threading.Event, done: list[int]) -> None:
 
 
 def test_multiprocessing_fork_while_parent_threads_call(fake: FakeProvider, sink: OtlpSink, tmp_path: Path) -> None:
-    tokenmeter.configure(service_name="forky", exporter="otlp", endpoint=sink.url, budgets=_budgets(),
-                         metric_export_interval_ms=3_600_000)
+    tokenmeter.configure(
+        service_name="forky",
+        exporter="otlp",
+        endpoint=sink.url,
+        budgets=_budgets(),
+        metric_export_interval_ms=3_600_000,
+    )
     tokenmeter.instrument("openai")
     stop = threading.Event()
     done = [0]
@@ -124,8 +129,7 @@ def test_multiprocessing_fork_while_parent_threads_call(fake: FakeProvider, sink
 
 def test_bare_fork_child_calls_shutdown(fake: FakeProvider, sink: OtlpSink, tmp_path: Path) -> None:
     """A bare os.fork() child that leaves through os._exit exports when it calls tokenmeter.shutdown()."""
-    tokenmeter.configure(service_name="forky", exporter="otlp", endpoint=sink.url,
-                         metric_export_interval_ms=3_600_000)
+    tokenmeter.configure(service_name="forky", exporter="otlp", endpoint=sink.url, metric_export_interval_ms=3_600_000)
     tokenmeter.instrument("openai")
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
@@ -152,7 +156,7 @@ def test_bare_fork_child_calls_shutdown(fake: FakeProvider, sink: OtlpSink, tmp_
     assert sink.calls.get(inst) == 1
 
 
-GUNICORN_APP = '''
+GUNICORN_APP = """
 import openai, tokenmeter
 tokenmeter.configure(service_name="gunicorn-app", exporter="otlp", endpoint="{sink}",
                      metric_export_interval_ms=3_600_000)
@@ -168,9 +172,9 @@ def app(environ, start_response):
     body = tokenmeter.active().tracer_provider.resource.attributes["service.instance.id"].encode()
     start_response("200 OK", [("content-type", "text/plain"), ("content-length", str(len(body)))])
     return [body]
-'''
+"""
 
-GUNICORN_CONF = '''
+GUNICORN_CONF = """
 import tokenmeter
 
 preload_app = True  # tokenmeter is configured in the master, before the workers fork
@@ -180,7 +184,7 @@ graceful_timeout = 10
 
 def worker_exit(server, worker):
     tokenmeter.shutdown()
-'''
+"""
 
 
 def test_gunicorn_prefork_workers_export(fake: FakeProvider, sink: OtlpSink, tmp_path: Path) -> None:
@@ -195,8 +199,12 @@ def test_gunicorn_prefork_workers_export(fake: FakeProvider, sink: OtlpSink, tmp
     s.close()
     (tmp_path / "tmapp.py").write_text(GUNICORN_APP.format(sink=sink.url, fake=fake.url))
     (tmp_path / "gconf.py").write_text(GUNICORN_CONF.format(port=port))
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(tmp_path / "gconf.py"), "tmapp:app"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", str(tmp_path / "gconf.py"), "tmapp:app"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     served: dict[str, int] = {}
     try:
         deadline = time.monotonic() + 60
@@ -240,7 +248,7 @@ def test_fork_with_application_providers_and_sqlite_store(fake: FakeProvider, tm
     (A child forked while a parent thread is inside an SQLite transaction cannot open that file: SQLite's
     per-process lock table is copied mid-transaction. Such children fail open: see README.)
     """
-    from tokenmeter._governance import open_store
+    from tokenmeter.governance import open_store
     from tokenmeter.testing import capture
 
     store = f"sqlite:///{tmp_path}/budgets.db"

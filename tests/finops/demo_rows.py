@@ -20,8 +20,16 @@ from examples.agent_service import DEFAULT_RUNS, DEFAULT_SEED, demo_options, run
 from tokenmeter.finops import UsageRow
 from tokenmeter.testing import capture
 
-_KEYS = ("tokenmeter.env", "tokenmeter.team.name", "gen_ai.workflow.name", "gen_ai.agent.name",
-         "tokenmeter.model.tier", "gen_ai.provider.name", "gen_ai.request.model", "gen_ai.operation.name")
+_KEYS = (
+    "tokenmeter.env",
+    "tokenmeter.team.name",
+    "gen_ai.workflow.name",
+    "gen_ai.agent.name",
+    "tokenmeter.model.tier",
+    "gen_ai.provider.name",
+    "gen_ai.request.model",
+    "gen_ai.operation.name",
+)
 
 
 def demo_usage_rows(day: datetime, runs: int = DEFAULT_RUNS, seed: int = DEFAULT_SEED) -> list[UsageRow]:
@@ -46,11 +54,27 @@ def demo_usage_rows(day: datetime, runs: int = DEFAULT_RUNS, seed: int = DEFAULT
             continue
         # the unpriced counter carries no token class: a class with no cost point is unpriced
         cost = c["cost"]
-        rows.append(UsageRow(start=day, end=day + timedelta(days=1), env=env or "default", team=team,
-                             workflow=workflow, agent=agent, tier=tier, provider=provider, model=model,
-                             operation=operation, token_class=klass, tokens=c["tokens"], cost_usd=cost,
-                             list_cost_usd=cost, cost_source="table" if cost is not None else "unpriced",
-                             unpriced_tokens=c["tokens"] if cost is None else 0, calls=c["calls"]))
+        rows.append(
+            UsageRow(
+                start=day,
+                end=day + timedelta(days=1),
+                env=env or "default",
+                team=team,
+                workflow=workflow,
+                agent=agent,
+                tier=tier,
+                provider=provider,
+                model=model,
+                operation=operation,
+                token_class=klass,
+                tokens=c["tokens"],
+                cost_usd=cost,
+                list_cost_usd=cost,
+                cost_source="table" if cost is not None else "unpriced",
+                unpriced_tokens=c["tokens"] if cost is None else 0,
+                calls=c["calls"],
+            )
+        )
     return rows
 
 
@@ -63,9 +87,22 @@ def main() -> int:
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     reader = ListReader(demo_usage_rows(today), name="the demo workload")
     finops.reader_for = lambda source: reader  # type: ignore[attr-defined]
-    return cli(["forecast", "--baseline", "1", "--by", "workflow", *sys.argv[1:],
-                "--scenario", "price=-90% demand=1x", "--scenario", "price=-90% demand=10x",
-                "--scenario", "price=-90% demand=30x"])
+    return cli(
+        [
+            "forecast",
+            "--baseline",
+            "1",
+            "--by",
+            "workflow",
+            *sys.argv[1:],
+            "--scenario",
+            "price=-90% demand=1x",
+            "--scenario",
+            "price=-90% demand=10x",
+            "--scenario",
+            "price=-90% demand=30x",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -21,9 +21,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 # What a token meter supports, so the rules for these features run instead of being skipped.
-CRITERIA = ("USAGE_MEASUREMENT_SUPPORTED", "UNIT_PRICING_SUPPORTED", "PUBLIC_PRICE_LIST_SUPPORTED",
-            "NEGOTIATED_PRICING_SUPPORTED", "SUB_ACCOUNT_SUPPORTED", "TAGGING_SUPPORTED",
-            "ACCOUNT_NAMING_SUPPORTED")
+CRITERIA = (
+    "USAGE_MEASUREMENT_SUPPORTED",
+    "UNIT_PRICING_SUPPORTED",
+    "PUBLIC_PRICE_LIST_SUPPORTED",
+    "NEGOTIATED_PRICING_SUPPORTED",
+    "SUB_ACCOUNT_SUPPORTED",
+    "TAGGING_SUPPORTED",
+    "ACCOUNT_NAMING_SUPPORTED",
+)
 
 
 def venv() -> Path:
@@ -49,9 +55,17 @@ class Report:
 
 
 def _package_dir() -> Path:
-    out = subprocess.run([str(venv() / "bin" / "python"), "-c",
-                          "import focus_validator, os; print(os.path.dirname(focus_validator.__file__))"],
-                         capture_output=True, text=True, check=True, timeout=120)
+    out = subprocess.run(
+        [
+            str(venv() / "bin" / "python"),
+            "-c",
+            "import focus_validator, os; print(os.path.dirname(focus_validator.__file__))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     return Path(out.stdout.strip())
 
 
@@ -75,10 +89,25 @@ def validate(data: Path, workdir: Path, *, version: str = "1.2") -> Report:
     shutil.copy(rules_dir / "currency_codes.csv", workdir / "focus_validator" / "rules" / "currency_codes.csv")
     junit = workdir / "focus-junit.xml"
     proc = subprocess.run(
-        [str(venv() / "bin" / "focus-validator"), "--data-file", str(data), "--validate-version", version,
-         "--block-download", "--applicability-criteria", ",".join(CRITERIA), "--output-type", "unittest",
-         "--output-destination", str(junit)],
-        cwd=workdir, capture_output=True, text=True, timeout=600)
+        [
+            str(venv() / "bin" / "focus-validator"),
+            "--data-file",
+            str(data),
+            "--validate-version",
+            version,
+            "--block-download",
+            "--applicability-criteria",
+            ",".join(CRITERIA),
+            "--output-type",
+            "unittest",
+            "--output-destination",
+            str(junit),
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     report = Report(output=proc.stdout + proc.stderr)
     if not junit.exists():
         report.failed.append(("validator", f"no report (exit {proc.returncode}): {report.output[-2000:]}"))

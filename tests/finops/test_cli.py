@@ -68,8 +68,21 @@ def test_forecast_scenarios_table_and_json(source: dict[str, ListReader], capsys
     rows = _usage(29, workflows=("triage",), level=1_000_000, slope=0)  # the default baseline: 30 days with today
     source["s"] = ListReader(rows)
     baseline = sum((r.cost_usd for r in rows if r.cost_usd is not None), Decimal(0))
-    status, out, err = _cli(capsys, "forecast", "--source", "s", "--json", "--scenario", "price=-90%", "demand=1x",
-                            "--scenario", "price=-90% demand=10x", "--scenario", "price=-90%", "demand=30x")
+    status, out, err = _cli(
+        capsys,
+        "forecast",
+        "--source",
+        "s",
+        "--json",
+        "--scenario",
+        "price=-90%",
+        "demand=1x",
+        "--scenario",
+        "price=-90% demand=10x",
+        "--scenario",
+        "price=-90%",
+        "demand=30x",
+    )
     assert status == 0, err
     total = {r["scenario"]: r for r in json.loads(out)["scenarios"] if r["workflow"] == "*"}
     assert Decimal(total["price=-90% demand=1x"]["baseline_cost_usd"]) == baseline
@@ -86,11 +99,15 @@ def test_budget_runway(source: dict[str, ListReader], capsys: pytest.CaptureFixt
     rows = _usage(28, level=1_000_000, slope=0)
     source["s"] = ListReader(rows)
     budgets = tmp_path / "budgets.json"
-    budgets.write_text(json.dumps([
-        {"name": "month-usd", "scope": {"workflow": "triage"}, "limit_usd": "1000000", "window": "month"},
-        {"name": "week-usd", "scope": {}, "limit_usd": "10", "window": "7d"},
-        {"name": "other-team", "scope": {"team": "nobody"}, "limit_tokens": 5, "window": "1d"},
-    ]))
+    budgets.write_text(
+        json.dumps(
+            [
+                {"name": "month-usd", "scope": {"workflow": "triage"}, "limit_usd": "1000000", "window": "month"},
+                {"name": "week-usd", "scope": {}, "limit_usd": "10", "window": "7d"},
+                {"name": "other-team", "scope": {"team": "nobody"}, "limit_tokens": 5, "window": "1d"},
+            ]
+        )
+    )
     status, out, err = _cli(capsys, "forecast", "--source", "s", "--json", "--budgets", str(budgets))
     assert status == 0, err
     runway = {r["budget"]: r for r in json.loads(out)["runway"]}
@@ -112,10 +129,24 @@ def test_runway_date_is_hand_computable() -> None:
     now = day + timedelta(days=10, hours=12)
     # the burn: $4.375 a day every day up to yesterday
     history = synthetic_usage(start=day - timedelta(days=18), days=28, level=1_000_000, slope=0)
-    window_rows = [UsageRow(start=day + timedelta(days=d), end=day + timedelta(days=d + 1), env="prod", team="t",
-                            workflow="triage", agent="a", tier="standard", provider="openai", model="gpt-4o",
-                            operation="chat", token_class="input", tokens=1, cost_usd=Decimal("4"))
-                   for d in range(10)]  # $40 spent in the first 10 days; today's half day not yet in
+    window_rows = [
+        UsageRow(
+            start=day + timedelta(days=d),
+            end=day + timedelta(days=d + 1),
+            env="prod",
+            team="t",
+            workflow="triage",
+            agent="a",
+            tier="standard",
+            provider="openai",
+            model="gpt-4o",
+            operation="chat",
+            token_class="input",
+            tokens=1,
+            cost_usd=Decimal("4"),
+        )
+        for d in range(10)
+    ]  # $40 spent in the first 10 days; today's half day not yet in
     budget = Budget("b", scope={"workflow": "triage"}, limit_usd=100, window="month")
     (r,) = runways([budget], history, window_rows, now=now)
     assert r.spent == 40
@@ -140,21 +171,25 @@ def test_too_little_history_is_said(source: dict[str, ListReader], capsys: pytes
     assert "flat" in out and "only 5 day(s) of history" in out and "at least 14 days" in out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["forecast", "--source", "s", "--scenario", "price=cheap"], "is not understood"),
-    (["forecast", "--source", "s", "--scenario", "tier-shift=small->frontier:10%"], "no measured unit cost"),
-    (["forecast", "--source", "s", "--by", "colour"], "choose dimensions"),
-    (["forecast", "--source", "s", "--as-of", "2999-01-01"], "in the future"),
-    (["forecast", "--source", "s", "--as-of", "yesterday"], "not a date"),
-    (["forecast", "--source", "empty"], "no usage in empty"),
-    (["forecast", "--source", "nope"], "cannot open --source nope"),
-    (["export", "focus", "--source", "s", "--period", "2026-13"], "not a month"),
-    (["export", "focus", "--source", "s", "--period", "2999-01"], "has not started"),
-    (["export", "focus", "--source", "empty", "--period", "2026-01"], "no usage in empty for 2026-01"),
-    (["export", "focus", "--source", "s", "--period", "2026-01", "--format", "parquet"], "needs --out"),
-])
-def test_bad_input_is_one_line_and_non_zero(source: dict[str, ListReader], capsys: pytest.CaptureFixture[str],
-                                            argv: list[str], message: str) -> None:
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["forecast", "--source", "s", "--scenario", "price=cheap"], "is not understood"),
+        (["forecast", "--source", "s", "--scenario", "tier-shift=small->frontier:10%"], "no measured unit cost"),
+        (["forecast", "--source", "s", "--by", "colour"], "choose dimensions"),
+        (["forecast", "--source", "s", "--as-of", "2999-01-01"], "in the future"),
+        (["forecast", "--source", "s", "--as-of", "yesterday"], "not a date"),
+        (["forecast", "--source", "empty"], "no usage in empty"),
+        (["forecast", "--source", "nope"], "cannot open --source nope"),
+        (["export", "focus", "--source", "s", "--period", "2026-13"], "not a month"),
+        (["export", "focus", "--source", "s", "--period", "2999-01"], "has not started"),
+        (["export", "focus", "--source", "empty", "--period", "2026-01"], "no usage in empty for 2026-01"),
+        (["export", "focus", "--source", "s", "--period", "2026-01", "--format", "parquet"], "needs --out"),
+    ],
+)
+def test_bad_input_is_one_line_and_non_zero(
+    source: dict[str, ListReader], capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
     source["s"] = ListReader(_usage(30, tier="small"))
     source["empty"] = ListReader([], name="empty")
     status, out, err = _cli(capsys, *argv)
@@ -162,8 +197,9 @@ def test_bad_input_is_one_line_and_non_zero(source: dict[str, ListReader], capsy
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_env_filter_and_missing_reader(source: dict[str, ListReader], capsys: pytest.CaptureFixture[str],
-                                       monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_env_filter_and_missing_reader(
+    source: dict[str, ListReader], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     source["s"] = ListReader(_usage(20, envs=("prod", "dev")))
     status, out, _ = _cli(capsys, "forecast", "--source", "s", "--env", "dev", "--json")
     assert status == 0 and {s["env"] for s in json.loads(out)["series"]} == {"dev"}
@@ -181,9 +217,21 @@ def test_env_filter_and_missing_reader(source: dict[str, ListReader], capsys: py
 
 def test_export_focus_csv(source: dict[str, ListReader], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     rows = _usage(40, workflows=("triage", "refund"))
-    unpriced = UsageRow(start=TODAY - timedelta(days=1), end=TODAY, env="prod", team="t", workflow="triage",
-                        agent="a", tier="unknown", provider="openai", model="my-finetune", operation="chat",
-                        token_class="input", tokens=777, unpriced_tokens=777)
+    unpriced = UsageRow(
+        start=TODAY - timedelta(days=1),
+        end=TODAY,
+        env="prod",
+        team="t",
+        workflow="triage",
+        agent="a",
+        tier="unknown",
+        provider="openai",
+        model="my-finetune",
+        operation="chat",
+        token_class="input",
+        tokens=777,
+        unpriced_tokens=777,
+    )
     source["s"] = ListReader([*rows, unpriced])
     period = f"{TODAY - timedelta(days=1):%Y-%m}"
     status, out, err = _cli(capsys, "export", "focus", "--source", "s", "--period", period)
@@ -200,13 +248,23 @@ def test_export_focus_csv(source: dict[str, ListReader], capsys: pytest.CaptureF
     assert len(flagged) == 1 and flagged[0]["ConsumedQuantity"] == "777.0" and flagged[0]["BilledCost"] == "0.0"
 
 
-def test_export_focus_parquet(source: dict[str, ListReader], capsys: pytest.CaptureFixture[str],
-                              tmp_path: Path) -> None:
+def test_export_focus_parquet(
+    source: dict[str, ListReader], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     pq = pytest.importorskip("pyarrow.parquet")
     source["s"] = ListReader(_usage(10))
     out_file = tmp_path / "focus.parquet"
-    status, _, err = _cli(capsys, "export", "focus", "--source", "s", "--period", f"{TODAY - timedelta(days=1):%Y-%m}",
-                          "--out", str(out_file))
+    status, _, err = _cli(
+        capsys,
+        "export",
+        "focus",
+        "--source",
+        "s",
+        "--period",
+        f"{TODAY - timedelta(days=1):%Y-%m}",
+        "--out",
+        str(out_file),
+    )
     assert status == 0, err and "wrote" in err
     table = pq.read_table(out_file)
     assert "ServiceCategory" in table.column_names and table.num_rows > 0

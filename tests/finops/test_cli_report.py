@@ -46,13 +46,16 @@ def test_plain_tables(ledger: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "Total: 4 calls sent (0 blocked before sending), 4,400 tokens, $0.004800" in out
     assert "By team:" in out and "By workflow:" in out and "By model:" not in out
     rows = {line.split()[0]: line.split()[1:] for line in out.split("By team:\n")[1].split("\n\n")[0].splitlines()[1:]}
-    assert rows == {"support": ["3", "0", "3,300", "0.003600", "0", "0"],
-                    "payments": ["1", "0", "1,100", "0.001200", "0", "0"]}
+    assert rows == {
+        "support": ["3", "0", "3,300", "0.003600", "0", "0"],
+        "payments": ["1", "0", "1,100", "0.001200", "0", "0"],
+    }
     assert "Cost per successful run: $0.001200" in out
 
 
-def test_rich_tables_and_the_plain_fallback_without_rich(ledger: Path, capsys: pytest.CaptureFixture[str],
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rich_tables_and_the_plain_fallback_without_rich(
+    ledger: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     rich_console = pytest.importorskip("rich.console")
     from tokenmeter.finops import _cli_report
 
@@ -101,8 +104,9 @@ def test_windows(ledger: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize("case", ["missing", "corrupt", "foreign", "empty_file", "off", "bad_by", "bad_source"])
-def test_bad_input_one_line_no_traceback(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_input_one_line_no_traceback(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "ledger.db"
     argv = ["--source", f"sqlite:///{path}"]
     if case == "corrupt":
@@ -125,8 +129,9 @@ def test_bad_input_one_line_no_traceback(case: str, tmp_path: Path, capsys: pyte
     assert (path.read_bytes() if path.exists() else None) == before  # never created, never changed
 
 
-def test_a_locked_ledger_is_a_clear_message(ledger: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_locked_ledger_is_a_clear_message(
+    ledger: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tokenmeter.finops import _sqlite
 
     monkeypatch.setattr(_sqlite, "BUSY_TIMEOUT_MS", 100)
@@ -154,11 +159,22 @@ def test_html_hook_names_the_missing_module(ledger: Path, tmp_path: Path, capsys
 
 
 def test_console_script_exit_status(ledger: Path, tmp_path: Path) -> None:
-    ok = subprocess.run([sys.executable, "-m", "tokenmeter.cli", "report", "--source", f"sqlite:///{ledger}"],
-                        capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
+    ok = subprocess.run(
+        [sys.executable, "-m", "tokenmeter.cli", "report", "--source", f"sqlite:///{ledger}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        check=False,
+    )
     assert ok.returncode == 0 and "support" in ok.stdout and not ok.stderr
-    bad = subprocess.run([sys.executable, "-m", "tokenmeter.cli", "report", "--source",
-                          f"sqlite:///{tmp_path}/none.db"], capture_output=True, text=True, timeout=60, cwd=REPO,
-                         check=False)
+    bad = subprocess.run(
+        [sys.executable, "-m", "tokenmeter.cli", "report", "--source", f"sqlite:///{tmp_path}/none.db"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        check=False,
+    )
     assert bad.returncode == 1 + 1 and "Traceback" not in bad.stderr and "no ledger at" in bad.stderr
     assert not (tmp_path / "none.db").exists()

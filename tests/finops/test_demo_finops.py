@@ -27,11 +27,24 @@ def rows() -> list[UsageRow]:
     return demo_usage_rows(YESTERDAY)
 
 
-def test_seeds_table_from_the_demo_baseline(rows: list[UsageRow], monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_seeds_table_from_the_demo_baseline(
+    rows: list[UsageRow], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(tokenmeter.finops, "reader_for", lambda source: ListReader(rows), raising=False)
-    status = main(["forecast", "--json", "--baseline", "2", "--scenario", "price=-90% demand=1x",
-                   "--scenario", "price=-90% demand=10x", "--scenario", "price=-90% demand=30x"])
+    status = main(
+        [
+            "forecast",
+            "--json",
+            "--baseline",
+            "2",
+            "--scenario",
+            "price=-90% demand=1x",
+            "--scenario",
+            "price=-90% demand=10x",
+            "--scenario",
+            "price=-90% demand=30x",
+        ]
+    )
     assert status == 0
     doc = json.loads(capsys.readouterr().out)
     measured = sum((r.cost_usd for r in rows if r.cost_usd is not None), Decimal(0))

@@ -20,26 +20,65 @@ from tokenmeter.testing.finops import synthetic_usage
 from . import focus_validator
 
 START, END = month_bounds("2026-11")
-MANDATORY = ("BilledCost", "BillingAccountId", "BillingAccountName", "BillingCurrency", "BillingPeriodEnd",
-             "BillingPeriodStart", "ChargeCategory", "ChargeClass", "ChargeDescription", "ChargePeriodEnd",
-             "ChargePeriodStart", "ContractedCost", "EffectiveCost", "InvoiceIssuerName", "ListCost",
-             "PricingQuantity", "PricingUnit", "ProviderName", "PublisherName", "ServiceCategory", "ServiceName")
+MANDATORY = (
+    "BilledCost",
+    "BillingAccountId",
+    "BillingAccountName",
+    "BillingCurrency",
+    "BillingPeriodEnd",
+    "BillingPeriodStart",
+    "ChargeCategory",
+    "ChargeClass",
+    "ChargeDescription",
+    "ChargePeriodEnd",
+    "ChargePeriodStart",
+    "ContractedCost",
+    "EffectiveCost",
+    "InvoiceIssuerName",
+    "ListCost",
+    "PricingQuantity",
+    "PricingUnit",
+    "ProviderName",
+    "PublisherName",
+    "ServiceCategory",
+    "ServiceName",
+)
 
 
 def _rows() -> list[UsageRow]:
-    rows = synthetic_usage(start=START - timedelta(days=3), days=33, workflows=("triage", "refund"),
-                           envs=("prod", "staging"))
+    rows = synthetic_usage(
+        start=START - timedelta(days=3), days=33, workflows=("triage", "refund"), envs=("prod", "staging")
+    )
     day = START + timedelta(days=4)
     base = rows[0]
     return [
         *rows,
         # a contracted price below list (an override), tokens partly estimated, a customer
-        replace(base, start=day, end=day + timedelta(days=1), workflow="quotes", customer="acme", tokens=2_000_000,
-                cost_usd=Decimal("4.00"), list_cost_usd=Decimal("5.00"), estimated_tokens=1_500,
-                cost_source="override"),
+        replace(
+            base,
+            start=day,
+            end=day + timedelta(days=1),
+            workflow="quotes",
+            customer="acme",
+            tokens=2_000_000,
+            cost_usd=Decimal("4.00"),
+            list_cost_usd=Decimal("5.00"),
+            estimated_tokens=1_500,
+            cost_source="override",
+        ),
         # unpriced tokens (a self-hosted model)
-        replace(base, start=day, end=day + timedelta(days=1), model="llama-3-8b", tier="small", tokens=9_000,
-                cost_usd=None, list_cost_usd=None, unpriced_tokens=9_000, cost_source="unpriced"),
+        replace(
+            base,
+            start=day,
+            end=day + timedelta(days=1),
+            model="llama-3-8b",
+            tier="small",
+            tokens=9_000,
+            cost_usd=None,
+            list_cost_usd=None,
+            unpriced_tokens=9_000,
+            cost_source="unpriced",
+        ),
     ]
 
 
@@ -57,10 +96,18 @@ def test_rows_carry_the_issue_s_columns() -> None:
     assert quotes["ContractedCost"] == quotes["EffectiveCost"] == quotes["BilledCost"] == Decimal("4.00")
     assert quotes["ContractedUnitPrice"] == Decimal(2)
     assert quotes["SubAccountId"] == quotes["SubAccountName"] == "team-0"
-    assert json.loads(quotes["Tags"]) == {"workflow": "quotes", "agent": "agent", "tier": "standard", "env": "prod",
-                                          "customer": "acme"}
-    assert json.loads(quotes["SkuPriceDetails"]) == {"x_TokenClass": "input", "x_Model": "gpt-4o",
-                                                     "x_ContextTier": "default"}
+    assert json.loads(quotes["Tags"]) == {
+        "workflow": "quotes",
+        "agent": "agent",
+        "tier": "standard",
+        "env": "prod",
+        "customer": "acme",
+    }
+    assert json.loads(quotes["SkuPriceDetails"]) == {
+        "x_TokenClass": "input",
+        "x_Model": "gpt-4o",
+        "x_ContextTier": "default",
+    }
     assert quotes["x_Estimated"] is True and quotes["x_EstimatedTokens"] == 1_500
     assert quotes["ChargePeriodStart"] == START + timedelta(days=4)
     assert quotes["ChargePeriodEnd"] == START + timedelta(days=5)
@@ -93,7 +140,8 @@ def test_totals_equal_the_usage() -> None:
 
 needs_validator = pytest.mark.skipif(
     not focus_validator.available() and os.environ.get("CI") != "true",
-    reason="focus-validator venv missing: run `bash scripts/focus-venv.sh` (make test does)")
+    reason="focus-validator venv missing: run `bash scripts/focus-venv.sh` (make test does)",
+)
 
 
 def assert_valid(path: Path, workdir: Path) -> None:

@@ -27,8 +27,16 @@ def _series(days: int, noise: float, seed: int) -> list[float]:
     return [_truth(i) + rng.gauss(0, noise) for i in range(days)]
 
 
-@pytest.mark.parametrize("method", ["trend", pytest.param("ets", marks=pytest.mark.skipif(
-    not HAS_STATSMODELS, reason="statsmodels (tokenmeter[forecast]) is not installed"))])
+@pytest.mark.parametrize(
+    "method",
+    [
+        "trend",
+        pytest.param(
+            "ets",
+            marks=pytest.mark.skipif(not HAS_STATSMODELS, reason="statsmodels (tokenmeter[forecast]) is not installed"),
+        ),
+    ],
+)
 def test_recovers_trend_and_weekly_season_within_the_interval(method: fc.Method) -> None:
     noise, hist, horizon = 800.0, 70, 30
     inside = total = 0
@@ -89,8 +97,16 @@ def test_season_only_from_three_weeks() -> None:
 
 def test_forecast_per_workflow_and_env_with_weekly_variance() -> None:
     workflows = ("triage", "refund", *(f"wf{i}" for i in range(8)))
-    rows = synthetic_usage(start=START, days=56, workflows=workflows, envs=("prod", "dev"),
-                           level=100_000, slope=1_000, weekday=WEEKDAY, noise=500)
+    rows = synthetic_usage(
+        start=START,
+        days=56,
+        workflows=workflows,
+        envs=("prod", "dev"),
+        level=100_000,
+        slope=1_000,
+        weekday=WEEKDAY,
+        noise=500,
+    )
     as_of = (START + timedelta(days=56)).date()
     report = fc.forecast(rows, as_of=as_of, by=("workflow", "env"))
     assert [tuple(s.key.values()) for s in report.series][:2] == [("refund", "dev"), ("refund", "prod")]
@@ -99,8 +115,9 @@ def test_forecast_per_workflow_and_env_with_weekly_variance() -> None:
     assert s.history_days == 56 and s.tokens.method == "trend+weekday"
     v = s.tokens_variance
     assert v is not None and v.week_start == as_of - timedelta(days=7)
-    assert v.actual == sum(r.tokens for r in rows if r.workflow == "refund" and r.env == "dev"
-                           and r.start.date() >= v.week_start)
+    assert v.actual == sum(
+        r.tokens for r in rows if r.workflow == "refund" and r.env == "dev" and r.start.date() >= v.week_start
+    )
     # the same process all along: about one week in five lies outside an 80 % interval, not most of them
     flagged = [x.key for x in report.series if x.tokens_variance and x.tokens_variance.flagged]
     assert len(flagged) <= 8, flagged
@@ -111,9 +128,12 @@ def test_forecast_per_workflow_and_env_with_weekly_variance() -> None:
 
 def test_variance_flags_a_week_outside_the_interval() -> None:
     rows = synthetic_usage(start=START, days=49, level=100_000, slope=0, weekday=WEEKDAY, noise=300)
-    spiked = [r if r.start < START + timedelta(days=42) else
-              type(r)(**{**{f: getattr(r, f) for f in r.__dataclass_fields__}, "tokens": r.tokens * 3})
-              for r in rows]
+    spiked = [
+        r
+        if r.start < START + timedelta(days=42)
+        else type(r)(**{**{f: getattr(r, f) for f in r.__dataclass_fields__}, "tokens": r.tokens * 3})
+        for r in rows
+    ]
     report = fc.forecast(spiked, as_of=(START + timedelta(days=49)).date())
     v = report.series[0].tokens_variance
     assert v is not None and v.flagged and v.actual > v.upper and v.change is not None and v.change > 1.5
@@ -121,7 +141,8 @@ def test_variance_flags_a_week_outside_the_interval() -> None:
 
 def test_series_with_short_history_are_listed_with_their_note() -> None:
     rows = synthetic_usage(start=START, days=40, workflows=("old",)) + synthetic_usage(
-        start=START + timedelta(days=35), days=5, workflows=("new",))
+        start=START + timedelta(days=35), days=5, workflows=("new",)
+    )
     report = fc.forecast(rows, as_of=date(2026, 7, 11))
     short = report.short
     assert [s.key["workflow"] for s in short] == ["new"]

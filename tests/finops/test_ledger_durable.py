@@ -29,8 +29,13 @@ def _totals(path: Path) -> tuple[int, int]:
 
 
 def _worker(path: Path, n: int, team: str, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "tests.finops._worker", f"sqlite:///{path}", str(n), team, *extra],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.finops._worker", f"sqlite:///{path}", str(n), team, *extra],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_several_processes_write_one_file(tmp_path: Path) -> None:
@@ -62,12 +67,18 @@ def test_retention_drops_old_hourly_rows_and_runs_keeps_daily_totals(tmp_path: P
     now = 1_790_000_000.0
     old, recent = int(now - 500 * 86400) // 3600 * 3600, int(now - 3600) // 3600 * 3600
     dims = ("prod", "t", "w", "", "small", "openai", "m", "chat", "input", "ok", "", "override")
-    db.write({(old, *dims): Cell(tokens=7, cost=Decimal("0.5"), calls=1),
-              (recent, *dims): Cell(tokens=3, cost=Decimal("0.25"), calls=1)},
-             [RunRecord("old", now - 100 * 86400, "prod", "t", "w", "", 1.0, 1, 1, 0, [7, 0, 0, 0, 0], None, "ok",
-                        None, None),
-              RunRecord("new", now - 86400, "prod", "t", "w", "", 1.0, 1, 1, 0, [3, 0, 0, 0, 0], None, "ok", None,
-                        None)])
+    db.write(
+        {
+            (old, *dims): Cell(tokens=7, cost=Decimal("0.5"), calls=1),
+            (recent, *dims): Cell(tokens=3, cost=Decimal("0.25"), calls=1),
+        },
+        [
+            RunRecord(
+                "old", now - 100 * 86400, "prod", "t", "w", "", 1.0, 1, 1, 0, [7, 0, 0, 0, 0], None, "ok", None, None
+            ),
+            RunRecord("new", now - 86400, "prod", "t", "w", "", 1.0, 1, 1, 0, [3, 0, 0, 0, 0], None, "ok", None, None),
+        ],
+    )
     db.compact(400, 90, now)
     c = db.conn
     assert c.execute("SELECT sum(tokens) FROM usage_hour").fetchone()[0] == 3
@@ -128,8 +139,9 @@ def test_a_forked_child_does_not_write_its_parents_rows(tmp_path: Path) -> None:
 
 def test_a_full_queue_folds_in_memory_never_drops(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
-    meter = tokenmeter.configure(ledger=f"sqlite:///{path}", exporter="none", ledger_queue_size=4,
-                                 ledger_flush_interval=30)
+    meter = tokenmeter.configure(
+        ledger=f"sqlite:///{path}", exporter="none", ledger_queue_size=4, ledger_flush_interval=30
+    )
     try:
         for _ in range(500):
             tokenmeter.record("openai", "gpt-4o-mini", tokenmeter.Usage(input=3, output=1))
@@ -139,8 +151,9 @@ def test_a_full_queue_folds_in_memory_never_drops(tmp_path: Path) -> None:
     assert _totals(path) == (500, 2000)
 
 
-def test_read_only_directory_degrades_to_memory_with_one_warning(tmp_path: Path,
-                                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_read_only_directory_degrades_to_memory_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     if os.geteuid() == 0:
         pytest.skip("root writes through directory permissions")
     ro = tmp_path / "ro"
@@ -270,8 +283,7 @@ def test_the_callers_thread_never_writes_the_file(tmp_path: Path, monkeypatch: p
     assert _totals(tmp_path / "l.db") == (200, 400)
 
 
-def test_a_full_disk_keeps_rows_in_memory_until_there_is_room(tmp_path: Path,
-                                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_a_full_disk_keeps_rows_in_memory_until_there_is_room(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """SQLite's own limit stands in for a full disk: the write fails with SQLITE_FULL ("disk is full")."""
     path = tmp_path / "ledger.db"
     meter = tokenmeter.configure(ledger=f"sqlite:///{path}", exporter="none", ledger_flush_interval=30)

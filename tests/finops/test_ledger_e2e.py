@@ -18,8 +18,10 @@ from tokenmeter.testing import capture
 
 from .test_focus import assert_valid, needs_validator
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("tokenmeter.finops._sqlite") is None,
-                                reason="the SQLite ledger (issue 11) is not in this build")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("tokenmeter.finops._sqlite") is None,
+    reason="the SQLite ledger (issue 11) is not in this build",
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +37,20 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Decimal]:
 
 def test_forecast_scenarios_from_the_ledger(ledger: tuple[str, Decimal], capsys: pytest.CaptureFixture[str]) -> None:
     source, metered = ledger
-    status = main(["forecast", "--source", source, "--json", "--baseline", "1",
-                   "--scenario", "price=-90% demand=10x", "--scenario", "price=-90% demand=30x"])
+    status = main(
+        [
+            "forecast",
+            "--source",
+            source,
+            "--json",
+            "--baseline",
+            "1",
+            "--scenario",
+            "price=-90% demand=10x",
+            "--scenario",
+            "price=-90% demand=30x",
+        ]
+    )
     out, err = capsys.readouterr()
     assert status == 0, err
     totals = {r["scenario"]: r for r in json.loads(out)["scenarios"] if r["workflow"] == "*"}
@@ -47,12 +61,25 @@ def test_forecast_scenarios_from_the_ledger(ledger: tuple[str, Decimal], capsys:
 
 
 @needs_validator
-def test_export_focus_from_the_ledger_validates(ledger: tuple[str, Decimal], tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_focus_from_the_ledger_validates(
+    ledger: tuple[str, Decimal], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     source, metered = ledger
     out_file = tmp_path / "focus.csv"
-    status = main(["export", "focus", "--source", source, "--period", f"{datetime.now(UTC):%Y-%m}",
-                   "--out", str(out_file), "--unpriced", "flag"])
+    status = main(
+        [
+            "export",
+            "focus",
+            "--source",
+            source,
+            "--period",
+            f"{datetime.now(UTC):%Y-%m}",
+            "--out",
+            str(out_file),
+            "--unpriced",
+            "flag",
+        ]
+    )
     _, err = capsys.readouterr()
     assert status == 0, err
     with out_file.open(encoding="utf-8") as f:

@@ -74,8 +74,10 @@ def test_hand_computed_figures(reports: dict[str, Report], source: str) -> None:
     # per run: one step scope + one call = 2 steps, at depth 1; the broken run's step failed, its call did not
     assert rel.by_depth == {1: (7, 1)} and rel.mean_steps == 2
     assert rel.per_step == 7 / 8 and rel.implied == pytest.approx((7 / 8) ** 2) and rel.observed == 0.5
-    assert r.tier_mix == [("frontier", 0.25, pytest.approx(0.014 / 0.01472)),
-                          ("small", 0.75, pytest.approx(0.00072 / 0.01472))]
+    assert r.tier_mix == [
+        ("frontier", 0.25, pytest.approx(0.014 / 0.01472)),
+        ("small", 0.75, pytest.approx(0.00072 / 0.01472)),
+    ]
     assert r.cache_read_share == pytest.approx(1000 / 2600)
     assert r.cache_saved_usd == Decimal("0.009")  # 1000 tokens at $10 instead of $1 per million
     assert r.total.wasted_tokens == 2100 and r.total.wasted_cost == Decimal("0.014")
@@ -116,16 +118,21 @@ def test_ledger_totals_equal_the_metrics_for_the_demo_workload(tmp_path: Path) -
         assert r.total.wasted_tokens == cap.counter("tokenmeter.tokens.wasted") > 0
         for c, f in r.token_classes.items():
             assert f.tokens == cap.counter("tokenmeter.tokens", **{"tokenmeter.token.class": c})
-        for dim, attr in (("team", "tokenmeter.team.name"), ("model", "gen_ai.request.model"),
-                          ("tier", "tokenmeter.model.tier")):
+        for dim, attr in (
+            ("team", "tokenmeter.team.name"),
+            ("model", "gen_ai.request.model"),
+            ("tier", "tokenmeter.model.tier"),
+        ):
             for g in r.by[dim]:
                 assert g.tokens == cap.counter("tokenmeter.tokens", **{attr: g.name}), (dim, g.name)
-                assert float(g.cost) == pytest.approx(cap.counter("tokenmeter.cost", **{attr: g.name}), rel=1e-9,
-                                                      abs=1e-12)
+                assert float(g.cost) == pytest.approx(
+                    cap.counter("tokenmeter.cost", **{attr: g.name}), rel=1e-9, abs=1e-12
+                )
         runs = sum(p.count for p in cap.points("tokenmeter.run.tokens"))
         assert r.reliability.runs == runs == len(result.runs)
-        assert sum(w.tokens_per_task * w.runs for w in r.workflows) == sum(p.sum for p in
-                                                                            cap.points("tokenmeter.run.tokens"))
+        assert sum(w.tokens_per_task * w.runs for w in r.workflows) == sum(
+            p.sum for p in cap.points("tokenmeter.run.tokens")
+        )
 
 
 @pytest.mark.parametrize("granularity", ["hour", "day", "month"])
@@ -166,21 +173,48 @@ def test_a_source_with_run_histograms_only(reports: dict[str, Report]) -> None:
 
         def run_stats(self, start: object, end: object, *, env: object = None) -> list[SimpleNamespace]:
             # 3 ok runs of 100, 200, 300 tokens and 1 failed run of 2,000, in buckets 0-250-500-1000-5000-inf
-            ok = {"tokens": {250.0: 2, 500.0: 3, 1000.0: 3, 5000.0: 3, float("inf"): 3},
-                  "cost": {0.001: 3, float("inf"): 3}, "steps": {2.0: 3, float("inf"): 3}}
-            bad = {"tokens": {250.0: 0, 500.0: 0, 1000.0: 0, 5000.0: 1, float("inf"): 1},
-                   "cost": {0.001: 0, 0.1: 1, float("inf"): 1}, "steps": {2.0: 1, float("inf"): 1}}
-            return [SimpleNamespace(workflow="w", team="t", env="", outcome="ok", runs=3, tokens=600,
-                                    cost_usd=Decimal("0.0006"), steps=6, buckets=ok),
-                    SimpleNamespace(workflow="w", team="t", env="", outcome="error", runs=1, tokens=2000,
-                                    cost_usd=Decimal("0.02"), steps=2, buckets=bad)]
+            ok = {
+                "tokens": {250.0: 2, 500.0: 3, 1000.0: 3, 5000.0: 3, float("inf"): 3},
+                "cost": {0.001: 3, float("inf"): 3},
+                "steps": {2.0: 3, float("inf"): 3},
+            }
+            bad = {
+                "tokens": {250.0: 0, 500.0: 0, 1000.0: 0, 5000.0: 1, float("inf"): 1},
+                "cost": {0.001: 0, 0.1: 1, float("inf"): 1},
+                "steps": {2.0: 1, float("inf"): 1},
+            }
+            return [
+                SimpleNamespace(
+                    workflow="w",
+                    team="t",
+                    env="",
+                    outcome="ok",
+                    runs=3,
+                    tokens=600,
+                    cost_usd=Decimal("0.0006"),
+                    steps=6,
+                    buckets=ok,
+                ),
+                SimpleNamespace(
+                    workflow="w",
+                    team="t",
+                    env="",
+                    outcome="error",
+                    runs=1,
+                    tokens=2000,
+                    cost_usd=Decimal("0.02"),
+                    steps=2,
+                    buckets=bad,
+                ),
+            ]
 
     r = build_report(HistogramsOnly())
     (wf,) = r.workflows
     assert wf.estimated and (wf.runs, wf.succeeded) == (4, 3) and wf.worst == []
     # merged buckets {250: 2, 500: 3, 1000: 3, 5000: 4}: the median (rank 2) is the top of the first bucket
-    assert wf.tokens.p50 == 250 and wf.tokens.p99 == round(bucket_quantile({250.0: 2, 500.0: 3, 1000.0: 3,
-                                                                              5000.0: 4}, 0.99))
+    assert wf.tokens.p50 == 250 and wf.tokens.p99 == round(
+        bucket_quantile({250.0: 2, 500.0: 3, 1000.0: 3, 5000.0: 4}, 0.99)
+    )
     assert wf.total_cost == Decimal("0.0206") and wf.cost_per_success == Decimal("0.0206") / 3
     assert r.reliability.observed == 0.75 and r.reliability.mean_steps == 2 and r.reliability.per_step is None
     assert r.cost_per_success == Decimal("0.0206") / 3

@@ -14,11 +14,22 @@ DAY = datetime(2026, 11, 3, tzinfo=UTC)
 
 
 def _row(workflow: str, tier: str, klass: str, tokens: int, cost: str | None) -> UsageRow:
-    return UsageRow(start=DAY, end=DAY + timedelta(days=1), env="prod", team="t", workflow=workflow, agent="a",
-                    tier=tier, provider="openai", model={"frontier": "o1", "small": "gpt-4o-mini"}.get(tier, "x"),
-                    operation="chat", token_class=klass, tokens=tokens,
-                    cost_usd=None if cost is None else Decimal(cost),
-                    unpriced_tokens=tokens if cost is None else 0)
+    return UsageRow(
+        start=DAY,
+        end=DAY + timedelta(days=1),
+        env="prod",
+        team="t",
+        workflow=workflow,
+        agent="a",
+        tier=tier,
+        provider="openai",
+        model={"frontier": "o1", "small": "gpt-4o-mini"}.get(tier, "x"),
+        operation="chat",
+        token_class=klass,
+        tokens=tokens,
+        cost_usd=None if cost is None else Decimal(cost),
+        unpriced_tokens=tokens if cost is None else 0,
+    )
 
 
 # refund: frontier input 1M at $15/M, output 200k at $75/M; small input 2M at $0.15/M, output 500k at $0.60/M
@@ -66,16 +77,19 @@ def test_shift_to_a_tier_without_a_measured_price_is_an_error() -> None:
         _run("tier-shift=frontier->standard:10%")
 
 
-@pytest.mark.parametrize("terms, message", [
-    ([], "empty --scenario"),
-    (["price=-90"], "not understood"),
-    (["price=-120%"], "more than 100%"),
-    (["demand=ten"], "not understood"),
-    (["speed=2x"], "not understood"),
-    (["price"], "has no '='"),
-    (["tier-shift=frontier->frontier:10%"], "different tier"),
-    (["tier-shift=frontier->small:150%"], "at most 100%"),
-])
+@pytest.mark.parametrize(
+    "terms, message",
+    [
+        ([], "empty --scenario"),
+        (["price=-90"], "not understood"),
+        (["price=-120%"], "more than 100%"),
+        (["demand=ten"], "not understood"),
+        (["speed=2x"], "not understood"),
+        (["price"], "has no '='"),
+        (["tier-shift=frontier->frontier:10%"], "different tier"),
+        (["tier-shift=frontier->small:150%"], "at most 100%"),
+    ],
+)
 def test_invalid_terms(terms: list[str], message: str) -> None:
     with pytest.raises(ScenarioError, match=message):
         parse_scenario(terms)

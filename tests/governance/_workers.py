@@ -6,25 +6,26 @@ import threading
 import uuid
 from typing import Any
 
-from tokenmeter._governance._stores import BudgetStore, Line
+from tokenmeter.governance._stores import BudgetStore, Line
 
 
 def _open(kind: str, where: str) -> BudgetStore:
     if kind == "sqlite":
-        from tokenmeter._governance._stores.sqlite import SQLiteStore
+        from tokenmeter.governance._stores.sqlite import SQLiteStore
 
         return SQLiteStore(where, timeout_s=30.0, lease_s=600.0)
     if kind == "redis":
-        from tokenmeter._governance._stores.redis import RedisStore
+        from tokenmeter.governance._stores.redis import RedisStore
 
         return RedisStore(where, timeout_s=30.0, lease_s=600.0)
-    from tokenmeter._governance._stores.memory import MemoryStore
+    from tokenmeter.governance._stores.memory import MemoryStore
 
     return MemoryStore(lease_s=600.0)
 
 
-def hammer(store: BudgetStore, line: Line, actual: Line, now: float, threads: int, attempts: int,
-           go: Any) -> tuple[int, int]:
+def hammer(
+    store: BudgetStore, line: Line, actual: Line, now: float, threads: int, attempts: int, go: Any
+) -> tuple[int, int]:
     """``threads`` threads each try ``attempts`` reserve -> settle cycles; returns (admitted, refused)."""
     counts = [0, 0]
     lock = threading.Lock()
@@ -47,8 +48,9 @@ def hammer(store: BudgetStore, line: Line, actual: Line, now: float, threads: in
     return counts[0], counts[1]
 
 
-def process_main(kind: str, where: str, line: Line, actual: Line, now: float, threads: int, attempts: int,
-                 go: Any, results: Any) -> None:
+def process_main(
+    kind: str, where: str, line: Line, actual: Line, now: float, threads: int, attempts: int, go: Any, results: Any
+) -> None:
     """Entry point of one child process: hammer the shared store, report the counts."""
     store = _open(kind, where)
     try:
@@ -64,7 +66,7 @@ def hold_main(url: str, n: int, ready: str) -> None:
 
     from tokenmeter import Request
     from tokenmeter._call import begin
-    from tokenmeter._governance import Budget
+    from tokenmeter.governance import Budget
     from tokenmeter.testing import capture
 
     with capture(budgets=[Budget("held", scope={}, limit_tokens=1_000_000, window="1d")], store=url):
@@ -80,11 +82,10 @@ def entity_main(url: str, customers: list[str], threads: int, attempts: int, go:
     (template budget ``per-customer``: 1000 tokens per customer; each call reserves and uses 100)."""
     from tokenmeter import BudgetExceeded, Request, Usage, attributes
     from tokenmeter._call import begin
-    from tokenmeter._governance import Budget
+    from tokenmeter.governance import Budget
     from tokenmeter.testing import capture
 
-    budget = Budget("per-customer", scope={"customer": "*"}, limit_tokens=1000, window="1d",
-                    overrides={"big": 2000})
+    budget = Budget("per-customer", scope={"customer": "*"}, limit_tokens=1000, window="1d", overrides={"big": 2000})
     admitted: dict[str, int] = {c: 0 for c in customers}
     lock = threading.Lock()
 

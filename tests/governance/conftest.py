@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tokenmeter._governance._stores import BudgetStore
-from tokenmeter._governance._stores.memory import MemoryStore
-from tokenmeter._governance._stores.redis import RedisStore
-from tokenmeter._governance._stores.sqlite import SQLiteStore
+from tokenmeter.governance._stores import BudgetStore
+from tokenmeter.governance._stores.memory import MemoryStore
+from tokenmeter.governance._stores.redis import RedisStore
+from tokenmeter.governance._stores.sqlite import SQLiteStore
 from tokenmeter.testing import Capture, capture
 
 # Far enough in the future that nothing the tests write is ever "expired" by real time.

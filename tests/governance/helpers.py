@@ -7,15 +7,21 @@ from typing import Any
 
 from tokenmeter import MeteredCall, Request, Usage
 from tokenmeter._call import begin
-from tokenmeter._governance._gate import Gate
-from tokenmeter._governance._stores import BucketState
+from tokenmeter.governance._gate import Gate
+from tokenmeter.governance._stores import BucketState
 from tokenmeter.testing import Capture
 
 MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "Summarise the refund policy in one line."}]
 
 
-def start(model: str = "gpt-4o-mini", *, max_tokens: int | None = 100, messages: Sequence[Any] | None = None,
-          provider: str = "openai", operation: str = "chat") -> MeteredCall:
+def start(
+    model: str = "gpt-4o-mini",
+    *,
+    max_tokens: int | None = 100,
+    messages: Sequence[Any] | None = None,
+    provider: str = "openai",
+    operation: str = "chat",
+) -> MeteredCall:
     """``begin()`` a call as an integration would (raises BudgetExceeded / PolicyViolation when refused)."""
     call = begin(Request(provider, model, operation=operation, max_tokens=max_tokens, messages=messages))
     assert call is not None

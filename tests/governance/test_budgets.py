@@ -13,9 +13,9 @@ import pytest
 
 import tokenmeter
 from tokenmeter import BudgetExceeded, PriceBook, Usage, count_tokens
-from tokenmeter._governance import Budget
-from tokenmeter._governance._budget import BudgetWarning
-from tokenmeter._governance._stores import to_nano
+from tokenmeter.governance import Budget
+from tokenmeter.governance._budget import BudgetWarning
+from tokenmeter.governance._stores import to_nano
 from tokenmeter.testing import Capture, capture
 
 from .conftest import LEASE_S, FakeClock, store_url
@@ -130,10 +130,12 @@ def test_a_crashed_call_holds_budget_only_until_its_lease_ends(governed: Any, cl
 
 
 def test_unpriced_models_count_tokens_but_not_dollars(governed: Any) -> None:
-    cap = governed([
-        Budget("usd", scope={}, limit_usd="0.000001", window="1d"),
-        Budget("tokens", scope={}, limit_tokens=150, window="1d"),
-    ])
+    cap = governed(
+        [
+            Budget("usd", scope={}, limit_usd="0.000001", window="1d"),
+            Budget("tokens", scope={}, limit_tokens=150, window="1d"),
+        ]
+    )
     complete("in-house-llm", max_tokens=100)
     assert bucket(cap, "usd").spent_usd == 0
     assert bucket(cap, "tokens").spent_tokens == 100
@@ -143,11 +145,13 @@ def test_unpriced_models_count_tokens_but_not_dollars(governed: Any) -> None:
 
 
 def test_every_matching_budget_is_reserved_or_none_is(governed: Any) -> None:
-    cap = governed([
-        Budget("global", scope={}, limit_tokens=10_000, window="1d"),
-        Budget("frontier", scope={"tier": "frontier"}, limit_tokens=500, window="1d"),
-        Budget("ops-prod", scope={"team": "ops", "env": "prod"}, limit_tokens=10_000, window="1d"),
-    ])
+    cap = governed(
+        [
+            Budget("global", scope={}, limit_tokens=10_000, window="1d"),
+            Budget("frontier", scope={"tier": "frontier"}, limit_tokens=500, window="1d"),
+            Budget("ops-prod", scope={"team": "ops", "env": "prod"}, limit_tokens=10_000, window="1d"),
+        ]
+    )
     with tokenmeter.attributes(team="ops", env="prod"):
         call = start("o1", max_tokens=400)
         assert [line.key.split(":")[0] for line in call.reservation.lines] == ["global", "frontier", "ops-prod"]
@@ -172,8 +176,18 @@ def test_a_warn_budget_lets_calls_through_and_records_warn(governed: Any) -> Non
 
 
 def test_a_downgrade_budget_resends_the_call_on_the_cheaper_model(governed: Any) -> None:
-    cap = governed([Budget("premium", scope={"tier": "standard"}, limit_tokens=150, window="1d",
-                           action="downgrade", downgrade_to="gpt-4o-mini")])
+    cap = governed(
+        [
+            Budget(
+                "premium",
+                scope={"tier": "standard"},
+                limit_tokens=150,
+                window="1d",
+                action="downgrade",
+                downgrade_to="gpt-4o-mini",
+            )
+        ]
+    )
     complete("gpt-4o", max_tokens=100)
     call = complete("gpt-4o", max_tokens=100)
     assert call.model == "gpt-4o-mini" and call.tier == "small"
@@ -190,19 +204,20 @@ def test_a_downgrade_budget_resends_the_call_on_the_cheaper_model(governed: Any)
 
 
 def test_a_downgrade_that_still_does_not_fit_blocks(governed: Any) -> None:
-    governed([Budget("all", scope={}, limit_tokens=150, window="1d", action="downgrade",
-                     downgrade_to="gpt-4o-mini")])
+    governed([Budget("all", scope={}, limit_tokens=150, window="1d", action="downgrade", downgrade_to="gpt-4o-mini")])
     complete("gpt-4o", max_tokens=100)
     with pytest.raises(BudgetExceeded) as info:
         start("gpt-4o", max_tokens=100)
     assert info.value.model == "gpt-4o-mini"
 
 
-def test_warn_thresholds_fire_once_per_window(governed: Any, clock: FakeClock,
-                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_warn_thresholds_fire_once_per_window(
+    governed: Any, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
     warnings: list[BudgetWarning] = []
-    cap = governed([Budget("b", scope={}, limit_tokens=1000, window="1d", warn_at=(0.5, 0.8))],
-                   on_budget_warning=warnings.append)
+    cap = governed(
+        [Budget("b", scope={}, limit_tokens=1000, window="1d", warn_at=(0.5, 0.8))], on_budget_warning=warnings.append
+    )
     caplog.set_level(logging.WARNING, "tokenmeter")
     complete(max_tokens=400)
     complete(max_tokens=200)  # 600: crosses 50%
@@ -241,10 +256,12 @@ def test_windows_roll_over_and_spend_starts_again(governed: Any, clock: FakeCloc
 
 
 def test_the_utilization_gauge_reports_each_budget(governed: Any) -> None:
-    cap = governed([
-        Budget("tokens", scope={}, limit_tokens=400, window="1d"),
-        Budget("both", scope={}, limit_tokens=10_000, limit_usd="0.0001", window="month"),
-    ])
+    cap = governed(
+        [
+            Budget("tokens", scope={}, limit_tokens=400, window="1d"),
+            Budget("both", scope={}, limit_tokens=10_000, limit_usd="0.0001", window="month"),
+        ]
+    )
     complete(max_tokens=100)
     gauge = {p.attributes["tokenmeter.budget.name"]: p.value for p in cap.points("tokenmeter.budget.utilization")}
     usd_ratio = cost_nano("gpt-4o-mini", Usage(output=100)) / to_nano(Decimal("0.0001"))
@@ -263,8 +280,9 @@ def test_a_blocked_call_records_its_decision_on_the_enclosing_span(governed: Any
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite", "redis"])
-def test_budgets_work_the_same_on_every_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest,
-                                              governed: Any) -> None:
+def test_budgets_work_the_same_on_every_store(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, governed: Any
+) -> None:
     cap = governed([Budget("b", scope={}, limit_tokens=250, window="1d")], store=store_url(kind, tmp_path, request))
     complete(max_tokens=100)
     complete(max_tokens=100)

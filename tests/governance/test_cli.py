@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tokenmeter import Usage
-from tokenmeter._governance import open_store
 from tokenmeter.cli import main
+from tokenmeter.governance import open_store
 from tokenmeter.testing import capture
 
 from .conftest import store_url
@@ -38,7 +38,7 @@ window = "month"
 def filled(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Path]:
     """A store holding one settled call (500 tokens) and one live reservation (300 tokens), and the budgets file."""
     import tokenmeter
-    from tokenmeter._governance import load_budgets
+    from tokenmeter.governance import load_budgets
 
     budgets_file = tmp_path / "budgets.toml"
     budgets_file.write_text(BUDGETS_TOML)
@@ -49,8 +49,9 @@ def filled(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Path]:
     return url, budgets_file
 
 
-def test_budgets_prints_window_spend_reservations_and_utilization(filled: tuple[str, Path],
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_budgets_prints_window_spend_reservations_and_utilization(
+    filled: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     url, budgets_file = filled
     assert main(["budgets", "--store", url, "--budgets", str(budgets_file)]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -65,8 +66,9 @@ def test_budgets_prints_window_spend_reservations_and_utilization(filled: tuple[
     assert "500 tok" in month and "10,000 tok" in month and month.endswith("5.0%")
 
 
-def test_budgets_as_json_from_the_environment(filled: tuple[str, Path], capsys: pytest.CaptureFixture[str],
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_budgets_as_json_from_the_environment(
+    filled: tuple[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, budgets_file = filled
     monkeypatch.setenv("TOKENMETER_STORE", url)
     monkeypatch.setenv("TOKENMETER_BUDGETS", str(budgets_file))
@@ -78,8 +80,9 @@ def test_budgets_as_json_from_the_environment(filled: tuple[str, Path], capsys: 
     assert rows["everything-monthly"]["window_start"].endswith("-01T00:00Z")
 
 
-def test_budgets_explains_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_budgets_explains_what_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("TOKENMETER_STORE", raising=False)
     monkeypatch.delenv("TOKENMETER_BUDGETS", raising=False)
     assert main(["budgets"]) == 2
@@ -99,7 +102,10 @@ def test_the_module_runs_as_a_command(tmp_path: Path) -> None:
     open_store(store).close()  # the metered process creates the store; the read-only command never does
     done = subprocess.run(
         [sys.executable, "-m", "tokenmeter.cli", "budgets", "--budgets", str(budgets_file), "--store", store],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[1].split()[0] == "a"
@@ -107,11 +113,13 @@ def test_the_module_runs_as_a_command(tmp_path: Path) -> None:
 
 def test_per_entity_budgets_are_shown_for_one_entity(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import tokenmeter
-    from tokenmeter._governance import load_budgets
+    from tokenmeter.governance import load_budgets
 
     budgets_file = tmp_path / "budgets.toml"
-    budgets_file.write_text('[[budget]]\nname = "pc"\nscope = { customer = "*" }\nlimit_tokens = 1000\n'
-                            'window = "1d"\nowner = "cx"\noverrides = { acme = 5000 }\n')
+    budgets_file.write_text(
+        '[[budget]]\nname = "pc"\nscope = { customer = "*" }\nlimit_tokens = 1000\n'
+        'window = "1d"\nowner = "cx"\noverrides = { acme = 5000 }\n'
+    )
     url = f"sqlite://{tmp_path / 'b.db'}"
     with capture(budgets=load_budgets(budgets_file), store=url), tokenmeter.attributes(customer="acme"):
         start(max_tokens=500).stop(Usage(output=500))
@@ -120,4 +128,9 @@ def test_per_entity_budgets_are_shown_for_one_entity(tmp_path: Path, capsys: pyt
     assert main(["budgets", "--store", url, "--budgets", str(budgets_file), "--json", "--entity", "acme"]) == 0
     [row] = json.loads(capsys.readouterr().out)
     assert (row["budget"], row["owner"], row["spent_tokens"], row["limit_tokens"], row["utilization"]) == (
-        "pc[acme]", "cx", 500, 5000, 0.1)
+        "pc[acme]",
+        "cx",
+        500,
+        5000,
+        0.1,
+    )

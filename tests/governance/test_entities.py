@@ -18,8 +18,8 @@ from opentelemetry import propagate
 
 import tokenmeter
 from tokenmeter import BudgetExceeded, ConfigError, Usage
-from tokenmeter._governance import Budget
-from tokenmeter._governance._stores import BudgetStore
+from tokenmeter.governance import Budget
+from tokenmeter.governance._stores import BudgetStore
 from tokenmeter.testing import Capture, capture
 
 from ._workers import entity_main
@@ -126,9 +126,13 @@ def test_entities_travel_as_baggage_to_another_service_over_http() -> None:
                 reply = httpx.get(f"http://127.0.0.1:{server.server_port}/", headers=headers, timeout=10)
             assert reply.text == "acme corp|u\\x0a7|s-1|faq|cx"
             attrs = dict(cap.span("chat gpt-4o-mini").attributes or {})  # service B's call
-            assert (attrs["tokenmeter.customer.id"], attrs["user.id"], attrs["session.id"],
-                    attrs["tokenmeter.feature.name"], attrs["tokenmeter.team.name"]) == (
-                "acme corp", "u\\x0a7", "s-1", "faq", "cx")
+            assert (
+                attrs["tokenmeter.customer.id"],
+                attrs["user.id"],
+                attrs["session.id"],
+                attrs["tokenmeter.feature.name"],
+                attrs["tokenmeter.team.name"],
+            ) == ("acme corp", "u\\x0a7", "s-1", "faq", "cx")
     finally:
         server.shutdown()
         server.server_close()
@@ -136,9 +140,11 @@ def test_entities_travel_as_baggage_to_another_service_over_http() -> None:
 
 # -- per-entity budgets ------------------------------------------------------------------------------------
 def test_a_template_gives_each_customer_its_own_bucket_and_overrides_win(
-        governed: Any, store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    budget = Budget("per-customer-daily", scope={"customer": "*"}, limit_tokens=300, window="1d",
-                    overrides={"acme": 500})
+    governed: Any, store_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    budget = Budget(
+        "per-customer-daily", scope={"customer": "*"}, limit_tokens=300, window="1d", overrides={"acme": 500}
+    )
     cap = governed([budget], store=store_url(store_kind, tmp_path, request))
     assert [call_as("small") for _ in range(4)] == [True, True, True, False]
     assert [call_as("acme") for _ in range(6)] == [True] * 5 + [False]
@@ -150,8 +156,9 @@ def test_a_template_gives_each_customer_its_own_bucket_and_overrides_win(
     assert (state.spent_tokens, state.reservations) == (300, 0)
 
 
-def test_buckets_reset_at_the_window_boundary(governed: Any, clock: FakeClock, store_kind: str, tmp_path: Path,
-                                              request: pytest.FixtureRequest) -> None:
+def test_buckets_reset_at_the_window_boundary(
+    governed: Any, clock: FakeClock, store_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     budget = Budget("daily", scope={"customer": "*"}, limit_tokens=200, window="1d")
     cap = governed([budget], store=store_url(store_kind, tmp_path, request))
     clock.now = 1_900_000_000 - (1_900_000_000 % 86400) + 86400 - 1  # one second before a UTC midnight
@@ -161,8 +168,9 @@ def test_buckets_reset_at_the_window_boundary(governed: Any, clock: FakeClock, s
     assert entity_state(cap, "daily", "c1").spent_tokens == 200
 
 
-def test_request_and_token_quotas_per_minute(governed: Any, clock: FakeClock, store_kind: str, tmp_path: Path,
-                                             request: pytest.FixtureRequest) -> None:
+def test_request_and_token_quotas_per_minute(
+    governed: Any, clock: FakeClock, store_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     rpm = Budget("rpm", scope={"customer": "*"}, limit_requests=3, window="1m")
     tpm = Budget("tpm", scope={"user": "*"}, limit_tokens=250, window="1m")
     cap = governed([rpm, tpm], store=store_url(store_kind, tmp_path, request))
@@ -210,21 +218,27 @@ def test_a_scope_key_that_is_not_allow_listed_fails_at_configure() -> None:
             pass
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"scope": {"customer": "*"}, "limit_usd": 5}, "give a window"),
-    ({"scope": {"team": "a"}, "limit_usd": 5, "window": "1d", "overrides": {"acme": 50}}, "template scope"),
-    ({"scope": {"customer": "*"}, "limit_usd": 5, "window": "1d", "overrides": {"a\n": 5, "a\\x0a": 6}},
-     "same entity"),
-    ({"scope": {"customer": "*"}, "limit_usd": 5, "window": "1d", "overrides": {"acme": -1}}, "limit"),
-    ({"scope": {"customer": "*"}, "limit_usd": 5, "window": "1d", "overrides": {"acme": {"limit": 1}}},
-     "takes limit_usd"),
-    ({"scope": {"customer": "*"}, "limit_requests": 5, "window": "1m", "overrides": {"acme": 9}},
-     "only requests"),
-    ({"scope": {"customer": "*"}, "limit_usd": 5, "window": "1d", "downgrade_at": 1.5}, "downgrade_at"),
-    ({"scope": {}, "limit_usd": 5, "window": "1d", "downgrade_at": 0.9, "action": "warn"}, "downgrade_at"),
-    ({"scope": {}, "limit_usd": 5, "window": "1d", "owner": ""}, "owner"),
-    ({"scope": {}, "limit_requests": 1.5, "window": "1m"}, "limit_requests"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"scope": {"customer": "*"}, "limit_usd": 5}, "give a window"),
+        ({"scope": {"team": "a"}, "limit_usd": 5, "window": "1d", "overrides": {"acme": 50}}, "template scope"),
+        (
+            {"scope": {"customer": "*"}, "limit_usd": 5, "window": "1d", "overrides": {"a\n": 5, "a\\x0a": 6}},
+            "same entity",
+        ),
+        ({"scope": {"customer": "*"}, "limit_usd": 5, "window": "1d", "overrides": {"acme": -1}}, "limit"),
+        (
+            {"scope": {"customer": "*"}, "limit_usd": 5, "window": "1d", "overrides": {"acme": {"limit": 1}}},
+            "takes limit_usd",
+        ),
+        ({"scope": {"customer": "*"}, "limit_requests": 5, "window": "1m", "overrides": {"acme": 9}}, "only requests"),
+        ({"scope": {"customer": "*"}, "limit_usd": 5, "window": "1d", "downgrade_at": 1.5}, "downgrade_at"),
+        ({"scope": {}, "limit_usd": 5, "window": "1d", "downgrade_at": 0.9, "action": "warn"}, "downgrade_at"),
+        ({"scope": {}, "limit_usd": 5, "window": "1d", "owner": ""}, "owner"),
+        ({"scope": {}, "limit_requests": 1.5, "window": "1m"}, "limit_requests"),
+    ],
+)
 def test_bad_templates_fail_with_config_error(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Budget("t", **kwargs)
@@ -234,8 +248,17 @@ def test_bad_templates_fail_with_config_error(kwargs: dict[str, Any], message: s
 
 def test_owner_and_escalation_warn_downgrade_block(governed: Any, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, "tokenmeter")
-    budget = Budget("cx-month", scope={"customer": "*"}, limit_tokens=1000, window="month", owner="cx-oncall",
-                    warn_at=(0.8,), downgrade_at=0.95, downgrade_to="gpt-4o-mini", action="block")
+    budget = Budget(
+        "cx-month",
+        scope={"customer": "*"},
+        limit_tokens=1000,
+        window="month",
+        owner="cx-oncall",
+        warn_at=(0.8,),
+        downgrade_at=0.95,
+        downgrade_to="gpt-4o-mini",
+        action="block",
+    )
     seen: list[Any] = []
     cap = governed([budget], on_budget_warning=seen.append)
     with tokenmeter.attributes(customer="acme:eu"):
@@ -279,6 +302,7 @@ def test_threads_never_overspend_any_entity(store_kind: str, tmp_path: Path, req
     admitted = dict.fromkeys(customers, 0)
     lock = threading.Lock()
     with capture(budgets=[budget], store=store_url(store_kind, tmp_path, request)) as cap:
+
         def work() -> None:
             for _ in range(15):
                 for c in customers:
@@ -313,7 +337,7 @@ def test_processes_never_overspend_any_entity(kind: str, tmp_path: Path, request
         assert p.exitcode == 0
     total = {c: sum(r[c] for r in counts) for c in customers}
     assert total == {"a": 10, "b": 10, "big": 20}  # 90 attempts each; exactly what fits, in all processes
-    from tokenmeter._governance import open_store
+    from tokenmeter.governance import open_store
 
     store: BudgetStore = open_store(url)
     budget = Budget("per-customer", scope={"customer": "*"}, limit_tokens=1000, window="1d")
@@ -325,13 +349,14 @@ def test_processes_never_overspend_any_entity(kind: str, tmp_path: Path, request
     store.close()
 
 
-def test_redis_per_entity_budgets_and_quotas_take_one_round_trip_to_reserve_and_one_to_settle(
-        redis_url: str) -> None:
+def test_redis_per_entity_budgets_and_quotas_take_one_round_trip_to_reserve_and_one_to_settle(redis_url: str) -> None:
     import redis
 
-    budgets = [Budget("pc", scope={"customer": "*"}, limit_usd=5, window="1d", overrides={"acme": 50}),
-               Budget("rpm", scope={"customer": "*"}, limit_requests=1000, limit_tokens=10**6, window="1m"),
-               Budget("team", scope={"team": "cx"}, limit_tokens=10**6, window="1d")]
+    budgets = [
+        Budget("pc", scope={"customer": "*"}, limit_usd=5, window="1d", overrides={"acme": 50}),
+        Budget("rpm", scope={"customer": "*"}, limit_requests=1000, limit_tokens=10**6, window="1m"),
+        Budget("team", scope={"team": "cx"}, limit_tokens=10**6, window="1d"),
+    ]
     with capture(budgets=budgets, store=redis_url) as cap, tokenmeter.attributes(team="cx"):
         call_as("warm")  # loads the scripts
         admin = redis.Redis.from_url(redis_url)

@@ -9,7 +9,7 @@ import pytest
 
 import tokenmeter
 from tokenmeter import BudgetExceeded, PolicyViolation
-from tokenmeter._governance import Budget, Policy
+from tokenmeter.governance import Budget, Policy
 from tokenmeter.testing import capture
 from tokenmeter.testing.fakes import FakeProvider, Reply
 
@@ -49,8 +49,9 @@ def test_a_downgrade_changes_the_model_sent_over_the_wire(fp: FakeProvider, clie
 
 
 def test_a_budget_downgrade_changes_the_model_sent_over_the_wire(fp: FakeProvider, client: Any) -> None:
-    budget = Budget("std", scope={"tier": "standard"}, limit_tokens=100, window="1d", action="downgrade",
-                    downgrade_to="gpt-4o-mini")
+    budget = Budget(
+        "std", scope={"tier": "standard"}, limit_tokens=100, window="1d", action="downgrade", downgrade_to="gpt-4o-mini"
+    )
     fp.enqueue(Reply(input_tokens=10, output_tokens=5))
     with capture(budgets=[budget]):
         client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=500)

@@ -8,7 +8,7 @@ import pytest
 
 import tokenmeter
 from tokenmeter import ConfigError, PolicyViolation, Request
-from tokenmeter._governance import Budget, Policy
+from tokenmeter.governance import Budget, Policy
 from tokenmeter.testing import capture
 
 from .helpers import complete, decisions, events, start

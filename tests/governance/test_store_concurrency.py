@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tokenmeter._governance._stores import Line
-from tokenmeter._governance._stores.memory import MemoryStore
+from tokenmeter.governance._stores import Line
+from tokenmeter.governance._stores.memory import MemoryStore
 
 from ._workers import _open, hammer, process_main
 from .conftest import T0
@@ -58,8 +58,9 @@ def test_exact_estimates_admit_exactly_what_fits(kind: str, tmp_path: Path, requ
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
-def test_underestimates_overspend_only_within_the_bound(kind: str, tmp_path: Path,
-                                                       request: pytest.FixtureRequest) -> None:
+def test_underestimates_overspend_only_within_the_bound(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     where = _where(kind, tmp_path, request)
     line = Line("under:1d:0", 0, 30, None, 3000, EXPIRES)
     actual = line.with_amounts(0, 37)  # every call uses 7 tokens more than estimated

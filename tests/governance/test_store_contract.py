@@ -7,7 +7,7 @@ import itertools
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tokenmeter._governance._stores import BucketState, BudgetStore, Line
+from tokenmeter.governance._stores import BucketState, BudgetStore, Line
 
 from .conftest import LEASE_S, T0
 
@@ -163,8 +163,9 @@ _uid = itertools.count()
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     limit=st.integers(0, 500),
-    ops=st.lists(st.tuples(st.integers(0, 120), st.integers(0, 150), st.sampled_from(["settle", "release", "open"])),
-                 max_size=25),
+    ops=st.lists(
+        st.tuples(st.integers(0, 120), st.integers(0, 150), st.sampled_from(["settle", "release", "open"])), max_size=25
+    ),
 )
 def test_overspend_is_bounded_by_the_underestimates(store: BudgetStore, limit: int, ops: list) -> None:
     """spent <= limit + sum(max(0, actual - estimate)) over every settled reservation, at every step."""

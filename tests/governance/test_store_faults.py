@@ -13,9 +13,9 @@ import pytest
 
 import tokenmeter
 from tokenmeter import BudgetExceeded, Usage
-from tokenmeter._governance import Budget
-from tokenmeter._governance._gate import OUTAGE_COOLDOWN_S
-from tokenmeter._governance._stores import (
+from tokenmeter.governance import Budget
+from tokenmeter.governance._gate import OUTAGE_COOLDOWN_S
+from tokenmeter.governance._stores import (
     Admission,
     BucketState,
     BudgetStore,
@@ -23,9 +23,9 @@ from tokenmeter._governance._stores import (
     Settled,
     StoreUnavailable,
 )
-from tokenmeter._governance._stores.memory import MemoryStore
-from tokenmeter._governance._stores.redis import RedisStore
-from tokenmeter._governance._stores.sqlite import SQLiteStore
+from tokenmeter.governance._stores.memory import MemoryStore
+from tokenmeter.governance._stores.redis import RedisStore
+from tokenmeter.governance._stores.sqlite import SQLiteStore
 from tokenmeter.testing import capture
 
 from .conftest import LEASE_S, T0, FakeClock
@@ -53,7 +53,7 @@ def silent_server() -> Iterator[int]:
 
 
 def test_an_unreachable_redis_raises_store_unavailable(dead_redis_url: str) -> None:
-    from tokenmeter._governance import open_store
+    from tokenmeter.governance import open_store
 
     store = open_store(dead_redis_url)
     with pytest.raises(StoreUnavailable):
@@ -82,8 +82,9 @@ def test_a_locked_sqlite_file_times_out_instead_of_hanging(tmp_path: Path) -> No
     assert store.reserve("r", [LINE], T0, T0 + LEASE_S).admitted
 
 
-def test_fail_open_meters_allows_and_warns_once(dead_redis_url: str, caplog: pytest.LogCaptureFixture,
-                                                clock: FakeClock) -> None:
+def test_fail_open_meters_allows_and_warns_once(
+    dead_redis_url: str, caplog: pytest.LogCaptureFixture, clock: FakeClock
+) -> None:
     caplog.set_level(logging.WARNING, "tokenmeter")
     with capture(budgets=BUDGETS, store=dead_redis_url, fail_open=True) as cap:
         gate(cap).clock = clock

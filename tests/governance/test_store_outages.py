@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from tokenmeter import Usage
-from tokenmeter._governance import Budget, _gate
-from tokenmeter._governance._journal import Journal
-from tokenmeter._governance._stores import Line, StoreUnavailable, open_store, to_nano
-from tokenmeter._governance._stores.sqlite import SQLiteStore
+from tokenmeter.governance import Budget, _gate
+from tokenmeter.governance._journal import Journal
+from tokenmeter.governance._stores import Line, StoreUnavailable, open_store, to_nano
+from tokenmeter.governance._stores.sqlite import SQLiteStore
 from tokenmeter.testing import Capture, capture
 
 from .conftest import T0, FakeClock, _free_port, _ping
@@ -58,9 +58,24 @@ class AofRedis:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for _ in range(200):  # readiness poll, bounded by each ping's socket timeout
             if self.proc.poll() is not None or _ping(self.port):
                 break
@@ -88,19 +103,19 @@ def test_redis_killed_and_restarted_charges_every_call_exactly(aof_redis: AofRed
         g = gate(cap)
         g.clock = clock
         for _ in range(3):
-            complete(usage=USAGE)                            # before: charged at once
-        in_flight = start()                                  # reserved before the crash, settled after it
+            complete(usage=USAGE)  # before: charged at once
+        in_flight = start()  # reserved before the crash, settled after it
         aof_redis.kill()
-        in_flight.stop(USAGE)                                # settle fails: journaled with its reservation id
+        in_flight.stop(USAGE)  # settle fails: journaled with its reservation id
         for _ in range(4):
-            complete(usage=USAGE)                            # outage: fail-open, journaled
-        aof_redis.start()                                    # back, with the AOF's pre-crash spend
+            complete(usage=USAGE)  # outage: fail-open, journaled
+        aof_redis.start()  # back, with the AOF's pre-crash spend
         clock.advance(1)
         for _ in range(2):
-            complete(usage=USAGE)                            # the cooldown after recovery: journaled too
+            complete(usage=USAGE)  # the cooldown after recovery: journaled too
         assert len(g.journal) == 2  # one bucket of charges + one reservation to release
         clock.advance(_gate.OUTAGE_COOLDOWN_S)
-        complete(usage=USAGE)                                # store used again: the journal is replayed first
+        complete(usage=USAGE)  # store used again: the journal is replayed first
         assert len(g.journal) == 0
         state = bucket(cap, "b")
         calls = 3 + 1 + 4 + 2 + 1
@@ -169,8 +184,10 @@ def test_the_journal_sums_per_bucket_and_is_bounded(caplog: pytest.LogCaptureFix
     journal.add("rid", lines[2:], [None])  # a third bucket: dropped (and said once); its release is kept
     assert journal.dropped == 1 and "journal holds 2 buckets" in caplog.text
     charges, releases = journal.take()
-    assert sorted((line.key, line.usd, line.tokens) for line, _ in charges) == [("k0", 5000, 10000),
-                                                                                ("k1", 5000, 10000)]
+    assert sorted((line.key, line.usd, line.tokens) for line, _ in charges) == [
+        ("k0", 5000, 10000),
+        ("k1", 5000, 10000),
+    ]
     assert list(releases) == ["rid"] and releases["rid"][0].tokens == 0
     assert len(journal) == 0
 
@@ -188,8 +205,9 @@ def _hold_in_worker(url: str, n: int, tmp_path: Path) -> subprocess.Popen[bytes]
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
-def test_a_killed_worker_releases_its_reservations_within_one_lease(kind: str, tmp_path: Path,
-                                                                     request: pytest.FixtureRequest) -> None:
+def test_a_killed_worker_releases_its_reservations_within_one_lease(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     lease_s = 2.0
     base = f"sqlite://{tmp_path / 'b.db'}" if kind == "sqlite" else str(request.getfixturevalue("redis_url"))
     url = f"{base}?lease_s={lease_s}"
@@ -212,8 +230,9 @@ def test_a_killed_worker_releases_its_reservations_within_one_lease(kind: str, t
         store.close()
 
 
-def test_renewal_never_revives_an_expired_reservation(store_kind: str, tmp_path: Path,
-                                                      request: pytest.FixtureRequest) -> None:
+def test_renewal_never_revives_an_expired_reservation(
+    store_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     from .conftest import make_store
 
     store = make_store(store_kind, tmp_path, request)
@@ -240,7 +259,7 @@ def dead_redis_url() -> str:
 
 
 def test_live_calls_are_renewed_and_lost_ones_stop_being_renewed(clock: FakeClock) -> None:
-    from tokenmeter._governance._journal import MAX_HOLD_S
+    from tokenmeter.governance._journal import MAX_HOLD_S
 
     with capture(budgets=BUDGETS) as cap:
         g = gate(cap)

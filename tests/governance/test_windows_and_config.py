@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from tokenmeter import ConfigError
-from tokenmeter._governance import Budget, load_budgets
-from tokenmeter._governance._stores import to_nano
-from tokenmeter._governance._windows import bounds, label
+from tokenmeter.governance import Budget, load_budgets
+from tokenmeter.governance._stores import to_nano
+from tokenmeter.governance._windows import bounds, label
 
 
 def ts(*args: int) -> float:
@@ -85,7 +85,12 @@ def test_budgets_load_from_toml_and_json(tmp_path: Path) -> None:
     )
     pay, frontier = load_budgets(toml)
     assert (pay.name, dict(pay.scope), pay.limit_usd, pay.window, pay.warn_at) == (
-        "pay", {"team": "payments"}, Decimal(50), "1d", (0.9,))
+        "pay",
+        {"team": "payments"},
+        Decimal(50),
+        "1d",
+        (0.9,),
+    )
     assert (frontier.limit_tokens, frontier.action, frontier.downgrade_to) == (1_000_000, "downgrade", "gpt-4o")
     js = tmp_path / "budgets.json"
     js.write_text(json.dumps({"budgets": [{"name": "all", "limit_tokens": 5, "window": "1h"}]}))
@@ -105,7 +110,7 @@ def test_budgets_load_from_toml_and_json(tmp_path: Path) -> None:
     "url", ["sqlite://relative.db", "sqlite:///", "redis://127.0.0.1:1/0?timeout_s=0", "sqlite:////x.db?lease_s=x"]
 )
 def test_bad_store_urls_are_config_errors(url: str) -> None:
-    from tokenmeter._governance import open_store
+    from tokenmeter.governance import open_store
 
     with pytest.raises(ConfigError):
         open_store(url)

@@ -35,8 +35,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("driver", params)
 
 
-
-
 @pytest.fixture
 def instrumented(driver: Driver) -> Iterator[Driver]:
     """The driver's integration patched for the test, restored after."""

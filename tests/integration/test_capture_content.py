@@ -26,6 +26,8 @@ def openai_instrumented() -> Iterator[None]:
         yield
     finally:
         tokenmeter.uninstrument("openai")
+
+
 CONTENT = ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions")
 
 
@@ -117,8 +119,9 @@ def test_stream_text_read_only_when_capturing(
     with capture(capture_content=on) as c:
         client = openai.OpenAI(base_url=fp.url + "/v1", api_key="x", max_retries=0)
         fp.enqueue(Reply(text=TEXT, input_tokens=12, output_tokens=6))
-        chunks = list(client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}],
-                                                     stream=True))
+        chunks = list(
+            client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True)
+        )
         attrs = _llm_span(c)
     assert chunks
     assert (len(seen) > 0) is on

@@ -57,9 +57,7 @@ def test_vertex_ai_mode_is_its_own_provider(fp: FakeProvider, cap: Capture) -> N
     client = gemini_client(fp.url, vertexai=True)
     assert response_text(client.models.generate_content(model=MODEL, contents="Weather?")) == TEXT
     assert "/publishers/google/models/" in fp.requests[-1].path
-    span = assert_metered(
-        cap, provider="gcp.vertex_ai", model=MODEL, usage=Usage(input=30, cache_read=20, output=6)
-    )
+    span = assert_metered(cap, provider="gcp.vertex_ai", model=MODEL, usage=Usage(input=30, cache_read=20, output=6))
     attrs = dict(span.attributes or {})
     assert attrs["server.address"] == "127.0.0.1"
     assert attrs["server.port"] == fp.port

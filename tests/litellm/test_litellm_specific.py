@@ -137,7 +137,10 @@ def test_litellm_own_usage_count_is_flagged_estimated(fp: FakeProvider, cap: Cap
     # The provider streamed no usage; LiteLLM still emits a usage chunk it counted itself.
     fp.enqueue(Reply(text=TEXT, usage="missing", chunks=3))
     stream = litellm.completion(
-        model="openai/gpt-4o", messages=MESSAGES, stream=True, stream_options={"include_usage": True},
+        model="openai/gpt-4o",
+        messages=MESSAGES,
+        stream=True,
+        stream_options={"include_usage": True},
         **OPENAI.client(fp.url),
     )
     assert list(stream)[-1].usage.completion_tokens > 0
@@ -206,8 +209,11 @@ def test_capture_content(fp: FakeProvider, stream: bool) -> None:
     with capture(capture_content=True) as cap:
         fp.enqueue(REPLY)
         result = litellm.completion(model="openai/gpt-4o", messages=MESSAGES, stream=stream, **OPENAI.client(fp.url))
-        text = "".join(c.choices[0].delta.content or "" for c in result if c.choices) if stream else \
-            result.choices[0].message.content
+        text = (
+            "".join(c.choices[0].delta.content or "" for c in result if c.choices)
+            if stream
+            else result.choices[0].message.content
+        )
         spans = [s for s in cap.spans if (s.attributes or {}).get("gen_ai.request.model") == "gpt-4o"]
         attrs = dict(spans[-1].attributes or {})
     inputs = json.loads(str(attrs["gen_ai.input.messages"]))

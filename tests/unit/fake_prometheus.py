@@ -70,8 +70,13 @@ class FakePrometheus:
             pattern = re.fullmatch(r'\{__name__=~"(.*)"\}', params["match[]"][0])
             assert pattern, params
             start, end = float(params["start"][0]), float(params["end"][0])
-            names = sorted({s["__name__"] for s, points in self.series if re.fullmatch(pattern.group(1), s["__name__"])
-                            and any(start <= t <= end for t, _ in points)})
+            names = sorted(
+                {
+                    s["__name__"]
+                    for s, points in self.series
+                    if re.fullmatch(pattern.group(1), s["__name__"]) and any(start <= t <= end for t, _ in points)
+                }
+            )
             return 200, _ok(names)
         query = params["query"][0]
         if path == "/api/v1/query":

@@ -24,10 +24,18 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str], str]] = [
     ("endpoint-port-word", {"exporter": "otlp", "endpoint": "http://127.0.0.1:otlp"}, {}, "endpoint"),
     ("endpoint-port-range", {"exporter": "otlp", "endpoint": "http://127.0.0.1:70000"}, {}, "endpoint"),
     ("endpoint-no-host", {"exporter": "otlp", "endpoint": "http://:4318"}, {}, "endpoint"),
-    ("env-endpoint-port-word", {}, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:abc"},
-     "OTEL_EXPORTER_OTLP_ENDPOINT"),
-    ("env-traces-endpoint-not-url", {}, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "collector"},
-     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+    (
+        "env-endpoint-port-word",
+        {},
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:abc"},
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ),
+    (
+        "env-traces-endpoint-not-url",
+        {},
+        {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "collector"},
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ),
     ("env-jaeger", {}, {"OTEL_TRACES_EXPORTER": "jaeger"}, "OTEL_TRACES_EXPORTER"),
     ("env-zipkin", {}, {"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER"),
     ("cardinality-fraction", {"cardinality_limit": 1.5}, {}, "cardinality_limit"),
@@ -41,27 +49,42 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str], str]] = [
     ("redis-db-negative", {"store": "redis://127.0.0.1:6379/-1"}, {}, "database"),
     ("redis-db-huge", {"store": "redis://127.0.0.1:6379/99999999999"}, {}, "database"),
     ("downgrade-without-target", {"budgets": [Budget("b", action="downgrade", **_BUDGET)]}, {}, "downgrade_to"),
-    ("downgrade-unknown-model",
-     {"budgets": [Budget("b", action="downgrade", downgrade_to="no-such-model", **_BUDGET)]}, {}, "no-such-model"),
+    (
+        "downgrade-unknown-model",
+        {"budgets": [Budget("b", action="downgrade", downgrade_to="no-such-model", **_BUDGET)]},
+        {},
+        "no-such-model",
+    ),
     ("policy-downgrade-unknown-model", {"policy": Policy(downgrade={"gpt-4o": "gpt-4o-nope"})}, {}, "gpt-4o-nope"),
-    ("tiktoken-file-missing", {"tiktoken_files": {"cl100k_base": "/nonexistent/cl100k_base.tiktoken"}}, {},
-     "tiktoken_files"),
+    (
+        "tiktoken-file-missing",
+        {"tiktoken_files": {"cl100k_base": "/nonexistent/cl100k_base.tiktoken"}},
+        {},
+        "tiktoken_files",
+    ),
     ("tiktoken-dir-missing", {"tiktoken_cache_dir": "/nonexistent/tiktoken"}, {}, "tiktoken_cache_dir"),
 ]
 
 
 @pytest.fixture(autouse=True)
 def _clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for var in ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "TOKENMETER_CARDINALITY_LIMIT", "TOKENMETER_STORE"):
+    for var in (
+        "OTEL_TRACES_EXPORTER",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        "TOKENMETER_CARDINALITY_LIMIT",
+        "TOKENMETER_STORE",
+    ):
         monkeypatch.delenv(var, raising=False)
     yield
     tokenmeter.unconfigure()
 
 
 @pytest.mark.parametrize(("kwargs", "env", "names"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_configuration_is_a_config_error(kwargs: dict[str, Any], env: dict[str, str], names: str,
-                                             monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+def test_bad_configuration_is_a_config_error(
+    kwargs: dict[str, Any], env: dict[str, str], names: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     kwargs = {k: v.format(tmp=tmp_path) if isinstance(v, str) else v for k, v in kwargs.items()}
@@ -75,10 +98,20 @@ def test_bad_configuration_is_a_config_error(kwargs: dict[str, Any], env: dict[s
 GOOD: list[tuple[str, dict[str, Any]]] = [
     ("cardinality-whole-float", {"cardinality_limit": 5.0}),
     ("downgrade-priced", {"budgets": [Budget("b", action="downgrade", downgrade_to="gpt-4o-mini", **_BUDGET)]}),
-    ("downgrade-declared-tier", {"budgets": [Budget("b", action="downgrade", downgrade_to="my-local-llm", **_BUDGET)],
-                                 "tiers": {"my-local-*": "economy"}}),
-    ("downgrade-via-policy", {"budgets": [Budget("b", action="downgrade", **_BUDGET)],
-                              "policy": Policy(downgrade={"gpt-4o": "gpt-4o-mini"})}),
+    (
+        "downgrade-declared-tier",
+        {
+            "budgets": [Budget("b", action="downgrade", downgrade_to="my-local-llm", **_BUDGET)],
+            "tiers": {"my-local-*": "economy"},
+        },
+    ),
+    (
+        "downgrade-via-policy",
+        {
+            "budgets": [Budget("b", action="downgrade", **_BUDGET)],
+            "policy": Policy(downgrade={"gpt-4o": "gpt-4o-mini"}),
+        },
+    ),
     ("store-known-params", {"store": "sqlite:///{tmp}/b.db?timeout_s=0.5&lease_s=60"}),
     ("endpoint-https-path", {"exporter": "none", "endpoint": "https://collector.example:4318/otlp"}),
 ]

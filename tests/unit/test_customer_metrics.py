@@ -32,8 +32,9 @@ def test_top_n_customers_plus_other_and_none_add_up_to_the_totals() -> None:
         assert tokens == {"a": 510, "c": 310, "_other": 60 + 20 + 15 + 11, "_none": 80}
         assert sum(tokens.values()) == cap.counter("tokenmeter.tokens")
         assert sum(cost.values()) == pytest.approx(cap.counter("tokenmeter.cost"), rel=1e-12)
-        assert all(p.attributes["tokenmeter.window.start"].endswith("T00:00Z")
-                   for p in cap.points("tokenmeter.customer.cost"))
+        assert all(
+            p.attributes["tokenmeter.window.start"].endswith("T00:00Z") for p in cap.points("tokenmeter.customer.cost")
+        )
 
 
 def test_off_by_default() -> None:

@@ -16,16 +16,48 @@ D2 = D1 + timedelta(days=1)
 
 
 def _row(day: datetime, team: str, tier: str, cost: str | None, tokens: int = 1000, **more: object) -> UsageRow:
-    return UsageRow(day, day + timedelta(hours=1), "prod", team, "wf", "agent", tier, "openai", "gpt-4o", "chat",
-                    "input", tokens=tokens, cost_usd=None if cost is None else Decimal(cost), **more)  # type: ignore[arg-type]
+    return UsageRow(
+        day,
+        day + timedelta(hours=1),
+        "prod",
+        team,
+        "wf",
+        "agent",
+        tier,
+        "openai",
+        "gpt-4o",
+        "chat",
+        "input",
+        tokens=tokens,
+        cost_usd=None if cost is None else Decimal(cost),
+        **more,
+    )  # type: ignore[arg-type]
 
 
-USAGE = [_row(D1, "support", "small", "1.50", calls=3), _row(D1, "data", "standard", "0.50", calls=1),
-         _row(D2, "support", "standard", "2.00", calls=2),
-         _row(D2, "data", "small", None, tokens=700, unpriced_tokens=700, calls=1),
-         _row(D2, "support", "", None, tokens=0, wasted_tokens=10, wasted_cost_usd=Decimal("0.25"))]
-RUNS = [RunRow(f"r{i}", "wf", "support", "prod", D1, 1.0, 1, 1, 1, {"input": 100 * (i + 1)},
-               Decimal(str(0.01 * (i + 1))), "ok" if i < 9 else "stopped") for i in range(10)]
+USAGE = [
+    _row(D1, "support", "small", "1.50", calls=3),
+    _row(D1, "data", "standard", "0.50", calls=1),
+    _row(D2, "support", "standard", "2.00", calls=2),
+    _row(D2, "data", "small", None, tokens=700, unpriced_tokens=700, calls=1),
+    _row(D2, "support", "", None, tokens=0, wasted_tokens=10, wasted_cost_usd=Decimal("0.25")),
+]
+RUNS = [
+    RunRow(
+        f"r{i}",
+        "wf",
+        "support",
+        "prod",
+        D1,
+        1.0,
+        1,
+        1,
+        1,
+        {"input": 100 * (i + 1)},
+        Decimal(str(0.01 * (i + 1))),
+        "ok" if i < 9 else "stopped",
+    )
+    for i in range(10)
+]
 
 
 def test_percentile_is_linear_between_ranks() -> None:
@@ -67,8 +99,10 @@ def test_run_distribution_marks_p50_and_p99() -> None:
 
 def test_forecast_band_and_budgets() -> None:
     forecast = [("2026-11-04", 1, 2, 3), (datetime(2026, 11, 5, tzinfo=UTC), Decimal("1.5"), Decimal("2.5"), 4)]
-    budgets = [BudgetBurn("daily", Decimal("10"), Decimal("12"), elapsed=0.5),
-               {"name": "tokens", "limit": 1000, "spent": 100, "elapsed": 0.9, "unit": "tokens"}]
+    budgets = [
+        BudgetBurn("daily", Decimal("10"), Decimal("12"), elapsed=0.5),
+        {"name": "tokens", "limit": 1000, "spent": 100, "elapsed": 0.9, "unit": "tokens"},
+    ]
     page = render(USAGE, RUNS, title="T", forecast=forecast, budgets=budgets)
     assert "Forecast over 2 days: <b>$4.50</b> (range $2.50&ndash;$7.00)" in page
     assert 'class="band"' in page and "11-05 forecast $2.50 ($1.50&ndash;$4.00)" in page
@@ -101,8 +135,9 @@ class _Rows:
     def describe(self) -> str:
         return "fixed rows"
 
-    def usage(self, start: datetime, end: datetime, *, env: str | None = None, granularity: str = "day"
-              ) -> list[UsageRow]:
+    def usage(
+        self, start: datetime, end: datetime, *, env: str | None = None, granularity: str = "day"
+    ) -> list[UsageRow]:
         self.asked.append(("usage", start, end, env, granularity))
         return [r for r in USAGE if start <= r.start < end]
 
@@ -115,16 +150,32 @@ def test_write_reads_the_window_by_day_and_writes_the_page(tmp_path: Path) -> No
     reader = _Rows()
     out = write(tmp_path / "r.html", reader, D1, D2 + timedelta(days=1), env="prod")
     page = out.read_text()
-    assert reader.asked == [("usage", D1, D2 + timedelta(days=1), "prod", "day"),
-                            ("runs", D1, D2 + timedelta(days=1), "prod")]
+    assert reader.asked == [
+        ("usage", D1, D2 + timedelta(days=1), "prod", "day"),
+        ("runs", D1, D2 + timedelta(days=1), "prod"),
+    ]
     assert page == render(USAGE, RUNS, title="tokenmeter report · fixed rows")
 
 
 def test_run_histograms_stand_in_for_run_rows() -> None:
-    stats = [RunStats("wf", "t", "prod", "ok", runs=5, buckets={"tokens": {256.0: Decimal(2), 1024.0: Decimal(4),
-                                                                          4096.0: Decimal(5), inf: Decimal(5)}}),
-             RunStats("wf", "t", "prod", "error", runs=3, buckets={"tokens": {256.0: Decimal(0), 1024.0: Decimal(2),
-                                                                             4096.0: Decimal(3), inf: Decimal(3)}})]
+    stats = [
+        RunStats(
+            "wf",
+            "t",
+            "prod",
+            "ok",
+            runs=5,
+            buckets={"tokens": {256.0: Decimal(2), 1024.0: Decimal(4), 4096.0: Decimal(5), inf: Decimal(5)}},
+        ),
+        RunStats(
+            "wf",
+            "t",
+            "prod",
+            "error",
+            runs=3,
+            buckets={"tokens": {256.0: Decimal(0), 1024.0: Decimal(2), 4096.0: Decimal(3), inf: Decimal(3)}},
+        ),
+    ]
     page = render(USAGE, [], title="T", run_stats=stats)
     # merged cumulative: 256 -> 2, 1024 -> 6, 4096 -> 8 of 8 runs; p50 = 256 + 768 * 2/4, p99 = 1024 + 3072 * 1.92/2
     assert "8 runs (from the run histograms" in page

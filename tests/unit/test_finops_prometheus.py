@@ -20,15 +20,37 @@ T0 = int(datetime(2026, 11, 2, tzinfo=UTC).timestamp())
 NOW = T0 + 5 * 3600 + 1800
 START, END = datetime.fromtimestamp(T0, UTC), datetime.fromtimestamp(T0, UTC) + timedelta(days=1)
 H, M = 3600, 60
-SUPPORT = {"tokenmeter_team_name": "support", "gen_ai_workflow_name": "triage", "gen_ai_agent_name": "triager",
-           "tokenmeter_model_tier": "standard", "gen_ai_provider_name": "openai", "gen_ai_request_model": "gpt-4o",
-           "gen_ai_operation_name": "chat", "tokenmeter_env": "prod", "tokenmeter_retried": "false",
-           "tokenmeter_step_depth": "1"}
-DATA = {**SUPPORT, "tokenmeter_team_name": "data", "gen_ai_workflow_name": "nightly", "gen_ai_agent_name": "summariser",
-        "tokenmeter_model_tier": "small", "gen_ai_request_model": "llama-3.1-8b-instruct"}
+SUPPORT = {
+    "tokenmeter_team_name": "support",
+    "gen_ai_workflow_name": "triage",
+    "gen_ai_agent_name": "triager",
+    "tokenmeter_model_tier": "standard",
+    "gen_ai_provider_name": "openai",
+    "gen_ai_request_model": "gpt-4o",
+    "gen_ai_operation_name": "chat",
+    "tokenmeter_env": "prod",
+    "tokenmeter_retried": "false",
+    "tokenmeter_step_depth": "1",
+}
+DATA = {
+    **SUPPORT,
+    "tokenmeter_team_name": "data",
+    "gen_ai_workflow_name": "nightly",
+    "gen_ai_agent_name": "summariser",
+    "tokenmeter_model_tier": "small",
+    "gen_ai_request_model": "llama-3.1-8b-instruct",
+}
 # Series A: lived before the report starts (level 100), restarts inside hour 1, has a gap in hours 2 and 4.
-A = [(T0 - 2 * H, 100), (T0 + 10 * M, 150), (T0 + 50 * M, 180), (T0 + H + 10 * M, 200), (T0 + H + 20 * M, 20),
-     (T0 + H + 40 * M, 50), (T0 + 3 * H + 5 * M, 70), (T0 + 5 * H + 10 * M, 90)]
+A = [
+    (T0 - 2 * H, 100),
+    (T0 + 10 * M, 150),
+    (T0 + 50 * M, 180),
+    (T0 + H + 10 * M, 200),
+    (T0 + H + 20 * M, 20),
+    (T0 + H + 40 * M, 50),
+    (T0 + 3 * H + 5 * M, 70),
+    (T0 + 5 * H + 10 * M, 90),
+]
 A_HOURLY = {0: 80, 1: 20 + 20 + 30, 3: 20, 5: 20}
 # Series B: a process that started in hour 2 (its first sample is all it counted since it started).
 B = [(T0 + 2 * H + 30 * M, 40), (T0 + 2 * H + 45 * M, 60)]
@@ -54,23 +76,42 @@ def _history(fake: FakePrometheus, dotted: bool = False) -> None:
     fake.add(tokens, labels(SUPPORT, tokenmeter_token_class="input", service_instance_id="a"), A)
     fake.add(tokens, labels(SUPPORT, tokenmeter_token_class="input", service_instance_id="b"), B)
     fake.add(tokens, labels(SUPPORT, tokenmeter_token_class="output", service_instance_id="c"), C)
-    fake.add(name("tokenmeter_cost_USD_total", "tokenmeter.cost"),
-             labels(SUPPORT, tokenmeter_token_class="input", service_instance_id="a"),
-             [(T0 + 10 * M, 0.1), (T0 + 50 * M, 0.3)])
-    fake.add(name("tokenmeter_calls_total", "tokenmeter.calls"),
-             labels(SUPPORT, tokenmeter_outcome="ok", service_instance_id="a"), [(T0 + 10 * M, 2), (T0 + 50 * M, 3)])
-    fake.add(name("tokenmeter_calls_total", "tokenmeter.calls"),
-             labels(SUPPORT, tokenmeter_outcome="blocked", service_instance_id="a"), [(T0 + 50 * M, 1)])
+    fake.add(
+        name("tokenmeter_cost_USD_total", "tokenmeter.cost"),
+        labels(SUPPORT, tokenmeter_token_class="input", service_instance_id="a"),
+        [(T0 + 10 * M, 0.1), (T0 + 50 * M, 0.3)],
+    )
+    fake.add(
+        name("tokenmeter_calls_total", "tokenmeter.calls"),
+        labels(SUPPORT, tokenmeter_outcome="ok", service_instance_id="a"),
+        [(T0 + 10 * M, 2), (T0 + 50 * M, 3)],
+    )
+    fake.add(
+        name("tokenmeter_calls_total", "tokenmeter.calls"),
+        labels(SUPPORT, tokenmeter_outcome="blocked", service_instance_id="a"),
+        [(T0 + 50 * M, 1)],
+    )
     fake.add(tokens, labels(DATA, tokenmeter_token_class="input", service_instance_id="d"), [(T0 + 30 * M, 1000)])
-    fake.add(name("tokenmeter_tokens_unpriced_total", "tokenmeter.tokens.unpriced"),
-             labels(DATA, service_instance_id="d"), [(T0 + 30 * M, 1000)])
-    waste = {k: v for k, v in SUPPORT.items() if k not in ("gen_ai_provider_name", "gen_ai_request_model",
-                                                          "gen_ai_operation_name", "tokenmeter_retried")}
-    fake.add(name("tokenmeter_tokens_wasted_total", "tokenmeter.tokens.wasted"),
-             labels(waste, tokenmeter_token_class="output", tokenmeter_waste_reason="retried", service_instance_id="a"),
-             [(T0 + 40 * M, 50)])
-    fake.add(name("tokenmeter_cost_wasted_USD_total", "tokenmeter.cost.wasted"),
-             labels(waste, tokenmeter_waste_reason="retried", service_instance_id="a"), [(T0 + 40 * M, 0.01)])
+    fake.add(
+        name("tokenmeter_tokens_unpriced_total", "tokenmeter.tokens.unpriced"),
+        labels(DATA, service_instance_id="d"),
+        [(T0 + 30 * M, 1000)],
+    )
+    waste = {
+        k: v
+        for k, v in SUPPORT.items()
+        if k not in ("gen_ai_provider_name", "gen_ai_request_model", "gen_ai_operation_name", "tokenmeter_retried")
+    }
+    fake.add(
+        name("tokenmeter_tokens_wasted_total", "tokenmeter.tokens.wasted"),
+        labels(waste, tokenmeter_token_class="output", tokenmeter_waste_reason="retried", service_instance_id="a"),
+        [(T0 + 40 * M, 50)],
+    )
+    fake.add(
+        name("tokenmeter_cost_wasted_USD_total", "tokenmeter.cost.wasted"),
+        labels(waste, tokenmeter_waste_reason="retried", service_instance_id="a"),
+        [(T0 + 40 * M, 0.01)],
+    )
     staging = {**SUPPORT, "tokenmeter_env": "", "deployment_environment": "staging"}
     fake.add(tokens, labels(staging, tokenmeter_token_class="input", service_instance_id="s"), [(T0 + 5 * M, 7)])
 
@@ -123,13 +164,17 @@ def test_env_comes_from_the_metric_or_the_resource(fake: FakePrometheus) -> None
 def test_otlp_names_read_the_same(fake: FakePrometheus) -> None:
     _history(fake, dotted=True)
     reader = _reader(fake)
-    dotted = [(r.start, r.team, r.token_class, r.tokens, r.cost_usd, r.calls)
-              for r in reader.usage(START, END, env="prod", granularity="hour")]
+    dotted = [
+        (r.start, r.team, r.token_class, r.tokens, r.cost_usd, r.calls)
+        for r in reader.usage(START, END, env="prod", granularity="hour")
+    ]
     assert "OTLP metric names" in reader.describe()
     with FakePrometheus() as other:
         _history(other)
-        plain = [(r.start, r.team, r.token_class, r.tokens, r.cost_usd, r.calls)
-                 for r in _reader(other).usage(START, END, env="prod", granularity="hour")]
+        plain = [
+            (r.start, r.team, r.token_class, r.tokens, r.cost_usd, r.calls)
+            for r in _reader(other).usage(START, END, env="prod", granularity="hour")
+        ]
     assert dotted == plain and dotted
 
 
@@ -151,8 +196,13 @@ def test_a_period_that_has_not_started_yields_nothing(fake: FakePrometheus) -> N
 
 def test_run_histograms_give_runs_and_percentiles(fake: FakePrometheus) -> None:
     _history(fake)
-    run = {"gen_ai_workflow_name": "triage", "tokenmeter_team_name": "support", "tokenmeter_env": "prod",
-           "tokenmeter_outcome": "ok", "service_instance_id": "a"}
+    run = {
+        "gen_ai_workflow_name": "triage",
+        "tokenmeter_team_name": "support",
+        "tokenmeter_env": "prod",
+        "tokenmeter_outcome": "ok",
+        "service_instance_id": "a",
+    }
     for le, n in (("256", 2), ("1024", 6), ("4096", 8), ("+Inf", 8)):
         fake.add("tokenmeter_run_tokens_bucket", {**run, "le": le}, [(T0 + 10 * M, n)])
     fake.add("tokenmeter_run_tokens_count", run, [(T0 + 10 * M, 8)])
@@ -181,11 +231,18 @@ def test_no_tokenmeter_series_is_one_clear_error(fake: FakePrometheus) -> None:
         list(_reader(fake).usage(START, END))
 
 
-@pytest.mark.parametrize("status, body, message", [
-    (400, b'{"status":"error","errorType":"bad_data","error":"parse error at char 3"}', "HTTP 400: bad_data: parse"),
-    (200, b"<html>a login page</html>", "did not answer with Prometheus API JSON"),
-    (200, b'{"status":"error","errorType":"timeout","error":"query timed out"}', "refused the query: timeout"),
-])
+@pytest.mark.parametrize(
+    "status, body, message",
+    [
+        (
+            400,
+            b'{"status":"error","errorType":"bad_data","error":"parse error at char 3"}',
+            "HTTP 400: bad_data: parse",
+        ),
+        (200, b"<html>a login page</html>", "did not answer with Prometheus API JSON"),
+        (200, b'{"status":"error","errorType":"timeout","error":"query timed out"}', "refused the query: timeout"),
+    ],
+)
 def test_refusals_are_clear_errors(fake: FakePrometheus, status: int, body: bytes, message: str) -> None:
     fake.fail = (status, body)
     with pytest.raises(PrometheusSourceError, match=message):
@@ -204,9 +261,14 @@ def test_headers_and_basic_auth_reach_the_server(fake: FakePrometheus, monkeypat
     assert "s3cret" not in reader.describe()
 
 
-@pytest.mark.parametrize("bad, message", [
-    ("prometheus=localhost:9090", "not an http"), ("influx=http://x", "unknown source"), ("prometheus=", "not an http"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("prometheus=localhost:9090", "not an http"),
+        ("influx=http://x", "unknown source"),
+        ("prometheus=", "not an http"),
+    ],
+)
 def test_reader_for_names_the_fix(bad: str, message: str) -> None:
     with pytest.raises(PrometheusSourceError, match=message):
         reader_for(bad)
@@ -236,7 +298,10 @@ def test_an_unbounded_window_reads_at_most_max_days(fake: FakePrometheus) -> Non
 
 
 def test_a_staleness_marker_is_not_a_level(fake: FakePrometheus) -> None:
-    fake.add("tokenmeter_tokens_total", {**SUPPORT, "tokenmeter_token_class": "input", "service_instance_id": "x"},
-             [(T0 + 10 * M, 10), (T0 + 70 * M, float("nan")), (T0 + 130 * M, 30)])
+    fake.add(
+        "tokenmeter_tokens_total",
+        {**SUPPORT, "tokenmeter_token_class": "input", "service_instance_id": "x"},
+        [(T0 + 10 * M, 10), (T0 + 70 * M, float("nan")), (T0 + 130 * M, 30)],
+    )
     rows = list(_reader(fake).usage(START, END, granularity="hour"))
     assert [((int(r.start.timestamp()) - T0) // H, r.tokens) for r in rows] == [(0, 10), (2, 20)]

@@ -18,10 +18,19 @@ def _no_other_copies(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
     monkeypatch.setenv("TMPDIR", str(tmp_path))
 
 
-@pytest.mark.parametrize(("model", "encoding"), [
-    ("gpt-4o", "o200k_base"), ("gpt-4o-mini", "o200k_base"), ("o3-mini", "o200k_base"), ("o1", "o200k_base"),
-    ("gpt-4.1", "o200k_base"), ("gpt-5", "o200k_base"), ("gpt-4", "cl100k_base"), ("gpt-3.5-turbo", "cl100k_base"),
-])
+@pytest.mark.parametrize(
+    ("model", "encoding"),
+    [
+        ("gpt-4o", "o200k_base"),
+        ("gpt-4o-mini", "o200k_base"),
+        ("o3-mini", "o200k_base"),
+        ("o1", "o200k_base"),
+        ("gpt-4.1", "o200k_base"),
+        ("gpt-5", "o200k_base"),
+        ("gpt-4", "cl100k_base"),
+        ("gpt-3.5-turbo", "cl100k_base"),
+    ],
+)
 def test_exact_offline(model: str, encoding: str) -> None:
     n = Tokenizer().count("Hello, world!", model)
     assert (int(n), n.estimated, n.encoding) == (4, False, encoding)

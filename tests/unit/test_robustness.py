@@ -43,8 +43,13 @@ def test_combinations_past_max_attribute_sets_overflow_with_totals_kept() -> Non
         overflow = [dict(p.attributes or {}) for p in points if "otel.metric.overflow" in dict(p.attributes or {})]
         assert len(kept) == 20 and sum(p.value for p in kept) == 20
         assert overflow == [
-            {"otel.metric.overflow": True, "gen_ai.provider.name": "openai", "gen_ai.operation.name": "chat",
-             "gen_ai.request.model": "gpt-4o", "tokenmeter.outcome": "ok"}
+            {
+                "otel.metric.overflow": True,
+                "gen_ai.provider.name": "openai",
+                "gen_ai.operation.name": "chat",
+                "gen_ai.request.model": "gpt-4o",
+                "tokenmeter.outcome": "ok",
+            }
         ]
         assert cap.counter("tokenmeter.calls", **{"otel.metric.overflow": True}) == 80
         assert cap.counter("tokenmeter.tokens", **{"tokenmeter.token.class": "input"}) == 300

@@ -14,9 +14,17 @@ if TYPE_CHECKING:
     from .prometheus import PrometheusReader, RunStats
     from .report import Report, build_report
 
-_LAZY = {"MemoryReader": "._memory", "LedgerFileError": "._sqlite", "SQLiteReader": "._sqlite",
-         "Report": ".report", "build_report": ".report", "PrometheusReader": ".prometheus",
-         "PrometheusSourceError": "._promapi", "RunStats": ".prometheus", "reader_for": "._sources"}
+_LAZY = {
+    "MemoryReader": "._memory",
+    "LedgerFileError": "._sqlite",
+    "SQLiteReader": "._sqlite",
+    "Report": ".report",
+    "build_report": ".report",
+    "PrometheusReader": ".prometheus",
+    "PrometheusSourceError": "._promapi",
+    "RunStats": ".prometheus",
+    "reader_for": "._sources",
+}
 
 
 def __getattr__(name: str) -> Any:  # the readers and the report load on first use (configure() needs none)
@@ -28,5 +36,18 @@ def __getattr__(name: str) -> Any:  # the readers and the report load on first u
     return getattr(importlib.import_module(module, __name__), name)
 
 
-__all__ = ["Granularity", "LedgerFileError", "MemoryReader", "PrometheusReader", "PrometheusSourceError", "Reader",
-           "Report", "RunRow", "RunStats", "SQLiteReader", "UsageRow", "build_report", "reader_for"]
+__all__ = [
+    "Granularity",
+    "LedgerFileError",
+    "MemoryReader",
+    "PrometheusReader",
+    "PrometheusSourceError",
+    "Reader",
+    "Report",
+    "RunRow",
+    "RunStats",
+    "SQLiteReader",
+    "UsageRow",
+    "build_report",
+    "reader_for",
+]

@@ -22,8 +22,20 @@ HOUR = 3600
 
 # (hour, env, team, workflow, agent, tier, provider, model, operation, token_class, outcome, customer, cost_source)
 CellKey = tuple[int, str, str, str, str, str, str, str, str, str, str, str, str]
-KEY_FIELDS = ("env", "team", "workflow", "agent", "tier", "provider", "model", "operation", "token_class",
-              "outcome", "customer", "cost_source")
+KEY_FIELDS = (
+    "env",
+    "team",
+    "workflow",
+    "agent",
+    "tier",
+    "provider",
+    "model",
+    "operation",
+    "token_class",
+    "outcome",
+    "customer",
+    "cost_source",
+)
 
 
 @dataclass(slots=True)
@@ -135,11 +147,26 @@ class Aggregate:
             self._run(*event[1:])
 
     def _base(self, ts: float, scope: Any) -> tuple[int, str, str, str, str]:
-        return (int(ts) // HOUR * HOUR, scope.env or self.env, scope.team or "-", scope.workflow or "-",
-                scope.agent or "")
+        return (
+            int(ts) // HOUR * HOUR,
+            scope.env or self.env,
+            scope.team or "-",
+            scope.workflow or "-",
+            scope.agent or "",
+        )
 
-    def _call(self, ts: float, scope: Any, tier: str, provider: str, model: str, operation: str, usage: Any,
-              cost: Any, outcome: str) -> None:
+    def _call(
+        self,
+        ts: float,
+        scope: Any,
+        tier: str,
+        provider: str,
+        model: str,
+        operation: str,
+        usage: Any,
+        cost: Any,
+        outcome: str,
+    ) -> None:
         hour, env, team, wf, agent = self._base(ts, scope)
         customer = getattr(scope, "customer", None) or ""
         source = cost.source
@@ -148,8 +175,9 @@ class Aggregate:
         if run is not None:
             self._step(run.run_id, scope.depth, outcome == "ok")
         if usage is None:
-            cells[(hour, env, team, wf, agent, tier, provider, model, operation, "input", outcome, customer,
-                   source)].calls += 1
+            cells[
+                (hour, env, team, wf, agent, tier, provider, model, operation, "input", outcome, customer, source)
+            ].calls += 1
             return
         by_class = cost.by_class
         list_parts = self._list_parts(provider, model, usage, cost)
@@ -157,8 +185,23 @@ class Aggregate:
         for i, n in enumerate(class_counts(usage)):
             if not n and i:
                 continue
-            cell = cells[(hour, env, team, wf, agent, tier, provider, model, operation, TOKEN_CLASSES[i], outcome,
-                          customer, source)]
+            cell = cells[
+                (
+                    hour,
+                    env,
+                    team,
+                    wf,
+                    agent,
+                    tier,
+                    provider,
+                    model,
+                    operation,
+                    TOKEN_CLASSES[i],
+                    outcome,
+                    customer,
+                    source,
+                )
+            ]
             cell.tokens += n
             if i == 0:
                 cell.calls += 1
@@ -185,8 +228,9 @@ class Aggregate:
         customer = getattr(scope, "customer", None) or ""
         classes = [i for i, n in enumerate(tokens) if n] or [0]
         for j, i in enumerate(classes):
-            cell = self.cells[(hour, env, team, wf, agent, scope.tier or "", "", "", "", TOKEN_CLASSES[i], "ok",
-                               customer, "")]
+            cell = self.cells[
+                (hour, env, team, wf, agent, scope.tier or "", "", "", "", TOKEN_CLASSES[i], "ok", customer, "")
+            ]
             cell.wasted_tokens += tokens[i]
             if j == 0:
                 cell.wasted_cost += cost
@@ -205,15 +249,40 @@ class Aggregate:
             tally = tallies[depth] = [0, 0]
         tally[0 if ok else 1] += 1
 
-    def _run(self, ts: float, scope: Any, run: Any, tokens: list[int], cost: Decimal, unpriced: int, calls: int,
-             steps: int, outcome: str) -> None:
+    def _run(
+        self,
+        ts: float,
+        scope: Any,
+        run: Any,
+        tokens: list[int],
+        cost: Decimal,
+        unpriced: int,
+        calls: int,
+        steps: int,
+        outcome: str,
+    ) -> None:
         max_depth, tallies = self._open_runs.pop(run.run_id, (scope.depth, {}))
         marks = run.marks
         business = marks.get("outcome")
         succeeded = marks.get("success")
         total = sum(tokens)
-        self.runs.append(RunRecord(
-            run.run_id, run.started, scope.env or self.env, scope.team or "-", scope.workflow or "-",
-            getattr(scope, "customer", None) or "", max(0.0, ts - run.started), calls, steps, max_depth,
-            list(tokens), None if total and unpriced >= total else cost, outcome, business, succeeded, tallies,
-        ))
+        self.runs.append(
+            RunRecord(
+                run.run_id,
+                run.started,
+                scope.env or self.env,
+                scope.team or "-",
+                scope.workflow or "-",
+                getattr(scope, "customer", None) or "",
+                max(0.0, ts - run.started),
+                calls,
+                steps,
+                max_depth,
+                list(tokens),
+                None if total and unpriced >= total else cost,
+                outcome,
+                business,
+                succeeded,
+                tallies,
+            )
+        )

@@ -1,7 +1,7 @@
 """``tokenmeter export focus``: one month of usage as FinOps FOCUS 1.2 Cost and Usage rows (CSV or Parquet).
 
-    tokenmeter export focus --period 2026-11 [--out FILE] [--format csv|parquet] [--unpriced omit|flag]
-                            [--source S] [--billing-account NAME]
+tokenmeter export focus --period 2026-11 [--out FILE] [--format csv|parquet] [--unpriced omit|flag]
+                        [--source S] [--billing-account NAME]
 """
 
 from __future__ import annotations
@@ -23,18 +23,29 @@ def add_parser(subparsers: Any) -> None:
     """Register ``export`` (with its ``focus`` format) on the ``tokenmeter`` command's subparsers."""
     export = subparsers.add_parser("export", help="export usage for FinOps tools (FOCUS)")
     formats = export.add_subparsers(dest="export_format", required=True)
-    p = formats.add_parser("focus", help="FinOps FOCUS 1.2 Cost and Usage rows for one month",
-                           description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = formats.add_parser(
+        "focus",
+        help="FinOps FOCUS 1.2 Cost and Usage rows for one month",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--period", required=True, help="the billing month, YYYY-MM (UTC)")
     p.add_argument("--out", help="file to write (default: standard output; Parquet needs --out)")
     p.add_argument("--format", choices=("csv", "parquet"), help="default: from --out's suffix, else csv")
     p.add_argument("--source", help="where usage is read from (default: the local ledger)")
     p.add_argument("--env", help="only this environment (default: all)")
-    p.add_argument("--billing-account", default=os.environ.get("TOKENMETER_FOCUS_ACCOUNT", "tokenmeter"),
-                   help="BillingAccountId/Name (default: $TOKENMETER_FOCUS_ACCOUNT or tokenmeter)")
-    p.add_argument("--unpriced", choices=("omit", "flag"), default="omit",
-                   help="tokens without a price: omit them (default; counted on stderr) or write them with zero "
-                        "costs and x_Unpriced=true")
+    p.add_argument(
+        "--billing-account",
+        default=os.environ.get("TOKENMETER_FOCUS_ACCOUNT", "tokenmeter"),
+        help="BillingAccountId/Name (default: $TOKENMETER_FOCUS_ACCOUNT or tokenmeter)",
+    )
+    p.add_argument(
+        "--unpriced",
+        choices=("omit", "flag"),
+        default="omit",
+        help="tokens without a price: omit them (default; counted on stderr) or write them with zero "
+        "costs and x_Unpriced=true",
+    )
     p.set_defaults(func=lambda args: run(PROG, lambda: _command(args)))
 
 
@@ -54,11 +65,19 @@ def _command(args: argparse.Namespace) -> int:
         except ImportError:
             raise CommandError("Parquet output needs pyarrow: pip install 'tokenmeter[focus]'", 2) from None
     reader = open_reader(args.source)
-    export = focus_rows(reader.usage(start, end, env=args.env, granularity="day"), period_start=start, period_end=end,
-                        billing_account=args.billing_account, unpriced=args.unpriced)
+    export = focus_rows(
+        reader.usage(start, end, env=args.env, granularity="day"),
+        period_start=start,
+        period_end=end,
+        billing_account=args.billing_account,
+        unpriced=args.unpriced,
+    )
     if not export.rows:
-        detail = (f" ({export.unpriced_tokens:,} unpriced tokens were left out: --unpriced flag writes them)"
-                  if export.unpriced_tokens else "")
+        detail = (
+            f" ({export.unpriced_tokens:,} unpriced tokens were left out: --unpriced flag writes them)"
+            if export.unpriced_tokens
+            else ""
+        )
         raise CommandError(f"no usage in {reader.describe()} for {args.period}{detail}")
     try:
         if fmt == "parquet":
@@ -72,8 +91,11 @@ def _command(args: argparse.Namespace) -> int:
         raise CommandError(f"cannot write {args.out}: {exc}") from None
     if export.unpriced_tokens:
         what = "left out" if args.unpriced == "omit" else "written with x_Unpriced=true and zero costs"
-        print(f"{PROG}: {export.unpriced_tokens:,} tokens have no price and were {what}; FOCUS costs cannot be "
-              "unknown, and tokenmeter never reports an unknown price as $0", file=sys.stderr)
+        print(
+            f"{PROG}: {export.unpriced_tokens:,} tokens have no price and were {what}; FOCUS costs cannot be "
+            "unknown, and tokenmeter never reports an unknown price as $0",
+            file=sys.stderr,
+        )
     if args.out:
         print(f"{PROG}: wrote {len(export.rows):,} rows for {args.period} to {args.out}", file=sys.stderr)
     return 0

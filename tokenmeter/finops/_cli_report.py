@@ -33,17 +33,27 @@ class ReportError(Exception):
 
 def add_parser(subparsers: Any) -> None:
     """Register ``report`` on the ``tokenmeter`` command's subparsers."""
-    p = subparsers.add_parser("report", help="FinOps report: spend, tier mix, waste, per-run spread, reliability",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "report",
+        help="FinOps report: spend, tier mix, waste, per-run spread, reliability",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     when = p.add_mutually_exclusive_group()
     when.add_argument("--since", help="the last N hours/days/weeks/months: 24h, 7d, 4w, 3m (default: everything)")
     when.add_argument("--period", help="a calendar period (UTC): 2026-11, 2026-11-05, 2026 or 2026-W45")
-    p.add_argument("--by", default=",".join(DEFAULT_BY),
-                   help=f"tables to show, comma-separated from {','.join(DIMENSIONS)} (default: %(default)s)")
+    p.add_argument(
+        "--by",
+        default=",".join(DEFAULT_BY),
+        help=f"tables to show, comma-separated from {','.join(DIMENSIONS)} (default: %(default)s)",
+    )
     p.add_argument("--env", help="only this deployment environment")
-    p.add_argument("--source", help="sqlite:///path/ledger.db (default: $TOKENMETER_LEDGER or the user data "
-                                    "directory's ledger), or prometheus=http://host:9090 (also victoriametrics=, "
-                                    "mimir=, thanos=) when tokenmeter.finops.prometheus is installed")
+    p.add_argument(
+        "--source",
+        help="sqlite:///path/ledger.db (default: $TOKENMETER_LEDGER or the user data "
+        "directory's ledger), or prometheus=http://host:9090 (also victoriametrics=, "
+        "mimir=, thanos=) when tokenmeter.finops.prometheus is installed",
+    )
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print the report model as JSON")
     fmt.add_argument("--csv", action="store_true", help="print the By-tables as CSV")
@@ -52,8 +62,9 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def window(since: str | None, period: str | None, now: datetime | None = None) -> tuple[datetime | None,
-                                                                                         datetime | None]:
+def window(
+    since: str | None, period: str | None, now: datetime | None = None
+) -> tuple[datetime | None, datetime | None]:
     """``[start, end)`` of ``--since`` / ``--period`` (``None``: unbounded)."""
     now = now or datetime.now(UTC)
     if since:
@@ -89,8 +100,10 @@ def _period(text: str) -> tuple[datetime, datetime]:
             return start, start + timedelta(days=7)
     except ValueError:
         pass
-    raise ReportError(f"--period {text!r} is not a period: use 2026-11 (a month), 2026-11-05 (a day), 2026-W45 "
-                      "(an ISO week) or 2026 (a year)")
+    raise ReportError(
+        f"--period {text!r} is not a period: use 2026-11 (a month), 2026-11-05 (a day), 2026-W45 "
+        "(an ISO week) or 2026 (a year)"
+    )
 
 
 def open_source(source: str | None) -> Any:
@@ -99,8 +112,10 @@ def open_source(source: str | None) -> Any:
     if value in ("none", "off"):
         raise ReportError("the ledger is off (TOKENMETER_LEDGER=none): give --source sqlite:///path/ledger.db")
     if value == "memory":
-        raise ReportError("--source memory is a running process's own meter: call meter.report() in it, or read "
-                          "its ledger with --source sqlite:///path")
+        raise ReportError(
+            "--source memory is a running process's own meter: call meter.report() in it, or read "
+            "its ledger with --source sqlite:///path"
+        )
     if value.split("=", 1)[0] in _TSDB_KINDS and "=" in value:
         try:
             module = importlib.import_module("tokenmeter.finops.prometheus")
@@ -156,8 +171,10 @@ def _run(args: argparse.Namespace) -> int:
         report = build_report(reader, start, end, env=args.env, by=by, prices=PriceBook())
     if report.empty:
         what = f" for env {args.env!r}" if args.env else ""
-        raise ReportError(f"nothing metered in {reader.describe()}{what} in this window; widen --since / --period, "
-                          "or check --source and --env")
+        raise ReportError(
+            f"nothing metered in {reader.describe()}{what} in this window; widen --since / --period, "
+            "or check --source and --env"
+        )
     if args.html:
         try:
             html = importlib.import_module("tokenmeter.finops.html")

@@ -45,8 +45,9 @@ def _spread(buckets: dict[float, Decimal], *, whole: bool) -> Any:
     return Spread(*(Decimal(str(round(v, 9))) for v in values))
 
 
-def from_run_stats(stats: Iterable[Any], wf_calls: dict[str, Figures]) -> tuple[list[WorkflowRuns], Reliability,
-                                                                                Decimal, Decimal | None]:
+def from_run_stats(
+    stats: Iterable[Any], wf_calls: dict[str, Figures]
+) -> tuple[list[WorkflowRuns], Reliability, Decimal, Decimal | None]:
     """The report's per-workflow run figures and reliability from run histograms."""
     from .report import Reliability, WorkflowRuns
 
@@ -76,14 +77,23 @@ def from_run_stats(stats: Iterable[Any], wf_calls: dict[str, Figures]) -> tuple[
         rel.runs += runs
         rel.succeeded += ok
         all_cost += cost
-        out.append(WorkflowRuns(
-            workflow=name, runs=runs, succeeded=ok, tokens=t, cost=_spread(merged["cost"], whole=False),
-            steps=_spread(merged["steps"], whole=True), multiplier=t.p99 / t.p50 if t.p50 else None, worst=[],
-            tokens_per_task=float(tokens) / runs,
-            tokens_per_call=calls.tokens / calls.calls if calls is not None and calls.calls else 0.0,
-            total_cost=cost, cost_per_success=cost / ok if ok else None,
-            outcomes={o: sum(int(s.runs) for s in group if s.outcome == o) for o in {s.outcome for s in group}},
-            estimated=True,
-        ))
+        out.append(
+            WorkflowRuns(
+                workflow=name,
+                runs=runs,
+                succeeded=ok,
+                tokens=t,
+                cost=_spread(merged["cost"], whole=False),
+                steps=_spread(merged["steps"], whole=True),
+                multiplier=t.p99 / t.p50 if t.p50 else None,
+                worst=[],
+                tokens_per_task=float(tokens) / runs,
+                tokens_per_call=calls.tokens / calls.calls if calls is not None and calls.calls else 0.0,
+                total_cost=cost,
+                cost_per_success=cost / ok if ok else None,
+                outcomes={o: sum(int(s.runs) for s in group if s.outcome == o) for o in {s.outcome for s in group}},
+                estimated=True,
+            )
+        )
     rel.mean_steps = float(steps_total) / rel.runs if rel.runs else 0.0
     return out, rel, all_cost, (all_cost / rel.succeeded if rel.succeeded else None)

@@ -50,8 +50,16 @@ class MemoryStore:
     def snapshot(self) -> tuple[list[tuple[CellKey, Cell]], list[RunRecord]]:
         """Copies to read without holding the lock (daily cells carry their day's start as the hour)."""
         with self.lock:
-            cells = [(k, Cell(c.tokens, c.cost, c.list_cost, c.unpriced, c.estimated, c.wasted_tokens,
-                              c.wasted_cost, c.calls)) for d in (self.days, self.cells) for k, c in d.items()]
+            cells = [
+                (
+                    k,
+                    Cell(
+                        c.tokens, c.cost, c.list_cost, c.unpriced, c.estimated, c.wasted_tokens, c.wasted_cost, c.calls
+                    ),
+                )
+                for d in (self.days, self.cells)
+                for k, c in d.items()
+            ]
             runs = [r for q in self.runs.values() for r in q]
         return cells, runs
 
@@ -79,10 +87,24 @@ class MemoryStore:
 
 def run_row(r: RunRecord) -> RunRow:
     """A stored run as the shared row type."""
-    return RunRow(r.run_id, r.workflow, r.team, r.env, datetime.fromtimestamp(r.start, UTC), r.duration_s, r.calls,
-                  r.steps, r.max_depth, dict(zip(TOKEN_CLASSES, r.tokens, strict=False)), r.cost, r.outcome,
-                  r.business_outcome, r.customer, succeeded=r.succeeded,
-                  step_results={d: (t[0], t[1]) for d, t in r.step_results.items()})
+    return RunRow(
+        r.run_id,
+        r.workflow,
+        r.team,
+        r.env,
+        datetime.fromtimestamp(r.start, UTC),
+        r.duration_s,
+        r.calls,
+        r.steps,
+        r.max_depth,
+        dict(zip(TOKEN_CLASSES, r.tokens, strict=False)),
+        r.cost,
+        r.outcome,
+        r.business_outcome,
+        r.customer,
+        succeeded=r.succeeded,
+        step_results={d: (t[0], t[1]) for d, t in r.step_results.items()},
+    )
 
 
 def _period(hour: int, granularity: str) -> tuple[int, int]:
@@ -113,8 +135,9 @@ class MemoryReader:
         store: MemoryStore = sink.memory
         return store
 
-    def usage(self, start: datetime, end: datetime, *, env: str | None = None,
-              granularity: Granularity | str = "day") -> Iterable[UsageRow]:
+    def usage(
+        self, start: datetime, end: datetime, *, env: str | None = None, granularity: Granularity | str = "day"
+    ) -> Iterable[UsageRow]:
         """Usage rows of hours in ``[start, end)`` aggregated to ``granularity``."""
         a, b = start.timestamp(), end.timestamp()
         grouped: dict[tuple[int, int, tuple[str, ...]], Cell] = defaultdict(Cell)
@@ -124,11 +147,29 @@ class MemoryReader:
                 grouped[(p0, p1, cell_key[1:])].merge(cell)
         for (p0, p1, d), c in grouped.items():
             yield UsageRow(
-                start=datetime.fromtimestamp(p0, UTC), end=datetime.fromtimestamp(p1, UTC), env=d[0],
-                team=d[1], workflow=d[2], agent=d[3], tier=d[4], provider=d[5], model=d[6], operation=d[7],
-                token_class=d[8], outcome=d[9], customer=d[10], cost_source=d[11], tokens=c.tokens, cost_usd=c.cost,
-                list_cost_usd=c.list_cost, unpriced_tokens=c.unpriced, estimated_tokens=c.estimated,
-                wasted_tokens=c.wasted_tokens, wasted_cost_usd=c.wasted_cost, calls=c.calls)
+                start=datetime.fromtimestamp(p0, UTC),
+                end=datetime.fromtimestamp(p1, UTC),
+                env=d[0],
+                team=d[1],
+                workflow=d[2],
+                agent=d[3],
+                tier=d[4],
+                provider=d[5],
+                model=d[6],
+                operation=d[7],
+                token_class=d[8],
+                outcome=d[9],
+                customer=d[10],
+                cost_source=d[11],
+                tokens=c.tokens,
+                cost_usd=c.cost,
+                list_cost_usd=c.list_cost,
+                unpriced_tokens=c.unpriced,
+                estimated_tokens=c.estimated,
+                wasted_tokens=c.wasted_tokens,
+                wasted_cost_usd=c.wasted_cost,
+                calls=c.calls,
+            )
 
     def runs(self, start: datetime, end: datetime, *, env: str | None = None) -> Iterable[RunRow]:
         """Runs (the latest 10,000 per workflow) that started in ``[start, end)``."""

@@ -61,8 +61,10 @@ class Projection:
 
 def too_short_note(days: int) -> str:
     """What a series of ``days`` days lacks, and how much history is needed."""
-    return (f"only {days} day(s) of history: flat projection with a wide interval; a trend needs at least "
-            f"{TREND_DAYS} days and weekday seasonality {SEASONAL_DAYS} days (3 weeks)")
+    return (
+        f"only {days} day(s) of history: flat projection with a wide interval; a trend needs at least "
+        f"{TREND_DAYS} days and weekday seasonality {SEASONAL_DAYS} days (3 weeks)"
+    )
 
 
 def project(history: Sequence[float], horizon: int, *, method: Method = "trend") -> Projection:
@@ -177,8 +179,12 @@ def _ets(history: Sequence[float], horizon: int) -> Projection:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # statsmodels' convergence chatter; the interval still reflects the fit
         fit = ExponentialSmoothing(
-            window, trend="add", damped_trend=True, seasonal="add" if seasonal else None,
-            seasonal_periods=7 if seasonal else None, initialization_method="estimated",
+            window,
+            trend="add",
+            damped_trend=True,
+            seasonal="add" if seasonal else None,
+            seasonal_periods=7 if seasonal else None,
+            initialization_method="estimated",
         ).fit()
     params = fit.params
     alpha = float(params["smoothing_level"])

@@ -122,8 +122,9 @@ class PromAPI:
         return out
 
 
-def deltas(api: PromAPI, selector: str, start: int, period: int, periods: int, partial_at: float | None,
-           lookback: str) -> list[Delta]:
+def deltas(
+    api: PromAPI, selector: str, start: int, period: int, periods: int, partial_at: float | None, lookback: str
+) -> list[Delta]:
     """Per series, the counter's growth in each of ``periods`` whole periods from ``start`` (aligned, epoch
     seconds), and, if ``partial_at`` is set, in the period after them up to ``partial_at`` (now).
 
@@ -138,8 +139,10 @@ def deltas(api: PromAPI, selector: str, start: int, period: int, periods: int, p
         first, last = start + period, start + periods * period
         for series in api.matrix(f"last_over_time({selector}[{period}s])", first, last, period):
             levels.setdefault(_key(series["metric"]), []).extend(
-                ((round(float(t)) - start) // period - 1, n) for t, v in series.get("values") or ()
-                if (n := _number(v)) is not None)
+                ((round(float(t)) - start) // period - 1, n)
+                for t, v in series.get("values") or ()
+                if (n := _number(v)) is not None
+            )
         for series in api.matrix(f"resets({selector}[{period}s])", first, last, period):
             resets.update((round(float(t)) - start) // period - 1 for t, v in series.get("values") or () if _number(v))
     if partial_at is not None:
@@ -152,8 +155,11 @@ def deltas(api: PromAPI, selector: str, start: int, period: int, periods: int, p
             resets.add(periods)
     if not levels:
         return []
-    base = {_key(s["metric"]): n for s in api.instant(f"last_over_time({selector}[{lookback}])", start)
-            if (n := _number(s["value"][1])) is not None}
+    base = {
+        _key(s["metric"]): n
+        for s in api.instant(f"last_over_time({selector}[{lookback}])", start)
+        if (n := _number(s["value"][1])) is not None
+    }
     samples = {i: _samples(api, selector, ends[i], period) for i in sorted(resets) if i in ends}
     out: list[Delta] = []
     for key, points in levels.items():
@@ -176,8 +182,12 @@ def _samples(api: PromAPI, selector: str, at: float, period: int) -> dict[Labels
     data = api.get("/api/v1/query", {"query": f"{selector}[{period}s]", "time": _ts(at)})
     if not isinstance(data, dict) or data.get("resultType") != "matrix":
         raise PrometheusSourceError(f"{api.url}: unexpected answer to the raw sample query of {selector}")
-    return {_key(s["metric"]): [n for _, v in sorted(s.get("values") or (), key=lambda p: float(p[0]))
-                                if (n := _number(v)) is not None] for s in data.get("result") or ()}
+    return {
+        _key(s["metric"]): [
+            n for _, v in sorted(s.get("values") or (), key=lambda p: float(p[0])) if (n := _number(v)) is not None
+        ]
+        for s in data.get("result") or ()
+    }
 
 
 def _key(metric: Mapping[str, str]) -> Labels:

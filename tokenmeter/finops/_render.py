@@ -40,37 +40,85 @@ def tables(r: Report) -> list[Table]:
     for dim, groups in r.by.items():
         waste = dim in ("team", "workflow", "agent", "env", "customer")
         header = [dim, "calls", "blocked", "tokens", "cost USD", "unpriced tok"] + (["wasted tok"] if waste else [])
-        rows = [[g.name, f"{g.calls:,}", f"{g.blocked:,}", f"{g.tokens:,}", "unpriced" if g.all_unpriced else
-                 usd(g.cost), f"{g.unpriced_tokens:,}"] + ([f"{g.wasted_tokens:,}"] if waste else []) for g in groups]
+        rows = [
+            [
+                g.name,
+                f"{g.calls:,}",
+                f"{g.blocked:,}",
+                f"{g.tokens:,}",
+                "unpriced" if g.all_unpriced else usd(g.cost),
+                f"{g.unpriced_tokens:,}",
+            ]
+            + ([f"{g.wasted_tokens:,}"] if waste else [])
+            for g in groups
+        ]
         if rows:
             out.append((f"By {dim}", header, rows))
-    classes = [[c, f"{f.tokens:,}", "unpriced" if f.all_unpriced else usd(f.cost)]
-               for c, f in r.token_classes.items() if f.tokens]
+    classes = [
+        [c, f"{f.tokens:,}", "unpriced" if f.all_unpriced else usd(f.cost)]
+        for c, f in r.token_classes.items()
+        if f.tokens
+    ]
     if classes:
         out.append(("By token class", ["token class", "tokens", "cost USD"], classes))
     if r.tier_mix:
-        out.append(("Tier mix", ["tier", "share of calls", "share of spend"],
-                    [[t, pct(c), pct(s)] for t, c, s in r.tier_mix]))
+        out.append(
+            ("Tier mix", ["tier", "share of calls", "share of spend"], [[t, pct(c), pct(s)] for t, c, s in r.tier_mix])
+        )
     if r.workflows:
         estimated = any(w.estimated for w in r.workflows)
-        out.append(("Per run (tokens and cost per workflow run" + (", estimated from run histograms; max is the "
-                                                                     "top bucket's bound)" if estimated else ")"),
-                    ["workflow", "runs", "p50", "p95", "p99", "max", "p99/p50", "cost p50", "cost p99", "worst run"],
-                    [[w.workflow, f"{w.runs:,}", f"{w.tokens.p50:,}", f"{w.tokens.p95:,}", f"{w.tokens.p99:,}",
-                      f"{w.tokens.max:,}", "-" if w.multiplier is None else f"{w.multiplier:.1f}x",
-                      f"{w.cost.p50:.6f}", f"{w.cost.p99:.6f}", w.worst[0][0] if w.worst else "-"]
-                     for w in r.workflows]))
-        out.append(("Unit economics per workflow",
-                    ["workflow", "tokens/task", "x one call", "steps p50", "success", "cost USD", "per success"],
-                    [[w.workflow, _num(round(w.tokens_per_task)),
-                      f"{w.tokens_per_task / w.tokens_per_call:.1f}x" if w.tokens_per_call else "-",
-                      f"{w.steps.p50:,}", f"{w.succeeded}/{w.runs} ({pct(w.succeeded / w.runs)})",
-                      usd(w.total_cost), usd(w.cost_per_success)] for w in r.workflows]))
+        out.append(
+            (
+                "Per run (tokens and cost per workflow run"
+                + (", estimated from run histograms; max is the top bucket's bound)" if estimated else ")"),
+                ["workflow", "runs", "p50", "p95", "p99", "max", "p99/p50", "cost p50", "cost p99", "worst run"],
+                [
+                    [
+                        w.workflow,
+                        f"{w.runs:,}",
+                        f"{w.tokens.p50:,}",
+                        f"{w.tokens.p95:,}",
+                        f"{w.tokens.p99:,}",
+                        f"{w.tokens.max:,}",
+                        "-" if w.multiplier is None else f"{w.multiplier:.1f}x",
+                        f"{w.cost.p50:.6f}",
+                        f"{w.cost.p99:.6f}",
+                        w.worst[0][0] if w.worst else "-",
+                    ]
+                    for w in r.workflows
+                ],
+            )
+        )
+        out.append(
+            (
+                "Unit economics per workflow",
+                ["workflow", "tokens/task", "x one call", "steps p50", "success", "cost USD", "per success"],
+                [
+                    [
+                        w.workflow,
+                        _num(round(w.tokens_per_task)),
+                        f"{w.tokens_per_task / w.tokens_per_call:.1f}x" if w.tokens_per_call else "-",
+                        f"{w.steps.p50:,}",
+                        f"{w.succeeded}/{w.runs} ({pct(w.succeeded / w.runs)})",
+                        usd(w.total_cost),
+                        usd(w.cost_per_success),
+                    ]
+                    for w in r.workflows
+                ],
+            )
+        )
     rel = r.reliability
     if rel.by_depth:
-        out.append(("Step success by depth", ["depth", "ok", "failed", "success"],
-                    [[str(d), f"{o:,}", f"{f:,}", pct(o / (o + f) if o + f else None)]
-                     for d, (o, f) in rel.by_depth.items()]))
+        out.append(
+            (
+                "Step success by depth",
+                ["depth", "ok", "failed", "success"],
+                [
+                    [str(d), f"{o:,}", f"{f:,}", pct(o / (o + f) if o + f else None)]
+                    for d, (o, f) in rel.by_depth.items()
+                ],
+            )
+        )
     return out
 
 
@@ -79,28 +127,38 @@ def summary_lines(r: Report) -> list[str]:
     t = r.total
     env = f", env {r.env}" if r.env else ""
     lines = [f"tokenmeter report: {r.source}, {_span(r.start, r.end)}{env}"]
-    lines.append(f"Total: {t.calls:,} calls sent ({t.blocked:,} blocked before sending), {t.tokens:,} tokens, "
-                 f"${usd(t.cost)}" + (f" + {t.unpriced_tokens:,} unpriced tokens" if t.unpriced_tokens else ""))
+    lines.append(
+        f"Total: {t.calls:,} calls sent ({t.blocked:,} blocked before sending), {t.tokens:,} tokens, "
+        f"${usd(t.cost)}" + (f" + {t.unpriced_tokens:,} unpriced tokens" if t.unpriced_tokens else "")
+    )
     if t.estimated_tokens:
         lines.append(f"Estimated (counted locally, not reported by the provider): {t.estimated_tokens:,} tokens")
     if t.tokens:
-        lines.append(f"Wasted on retries and failed steps: {t.wasted_tokens:,} tokens ({pct(r.wasted_share)}), "
-                     f"${usd(t.wasted_cost)}")
+        lines.append(
+            f"Wasted on retries and failed steps: {t.wasted_tokens:,} tokens ({pct(r.wasted_share)}), "
+            f"${usd(t.wasted_cost)}"
+        )
     if r.cache_read_share:
         saved = "" if r.cache_saved_usd is None else f", saving ${usd(r.cache_saved_usd)} against uncached prices"
         lines.append(f"Cache: {pct(r.cache_read_share)} of input tokens were cache reads{saved}")
     rel = r.reliability
     if rel.runs:
         implied = rel.implied
-        lines.append(f"Reliability: {rel.succeeded:,} of {rel.runs:,} runs succeeded ({pct(rel.observed)}); "
-                     f"steps succeed {pct(rel.per_step)}, which over {rel.mean_steps:.1f} steps per run implies "
-                     f"{pct(implied)} end to end (observed {pct(rel.observed)})")
-        lines.append(f"Cost per successful run: ${usd(r.cost_per_success)} (${usd(r.runs_total_cost)} over "
-                     f"{rel.succeeded:,} successful runs; failed and stopped runs are charged to them)")
+        lines.append(
+            f"Reliability: {rel.succeeded:,} of {rel.runs:,} runs succeeded ({pct(rel.observed)}); "
+            f"steps succeed {pct(rel.per_step)}, which over {rel.mean_steps:.1f} steps per run implies "
+            f"{pct(implied)} end to end (observed {pct(rel.observed)})"
+        )
+        lines.append(
+            f"Cost per successful run: ${usd(r.cost_per_success)} (${usd(r.runs_total_cost)} over "
+            f"{rel.succeeded:,} successful runs; failed and stopped runs are charged to them)"
+        )
     if r.unpriced_by_model:
         models = ", ".join(f"{m} {n:,}" for m, n in r.unpriced_by_model.items())
-        lines.append(f"Unpriced: {sum(r.unpriced_by_model.values()):,} tokens have no price ({models}); counted, "
-                     "never billed as $0: add configure(prices=...) with your rate")
+        lines.append(
+            f"Unpriced: {sum(r.unpriced_by_model.values()):,} tokens have no price ({models}); counted, "
+            "never billed as $0: add configure(prices=...) with your rate"
+        )
     return lines
 
 
@@ -115,8 +173,12 @@ def _plain_table(title: str, header: list[str], rows: list[list[str]]) -> str:
     widths[0] = max(widths[0], 24)
     lines = [f"{title}:"]
     for line in [header, *rows]:
-        lines.append("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                                      for i, (c, w) in enumerate(zip(line, widths, strict=True))).rstrip())
+        lines.append(
+            "  "
+            + "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))
+            ).rstrip()
+        )
     return "\n".join(lines)
 
 
@@ -133,9 +195,14 @@ def render_text(r: Report) -> str:
 
 def worst_lines(r: Report) -> list[str]:
     """The worst runs' ids per workflow, to open in a trace UI."""
-    return ["Worst runs (tokenmeter.run.id, to open in a trace UI):",
-            *(f"  {w.workflow}: " + ", ".join(f"{rid} ({n:,} tok)" for rid, n in w.worst[:2])
-              for w in r.workflows if w.worst)]
+    return [
+        "Worst runs (tokenmeter.run.id, to open in a trace UI):",
+        *(
+            f"  {w.workflow}: " + ", ".join(f"{rid} ({n:,} tok)" for rid, n in w.worst[:2])
+            for w in r.workflows
+            if w.worst
+        ),
+    ]
 
 
 def render_rich(r: Report, console: Any) -> None:
@@ -186,12 +253,40 @@ def to_csv(r: Report, dims: Sequence[str] | None = None) -> str:
     """One CSV row per (dimension, group): the ``By ...`` tables, for spreadsheets and FinOps tools."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["dimension", "name", "calls", "errors", "blocked", "tokens", "cost_usd", "list_cost_usd",
-                "unpriced_tokens", "estimated_tokens", "wasted_tokens", "wasted_cost_usd"])
+    w.writerow(
+        [
+            "dimension",
+            "name",
+            "calls",
+            "errors",
+            "blocked",
+            "tokens",
+            "cost_usd",
+            "list_cost_usd",
+            "unpriced_tokens",
+            "estimated_tokens",
+            "wasted_tokens",
+            "wasted_cost_usd",
+        ]
+    )
     for dim, groups in r.by.items():
         if dims is not None and dim not in dims:
             continue
         for g in groups:
-            w.writerow([dim, g.name, g.calls, g.errors, g.blocked, g.tokens, "" if g.all_unpriced else str(g.cost),
-                        str(g.list_cost), g.unpriced_tokens, g.estimated_tokens, g.wasted_tokens, str(g.wasted_cost)])
+            w.writerow(
+                [
+                    dim,
+                    g.name,
+                    g.calls,
+                    g.errors,
+                    g.blocked,
+                    g.tokens,
+                    "" if g.all_unpriced else str(g.cost),
+                    str(g.list_cost),
+                    g.unpriced_tokens,
+                    g.estimated_tokens,
+                    g.wasted_tokens,
+                    str(g.wasted_cost),
+                ]
+            )
     return buf.getvalue()

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from .._governance import Budget
-from .._governance._windows import bounds
+from ..governance import Budget
+from ..governance._windows import bounds
 from ._model import Method, Projection, project
 from ._rows import UsageRow
 from .forecast import daily_series
@@ -107,8 +107,23 @@ def runways(
                 runs_out, projected = _walk(now, end, remaining, point)
                 earliest, _ = _walk(now, end, remaining, upper)
             note = "no usage history in scope" if proj is None else proj.note
-            out.append(Runway(budget.name, scope, budget.window, start, end, unit, limit, spent, spent + projected,
-                              runs_out, earliest, proj.method if proj else "none", note))
+            out.append(
+                Runway(
+                    budget.name,
+                    scope,
+                    budget.window,
+                    start,
+                    end,
+                    unit,
+                    limit,
+                    spent,
+                    spent + projected,
+                    runs_out,
+                    earliest,
+                    proj.method if proj else "none",
+                    note,
+                )
+            )
     return out
 
 

@@ -158,16 +158,19 @@ def _apply(s: Scenario, workflow: str, b: Baseline, fleet: Baseline) -> Scenario
                 continue
             unit = _unit(b, fleet, (dst, klass))
             if unit is None:
-                raise ScenarioError(f"--scenario {s.label!r}: no measured unit cost for tier {dst!r} token class "
-                                    f"{klass!r} in the baseline, so tokens cannot be shifted to it")
+                raise ScenarioError(
+                    f"--scenario {s.label!r}: no measured unit cost for tier {dst!r} token class "
+                    f"{klass!r} in the baseline, so tokens cannot be shifted to it"
+                )
             moved = n * fraction
             priced[(tier, klass)] = n - moved
             priced[(dst, klass)] = priced.get((dst, klass), Decimal(0)) + moved
             cost[(tier, klass)] = cost[(tier, klass)] * (1 - fraction)
             cost[(dst, klass)] = cost.get((dst, klass), Decimal(0)) + moved * unit
     total = sum(cost.values(), Decimal(0)) * s.price * s.demand
-    return ScenarioRow(s.label, workflow, b.total_tokens, b.total_cost, b.total_tokens * s.demand, total,
-                       b.unpriced_tokens)
+    return ScenarioRow(
+        s.label, workflow, b.total_tokens, b.total_cost, b.total_tokens * s.demand, total, b.unpriced_tokens
+    )
 
 
 def apply_scenarios(scenarios: Sequence[Scenario], base: dict[str, Baseline]) -> list[ScenarioRow]:
@@ -182,8 +185,15 @@ def apply_scenarios(scenarios: Sequence[Scenario], base: dict[str, Baseline]) ->
     for s in scenarios:
         rows = [_apply(s, wf, b, fleet) for wf, b in sorted(base.items())]
         out.extend(rows)
-        out.append(ScenarioRow(s.label, "*", sum(r.baseline_tokens for r in rows),
-                               sum((r.baseline_cost for r in rows), Decimal(0)), sum((r.tokens for r in rows),
-                               Decimal(0)), sum((r.cost for r in rows), Decimal(0)),
-                               sum(r.unpriced_tokens for r in rows)))
+        out.append(
+            ScenarioRow(
+                s.label,
+                "*",
+                sum(r.baseline_tokens for r in rows),
+                sum((r.baseline_cost for r in rows), Decimal(0)),
+                sum((r.tokens for r in rows), Decimal(0)),
+                sum((r.cost for r in rows), Decimal(0)),
+                sum(r.unpriced_tokens for r in rows),
+            )
+        )
     return out

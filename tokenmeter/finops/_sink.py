@@ -118,8 +118,9 @@ class LedgerSink:
             self.stats["folded"] += 1
         self._wake.set()
 
-    def call(self, scope: Any, tier: str, provider: str, model: str, operation: str, usage: Any, cost: Any,
-             outcome: str) -> None:
+    def call(
+        self, scope: Any, tier: str, provider: str, model: str, operation: str, usage: Any, cost: Any, outcome: str
+    ) -> None:
         """One metered call (``outcome`` ok / error / blocked; ``usage`` None when none was reported)."""
         self._put((CALL, time.time(), scope, tier, provider, model, operation, usage, cost, outcome))
 
@@ -131,8 +132,17 @@ class LedgerSink:
         """One agent / step / tool scope of a run finished (ok or raised)."""
         self._put((STEP, run_id, depth, ok))
 
-    def run(self, scope: Any, run: Any, tokens: list[int], cost: Decimal, unpriced: int, calls: int, steps: int,
-            outcome: str) -> None:
+    def run(
+        self,
+        scope: Any,
+        run: Any,
+        tokens: list[int],
+        cost: Decimal,
+        unpriced: int,
+        calls: int,
+        steps: int,
+        outcome: str,
+    ) -> None:
         """One workflow run finished (``outcome`` ok / error / stopped)."""
         self._put((RUN, time.time(), scope, run, tokens, cost, unpriced, calls, steps, outcome))
 
@@ -206,8 +216,11 @@ class LedgerSink:
         except Exception as exc:
             self.stats["write_errors"] += 1
             self._unwritten = (cells, runs)
-            self._degrade("write", f"cannot write the ledger {self.path} ({exc}); metering continues in memory "
-                                   "and the rows are written when the file is writable again")
+            self._degrade(
+                "write",
+                f"cannot write the ledger {self.path} ({exc}); metering continues in memory "
+                "and the rows are written when the file is writable again",
+            )
             return False
 
     def _open(self) -> LedgerDB | None:
@@ -222,8 +235,10 @@ class LedgerSink:
         except LedgerFileError as exc:
             self._db_failed = True  # a corrupt or foreign file is never touched again by this process
             self.stats["write_errors"] += 1
-            self._degrade("file", f"{exc}; the ledger stays in memory (move the file away or set "
-                                  "TOKENMETER_LEDGER to another path)")
+            self._degrade(
+                "file",
+                f"{exc}; the ledger stays in memory (move the file away or set TOKENMETER_LEDGER to another path)",
+            )
         except Exception as exc:
             self.stats["write_errors"] += 1
             self._degrade("open", f"cannot open the ledger {self.path} ({exc}); metering continues in memory")

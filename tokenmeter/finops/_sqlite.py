@@ -30,9 +30,11 @@ _NANO = Decimal(10) ** 9
 _DIMS = ", ".join(KEY_FIELDS)
 _VALUES = "tokens, cost_nano, list_cost_nano, unpriced_tokens, estimated_tokens, wasted_tokens, wasted_cost_nano, calls"
 TABLES = {"hour": "usage_hour", "day": "usage_day", "month": "usage_month"}
-_RUN_COLUMNS = ("run_id, start, env, team, workflow, customer, duration_s, calls, steps, max_depth, tok_input, "
-                "tok_cache_read, tok_cache_write, tok_output, tok_reasoning, cost_nano, outcome, business_outcome, "
-                "succeeded, step_results")
+_RUN_COLUMNS = (
+    "run_id, start, env, team, workflow, customer, duration_s, calls, steps, max_depth, tok_input, "
+    "tok_cache_read, tok_cache_write, tok_output, tok_reasoning, cost_nano, outcome, business_outcome, "
+    "succeeded, step_results"
+)
 
 
 class LedgerFileError(Exception):
@@ -53,7 +55,9 @@ CREATE TABLE IF NOT EXISTS {table} (
 ) WITHOUT ROWID;"""
         for table in TABLES.values()
     )
-    return usage + """
+    return (
+        usage
+        + """
 CREATE TABLE IF NOT EXISTS runs (
   run_id TEXT NOT NULL, start REAL NOT NULL, env TEXT NOT NULL, team TEXT NOT NULL, workflow TEXT NOT NULL,
   customer TEXT NOT NULL, duration_s REAL NOT NULL, calls INTEGER NOT NULL, steps INTEGER NOT NULL,
@@ -65,18 +69,23 @@ CREATE TABLE IF NOT EXISTS runs (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+    )
 
 
 def _upsert(table: str) -> str:
     def add(col: str) -> str:  # NULL (unpriced) + NULL stays NULL; a number + NULL keeps the number
-        return (f"{col} = CASE WHEN {col} IS NULL THEN excluded.{col} WHEN excluded.{col} IS NULL THEN {col} "
-                f"ELSE {col} + excluded.{col} END")
+        return (
+            f"{col} = CASE WHEN {col} IS NULL THEN excluded.{col} WHEN excluded.{col} IS NULL THEN {col} "
+            f"ELSE {col} + excluded.{col} END"
+        )
 
     plain = ("tokens", "unpriced_tokens", "estimated_tokens", "wasted_tokens", "wasted_cost_nano", "calls")
     sets = ", ".join([*(f"{c} = {c} + excluded.{c}" for c in plain), add("cost_nano"), add("list_cost_nano")])
     marks = ", ".join("?" * (1 + len(KEY_FIELDS) + 8))
-    return (f"INSERT INTO {table} (period, {_DIMS}, {_VALUES}) VALUES ({marks}) "
-            f"ON CONFLICT (period, {_DIMS}) DO UPDATE SET {sets}")
+    return (
+        f"INSERT INTO {table} (period, {_DIMS}, {_VALUES}) VALUES ({marks}) "
+        f"ON CONFLICT (period, {_DIMS}) DO UPDATE SET {sets}"
+    )
 
 
 def nano(value: Decimal | None) -> int | None:
@@ -169,15 +178,48 @@ class LedgerDB:
         try:
             n = 0
             for g, rows in per.items():
-                conn.executemany(self._sql[g], (
-                    (*k, c.tokens, nano(c.cost), nano(c.list_cost), c.unpriced, c.estimated, c.wasted_tokens,
-                     nano(c.wasted_cost), c.calls) for k, c in rows.items()))
+                conn.executemany(
+                    self._sql[g],
+                    (
+                        (
+                            *k,
+                            c.tokens,
+                            nano(c.cost),
+                            nano(c.list_cost),
+                            c.unpriced,
+                            c.estimated,
+                            c.wasted_tokens,
+                            nano(c.wasted_cost),
+                            c.calls,
+                        )
+                        for k, c in rows.items()
+                    ),
+                )
                 n += len(rows)
-            conn.executemany(f"INSERT OR REPLACE INTO runs ({_RUN_COLUMNS}) VALUES ({','.join('?' * 20)})", (
-                (r.run_id, r.start, r.env, r.team, r.workflow, r.customer, r.duration_s, r.calls, r.steps,
-                 r.max_depth, *(list(r.tokens) + [0] * 5)[:5], nano(r.cost), r.outcome, r.business_outcome,
-                 None if r.succeeded is None else int(r.succeeded), format_steps(r.step_results))
-                for r in runs))
+            conn.executemany(
+                f"INSERT OR REPLACE INTO runs ({_RUN_COLUMNS}) VALUES ({','.join('?' * 20)})",
+                (
+                    (
+                        r.run_id,
+                        r.start,
+                        r.env,
+                        r.team,
+                        r.workflow,
+                        r.customer,
+                        r.duration_s,
+                        r.calls,
+                        r.steps,
+                        r.max_depth,
+                        *(list(r.tokens) + [0] * 5)[:5],
+                        nano(r.cost),
+                        r.outcome,
+                        r.business_outcome,
+                        None if r.succeeded is None else int(r.succeeded),
+                        format_steps(r.step_results),
+                    )
+                    for r in runs
+                ),
+            )
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -201,8 +243,10 @@ def open_for_read(path: str) -> sqlite3.Connection:
     """A read-only connection; never creates a file. Raises :class:`LedgerFileError` naming the problem."""
     p = Path(path)
     if not p.exists():
-        raise LedgerFileError(f"no ledger at {path} (nothing metered there yet; is TOKENMETER_LEDGER / --source "
-                              "pointing at the right file?)")
+        raise LedgerFileError(
+            f"no ledger at {path} (nothing metered there yet; is TOKENMETER_LEDGER / --source "
+            "pointing at the right file?)"
+        )
     try:
         conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -221,10 +265,28 @@ def open_for_read(path: str) -> sqlite3.Connection:
 def usage_row(start: datetime, end: datetime, dims: Sequence[Any], v: Sequence[Any]) -> UsageRow:
     """A :class:`UsageRow` from the dimensions (ordered as ``KEY_FIELDS``) and the stored sums."""
     return UsageRow(
-        start=start, end=end, env=dims[0], team=dims[1], workflow=dims[2], agent=dims[3], tier=dims[4],
-        provider=dims[5], model=dims[6], operation=dims[7], token_class=dims[8], outcome=dims[9], customer=dims[10],
-        cost_source=dims[11], tokens=v[0], cost_usd=usd(v[1]), list_cost_usd=usd(v[2]), unpriced_tokens=v[3],
-        estimated_tokens=v[4], wasted_tokens=v[5], wasted_cost_usd=usd(v[6]) or Decimal(0), calls=v[7],
+        start=start,
+        end=end,
+        env=dims[0],
+        team=dims[1],
+        workflow=dims[2],
+        agent=dims[3],
+        tier=dims[4],
+        provider=dims[5],
+        model=dims[6],
+        operation=dims[7],
+        token_class=dims[8],
+        outcome=dims[9],
+        customer=dims[10],
+        cost_source=dims[11],
+        tokens=v[0],
+        cost_usd=usd(v[1]),
+        list_cost_usd=usd(v[2]),
+        unpriced_tokens=v[3],
+        estimated_tokens=v[4],
+        wasted_tokens=v[5],
+        wasted_cost_usd=usd(v[6]) or Decimal(0),
+        calls=v[7],
     )
 
 
@@ -266,8 +328,9 @@ class SQLiteReader:
         """The file read."""
         return f"sqlite:///{self.path}"
 
-    def usage(self, start: datetime, end: datetime, *, env: str | None = None,
-              granularity: Granularity | str = "day") -> Iterable[UsageRow]:
+    def usage(
+        self, start: datetime, end: datetime, *, env: str | None = None, granularity: Granularity | str = "day"
+    ) -> Iterable[UsageRow]:
         """Usage rows in ``[start, end)``; ``granularity="month"`` uses monthly rows where whole months fit."""
         a, b = int(start.timestamp()), int(end.timestamp())
         for g, lo, hi in _segments(a, b, granularity):
@@ -284,11 +347,11 @@ class SQLiteReader:
             for r in cursor:
                 period = r[0]
                 stop = next_month(period) if length is None else period + length
-                yield usage_row(datetime.fromtimestamp(period, UTC), datetime.fromtimestamp(stop, UTC), r[1:13],
-                                r[13:])
+                yield usage_row(datetime.fromtimestamp(period, UTC), datetime.fromtimestamp(stop, UTC), r[1:13], r[13:])
 
-    def summary(self, start: datetime, end: datetime, *, env: str | None = None,
-                dims: Iterable[str] = KEY_FIELDS) -> Iterable[UsageRow]:
+    def summary(
+        self, start: datetime, end: datetime, *, env: str | None = None, dims: Iterable[str] = KEY_FIELDS
+    ) -> Iterable[UsageRow]:
         """Usage over the whole of ``[start, end)`` grouped in SQL by ``dims`` (other dimensions are ``""``).
 
         The report's fast path: one row per attribution instead of one per period (a year of 12,000
@@ -296,8 +359,10 @@ class SQLiteReader:
         """
         keep = [d for d in KEY_FIELDS if d in set(dims)]
         cols = ", ".join(keep)
-        sums = ("SUM(tokens), SUM(cost_nano), SUM(list_cost_nano), SUM(unpriced_tokens), SUM(estimated_tokens), "
-                "SUM(wasted_tokens), SUM(wasted_cost_nano), SUM(calls)")
+        sums = (
+            "SUM(tokens), SUM(cost_nano), SUM(list_cost_nano), SUM(unpriced_tokens), SUM(estimated_tokens), "
+            "SUM(wasted_tokens), SUM(wasted_cost_nano), SUM(calls)"
+        )
         parts, args = [], []
         for g, lo, hi in _segments(int(start.timestamp()), int(end.timestamp()), "month"):
             where = "period >= ? AND period < ?" + ("" if env is None else " AND env = ?")
@@ -318,9 +383,11 @@ class SQLiteReader:
 
     def runs(self, start: datetime, end: datetime, *, env: str | None = None) -> Iterable[RunRow]:
         """Finished runs that started in ``[start, end)``."""
-        sql = ("SELECT run_id, workflow, team, env, start, duration_s, calls, steps, max_depth, cost_nano, outcome, "
-               "business_outcome, customer, succeeded, step_results, tok_input, tok_cache_read, tok_cache_write, "
-               "tok_output, tok_reasoning FROM runs WHERE start >= ? AND start < ?")
+        sql = (
+            "SELECT run_id, workflow, team, env, start, duration_s, calls, steps, max_depth, cost_nano, outcome, "
+            "business_outcome, customer, succeeded, step_results, tok_input, tok_cache_read, tok_cache_write, "
+            "tok_output, tok_reasoning FROM runs WHERE start >= ? AND start < ?"
+        )
         args: list[Any] = [start.timestamp(), end.timestamp()]
         if env is not None:
             sql += " AND env = ?"
@@ -332,15 +399,32 @@ class SQLiteReader:
         classes = TOKEN_CLASSES
         stamp = datetime.fromtimestamp
         for r in rows:
-            yield RunRow(r[0], r[1], r[2], r[3], stamp(r[4], UTC), r[5], r[6], r[7], r[8],
-                         dict(zip(classes, r[15:], strict=True)), None if r[9] is None else Decimal(r[9]) / _NANO,
-                         r[10], r[11], r[12], None if r[13] is None else bool(r[13]), parse_steps(r[14]))
+            yield RunRow(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                stamp(r[4], UTC),
+                r[5],
+                r[6],
+                r[7],
+                r[8],
+                dict(zip(classes, r[15:], strict=True)),
+                None if r[9] is None else Decimal(r[9]) / _NANO,
+                r[10],
+                r[11],
+                r[12],
+                None if r[13] is None else bool(r[13]),
+                parse_steps(r[14]),
+            )
 
     def run_facts(self, start: datetime, end: datetime, *, env: str | None = None) -> Iterator[tuple[Any, ...]]:
         """The report's fast path over runs: ``report.RunFacts`` tuples straight from SQL."""
-        sql = ("SELECT workflow, run_id, tok_input + tok_cache_read + tok_cache_write + tok_output + tok_reasoning, "
-               "cost_nano, outcome = 'ok' AND coalesce(succeeded, 1), steps, coalesce(business_outcome, outcome), "
-               "step_results FROM runs WHERE start >= ? AND start < ?")
+        sql = (
+            "SELECT workflow, run_id, tok_input + tok_cache_read + tok_cache_write + tok_output + tok_reasoning, "
+            "cost_nano, outcome = 'ok' AND coalesce(succeeded, 1), steps, coalesce(business_outcome, outcome), "
+            "step_results FROM runs WHERE start >= ? AND start < ?"
+        )
         args: list[Any] = [start.timestamp(), end.timestamp()]
         if env is not None:
             sql += " AND env = ?"
@@ -351,8 +435,16 @@ class SQLiteReader:
             raise LedgerFileError(f"cannot read the ledger {self.path}: {exc}") from exc
         nano_usd = _NANO
         for wf, rid, tokens, cost, ok, steps, label, tallies in rows:
-            yield (wf, rid, tokens, None if cost is None else Decimal(cost) / nano_usd, bool(ok), steps, label,
-                   parse_steps(tallies))
+            yield (
+                wf,
+                rid,
+                tokens,
+                None if cost is None else Decimal(cost) / nano_usd,
+                bool(ok),
+                steps,
+                label,
+                parse_steps(tallies),
+            )
 
     def close(self) -> None:
         """Close the connection."""

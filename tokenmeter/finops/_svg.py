@@ -10,8 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from html import escape
 
-PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
-           "#bab0ac")
+PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
 W, H = 920, 280
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 16, 40
 
@@ -60,8 +59,10 @@ def _frame(ticks: list[float], fmt: str, labels: Sequence[str], title: str) -> t
     for t in ticks:
         y = TOP + plot_h * (1 - t / top)
         text = money(t) if fmt == "money" else count(t)
-        out.append(f'<line class="grid" x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>'
-                   f'<text class="ylab" x="{LEFT - 6}" y="{y + 4:.1f}">{text}</text>')
+        out.append(
+            f'<line class="grid" x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>'
+            f'<text class="ylab" x="{LEFT - 6}" y="{y + 4:.1f}">{text}</text>'
+        )
     slot = plot_w / max(1, len(labels))
     every = max(1, math.ceil(len(labels) / 12))
     for i, label in enumerate(labels):
@@ -71,8 +72,9 @@ def _frame(ticks: list[float], fmt: str, labels: Sequence[str], title: str) -> t
     return out, plot_h / top, slot
 
 
-def stacked_bars(labels: Sequence[str], series: Mapping[str, Sequence[float]], *, title: str,
-                 fmt: str = "money") -> str:
+def stacked_bars(
+    labels: Sequence[str], series: Mapping[str, Sequence[float]], *, title: str, fmt: str = "money"
+) -> str:
     """One bar per label, stacked by series (e.g. spend per day by team)."""
     totals = [sum(values[i] for values in series.values()) for i in range(len(labels))]
     ticks = nice_ticks(max(totals, default=0.0))
@@ -88,17 +90,22 @@ def stacked_bars(labels: Sequence[str], series: Mapping[str, Sequence[float]], *
             h = v * scale
             y -= h
             shown = money(v) if fmt == "money" else count(v)
-            out.append(f'<rect class="s{j % len(PALETTE)}" data-series="{escape(name)}" x="{x:.1f}" y="{y:.1f}" '
-                       f'width="{bar:.1f}" height="{h:.1f}" fill="{PALETTE[j % len(PALETTE)]}">'
-                       f"<title>{escape(label)} · {escape(name)}: {shown}</title></rect>")
+            out.append(
+                f'<rect class="s{j % len(PALETTE)}" data-series="{escape(name)}" x="{x:.1f}" y="{y:.1f}" '
+                f'width="{bar:.1f}" height="{h:.1f}" fill="{PALETTE[j % len(PALETTE)]}">'
+                f"<title>{escape(label)} · {escape(name)}: {shown}</title></rect>"
+            )
     out.append("</svg>")
     return "".join(out)
 
 
 def legend(names: Sequence[str]) -> str:
     """Coloured keys in the order of the chart's series."""
-    items = "".join(f'<span class="key" data-series="{escape(n)}"><i style="background:{PALETTE[j % len(PALETTE)]}">'
-                    f"</i>{escape(n)}</span>" for j, n in enumerate(names))
+    items = "".join(
+        f'<span class="key" data-series="{escape(n)}"><i style="background:{PALETTE[j % len(PALETTE)]}">'
+        f"</i>{escape(n)}</span>"
+        for j, n in enumerate(names)
+    )
     return f'<div class="legend">{items}</div>'
 
 
@@ -124,21 +131,30 @@ def histogram(values: Sequence[float], markers: Mapping[str, float], *, title: s
         if c:
             h = c * scale
             x = LEFT + slot * i + 1
-            out.append(f'<rect class="bin" x="{x:.1f}" y="{H - BOTTOM - h:.1f}" width="{slot - 2:.1f}" '
-                       f'height="{h:.1f}"><title>{fmt_v(edges[i])}&ndash;{fmt_v(edges[i + 1])}: {c} runs'
-                       "</title></rect>")
+            out.append(
+                f'<rect class="bin" x="{x:.1f}" y="{H - BOTTOM - h:.1f}" width="{slot - 2:.1f}" '
+                f'height="{h:.1f}"><title>{fmt_v(edges[i])}&ndash;{fmt_v(edges[i + 1])}: {c} runs'
+                "</title></rect>"
+            )
     for k, (name, v) in enumerate(markers.items()):
         if v <= 0:
             continue
         x = LEFT + (math.log10(v) - lo) / width * slot
-        out.append(f'<line class="marker m{k}" x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{H - BOTTOM}"/>'
-                   f'<text class="mlab m{k}" x="{x + 4:.1f}" y="{TOP + 12 + 14 * k}">{escape(name)} {fmt_v(v)}</text>')
+        out.append(
+            f'<line class="marker m{k}" x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{H - BOTTOM}"/>'
+            f'<text class="mlab m{k}" x="{x + 4:.1f}" y="{TOP + 12 + 14 * k}">{escape(name)} {fmt_v(v)}</text>'
+        )
     out.append("</svg>")
     return "".join(out)
 
 
-def band(labels: Sequence[str], actual: Sequence[float | None],
-         forecast: Sequence[tuple[float, float, float] | None], *, title: str) -> str:
+def band(
+    labels: Sequence[str],
+    actual: Sequence[float | None],
+    forecast: Sequence[tuple[float, float, float] | None],
+    *,
+    title: str,
+) -> str:
     """Actual daily spend as a line, then the forecast's low-high band with its middle line."""
     top = max([v for v in actual if v is not None] + [f[2] for f in forecast if f is not None] + [0.0])
     ticks = nice_ticks(top)
@@ -155,21 +171,26 @@ def band(labels: Sequence[str], actual: Sequence[float | None],
         out.append(f'<polyline class="mid" points="{" ".join(xy(i, f[1]) for i, f in bands)}"/>')
         for i, (lo, md, hi) in bands:
             x, y = xy(i, md).split(",")
-            out.append(f'<circle class="fdot" cx="{x}" cy="{y}" r="2.5"><title>{escape(labels[i])} forecast '
-                       f"{money(md)} ({money(lo)}&ndash;{money(hi)})</title></circle>")
+            out.append(
+                f'<circle class="fdot" cx="{x}" cy="{y}" r="2.5"><title>{escape(labels[i])} forecast '
+                f"{money(md)} ({money(lo)}&ndash;{money(hi)})</title></circle>"
+            )
     seen = [i for i, v in enumerate(actual) if v is not None]
     if seen:
         out.append(f'<polyline class="actual" points="{" ".join(xy(i, actual[i] or 0.0) for i in seen)}"/>')
         for i in seen:
             x, y = xy(i, actual[i] or 0.0).split(",")
-            out.append(f'<circle class="adot" cx="{x}" cy="{y}" r="2.5">'
-                       f"<title>{escape(labels[i])} spent {money(actual[i] or 0.0)}</title></circle>")
+            out.append(
+                f'<circle class="adot" cx="{x}" cy="{y}" r="2.5">'
+                f"<title>{escape(labels[i])} spent {money(actual[i] or 0.0)}</title></circle>"
+            )
     out.append("</svg>")
     return "".join(out)
 
 
-def buckets(bounds: Sequence[float], counts: Sequence[float], markers: Mapping[str, float], *, title: str,
-            fmt: str = "money") -> str:
+def buckets(
+    bounds: Sequence[float], counts: Sequence[float], markers: Mapping[str, float], *, title: str, fmt: str = "money"
+) -> str:
     """A histogram kept as buckets (upper ``bounds``, per-bucket ``counts``): one bar per bucket, markers placed
     by linear interpolation inside their bucket."""
     fmt_v = short_money if fmt == "money" else count
@@ -178,15 +199,19 @@ def buckets(bounds: Sequence[float], counts: Sequence[float], markers: Mapping[s
     for i, c in enumerate(counts):
         if c:
             h = c * scale
-            out.append(f'<rect class="bin" x="{LEFT + slot * i + 1:.1f}" y="{H - BOTTOM - h:.1f}" '
-                       f'width="{slot - 2:.1f}" height="{h:.1f}"><title>{labels[i]}: {c:g} runs</title></rect>')
+            out.append(
+                f'<rect class="bin" x="{LEFT + slot * i + 1:.1f}" y="{H - BOTTOM - h:.1f}" '
+                f'width="{slot - 2:.1f}" height="{h:.1f}"><title>{labels[i]}: {c:g} runs</title></rect>'
+            )
     for k, (name, v) in enumerate(markers.items()):
         i = next((j for j, b in enumerate(bounds) if v <= b), len(bounds) - 1)
         lower = bounds[i - 1] if i else 0.0
         upper = bounds[i] if bounds[i] != math.inf else lower * 2 or 1.0
         x = LEFT + slot * (i + min(1.0, max(0.0, (v - lower) / ((upper - lower) or 1.0))))
-        out.append(f'<line class="marker m{k}" x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{H - BOTTOM}"/>'
-                   f'<text class="mlab m{k}" x="{x + 4:.1f}" y="{TOP + 12 + 14 * k}">{escape(name)} '
-                   f"{(money if fmt == 'money' else count)(v)}</text>")
+        out.append(
+            f'<line class="marker m{k}" x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{H - BOTTOM}"/>'
+            f'<text class="mlab m{k}" x="{x + 4:.1f}" y="{TOP + 12 + 14 * k}">{escape(name)} '
+            f"{(money if fmt == 'money' else count)(v)}</text>"
+        )
     out.append("</svg>")
     return "".join(out)

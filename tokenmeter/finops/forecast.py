@@ -163,7 +163,7 @@ def _variance(values: list[float], first: date, method: Method) -> Variance | No
     before = values[: n - 7]
     made = project(before, 7, method=method)
     point, lower, upper = made.total(7)
-    return Variance(first + timedelta(days=n - 7), sum(values[n - 7:]), point, lower, upper, made.method)
+    return Variance(first + timedelta(days=n - 7), sum(values[n - 7 :]), point, lower, upper, made.method)
 
 
 def _series_forecast(key: dict[str, str], daily: Daily, method: Method, horizon: int) -> SeriesForecast:

@@ -53,10 +53,15 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-def render(usage_rows: Iterable[UsageRow], run_rows: Iterable[RunRow], *, title: str,
-           forecast: Sequence[ForecastPoint] | None = None,
-           budgets: Sequence[BudgetBurn | Mapping[str, Any]] | None = None,
-           run_stats: Sequence[RunStats] | None = None) -> str:
+def render(
+    usage_rows: Iterable[UsageRow],
+    run_rows: Iterable[RunRow],
+    *,
+    title: str,
+    forecast: Sequence[ForecastPoint] | None = None,
+    budgets: Sequence[BudgetBurn | Mapping[str, Any]] | None = None,
+    run_stats: Sequence[RunStats] | None = None,
+) -> str:
     """The HTML page (a complete document) for ``usage_rows`` and ``run_rows``.
 
     ``forecast``: optional ``(day, low, mid, high)`` USD per day, drawn as a band after the actual daily spend.
@@ -77,13 +82,20 @@ def render(usage_rows: Iterable[UsageRow], run_rows: Iterable[RunRow], *, title:
     if budgets:
         parts.append(_section("Budgets burn", _budgets([_budget(b) for b in budgets])))
     period = f"{days[0]}&ndash;{days[-1]} (UTC)" if days else "no usage in this period"
-    return _PAGE.format(title=escape(title), period=period, body="\n".join(parts), style=_STYLE,
-                        script=_SCRIPT)
+    return _PAGE.format(title=escape(title), period=period, body="\n".join(parts), style=_STYLE, script=_SCRIPT)
 
 
-def write(path: str | os.PathLike[str], reader: Reader, start: datetime | None = None, end: datetime | None = None, *,
-          env: str | None = None, title: str | None = None, forecast: Sequence[ForecastPoint] | None = None,
-          budgets: Sequence[BudgetBurn | Mapping[str, Any]] | None = None) -> Path:
+def write(
+    path: str | os.PathLike[str],
+    reader: Reader,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    env: str | None = None,
+    title: str | None = None,
+    forecast: Sequence[ForecastPoint] | None = None,
+    budgets: Sequence[BudgetBurn | Mapping[str, Any]] | None = None,
+) -> Path:
     """Read ``[start, end)`` (default: the 30 days to now) from ``reader`` by day and write :func:`render`'s page
     to ``path`` -- what ``tokenmeter report --html FILE`` does. Returns the path written."""
     end = end or datetime.now(UTC)
@@ -91,8 +103,14 @@ def write(path: str | os.PathLike[str], reader: Reader, start: datetime | None =
     usage = list(reader.usage(start, end, env=env, granularity="day"))
     runs = list(reader.runs(start, end, env=env))
     stats = getattr(reader, "run_stats", None)  # a source without run rows may keep run histograms
-    page = render(usage, runs, title=title or f"tokenmeter report · {reader.describe()}", forecast=forecast,
-                  budgets=budgets, run_stats=stats(start, end, env=env) if stats and not runs else None)
+    page = render(
+        usage,
+        runs,
+        title=title or f"tokenmeter report · {reader.describe()}",
+        forecast=forecast,
+        budgets=budgets,
+        run_stats=stats(start, end, env=env) if stats and not runs else None,
+    )
     out = Path(path)
     out.write_text(page, encoding="utf-8")
     return out
@@ -106,14 +124,23 @@ def _summary(usage: list[UsageRow], runs: list[RunRow]) -> str:
     calls = sum(r.calls for r in usage)
     wasted = sum((r.wasted_cost_usd for r in usage), Decimal(0))
     ok = sum(1 for r in runs if r.outcome == "ok")
-    cards = [("Spend", _svg.money(float(cost))), ("Tokens", _svg.count(tokens)), ("LLM calls", _svg.count(calls)),
-             ("Wasted (retried / failed)", _svg.money(float(wasted)))]
+    cards = [
+        ("Spend", _svg.money(float(cost))),
+        ("Tokens", _svg.count(tokens)),
+        ("LLM calls", _svg.count(calls)),
+        ("Wasted (retried / failed)", _svg.money(float(wasted))),
+    ]
     if runs:
         cards.append(("Runs succeeded", f"{ok} / {len(runs)} ({ok / len(runs):.0%})"))
-    html = "".join(f'<div class="card"><div class="k">{escape(k)}</div><div class="v">{escape(v)}</div></div>'
-                   for k, v in cards)
-    note = (f'<p class="warn">{unpriced:,} tokens have no known price: they are not in the spend figures '
-            "(unpriced, never $0).</p>" if unpriced else "")
+    html = "".join(
+        f'<div class="card"><div class="k">{escape(k)}</div><div class="v">{escape(v)}</div></div>' for k, v in cards
+    )
+    note = (
+        f'<p class="warn">{unpriced:,} tokens have no known price: they are not in the spend figures '
+        "(unpriced, never $0).</p>"
+        if unpriced
+        else ""
+    )
     return f'<div class="cards">{html}</div>{note}'
 
 
@@ -136,24 +163,33 @@ def _runs(runs: list[RunRow]) -> str:
     if not runs:
         return '<p class="empty">This source keeps no per-run rows (a Prometheus source has run histograms only).</p>'
     priced = [float(r.cost_usd) for r in runs if r.cost_usd is not None]
-    values, fmt, what = (priced, "money", "cost") if priced else (
-        [float(sum(r.tokens.values())) for r in runs], "count", "tokens")
+    values, fmt, what = (
+        (priced, "money", "cost") if priced else ([float(sum(r.tokens.values())) for r in runs], "count", "tokens")
+    )
     p50, p95, p99 = (percentile(values, q) for q in (0.5, 0.95, 0.99))
     multiplier = f"{p99 / p50:.1f}&times;" if p50 else "n/a"
     fmt_v = _svg.money if fmt == "money" else _svg.count
-    worst = sorted((r for r in runs if r.cost_usd is not None or not priced),
-                   key=lambda r: float(r.cost_usd) if priced and r.cost_usd is not None else sum(r.tokens.values()),
-                   reverse=True)[:5]
-    rows = "".join(f"<tr><td><code>{escape(r.run_id)}</code></td><td>{escape(r.workflow)}</td><td>{escape(r.team)}"
-                   f"</td><td>{escape(r.outcome)}</td><td class='n'>{sum(r.tokens.values()):,}</td><td class='n'>"
-                   f"{escape(_svg.money(float(r.cost_usd)) if r.cost_usd is not None else 'unpriced')}</td></tr>"
-                   for r in worst)
-    stats = (f'<p class="stats">{len(values)} runs · p50 <b>{fmt_v(p50)}</b> · p95 <b>{fmt_v(p95)}</b> · p99 '
-             f'<b>{fmt_v(p99)}</b> · max <b>{fmt_v(max(values))}</b> · edge-case multiplier (p99/p50) '
-             f"<b>{multiplier}</b></p>")
+    worst = sorted(
+        (r for r in runs if r.cost_usd is not None or not priced),
+        key=lambda r: float(r.cost_usd) if priced and r.cost_usd is not None else sum(r.tokens.values()),
+        reverse=True,
+    )[:5]
+    rows = "".join(
+        f"<tr><td><code>{escape(r.run_id)}</code></td><td>{escape(r.workflow)}</td><td>{escape(r.team)}"
+        f"</td><td>{escape(r.outcome)}</td><td class='n'>{sum(r.tokens.values()):,}</td><td class='n'>"
+        f"{escape(_svg.money(float(r.cost_usd)) if r.cost_usd is not None else 'unpriced')}</td></tr>"
+        for r in worst
+    )
+    stats = (
+        f'<p class="stats">{len(values)} runs · p50 <b>{fmt_v(p50)}</b> · p95 <b>{fmt_v(p95)}</b> · p99 '
+        f"<b>{fmt_v(p99)}</b> · max <b>{fmt_v(max(values))}</b> · edge-case multiplier (p99/p50) "
+        f"<b>{multiplier}</b></p>"
+    )
     chart = _svg.histogram(values, {"p50": p50, "p99": p99}, title=f"{what} per run", fmt=fmt)
-    table = ('<table><thead><tr><th>worst runs</th><th>workflow</th><th>team</th><th>outcome</th>'
-             f'<th class="n">tokens</th><th class="n">cost</th></tr></thead><tbody>{rows}</tbody></table>')
+    table = (
+        "<table><thead><tr><th>worst runs</th><th>workflow</th><th>team</th><th>outcome</th>"
+        f'<th class="n">tokens</th><th class="n">cost</th></tr></thead><tbody>{rows}</tbody></table>'
+    )
     return stats + chart + table
 
 
@@ -174,14 +210,17 @@ def _run_buckets(stats: Sequence[RunStats]) -> str:
     p50, p95, p99 = (merged.quantile(q, of) or 0.0 for q in (0.5, 0.95, 0.99))
     fmt_v = _svg.money if fmt == "money" else _svg.count
     multiplier = f"{p99 / p50:.1f}&times;" if p50 else "n/a"
-    stats_line = (f'<p class="stats">{merged.runs} runs (from the run histograms: no run ids in metrics) · p50 '
-                  f"<b>{fmt_v(p50)}</b> · p95 <b>{fmt_v(p95)}</b> · p99 <b>{fmt_v(p99)}</b> · edge-case "
-                  f"multiplier (p99/p50) <b>{multiplier}</b></p>")
+    stats_line = (
+        f'<p class="stats">{merged.runs} runs (from the run histograms: no run ids in metrics) · p50 '
+        f"<b>{fmt_v(p50)}</b> · p95 <b>{fmt_v(p95)}</b> · p99 <b>{fmt_v(p99)}</b> · edge-case "
+        f"multiplier (p99/p50) <b>{multiplier}</b></p>"
+    )
     return stats_line + _svg.buckets(bounds, counts, {"p50": p50, "p99": p99}, title=f"{of} per run", fmt=fmt)
 
 
-def _forecast(usage: list[UsageRow], days: list[date], forecast: Sequence[ForecastPoint],
-              forecast_days: list[date]) -> str:
+def _forecast(
+    usage: list[UsageRow], days: list[date], forecast: Sequence[ForecastPoint], forecast_days: list[date]
+) -> str:
     spent: dict[date, float] = defaultdict(float)
     for r in usage:
         if r.cost_usd:
@@ -189,11 +228,17 @@ def _forecast(usage: list[UsageRow], days: list[date], forecast: Sequence[Foreca
     axis = sorted(set(days) | set(forecast_days))
     bands = {d: (float(f[1]), float(f[2]), float(f[3])) for d, f in zip(forecast_days, forecast, strict=True)}
     total = sum(b[1] for b in bands.values())
-    chart = _svg.band([d.strftime("%m-%d") for d in axis], [spent[d] if d in spent else None for d in axis],
-                      [bands.get(d) for d in axis], title="actual and forecast spend per day")
-    return (f'<p class="stats">Forecast over {len(bands)} days: <b>{_svg.money(total)}</b> '
-            f"(range {_svg.money(sum(b[0] for b in bands.values()))}&ndash;"
-            f"{_svg.money(sum(b[2] for b in bands.values()))})</p>{chart}")
+    chart = _svg.band(
+        [d.strftime("%m-%d") for d in axis],
+        [spent[d] if d in spent else None for d in axis],
+        [bands.get(d) for d in axis],
+        title="actual and forecast spend per day",
+    )
+    return (
+        f'<p class="stats">Forecast over {len(bands)} days: <b>{_svg.money(total)}</b> '
+        f"(range {_svg.money(sum(b[0] for b in bands.values()))}&ndash;"
+        f"{_svg.money(sum(b[2] for b in bands.values()))})</p>{chart}"
+    )
 
 
 def _budgets(budgets: list[BudgetBurn]) -> str:
@@ -209,7 +254,8 @@ def _budgets(budgets: list[BudgetBurn]) -> str:
             f'<div class="pace" style="left:{min(max(b.elapsed, 0.0), 1.0) * 100:.1f}%" '
             f'title="{b.elapsed:.0%} of the window elapsed"></div></div>'
             f'<div class="bval">{escape(fmt(spent))} of {escape(fmt(limit))} ({ratio:.0%}) · '
-            f"{b.elapsed:.0%} of window</div></div>")
+            f"{b.elapsed:.0%} of window</div></div>"
+        )
     return "".join(out)
 
 

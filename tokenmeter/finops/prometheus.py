@@ -54,22 +54,45 @@ class Naming:
         return f'{{__name__="{name}"}}' if self.dotted else name
 
 
-PROMETHEUS_NAMING = Naming("Prometheus", {
-    "tokens": "tokenmeter_tokens_total", "cost": "tokenmeter_cost_USD_total",
-    "unpriced": "tokenmeter_tokens_unpriced_total", "calls": "tokenmeter_calls_total",
-    "wasted_tokens": "tokenmeter_tokens_wasted_total", "wasted_cost": "tokenmeter_cost_wasted_USD_total",
-    "run_tokens": "tokenmeter_run_tokens", "run_cost": "tokenmeter_run_cost_USD", "run_steps": "tokenmeter_run_steps",
-}, dotted=False)
-OTLP_NAMING = Naming("OTLP", {
-    "tokens": "tokenmeter.tokens", "cost": "tokenmeter.cost", "unpriced": "tokenmeter.tokens.unpriced",
-    "calls": "tokenmeter.calls", "wasted_tokens": "tokenmeter.tokens.wasted", "wasted_cost": "tokenmeter.cost.wasted",
-    "run_tokens": "tokenmeter.run.tokens", "run_cost": "tokenmeter.run.cost", "run_steps": "tokenmeter.run.steps",
-}, dotted=True)
+PROMETHEUS_NAMING = Naming(
+    "Prometheus",
+    {
+        "tokens": "tokenmeter_tokens_total",
+        "cost": "tokenmeter_cost_USD_total",
+        "unpriced": "tokenmeter_tokens_unpriced_total",
+        "calls": "tokenmeter_calls_total",
+        "wasted_tokens": "tokenmeter_tokens_wasted_total",
+        "wasted_cost": "tokenmeter_cost_wasted_USD_total",
+        "run_tokens": "tokenmeter_run_tokens",
+        "run_cost": "tokenmeter_run_cost_USD",
+        "run_steps": "tokenmeter_run_steps",
+    },
+    dotted=False,
+)
+OTLP_NAMING = Naming(
+    "OTLP",
+    {
+        "tokens": "tokenmeter.tokens",
+        "cost": "tokenmeter.cost",
+        "unpriced": "tokenmeter.tokens.unpriced",
+        "calls": "tokenmeter.calls",
+        "wasted_tokens": "tokenmeter.tokens.wasted",
+        "wasted_cost": "tokenmeter.cost.wasted",
+        "run_tokens": "tokenmeter.run.tokens",
+        "run_cost": "tokenmeter.run.cost",
+        "run_steps": "tokenmeter.run.steps",
+    },
+    dotted=True,
+)
 
 # UsageRow field -> the attribute tokenmeter puts on its counters (tokenmeter/_instruments.py CALL_DIMENSIONS)
 ATTRIBUTES = {
-    "team": "tokenmeter.team.name", "workflow": "gen_ai.workflow.name", "agent": "gen_ai.agent.name",
-    "tier": "tokenmeter.model.tier", "provider": "gen_ai.provider.name", "model": "gen_ai.request.model",
+    "team": "tokenmeter.team.name",
+    "workflow": "gen_ai.workflow.name",
+    "agent": "gen_ai.agent.name",
+    "tier": "tokenmeter.model.tier",
+    "provider": "gen_ai.provider.name",
+    "model": "gen_ai.request.model",
     "operation": "gen_ai.operation.name",
 }
 ENV_ATTRIBUTES = ("tokenmeter.env", "deployment.environment.name", "deployment.environment")
@@ -138,8 +161,16 @@ class PrometheusReader:
     Raises :class:`PrometheusSourceError` when the source is down or holds no tokenmeter series.
     """
 
-    def __init__(self, url: str, *, headers: Mapping[str, str] | None = None, timeout: float = 30.0,
-                 lookback: str = "31d", max_days: int = 800, now: float | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+        lookback: str = "31d",
+        max_days: int = 800,
+        now: float | None = None,
+    ) -> None:
         if headers is None:
             headers = parse_headers(os.environ.get("TOKENMETER_PROMETHEUS_HEADERS", ""))
         self.api = PromAPI(url, headers=headers, timeout=timeout)
@@ -154,15 +185,17 @@ class PrometheusReader:
         return f"Prometheus-compatible TSDB at {self.api.url}{naming}"
 
     # -- the Reader protocol ---------------------------------------------------------------------------------------
-    def usage(self, start: datetime, end: datetime, *, env: str | None = None,
-              granularity: Granularity = "day") -> Iterable[UsageRow]:
+    def usage(
+        self, start: datetime, end: datetime, *, env: str | None = None, granularity: Granularity = "day"
+    ) -> Iterable[UsageRow]:
         """Usage per period starting in ``[start, end)`` (periods aligned to UTC hours / days; the current one
         runs to now), per attribution and token class."""
         period = PERIOD[granularity]
         first, periods, partial = self._periods(start, end, period)
         naming = self.naming(first, first + (periods + 1) * period)
-        series = {m: deltas(self.api, naming.selector(m), first, period, periods, partial, self.lookback)
-                  for m in COUNTERS}
+        series = {
+            m: deltas(self.api, naming.selector(m), first, period, periods, partial, self.lookback) for m in COUNTERS
+        }
         return sorted(_rows(series, naming, period, env), key=_row_order)
 
     def runs(self, start: datetime, end: datetime, *, env: str | None = None) -> Iterable[RunRow]:
@@ -178,22 +211,30 @@ class PrometheusReader:
         out: dict[tuple[str, str, str, str], RunStats] = {}
         for metric, of in zip(HISTOGRAMS, ("tokens", "cost", "steps"), strict=True):
             for suffix in ("_bucket", "_sum", "_count"):
-                for d in deltas(self.api, naming.selector(metric, suffix), first, PERIOD["day"], periods, partial,
-                                self.lookback):
+                for d in deltas(
+                    self.api, naming.selector(metric, suffix), first, PERIOD["day"], periods, partial, self.lookback
+                ):
                     labels = d.labels
                     e = _env(labels, naming)
                     if env is not None and e != env:
                         continue
-                    key = (_field(labels, naming, "workflow"), _field(labels, naming, "team"), e,
-                           labels.get(naming.label("tokenmeter.outcome"), "ok"))
+                    key = (
+                        _field(labels, naming, "workflow"),
+                        _field(labels, naming, "team"),
+                        e,
+                        labels.get(naming.label("tokenmeter.outcome"), "ok"),
+                    )
                     stats = out.get(key) or out.setdefault(key, RunStats(*key))
                     if suffix == "_bucket":
                         bounds = stats.buckets.setdefault(of, {})
                         le = float(labels.get("le", "inf"))
                         bounds[le] = bounds.get(le, Decimal(0)) + d.value
                     elif suffix == "_sum":
-                        setattr(stats, "cost_usd" if of == "cost" else of,
-                                getattr(stats, "cost_usd" if of == "cost" else of) + d.value)
+                        setattr(
+                            stats,
+                            "cost_usd" if of == "cost" else of,
+                            getattr(stats, "cost_usd" if of == "cost" else of) + d.value,
+                        )
                     elif of == "tokens":
                         stats.runs += int(d.value)
         return sorted(out.values(), key=lambda s: (s.workflow, s.team, s.env, s.outcome))
@@ -250,8 +291,11 @@ def _env(labels: Mapping[str, str], naming: Naming) -> str:
 
 def _base(d: Delta, naming: Naming, *, call: bool = True) -> tuple[Any, ...]:
     labels = d.labels
-    names = ("team", "workflow", "agent", "tier", "provider", "model", "operation") if call else (
-        "team", "workflow", "agent", "tier")
+    names = (
+        ("team", "workflow", "agent", "tier", "provider", "model", "operation")
+        if call
+        else ("team", "workflow", "agent", "tier")
+    )
     values = tuple(_field(labels, naming, n) for n in names)
     if not call:
         values += ("", "", "")
@@ -292,13 +336,18 @@ def _rows(series: Mapping[str, list[Delta]], naming: Naming, period: int, env: s
         wasted_cost[key] = wasted_cost.get(key, Decimal(0)) + d.value
     for key, usd in wasted_cost.items():  # on the first token class of that waste, as the ledger does
         classes = [k for k in cells if k[:-2] == key and k[-1] == "waste"]
-        first = min(classes, key=lambda k: TOKEN_CLASSES.index(k[-2]) if k[-2] in TOKEN_CLASSES else 99,
-                    default=(*key, "input", "waste"))
+        first = min(
+            classes,
+            key=lambda k: TOKEN_CLASSES.index(k[-2]) if k[-2] in TOKEN_CLASSES else 99,
+            default=(*key, "input", "waste"),
+        )
         cell(first).wasted_cost += usd
     for key, count in unpriced.items():  # tokens of classes with no cost are the unpriced ones
         left = count
-        for k in sorted((k for k in cells if k[:-2] == key[:-1] and k[-1] == key[-1]),
-                        key=lambda k: TOKEN_CLASSES.index(k[-2]) if k[-2] in TOKEN_CLASSES else 99):
+        for k in sorted(
+            (k for k in cells if k[:-2] == key[:-1] and k[-1] == key[-1]),
+            key=lambda k: TOKEN_CLASSES.index(k[-2]) if k[-2] in TOKEN_CLASSES else 99,
+        ):
             c = cells[k]
             if left and not c.cost:
                 c.unpriced = min(c.tokens, left)
@@ -313,16 +362,42 @@ def _rows(series: Mapping[str, list[Delta]], naming: Naming, period: int, env: s
         priced = c.unpriced < c.tokens or (not c.tokens and not c.unpriced)
         cost = None if not priced else (c.cost or Decimal(0))
         yield UsageRow(
-            start, end, e, key[2], key[3], key[4], key[5], key[6], key[7], key[8], key[9],
-            outcome="ok" if waste else key[10], tokens=c.tokens, cost_usd=None if waste else cost,
+            start,
+            end,
+            e,
+            key[2],
+            key[3],
+            key[4],
+            key[5],
+            key[6],
+            key[7],
+            key[8],
+            key[9],
+            outcome="ok" if waste else key[10],
+            tokens=c.tokens,
+            cost_usd=None if waste else cost,
             cost_source="" if waste else ("metrics" if cost is not None else "unpriced"),
-            unpriced_tokens=c.unpriced, wasted_tokens=c.wasted_tokens, wasted_cost_usd=c.wasted_cost, calls=c.calls,
+            unpriced_tokens=c.unpriced,
+            wasted_tokens=c.wasted_tokens,
+            wasted_cost_usd=c.wasted_cost,
+            calls=c.calls,
         )
 
 
 def _row_order(row: UsageRow) -> tuple[Any, ...]:
-    return (row.start, row.env, row.team, row.workflow, row.agent, row.tier, row.provider, row.model, row.operation,
-            TOKEN_CLASSES.index(row.token_class) if row.token_class in TOKEN_CLASSES else 99, row.outcome)
+    return (
+        row.start,
+        row.env,
+        row.team,
+        row.workflow,
+        row.agent,
+        row.tier,
+        row.provider,
+        row.model,
+        row.operation,
+        TOKEN_CLASSES.index(row.token_class) if row.token_class in TOKEN_CLASSES else 99,
+        row.outcome,
+    )
 
 
 def open_source(source: str) -> PrometheusReader:

@@ -132,7 +132,7 @@ class Reliability:
     def implied(self) -> float | None:
         """``per_step ** mean_steps``: the end-to-end rate if every step had to succeed."""
         p = self.per_step
-        return None if p is None else p ** self.mean_steps
+        return None if p is None else p**self.mean_steps
 
 
 @dataclass
@@ -171,8 +171,9 @@ def quantile(sorted_values: Sequence[Any], q: float) -> Any:
     return sorted_values[min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))]
 
 
-def _usage_rows(reader: Any, start: datetime, end: datetime, env: str | None,
-                dims: Sequence[str]) -> Iterable[UsageRow]:
+def _usage_rows(
+    reader: Any, start: datetime, end: datetime, env: str | None, dims: Sequence[str]
+) -> Iterable[UsageRow]:
     summary = getattr(reader, "summary", None)
     rows: Iterable[UsageRow]
     if summary is not None:  # a reader that aggregates where the rows live (the SQLite ledger, in SQL)
@@ -183,8 +184,15 @@ def _usage_rows(reader: Any, start: datetime, end: datetime, env: str | None,
     return rows
 
 
-def build_report(reader: Any, start: datetime | None = None, end: datetime | None = None, *, env: str | None = None,
-                 by: Sequence[str] = DEFAULT_BY, prices: Any = None) -> Report:
+def build_report(
+    reader: Any,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    env: str | None = None,
+    by: Sequence[str] = DEFAULT_BY,
+    prices: Any = None,
+) -> Report:
     """Read ``reader`` over ``[start, end)`` (default: everything) and compute the report.
 
     ``prices`` (a :class:`~tokenmeter.PriceBook`) prices cache reads at the uncached input rate for the
@@ -230,14 +238,23 @@ def build_report(reader: Any, start: datetime | None = None, end: datetime | Non
     if not reliability.runs and getattr(reader, "run_stats", None) is not None:
         from ._histograms import from_run_stats  # a TSDB keeps run histograms, not run rows
 
-        workflows, reliability, runs_cost, per_success = from_run_stats(
-            reader.run_stats(start, end, env=env), wf_calls)
+        workflows, reliability, runs_cost, per_success = from_run_stats(reader.run_stats(start, end, env=env), wf_calls)
     return Report(
-        source=reader.describe(), start=start, end=end, env=env, total=total,
+        source=reader.describe(),
+        start=start,
+        end=end,
+        env=env,
+        total=total,
         by={d: sorted(g.values(), key=lambda f: (-f.cost, -f.tokens, f.name)) for d, g in groups.items()},
-        token_classes=classes, tier_mix=_tier_mix(tiers, total), cache_read_share=_cache_share(classes),
-        cache_saved_usd=_cache_saved(cache_reads, prices), workflows=workflows, reliability=reliability,
-        unpriced_by_model=dict(sorted(unpriced.items())), cost_per_success=per_success, runs_total_cost=runs_cost,
+        token_classes=classes,
+        tier_mix=_tier_mix(tiers, total),
+        cache_read_share=_cache_share(classes),
+        cache_saved_usd=_cache_saved(cache_reads, prices),
+        workflows=workflows,
+        reliability=reliability,
+        unpriced_by_model=dict(sorted(unpriced.items())),
+        cost_per_success=per_success,
+        runs_total_cost=runs_cost,
     )
 
 
@@ -277,12 +294,24 @@ def _run_facts(reader: Any, start: datetime, end: datetime, env: str | None) -> 
     if fast is not None:
         facts: Iterable[RunFacts] = fast(start, end, env=env)
         return facts
-    return ((r.workflow, r.run_id, r.total_tokens, r.cost_usd, r.success, r.steps, r.business_outcome or r.outcome,
-             r.step_results) for r in reader.runs(start, end, env=env))
+    return (
+        (
+            r.workflow,
+            r.run_id,
+            r.total_tokens,
+            r.cost_usd,
+            r.success,
+            r.steps,
+            r.business_outcome or r.outcome,
+            r.step_results,
+        )
+        for r in reader.runs(start, end, env=env)
+    )
 
 
-def _runs(runs: Iterable[RunFacts], wf_calls: dict[str, Figures]) -> tuple[list[WorkflowRuns], Reliability, Decimal,
-                                                                           Decimal | None]:
+def _runs(
+    runs: Iterable[RunFacts], wf_calls: dict[str, Figures]
+) -> tuple[list[WorkflowRuns], Reliability, Decimal, Decimal | None]:
     per: dict[str, list[RunFacts]] = defaultdict(list)
     rel = Reliability()
     steps_total = succeeded_total = n = 0
@@ -318,17 +347,35 @@ def _runs(runs: Iterable[RunFacts], wf_calls: dict[str, Figures]) -> tuple[list[
         for r in rs:
             outcomes[r[6]] += 1
         worst = sorted(rs, key=lambda r: -r[2])[:3]
-        out.append(WorkflowRuns(
-            workflow=name, runs=len(rs), succeeded=succeeded, tokens=spread, cost=Spread.of(costs),
-            steps=Spread.of([r[5] for r in rs]),
-            multiplier=spread.p99 / spread.p50 if spread.p50 else None,
-            worst=[(r[1], r[2]) for r in worst],
-            tokens_per_task=sum(tokens) / len(rs),
-            tokens_per_call=calls.tokens / calls.calls if calls is not None and calls.calls else 0.0,
-            total_cost=cost, cost_per_success=cost / succeeded if succeeded else None, outcomes=dict(outcomes),
-        ))
+        out.append(
+            WorkflowRuns(
+                workflow=name,
+                runs=len(rs),
+                succeeded=succeeded,
+                tokens=spread,
+                cost=Spread.of(costs),
+                steps=Spread.of([r[5] for r in rs]),
+                multiplier=spread.p99 / spread.p50 if spread.p50 else None,
+                worst=[(r[1], r[2]) for r in worst],
+                tokens_per_task=sum(tokens) / len(rs),
+                tokens_per_call=calls.tokens / calls.calls if calls is not None and calls.calls else 0.0,
+                total_cost=cost,
+                cost_per_success=cost / succeeded if succeeded else None,
+                outcomes=dict(outcomes),
+            )
+        )
     return out, rel, all_cost, (all_cost / succeeded_total if succeeded_total else None)
 
 
-__all__ = ["DEFAULT_BY", "DIMENSIONS", "Figures", "Reliability", "Report", "Spread", "WorkflowRuns",
-           "build_report", "quantile", "render_text"]
+__all__ = [
+    "DEFAULT_BY",
+    "DIMENSIONS",
+    "Figures",
+    "Reliability",
+    "Report",
+    "Spread",
+    "WorkflowRuns",
+    "build_report",
+    "quantile",
+    "render_text",
+]

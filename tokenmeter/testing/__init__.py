@@ -1,8 +1,8 @@
 """Helpers for testing code that uses tokenmeter: capture spans and metrics in memory.
 
-    with tokenmeter.testing.capture() as cap:
-        my_agent()
-    assert cap.counter("tokenmeter.tokens", **{"tokenmeter.token.class": "input"}) == 120
+with tokenmeter.testing.capture() as cap:
+    my_agent()
+assert cap.counter("tokenmeter.tokens", **{"tokenmeter.token.class": "input"}) == 120
 """
 
 from __future__ import annotations

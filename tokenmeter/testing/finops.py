@@ -17,9 +17,12 @@ from ..finops import Granularity, RunRow, UsageRow
 
 # USD per million tokens by (tier, token class): list prices of the synthetic models
 RATES: dict[tuple[str, str], Decimal] = {
-    ("small", "input"): Decimal("0.15"), ("small", "output"): Decimal("0.60"),
-    ("standard", "input"): Decimal("2.50"), ("standard", "output"): Decimal("10"),
-    ("frontier", "input"): Decimal("15"), ("frontier", "output"): Decimal("75"),
+    ("small", "input"): Decimal("0.15"),
+    ("small", "output"): Decimal("0.60"),
+    ("standard", "input"): Decimal("2.50"),
+    ("standard", "output"): Decimal("10"),
+    ("frontier", "input"): Decimal("15"),
+    ("frontier", "output"): Decimal("75"),
 }
 MODELS = {"small": "gpt-4o-mini", "standard": "gpt-4o", "frontier": "o1"}
 
@@ -36,8 +39,9 @@ class ListReader:
         """The name given at construction."""
         return self._name
 
-    def usage(self, start: datetime, end: datetime, *, env: str | None = None,
-              granularity: Granularity = "day") -> Iterator[UsageRow]:
+    def usage(
+        self, start: datetime, end: datetime, *, env: str | None = None, granularity: Granularity = "day"
+    ) -> Iterator[UsageRow]:
         """Rows in ``[start, end)``, summed per day when ``granularity`` is ``"day"``."""
         picked = [r for r in self.rows if start <= r.start < end and (env is None or r.env == env)]
         if granularity == "hour":
@@ -46,21 +50,38 @@ class ListReader:
         cells: dict[tuple[object, ...], UsageRow] = {}
         for r in picked:
             day = r.start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-            key = (day, r.env, r.team, r.workflow, r.agent, r.tier, r.provider, r.model, r.operation,
-                   r.token_class, r.outcome, r.customer, r.cost_source)
+            key = (
+                day,
+                r.env,
+                r.team,
+                r.workflow,
+                r.agent,
+                r.tier,
+                r.provider,
+                r.model,
+                r.operation,
+                r.token_class,
+                r.outcome,
+                r.customer,
+                r.cost_source,
+            )
             base = cells.get(key)
             if base is None:
                 cells[key] = replace(r, start=day, end=day + timedelta(days=1))
             else:
                 cells[key] = replace(
-                    base, tokens=base.tokens + r.tokens, calls=base.calls + r.calls,
+                    base,
+                    tokens=base.tokens + r.tokens,
+                    calls=base.calls + r.calls,
                     cost_usd=None if base.cost_usd is None or r.cost_usd is None else base.cost_usd + r.cost_usd,
-                    list_cost_usd=None if base.list_cost_usd is None or r.list_cost_usd is None
+                    list_cost_usd=None
+                    if base.list_cost_usd is None or r.list_cost_usd is None
                     else base.list_cost_usd + r.list_cost_usd,
                     unpriced_tokens=base.unpriced_tokens + r.unpriced_tokens,
                     estimated_tokens=base.estimated_tokens + r.estimated_tokens,
                     wasted_tokens=base.wasted_tokens + r.wasted_tokens,
-                    wasted_cost_usd=base.wasted_cost_usd + r.wasted_cost_usd)
+                    wasted_cost_usd=base.wasted_cost_usd + r.wasted_cost_usd,
+                )
         yield from cells.values()
 
     def runs(self, start: datetime, end: datetime, *, env: str | None = None) -> Iterator[RunRow]:
@@ -97,9 +118,24 @@ def synthetic_usage(
                 for klass, n in (("input", total - out_tokens), ("output", out_tokens)):
                     rate = RATES[(tier, klass)]
                     cost = Decimal(n) * rate / Decimal(1_000_000)
-                    out.append(UsageRow(
-                        start=day, end=day + timedelta(days=1), env=env, team=f"team-{wf_i % 5}", workflow=wf,
-                        agent="agent", tier=tier, provider="openai", model=model, operation="chat",
-                        token_class=klass, tokens=n, cost_usd=cost, list_cost_usd=cost,
-                        cost_source="table:test@1", calls=(n // 1000) if klass == "input" else 0))
+                    out.append(
+                        UsageRow(
+                            start=day,
+                            end=day + timedelta(days=1),
+                            env=env,
+                            team=f"team-{wf_i % 5}",
+                            workflow=wf,
+                            agent="agent",
+                            tier=tier,
+                            provider="openai",
+                            model=model,
+                            operation="chat",
+                            token_class=klass,
+                            tokens=n,
+                            cost_usd=cost,
+                            list_cost_usd=cost,
+                            cost_source="table:test@1",
+                            calls=(n // 1000) if klass == "input" else 0,
+                        )
+                    )
     return out

@@ -56,7 +56,9 @@ end
 """
 
 # ARGV: rid, now, lease_until, then per line: usd, tokens, limit_usd (-1: none), limit_tokens, ttl_ms, enforce
-_RESERVE = _LUA_COMMON + r"""
+_RESERVE = (
+    _LUA_COMMON
+    + r"""
 local rid, now, lease_until = ARGV[1], ARGV[2], ARGV[3]
 local n = #KEYS / 3
 local states = {}
@@ -96,9 +98,12 @@ for i = 1, n do
 end
 return out
 """
+)
 
 # ARGV: rid ('' for none), now, then per line: usd, tokens, ttl_ms, levels ("u,t;u,t" with -1 for none)
-_SETTLE = _LUA_COMMON + r"""
+_SETTLE = (
+    _LUA_COMMON
+    + r"""
 local rid, now = ARGV[1], ARGV[2]
 local n = #KEYS / 3
 local out = {}
@@ -127,12 +132,16 @@ for i = 1, n do
 end
 return out
 """
+)
 
-_STATE = _LUA_COMMON + r"""
+_STATE = (
+    _LUA_COMMON
+    + r"""
 local b, r, e = keys_of(1)
 purge(r, e, ARGV[1])
 return load(b, r)
 """
+)
 
 # KEYS: lease sorted sets; ARGV: lease_until, then the reservation id of each key. XX: never re-adds an
 # expired (purged) reservation, GT: never shortens a lease.
@@ -174,8 +183,9 @@ class RedisStore(BudgetStore):
             from redis.backoff import NoBackoff
             from redis.retry import Retry
         except ImportError as exc:
-            raise ImportError(f"the redis store needs the redis package: pip install 'tokenmeter[redis]' ({exc})") \
-                from exc
+            raise ImportError(
+                f"the redis store needs the redis package: pip install 'tokenmeter[redis]' ({exc})"
+            ) from exc
         self.lease_s = lease_s
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self._client = redis.Redis.from_url(
@@ -199,10 +209,16 @@ class RedisStore(BudgetStore):
     def reserve(self, rid: str, lines: Sequence[Line], now: float, lease_until: float) -> Admission:
         args: list[Any] = [rid, repr(now), repr(lease_until)]
         for line in lines:
-            args += [line.usd, line.tokens, _opt(line.limit_usd), _opt(line.limit_tokens),
-                     _ttl_ms(line, now), "1" if line.enforce else "0"]
+            args += [
+                line.usd,
+                line.tokens,
+                _opt(line.limit_usd),
+                _opt(line.limit_tokens),
+                _ttl_ms(line, now),
+                "1" if line.enforce else "0",
+            ]
         reply = self._run(self._reserve, _keys(lines), args)
-        states = tuple(_state(reply[2 + 6 * i: 8 + 6 * i]) for i in range(len(lines)))
+        states = tuple(_state(reply[2 + 6 * i : 8 + 6 * i]) for i in range(len(lines)))
         admitted = int(reply[0]) == 1
         return Admission(admitted, None if admitted else int(reply[1]) - 1, states)
 
@@ -214,16 +230,17 @@ class RedisStore(BudgetStore):
         reply = self._run(self._settle, _keys(lines), args)
         out: list[Settled] = []
         for i in range(len(lines)):
-            chunk = reply[7 * i: 7 * i + 7]
+            chunk = reply[7 * i : 7 * i + 7]
             state = _state(chunk)
             out.append(Settled(state, int(chunk[6]), state.warned))
         return out
 
     def renew(self, held: Sequence[tuple[str, str]], lease_until: float) -> None:
         for i in range(0, len(held), _RENEW_CHUNK):
-            chunk = held[i:i + _RENEW_CHUNK]
-            self._run(self._renew, [f"{_PREFIX}e:{key}" for _, key in chunk],
-                      [repr(lease_until), *(rid for rid, _ in chunk)])
+            chunk = held[i : i + _RENEW_CHUNK]
+            self._run(
+                self._renew, [f"{_PREFIX}e:{key}" for _, key in chunk], [repr(lease_until), *(rid for rid, _ in chunk)]
+            )
 
     def state(self, key: str, now: float) -> BucketState:
         probe = Line(key, 0, 0, None, None, 0.0)

@@ -68,8 +68,10 @@ class Policy:
         self.approval_tiers = frozenset(approval_tiers)
 
     def __repr__(self) -> str:
-        return (f"Policy(team_tiers={self.team_tiers!r}, workflow_tiers={self.workflow_tiers!r}, "
-                f"downgrade={self.downgrade!r}, approval_tiers={sorted(self.approval_tiers)!r})")
+        return (
+            f"Policy(team_tiers={self.team_tiers!r}, workflow_tiers={self.workflow_tiers!r}, "
+            f"downgrade={self.downgrade!r}, approval_tiers={sorted(self.approval_tiers)!r})"
+        )
 
     def allows(self, team: str | None, workflow: str | None, tier: str) -> bool:
         """Whether the team's and the workflow's rules (where they exist) allow ``tier``."""

@@ -75,9 +75,11 @@ class Gate:
             names.add(budget.name)
             for key in budget.scope:
                 if key not in SCOPE_KEYS and key not in options.metric_attributes:
-                    raise ConfigError(f"Budget {budget.name!r}: scope key {key!r} is not one of the scope keys "
-                                      f"{', '.join(SCOPE_KEYS)}; to scope by an extra attribute, allow-list it with "
-                                      f"configure(metric_attributes=[{key!r}])")
+                    raise ConfigError(
+                        f"Budget {budget.name!r}: scope key {key!r} is not one of the scope keys "
+                        f"{', '.join(SCOPE_KEYS)}; to scope by an extra attribute, allow-list it with "
+                        f"configure(metric_attributes=[{key!r}])"
+                    )
         if options.policy is not None and not isinstance(options.policy, Policy):
             raise ConfigError(f"policy must be a tokenmeter.Policy, got {options.policy!r}")
         if options.on_budget_warning is not None and not callable(options.on_budget_warning):
@@ -152,8 +154,12 @@ class Gate:
             target = policy.route(req.model, scope.team, scope.workflow, self._tier_of(req.provider))
             if target is None:
                 who = " / ".join(f"{k} {v!r}" for k, v in (("team", scope.team), ("workflow", scope.workflow)) if v)
-                raise PolicyViolation(f"model {req.model!r} (tier {call.tier!r}) is not allowed for {who} and the "
-                                      "policy has no allowed cheaper model", decision="block", model=req.model)
+                raise PolicyViolation(
+                    f"model {req.model!r} (tier {call.tier!r}) is not allowed for {who} and the "
+                    "policy has no allowed cheaper model",
+                    decision="block",
+                    model=req.model,
+                )
             self._rewrite(call, ticket, target, f"tier {call.tier!r} not allowed")
         if policy.needs_approval(call.tier):
             try:
@@ -162,17 +168,24 @@ class Gate:
                 _safe.log_once("policy.approve", "tokenmeter: the approval hook raised; the call is denied")
                 approved = False
             if not approved:
-                raise PolicyViolation(f"approval denied for {req.model!r} (tier {call.tier!r})", decision="deny",
-                                      model=req.model)
+                raise PolicyViolation(
+                    f"approval denied for {req.model!r} (tier {call.tier!r})", decision="deny", model=req.model
+                )
             self._decide(call, ticket, "approve", f"approved for tier {call.tier!r}")
 
     def _values(self, call: Any) -> dict[str, str | None]:
         """What budget scopes match on for ``call``."""
         scope = call.scope
         values: dict[str, str | None] = {
-            "team": scope.team, "workflow": scope.workflow, "tier": call.tier, "env": scope.env,
-            "model": call.request.model, "customer": scope.customer or None, "user": scope.user or None,
-            "session": scope.session or None, "feature": scope.feature or None,
+            "team": scope.team,
+            "workflow": scope.workflow,
+            "tier": call.tier,
+            "env": scope.env,
+            "model": call.request.model,
+            "customer": scope.customer or None,
+            "user": scope.user or None,
+            "session": scope.session or None,
+            "feature": scope.feature or None,
         }
         if self._attr_keys:
             for key, value in scope.extra:
@@ -180,8 +193,9 @@ class Gate:
                     values[key] = clean_id(value)
         return values
 
-    def _lines(self, values: dict[str, str | None], now: float, usd: int, tokens: int,
-               escalate: bool = False) -> tuple[list[Line], list[Budget]]:
+    def _lines(
+        self, values: dict[str, str | None], now: float, usd: int, tokens: int, escalate: bool = False
+    ) -> tuple[list[Line], list[Budget]]:
         """The buckets a call with ``values`` touches, and the budget of each."""
         lines: list[Line] = []
         owners: list[Budget] = []
@@ -221,16 +235,18 @@ class Gate:
                 self.leases.hold(rid, [line.key for line in lines])
                 for budget, line, state in zip(matched, lines, admission.states, strict=True):
                     if not line.enforce and _signals.over(line, state):
-                        self._decide(call, ticket, "warn", f"budget {budget.name!r} is over its limit",
-                                     budget=budget)
+                        self._decide(call, ticket, "warn", f"budget {budget.name!r} is over its limit", budget=budget)
                 return estimate
             assert admission.refused is not None
             budget = matched[admission.refused]
             if attempt == 0:
                 target = self._budget_downgrade(call, budget)
                 if target is not None:
-                    why = (f"budget {budget.name!r} passed {budget.downgrade_at:.0%} of its limit"
-                           if budget.downgrade_at is not None else f"budget {budget.name!r} would be exceeded")
+                    why = (
+                        f"budget {budget.name!r} passed {budget.downgrade_at:.0%} of its limit"
+                        if budget.downgrade_at is not None
+                        else f"budget {budget.name!r} would be exceeded"
+                    )
                     self._rewrite(call, ticket, target, why, budget=budget)
                     continue
                 if budget.downgrade_at is not None:
@@ -250,16 +266,26 @@ class Gate:
             return None
         return target
 
-    def _store_failed(self, call: Any, ticket: Ticket, matched: Sequence[Budget], lines: Sequence[Line],
-                      exc: StoreUnavailable, now: float) -> None:
+    def _store_failed(
+        self,
+        call: Any,
+        ticket: Ticket,
+        matched: Sequence[Budget],
+        lines: Sequence[Line],
+        exc: StoreUnavailable,
+        now: float,
+    ) -> None:
         if self._down_until is None:
             mode = "allowing calls (fail_open)" if self.fail_open else "blocking calls (fail_open=False)"
             _log.warning("tokenmeter: the budget store is unavailable (%s); %s until it answers again", exc, mode)
         if self._down_until is None or now >= self._down_until:
             self._down_until = now + OUTAGE_COOLDOWN_S
         if not self.fail_open:
-            raise BudgetStoreUnavailable(f"the budget store is unavailable and fail_open is False: {exc}",
-                                         budget=matched[0].name, model=call.request.model)
+            raise BudgetStoreUnavailable(
+                f"the budget store is unavailable and fail_open is False: {exc}",
+                budget=matched[0].name,
+                model=call.request.model,
+            )
         ticket.rid, ticket.lines, ticket.budgets = None, lines, matched
         self._decide(call, ticket, "warn", "budget store unavailable; allowed because fail_open is True")
 
@@ -310,8 +336,9 @@ class Gate:
             if ticket is not None and ticket.events:
                 _signals.add_events(call.span, ticket.events)
 
-    def _settle(self, call: Any, ticket: Ticket | None, usage: Usage | None, cost: Cost,
-                error: BaseException | None) -> None:
+    def _settle(
+        self, call: Any, ticket: Ticket | None, usage: Usage | None, cost: Cost, error: BaseException | None
+    ) -> None:
         assert self.store is not None
         now = self.clock()
         if ticket is None:  # a call metered with record(): charge what it used to the budgets in scope now
@@ -325,11 +352,14 @@ class Gate:
             return
         if usage is not None:
             usd, tokens = (to_nano(cost.usd) if cost.usd is not None else 0), usage.total
-            actual = [line.with_amounts(0, 1) if line.key.endswith(REQUESTS) else line.with_amounts(usd, tokens)
-                      for line in lines]
+            actual = [
+                line.with_amounts(0, 1) if line.key.endswith(REQUESTS) else line.with_amounts(usd, tokens)
+                for line in lines
+            ]
         elif error is not None:  # failed before using anything: release (a request was still made)
-            actual = [line.with_amounts(0, 1) if line.key.endswith(REQUESTS) else line.with_amounts(0, 0)
-                      for line in lines]
+            actual = [
+                line.with_amounts(0, 1) if line.key.endswith(REQUESTS) else line.with_amounts(0, 0) for line in lines
+            ]
         else:
             actual = list(lines)  # the provider reported no usage: charge the estimate
         if rid is not None:
@@ -344,8 +374,11 @@ class Gate:
             settled = self.store.settle(rid, actual, now)
         except StoreUnavailable as exc:
             if self._down_until is None:
-                _log.warning("tokenmeter: settling a budget reservation failed (%s); its spend is journaled and "
-                             "charged when the store answers again", exc)
+                _log.warning(
+                    "tokenmeter: settling a budget reservation failed (%s); its spend is journaled and "
+                    "charged when the store answers again",
+                    exc,
+                )
             self._down_until = now + OUTAGE_COOLDOWN_S
             self.journal.add(rid, actual, budgets)
             self.leases.start()
@@ -353,11 +386,12 @@ class Gate:
         self._store_ok()
         self._warn(budgets, actual, settled, now, call.span)
 
-    def _warn(self, budgets: Sequence[Budget], lines: Sequence[Line], settled: Sequence[Any], now: float,
-              span: Any) -> None:
+    def _warn(
+        self, budgets: Sequence[Budget], lines: Sequence[Line], settled: Sequence[Any], now: float, span: Any
+    ) -> None:
         for budget, line, result in zip(budgets, lines, settled, strict=True):
             if result.warned_after > result.warned_before:
-                crossed = budget.warn_at[result.warned_before:result.warned_after]
+                crossed = budget.warn_at[result.warned_before : result.warned_after]
                 _signals.warn(budget, line, result.state, crossed, now, span, self.on_budget_warning)
 
     # -- helpers -------------------------------------------------------------------------------
@@ -367,8 +401,13 @@ class Gate:
         text = req.messages if req.messages is not None else req.prompt
         counted = meter.tokenizer.count(text, req.model) if text else None
         n_in = int(counted) if counted is not None else 0
-        self._estimates.add(1, {"gen_ai.provider.name": req.provider,
-                                "tokenmeter.estimate.exact": counted is not None and not counted.estimated})
+        self._estimates.add(
+            1,
+            {
+                "gen_ai.provider.name": req.provider,
+                "tokenmeter.estimate.exact": counted is not None and not counted.estimated,
+            },
+        )
         if req.operation == "embeddings":
             n_out = 0
         else:
@@ -385,11 +424,18 @@ class Gate:
         original = req.model
         req.model = model
         call.tier = self._tier_of(req.provider)(model)
-        self._decide(call, ticket, "downgrade", f"{reason}: {original} -> {model}", budget=budget,
-                     **{"tokenmeter.request.original_model": original})
+        self._decide(
+            call,
+            ticket,
+            "downgrade",
+            f"{reason}: {original} -> {model}",
+            budget=budget,
+            **{"tokenmeter.request.original_model": original},
+        )
 
-    def _decide(self, call: Any, ticket: Ticket, decision: str, reason: str, budget: Budget | str | None = None,
-                **extra: Any) -> None:
+    def _decide(
+        self, call: Any, ticket: Ticket, decision: str, reason: str, budget: Budget | str | None = None, **extra: Any
+    ) -> None:
         scope = call.scope
         self._decisions.count(decision, scope.team, scope.workflow, call.tier)
         if isinstance(budget, Budget):

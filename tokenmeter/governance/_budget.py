@@ -111,8 +111,10 @@ class Budget:
             raise ConfigError(f"{where}: scope must be a mapping such as {{'team': 'payments'}}, got {scope!r}")
         for key, value in scope.items():
             if not isinstance(key, str) or not key.replace("_", "").replace(".", "").isalnum():
-                raise ConfigError(f"{where}: scope keys are {', '.join(SCOPE_KEYS)} or an attribute allow-listed "
-                                  f"in configure(metric_attributes=...); got {key!r}")
+                raise ConfigError(
+                    f"{where}: scope keys are {', '.join(SCOPE_KEYS)} or an attribute allow-listed "
+                    f"in configure(metric_attributes=...); got {key!r}"
+                )
             if not isinstance(value, str) or not value:
                 raise ConfigError(f"{where}: scope[{key!r}] must be a non-empty string, got {value!r}")
         if limit_usd is None and limit_tokens is None and limit_requests is None:
@@ -136,11 +138,14 @@ class Budget:
             raise ConfigError(f"{where}: downgrade_to must be a model name, got {downgrade_to!r}")
         if downgrade_at is not None:
             if isinstance(downgrade_at, bool) or not isinstance(downgrade_at, int | float) or not 0 < downgrade_at < 1:
-                raise ConfigError(f"{where}: downgrade_at must be a fraction in (0, 1) such as 0.95, "
-                                  f"got {downgrade_at!r}")
+                raise ConfigError(
+                    f"{where}: downgrade_at must be a fraction in (0, 1) such as 0.95, got {downgrade_at!r}"
+                )
             if action == "warn":
-                raise ConfigError(f"{where}: downgrade_at escalates to action 'block' or 'downgrade' at the limit; "
-                                  "with action='warn' nothing is ever refused")
+                raise ConfigError(
+                    f"{where}: downgrade_at escalates to action 'block' or 'downgrade' at the limit; "
+                    "with action='warn' nothing is ever refused"
+                )
         if owner is not None and (not isinstance(owner, str) or not owner):
             raise ConfigError(f"{where}: owner must be a non-empty string (a team or on-call name), got {owner!r}")
         self._each = tuple(k for k, v in scope.items() if v == EACH)
@@ -162,11 +167,18 @@ class Budget:
 
     def __repr__(self) -> str:
         limits = ", ".join(
-            f"{k}={v}" for k, v in (("limit_usd", self.limit_usd), ("limit_tokens", self.limit_tokens),
-                                    ("limit_requests", self.limit_requests)) if v is not None
+            f"{k}={v}"
+            for k, v in (
+                ("limit_usd", self.limit_usd),
+                ("limit_tokens", self.limit_tokens),
+                ("limit_requests", self.limit_requests),
+            )
+            if v is not None
         )
-        return (f"Budget({self.name!r}, scope={dict(self.scope)!r}, {limits}, window={self.window!r}, "
-                f"action={self.action!r})")
+        return (
+            f"Budget({self.name!r}, scope={dict(self.scope)!r}, {limits}, window={self.window!r}, "
+            f"action={self.action!r})"
+        )
 
     # -- used by the gate ----------------------------------------------------------------------
     @property
@@ -199,8 +211,9 @@ class Budget:
         """``(limit_usd, limit_tokens, limit_requests)`` for ``entity`` (an override, else the budget's)."""
         return self.overrides.get(entity, self._limits) if entity else self._limits
 
-    def lines(self, now: float, usd: int, tokens: int, lease_s: float, entity: str = "",
-              fraction: float | None = None) -> list[Line]:
+    def lines(
+        self, now: float, usd: int, tokens: int, lease_s: float, entity: str = "", fraction: float | None = None
+    ) -> list[Line]:
         """This budget's buckets for ``entity`` in the window containing ``now``: the spend bucket (if it
         limits dollars or tokens) and the request-count bucket (if it limits requests), carrying the
         given amounts (one request). ``fraction`` scales the limits (the ``downgrade_at`` check)."""
@@ -227,11 +240,12 @@ class Budget:
         label = key.removesuffix(REQUESTS)
         label = label[: label.rindex(f":{self.window}:")] if f":{self.window}:" in label else label
         if self._each and label.startswith(f"{self.name}[") and label.endswith("]"):
-            return label, label[len(self.name) + 1: -1]
+            return label, label[len(self.name) + 1 : -1]
         return label, ""
 
-    def _derive(self, limits: tuple[Decimal | None, int | None, int | None]
-                ) -> tuple[int | None, int | None, int | None, tuple[Level, ...]]:
+    def _derive(
+        self, limits: tuple[Decimal | None, int | None, int | None]
+    ) -> tuple[int | None, int | None, int | None, tuple[Level, ...]]:
         """Limits in store units and the warn levels, computed once per distinct set of limits."""
         found = self._derived.get(limits)
         if found is None:
@@ -240,8 +254,12 @@ class Budget:
             levels: list[Level] = []
             for t in self.warn_at:
                 frac = Decimal(str(t))
-                levels.append((None if limit_usd is None else _ceil(frac * limit_usd),
-                               None if limit_tokens is None else _ceil(frac * limit_tokens)))
+                levels.append(
+                    (
+                        None if limit_usd is None else _ceil(frac * limit_usd),
+                        None if limit_tokens is None else _ceil(frac * limit_tokens),
+                    )
+                )
             found = self._derived[limits] = (limit_usd, limit_tokens, limits[2], tuple(levels))
         return found
 
@@ -285,8 +303,14 @@ def _count(where: str, name: str, value: Any) -> None:
         raise ConfigError(f"{where}: {name} must be a whole number >= 0, got {value!r}")
 
 
-def _overrides(where: str, overrides: Mapping[str, Any] | None, each: tuple[str, ...], usd: Decimal | None,
-               tokens: int | None, requests: int | None) -> dict[str, tuple[Decimal | None, int | None, int | None]]:
+def _overrides(
+    where: str,
+    overrides: Mapping[str, Any] | None,
+    each: tuple[str, ...],
+    usd: Decimal | None,
+    tokens: int | None,
+    requests: int | None,
+) -> dict[str, tuple[Decimal | None, int | None, int | None]]:
     """Validated per-entity limits, keyed by the cleaned entity id."""
     if not overrides:
         return {}
@@ -349,6 +373,7 @@ def load_budgets(path: str | Path) -> list[Budget]:
     try:
         if p.suffix.lower() == ".toml":
             import tomllib
+
             data: Any = tomllib.loads(text)
         else:
             data = json.loads(text)

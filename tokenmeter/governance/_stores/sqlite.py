@@ -171,5 +171,6 @@ class SQLiteStore(BudgetStore):
 
 
 def _with_warned(state: BucketState, warned: int) -> BucketState:
-    return BucketState(state.spent_usd, state.spent_tokens, state.reserved_usd, state.reserved_tokens,
-                       state.reservations, warned)
+    return BucketState(
+        state.spent_usd, state.spent_tokens, state.reserved_usd, state.reserved_tokens, state.reservations, warned
+    )

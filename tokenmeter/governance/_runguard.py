@@ -30,14 +30,18 @@ class RunGuard:
             if run.max_tokens is not None:
                 committed = spent_tokens + held[0]
                 if committed >= run.max_tokens or committed + tokens > run.max_tokens:
-                    return (f"run of workflow {run.workflow!r} has used {committed} of its {run.max_tokens} tokens; "
-                            f"this call needs about {tokens} more")
+                    return (
+                        f"run of workflow {run.workflow!r} has used {committed} of its {run.max_tokens} tokens; "
+                        f"this call needs about {tokens} more"
+                    )
             if run.max_cost_usd is not None and usd is not None:
                 limit = to_nano(Decimal(str(run.max_cost_usd)))
                 committed = to_nano(spent_cost) + held[1]
                 if committed >= limit or committed + usd > limit:
-                    return (f"run of workflow {run.workflow!r} has used ${committed / 1e9:.6f} of its "
-                            f"${run.max_cost_usd} limit; this call needs about ${usd / 1e9:.6f} more")
+                    return (
+                        f"run of workflow {run.workflow!r} has used ${committed / 1e9:.6f} of its "
+                        f"${run.max_cost_usd} limit; this call needs about ${usd / 1e9:.6f} more"
+                    )
             self._in_flight[run.run_id] = [held[0] + tokens, held[1] + (usd or 0), held[2] + 1]
             return None
 

@@ -49,8 +49,10 @@ def _split(url: str) -> tuple[str, str, float, float]:
         else:
             redis = sorted(_redis_parameters()) if parts.scheme.startswith("redis") else []
             allowed = ["lease_s", "timeout_s", *redis]
-            raise ConfigError(f"store: unknown URL parameter {key!r} in {url!r}; tokenmeter understands "
-                              f"{', '.join(allowed)} (e.g. ?timeout_s=0.5)")
+            raise ConfigError(
+                f"store: unknown URL parameter {key!r} in {url!r}; tokenmeter understands "
+                f"{', '.join(allowed)} (e.g. ?timeout_s=0.5)"
+            )
     if parts.scheme.startswith("redis"):
         db = parts.path.strip("/")
         if db and not (db.isdigit() and int(db) < 2**31):
@@ -65,8 +67,14 @@ def _redis_parameters() -> frozenset[str]:
     except ImportError:
         return frozenset()
     # Not redis-py's "timeout" (a connection-pool wait): "?timeout=5" is nearly always meant as timeout_s.
-    return frozenset(URL_QUERY_ARGUMENT_PARSERS) - {"timeout"} | {"db", "ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile",
-                                                     "ssl_keyfile", "ssl_check_hostname"}
+    return frozenset(URL_QUERY_ARGUMENT_PARSERS) - {"timeout"} | {
+        "db",
+        "ssl_cert_reqs",
+        "ssl_ca_certs",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_check_hostname",
+    }
 
 
 def sqlite_path(url: str) -> str | None:

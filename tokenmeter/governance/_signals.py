@@ -25,8 +25,11 @@ def utilization(budget: Budget, state: BucketState, line: Line | None = None) ->
     """Settled spend over the limit (the larger ratio when a budget has both limits); ``line`` gives the
     bucket's own limits (an entity's override, the request count)."""
     ratios: list[float] = []
-    limits = ((None if budget.limit_usd is None else to_nano(budget.limit_usd), budget.limit_tokens)
-              if line is None else (line.limit_usd, line.limit_tokens))
+    limits = (
+        (None if budget.limit_usd is None else to_nano(budget.limit_usd), budget.limit_tokens)
+        if line is None
+        else (line.limit_usd, line.limit_tokens)
+    )
     for limit, spent in ((limits[0], state.spent_usd), (limits[1], state.spent_tokens)):
         if limit is not None:
             ratios.append(spent / limit if limit else 1.0)
@@ -82,8 +85,15 @@ def current_span() -> Any:
     return otel_trace.get_current_span()
 
 
-def warn(budget: Budget, line: Line, state: BucketState, thresholds: Sequence[float], now: float, span: Any,
-         callback: Callable[[BudgetWarning], Any] | None) -> None:
+def warn(
+    budget: Budget,
+    line: Line,
+    state: BucketState,
+    thresholds: Sequence[float],
+    now: float,
+    span: Any,
+    callback: Callable[[BudgetWarning], Any] | None,
+) -> None:
     """Escalate each newly crossed threshold: span event, log record, user callback."""
     start, end = bounds(budget.window, now)
     used = utilization(budget, state, line)
@@ -102,19 +112,34 @@ def warn(budget: Budget, line: Line, state: BucketState, thresholds: Sequence[fl
             attrs["tokenmeter.budget.bucket"] = bucket
         add_events(span, [(WARNING_EVENT, attrs)])
         owner = f" (owner {budget.owner})" if budget.owner else ""
-        _log.warning("tokenmeter: budget %r%s passed %d%% of its limit (now %.1f%%) in the %s window from %s",
-                     bucket, owner, round(threshold * 100), used * 100, budget.window, label(start))
+        _log.warning(
+            "tokenmeter: budget %r%s passed %d%% of its limit (now %.1f%%) in the %s window from %s",
+            bucket,
+            owner,
+            round(threshold * 100),
+            used * 100,
+            budget.window,
+            label(start),
+        )
         if callback is not None:
             try:
-                callback(BudgetWarning(budget, threshold, used, datetime.fromtimestamp(start, UTC),
-                                       datetime.fromtimestamp(end, UTC), from_nano(state.spent_usd),
-                                       state.spent_tokens, entity))
+                callback(
+                    BudgetWarning(
+                        budget,
+                        threshold,
+                        used,
+                        datetime.fromtimestamp(start, UTC),
+                        datetime.fromtimestamp(end, UTC),
+                        from_nano(state.spent_usd),
+                        state.spent_tokens,
+                        entity,
+                    )
+                )
             except Exception:
                 _safe.log_once("on_budget_warning", "tokenmeter: the on_budget_warning callback raised")
 
 
-def register_gauge(instruments: Any, budgets: Sequence[Budget], store: BudgetStore,
-                   clock: Callable[[], float]) -> None:
+def register_gauge(instruments: Any, budgets: Sequence[Budget], store: BudgetStore, clock: Callable[[], float]) -> None:
     """``tokenmeter.budget.utilization``: one point per budget (templates have one bucket per entity and no
     point), read from the store at collection time, labelled with the budget's owner when it has one."""
 
@@ -152,12 +177,16 @@ def explain(budget: Budget, line: Line, state: BucketState) -> str:
         parts.append(f"{state.spent_tokens} requests made + {state.reserved_tokens} in flight of {line.limit_tokens}")
     else:
         if line.limit_usd is not None:
-            parts.append(f"${from_nano(state.spent_usd).normalize()} spent + "
-                         f"${from_nano(state.reserved_usd).normalize()} reserved of "
-                         f"${from_nano(line.limit_usd).normalize()}, this call ~${from_nano(line.usd).normalize()}")
+            parts.append(
+                f"${from_nano(state.spent_usd).normalize()} spent + "
+                f"${from_nano(state.reserved_usd).normalize()} reserved of "
+                f"${from_nano(line.limit_usd).normalize()}, this call ~${from_nano(line.usd).normalize()}"
+            )
         if line.limit_tokens is not None:
-            parts.append(f"{state.spent_tokens} tokens spent + {state.reserved_tokens} reserved of "
-                         f"{line.limit_tokens}, this call ~{line.tokens}")
+            parts.append(
+                f"{state.spent_tokens} tokens spent + {state.reserved_tokens} reserved of "
+                f"{line.limit_tokens}, this call ~{line.tokens}"
+            )
     bucket = budget.split_key(line.key)[0]
     owner = f" (owner {budget.owner})" if budget.owner else ""
     return f"budget {bucket!r}{owner} ({budget.window} window) would be exceeded: " + "; ".join(parts)

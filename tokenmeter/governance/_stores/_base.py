@@ -58,8 +58,9 @@ class Line:
 
     def with_amounts(self, usd: int, tokens: int) -> Line:
         """The same bucket with other amounts."""
-        return Line(self.key, usd, tokens, self.limit_usd, self.limit_tokens, self.expires_at, self.enforce,
-                    self.levels)
+        return Line(
+            self.key, usd, tokens, self.limit_usd, self.limit_tokens, self.expires_at, self.enforce, self.levels
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,8 +73,11 @@ class Journal:
                 else:
                     self.dropped += 1
                     if self.dropped == 1:
-                        _log.warning("tokenmeter: the budget journal holds %d buckets; spend on further buckets "
-                                     "made while the store is down is not charged", self.limit)
+                        _log.warning(
+                            "tokenmeter: the budget journal holds %d buckets; spend on further buckets "
+                            "made while the store is down is not charged",
+                            self.limit,
+                        )
 
     def take(self) -> tuple[list[tuple[Line, Any]], dict[str, tuple[Line, ...]]]:
         """Everything journaled, removed from the journal (give back what failed with :meth:`restore`)."""
@@ -94,8 +97,9 @@ class Journal:
             self.add(None, [line], [budget])
 
 
-def replay(journal: Journal, store: BudgetStore, now: float,
-           warn: Callable[[list[Any], list[Line], list[Any]], None]) -> bool:
+def replay(
+    journal: Journal, store: BudgetStore, now: float, warn: Callable[[list[Any], list[Line], list[Any]], None]
+) -> bool:
     """Write what ``journal`` holds to ``store`` (charges, then releases); False (and kept) if the store fails.
 
     ``warn(budgets, lines, settled)`` is called for each written chunk so crossed thresholds still fire.
@@ -104,7 +108,7 @@ def replay(journal: Journal, store: BudgetStore, now: float,
     done = 0
     try:
         for i in range(0, len(charges), REPLAY_CHUNK):
-            chunk = charges[i:i + REPLAY_CHUNK]
+            chunk = charges[i : i + REPLAY_CHUNK]
             lines = [line for line, _ in chunk]
             settled = store.settle(None, lines, now)
             done = i + len(chunk)
@@ -124,8 +128,13 @@ def replay(journal: Journal, store: BudgetStore, now: float,
 class Leases:
     """Reservations of this process's running calls, renewed by a daemon thread every ``lease_s / 3``."""
 
-    def __init__(self, lease_s: float, renew: Callable[[Sequence[tuple[str, str]], float], None],
-                 clock: Callable[[], float], tick: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        lease_s: float,
+        renew: Callable[[Sequence[tuple[str, str]], float], None],
+        clock: Callable[[], float],
+        tick: Callable[[], None],
+    ) -> None:
         self.lease_s = lease_s
         self._renew = renew
         self._clock = clock

@@ -26,8 +26,14 @@ class _Bucket:
 
     def state(self) -> BucketState:
         res = self.reservations.values()
-        return BucketState(self.spent_usd, self.spent_tokens, sum(r[0] for r in res), sum(r[1] for r in res),
-                           len(self.reservations), self.warned)
+        return BucketState(
+            self.spent_usd,
+            self.spent_tokens,
+            sum(r[0] for r in res),
+            sum(r[1] for r in res),
+            len(self.reservations),
+            self.warned,
+        )
 
 
 class MemoryStore(BudgetStore):
