@@ -148,18 +148,9 @@ install_phoenix() {
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "arize-phoenix==$PHOENIX_VERSION" ] && [ -x "$venv/bin/python" ]; then
     log "phoenix: already installed ($(cat "$stamp"))"; return 0
   fi
-  need_cmd "$PYTHON"
   rm -rf "$venv" "$stamp"; mkdir -p "$CACHE"
   log "phoenix: creating virtualenv $venv with $($PYTHON --version 2>&1)"
-  if ! "$PYTHON" -m venv "$venv" 2>/dev/null; then
-    rm -rf "$venv"
-    local pyver; pyver=$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
-    log "python venv module unusable: apt-get install python3-venv python${pyver}-venv"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv "python${pyver}-venv" >/dev/null \
-      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv "python${pyver}-venv" >/dev/null; } \
-      || die "cannot install python3-venv"
-    "$PYTHON" -m venv "$venv" || die "python3 -m venv $venv failed"
-  fi
+  make_venv "$venv"
   log "phoenix: pip install arize-phoenix==$PHOENIX_VERSION (~855 MB, about a minute)"
   local piplog=$CACHE/phoenix-pip.log
   if ! "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-input --progress-bar off \
