@@ -393,3 +393,20 @@ def test_python_api_focus_rows_and_report(ledger: Path) -> None:
         acme.charge == acme.cost * Decimal("1.25") and report.total.cost == build_report(reader, start, end).total.cost
     )
     assert "charge" in to_csv(report).splitlines()[0] and to_json(report)["chargeback"]["default"] == "0"
+
+
+def test_a_source_without_customers_is_refused_not_charged_the_default(
+    definition: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a TSDB has no per-customer series: every row would silently take the default rate. Nothing listens on the
+    # port: the refusal comes before any query.
+    tsdb = "prometheus=http://127.0.0.1:9"
+    code, _, err = _cli(capsys, "report", "--source", tsdb, "--chargeback", str(definition))
+    assert code == 2 and err.count("\n") == 1 and "cost_center = 'customer' needs a source that keeps it" in err
+    code, _, err = _cli(
+        capsys, "export", "focus", "--period", PERIOD, "--source", tsdb, "--chargeback", str(definition)
+    )
+    assert code == 2 and "read the ledger (--source sqlite:///path)" in err
+    from tokenmeter.finops import PrometheusReader
+
+    Chargeback(cost_center="team").check_reader(PrometheusReader("http://127.0.0.1:9"))  # teams are labels: fine

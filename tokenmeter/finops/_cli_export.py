@@ -72,6 +72,11 @@ def _command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise CommandError(str(exc), 2) from None
     reader = open_reader(args.source)
+    if chargeback is not None:
+        try:
+            chargeback.check_reader(reader)
+        except ConfigError as exc:
+            raise CommandError(str(exc), 2) from None
     export = focus_rows(
         reader.usage(start, end, env=args.env, granularity="day"),
         period_start=start,

@@ -161,6 +161,16 @@ class Chargeback:
             return None
         return cls.load(value, option=option)
 
+    def check_reader(self, reader: Any) -> None:
+        """:class:`ConfigError` when ``reader`` never fills the cost-center dimension (its ``missing_dimensions``):
+        every row would silently take the default rate."""
+        if self.cost_center in getattr(reader, "missing_dimensions", ()):
+            raise ConfigError(
+                f"{self.source}: cost_center = {self.cost_center!r} needs a source that keeps it, and "
+                f"{reader.describe()} has no per-{self.cost_center} series ({self.cost_center} ids are never metric "
+                "labels): read the ledger (--source sqlite:///path) or charge by team, workflow, agent or env"
+            )
+
     def rate(self, entity: str) -> Decimal:
         """The rate of ``entity`` (a value of the cost-center dimension; ``""``: usage without one)."""
         found = self._exact.get(entity)

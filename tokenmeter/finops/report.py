@@ -210,7 +210,10 @@ def build_report(
     for name in by:
         if name not in DIMENSIONS:
             raise ValueError(f"unknown --by dimension {name!r}; use {', '.join(DIMENSIONS)}")
-    center = () if chargeback is None else (chargeback.cost_center,)
+    center: tuple[str, ...] = ()
+    if chargeback is not None:
+        chargeback.check_reader(reader)
+        center = (chargeback.cost_center,)
     dims = tuple(
         dict.fromkeys(("team", "workflow", "tier", "provider", "model", "token_class", "outcome", *by, *center))
     )
