@@ -134,6 +134,8 @@ def test_rates_markup_discount_factor_prefix_and_default() -> None:
         ({"rates": {"acme": 15}}, "bare number is ambiguous"),
         ({"rates": {"acme": "15"}}, "is not a rate"),
         ({"rates": {"acme": "x-1"}}, "is not a rate"),
+        ({"rates": {"acme": {"rate": "+5%"}}}, "is not a rate"),
+        ({"rates": "acme"}, "rates must be a table"),
         ({"rates": {"initech-*": "+5%", "initech-eu": "+1%"}}, "overlap"),
         ({"rates": {"a*": "+5%", "ab*": "+1%"}}, "overlap"),
         ({"rates": {"*": "+5%"}}, "use default"),

@@ -44,8 +44,10 @@ _ONE = Decimal(1)
 
 def parse_rate(value: Any, option: str) -> Decimal:
     """``"+15%"`` -> ``0.15``, ``"-10%"`` -> ``-0.10``, ``"x1.15"`` -> ``0.15``; :class:`ConfigError` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, str):
+    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
         raise ConfigError(f"{option} = {value!r}: a bare number is ambiguous (rate or factor?); {_FIX}")
+    if not isinstance(value, str):
+        raise ConfigError(f"{option} = {value!r} is not a rate; {_FIX}")
     m = _PERCENT.match(value)
     try:
         if m:
