@@ -249,7 +249,11 @@ def test_report_text_rich_csv_show_cost_and_charge_side_by_side(
     assert all(r["chargeback_rate"] == "" for r in teams) and _close(
         sum(Decimal(r["charge_usd"]) for r in teams), total_charge
     )
+    (total,) = [r for r in csv.DictReader(io.StringIO(out)) if r["dimension"] == "total"]  # both totals, last
+    assert _close(Decimal(total["cost_usd"]), total_cost) and _close(Decimal(total["charge_usd"]), total_charge)
+    assert out.splitlines()[-1].startswith("total,total,")
     code, out, _ = _report(capsys, ledger, "--by", "customer", "--csv")
+    assert not any(line.startswith("total,") for line in out.splitlines())
     assert "charge_usd" not in out.splitlines()[0]  # unchanged without a chargeback
     # rich: the same tables
     rich_console = pytest.importorskip("rich.console")

@@ -294,29 +294,30 @@ def to_csv(r: Report, dims: Sequence[str] | None = None) -> str:
             *extra,
         ]
     )
-    for dim, groups in r.by.items():
-        if dims is not None and dim not in dims:
-            continue
-        for g in groups:
-            w.writerow(
-                [
-                    dim,
-                    g.name,
-                    g.calls,
-                    g.errors,
-                    g.blocked,
-                    g.tokens,
-                    "" if g.all_unpriced else str(g.cost),
-                    str(g.list_cost),
-                    g.unpriced_tokens,
-                    g.estimated_tokens,
-                    g.wasted_tokens,
-                    str(g.wasted_cost),
-                    *(
-                        []
-                        if cb is None
-                        else ["" if g.charge is None else str(g.charge), "" if g.rate is None else str(g.rate)]
-                    ),
-                ]
-            )
+    # with a chargeback, a last "total" row carries both totals (the statement a customer is sent)
+    rows = [(dim, g) for dim, groups in r.by.items() if dims is None or dim in dims for g in groups]
+    if cb is not None:
+        rows.append(("total", r.total))
+    for dim, g in rows:
+        w.writerow(
+            [
+                dim,
+                g.name,
+                g.calls,
+                g.errors,
+                g.blocked,
+                g.tokens,
+                "" if g.all_unpriced else str(g.cost),
+                str(g.list_cost),
+                g.unpriced_tokens,
+                g.estimated_tokens,
+                g.wasted_tokens,
+                str(g.wasted_cost),
+                *(
+                    []
+                    if cb is None
+                    else ["" if g.charge is None else str(g.charge), "" if g.rate is None else str(g.rate)]
+                ),
+            ]
+        )
     return buf.getvalue()
