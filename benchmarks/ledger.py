@@ -3,6 +3,7 @@
     python benchmarks/ledger.py cpu        # caller-thread CPU per call, ledger on vs off (A/B, own processes)
     python benchmarks/ledger.py million    # 1,000,000 calls: writer keeps up, RSS, file size
     python benchmarks/ledger.py report     # `tokenmeter report` over a year: 50 teams x 40 workflows x 6 models
+    python benchmarks/ledger.py chargeback # the same year with 500 customers: report, chargeback off vs on
 
 Calls are metered with ``tokenmeter.record()`` (the path every integration ends in) under the OTel API's no-op
 tracer and meter providers, so the figures are the ledger's own and not the SDK's span/metric export.
@@ -145,9 +146,12 @@ def million(n: int = 1_000_000) -> None:
 
 
 # -- report ------------------------------------------------------------------------------------------
-def build_year(path: str, teams: int = 50, workflows: int = 40, models: int = 6, runs: int = 100_000) -> None:
+def build_year(
+    path: str, teams: int = 50, workflows: int = 40, models: int = 6, runs: int = 100_000, customers: int = 0
+) -> None:
     """A ledger as a year of metering leaves it: monthly rows for every series, daily and hourly rows for
-    the days each series was active (one in seven on average), ``runs`` runs in the last 90 days."""
+    the days each series was active (one in seven on average), ``runs`` runs in the last 90 days.
+    ``customers``: each team x workflow series belongs to one of that many customers (0: no customer)."""
     from tokenmeter.finops._sqlite import _RUN_COLUMNS, LedgerDB, month_start
 
     db = LedgerDB(path)
@@ -169,6 +173,7 @@ def build_year(path: str, teams: int = 50, workflows: int = 40, models: int = 6,
     counts = {"usage_hour": 0, "usage_day": 0, "usage_month": 0}
     for t in range(teams):
         for w in range(workflows):
+            customer = f"cust-{(t * workflows + w) % customers:04d}" if customers else ""
             rows: dict[str, list[tuple[object, ...]]] = {k: [] for k in counts}
             for m in range(models):
                 model = MODELS[m]
@@ -190,7 +195,7 @@ def build_year(path: str, teams: int = 50, workflows: int = 40, models: int = 6,
                             "chat",
                             cls,
                             "ok",
-                            "",
+                            customer,
                             "table:genai-prices",
                         )
                         calls = tokens // 1000 if cls == "input" else 0
@@ -212,7 +217,7 @@ def build_year(path: str, teams: int = 50, workflows: int = 40, models: int = 6,
                         "chat",
                         cls,
                         "ok",
-                        "",
+                        customer,
                         "table:genai-prices",
                     )
                     rows["usage_month"].append((mstart, "prod", *key, tokens, cost, cost, 0, 0, 0, 0, calls))
@@ -279,6 +284,55 @@ def report(path: str | None = None) -> None:
         )
 
 
+def chargeback(path: str | None = None) -> None:
+    """`tokenmeter report` over the year with 500 customers, without and with a chargeback definition."""
+    path = path or str(ROOT / ".cache" / "bench-ledger-year-customers.db")
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        t0 = time.perf_counter()
+        build_year(path, customers=500)
+        print(f"(built in {time.perf_counter() - t0:.0f} s)")
+    definition = os.path.join(tempfile.mkdtemp(), "chargeback.toml")
+    with open(definition, "w") as f:  # 100 customers with a rate of their own, a prefix rule, a default
+        f.write('cost_center = "customer"\ndefault = "+15%"\n[rates]\n"cust-04*" = "-10%"\n')
+        f.writelines(f'"cust-{i:04d}" = "+{i % 30}%"\n' for i in range(100))
+    for argv in (
+        ["--period", "2026", "--by", "customer"],
+        ["--period", "2026"],
+        ["--period", "2026-11", "--by", "customer"],
+    ):
+        for extra in ([], ["--chargeback", definition]):
+            times, cpu = [], []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                r0 = os.times()
+                proc = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "tokenmeter.cli",
+                        "report",
+                        "--source",
+                        f"sqlite:///{path}",
+                        "--plain",
+                        *argv,
+                        *extra,
+                    ],
+                    capture_output=True,
+                    text=True,
+                    cwd=ROOT,
+                    check=False,
+                )
+                r1 = os.times()
+                times.append(time.perf_counter() - t0)
+                cpu.append(r1.children_user + r1.children_system - r0.children_user - r0.children_system)
+            status = "ok" if proc.returncode == 0 else f"exit {proc.returncode}: {proc.stderr.strip()}"
+            print(
+                f"tokenmeter report {' '.join(argv):<32} chargeback {'on ' if extra else 'off'} "
+                f"wall {statistics.median(times):.2f} s, CPU {statistics.median(cpu):.2f} s (median of 3) {status}"
+            )
+
+
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "cpu"
     if what == "cpu-child":
@@ -289,5 +343,7 @@ if __name__ == "__main__":
         million()
     elif what == "report":
         report(sys.argv[2] if len(sys.argv) > 2 else None)
+    elif what == "chargeback":
+        chargeback(sys.argv[2] if len(sys.argv) > 2 else None)
     else:
-        sys.exit(f"unknown benchmark {what!r}: cpu, million or report")
+        sys.exit(f"unknown benchmark {what!r}: cpu, million, report or chargeback")

@@ -11,10 +11,12 @@ if TYPE_CHECKING:
     from ._promapi import PrometheusSourceError
     from ._sources import reader_for
     from ._sqlite import LedgerFileError, SQLiteReader
+    from .chargeback import Chargeback
     from .prometheus import PrometheusReader, RunStats
     from .report import Report, build_report
 
 _LAZY = {
+    "Chargeback": ".chargeback",
     "MemoryReader": "._memory",
     "LedgerFileError": "._sqlite",
     "SQLiteReader": "._sqlite",
@@ -37,6 +39,7 @@ def __getattr__(name: str) -> Any:  # the readers and the report load on first u
 
 
 __all__ = [
+    "Chargeback",
     "Granularity",
     "LedgerFileError",
     "MemoryReader",

@@ -1,7 +1,7 @@
 """``tokenmeter export focus``: one month of usage as FinOps FOCUS 1.2 Cost and Usage rows (CSV or Parquet).
 
 tokenmeter export focus --period 2026-11 [--out FILE] [--format csv|parquet] [--unpriced omit|flag]
-                        [--source S] [--billing-account NAME]
+                        [--source S] [--billing-account NAME] [--chargeback FILE]
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .._errors import ConfigError
 from ._cli_common import CommandError, open_reader, run
+from .chargeback import Chargeback, cli_help
 from .focus import focus_rows, month_bounds
 
 PROG = "tokenmeter export focus"
@@ -46,6 +48,7 @@ def add_parser(subparsers: Any) -> None:
         help="tokens without a price: omit them (default; counted on stderr) or write them with zero "
         "costs and x_Unpriced=true",
     )
+    p.add_argument("--chargeback", metavar="FILE", help=cli_help())
     p.set_defaults(func=lambda args: run(PROG, lambda: _command(args)))
 
 
@@ -64,13 +67,23 @@ def _command(args: argparse.Namespace) -> int:
             import pyarrow  # noqa: F401
         except ImportError:
             raise CommandError("Parquet output needs pyarrow: pip install 'tokenmeter[focus]'", 2) from None
+    try:
+        chargeback = Chargeback.from_option(getattr(args, "chargeback", None))
+    except ConfigError as exc:
+        raise CommandError(str(exc), 2) from None
     reader = open_reader(args.source)
+    if chargeback is not None:
+        try:
+            chargeback.check_reader(reader)
+        except ConfigError as exc:
+            raise CommandError(str(exc), 2) from None
     export = focus_rows(
         reader.usage(start, end, env=args.env, granularity="day"),
         period_start=start,
         period_end=end,
         billing_account=args.billing_account,
         unpriced=args.unpriced,
+        chargeback=chargeback,
     )
     if not export.rows:
         detail = (

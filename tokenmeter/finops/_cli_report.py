@@ -3,6 +3,7 @@
     tokenmeter report                                  # everything in the default ledger
     tokenmeter report --since 7d --by team,workflow --env prod
     tokenmeter report --period 2026-11 --source sqlite:////var/lib/app/ledger.db --json
+    tokenmeter report --by customer --chargeback chargeback.toml   # charge = cost x (1 + rate) beside the cost
 
 Bad input (no ledger, an empty window, an unknown period, an unreadable / locked / corrupt file) prints one
 line naming what to fix and exits non-zero. A read-only command: it never creates or changes a ledger.
@@ -20,7 +21,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .._config import ledger_path
+from .._errors import ConfigError
 from ._sqlite import LedgerFileError, SQLiteReader
+from .chargeback import Chargeback, cli_help
 from .report import DEFAULT_BY, DIMENSIONS, build_report
 
 _SINCE = re.compile(r"^(\d+)([hdwm])$")
@@ -59,6 +62,7 @@ def add_parser(subparsers: Any) -> None:
     fmt.add_argument("--csv", action="store_true", help="print the By-tables as CSV")
     p.add_argument("--html", metavar="FILE", help="write a self-contained HTML page (tokenmeter.finops.html)")
     p.add_argument("--plain", action="store_true", help="plain-text tables even on a terminal with rich installed")
+    p.add_argument("--chargeback", metavar="FILE", help=cli_help())
     p.set_defaults(func=run)
 
 
@@ -139,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``tokenmeter report``; returns the exit status."""
     try:
         return _run(args)
-    except ReportError as exc:
+    except (ReportError, ConfigError) as exc:
         print(f"tokenmeter report: {exc}", file=sys.stderr)
         return 2
     except LedgerFileError as exc:
@@ -158,6 +162,7 @@ def _run(args: argparse.Namespace) -> int:
     if unknown:
         raise ReportError(f"--by {','.join(unknown)}: unknown; use any of {','.join(DIMENSIONS)}")
     start, end = window(args.since, args.period)
+    chargeback = Chargeback.from_option(getattr(args, "chargeback", None))
     reader = open_source(args.source)
     from .._prices import PriceBook
 
@@ -166,9 +171,9 @@ def _run(args: argparse.Namespace) -> int:
         console = None  # piped or redirected: stable plain text, not tables sized for an 80-column guess
     if console is not None:  # a spinner while a long window is read
         with console.status(f"reading {reader.describe()} ..."):
-            report = build_report(reader, start, end, env=args.env, by=by, prices=PriceBook())
+            report = build_report(reader, start, end, env=args.env, by=by, prices=PriceBook(), chargeback=chargeback)
     else:
-        report = build_report(reader, start, end, env=args.env, by=by, prices=PriceBook())
+        report = build_report(reader, start, end, env=args.env, by=by, prices=PriceBook(), chargeback=chargeback)
     if report.empty:
         what = f" for env {args.env!r}" if args.env else ""
         raise ReportError(
@@ -180,7 +185,7 @@ def _run(args: argparse.Namespace) -> int:
             html = importlib.import_module("tokenmeter.finops.html")
         except ImportError:
             raise ReportError("--html needs tokenmeter.finops.html, not in this version") from None
-        html.write(args.html, reader, start, end, env=args.env)
+        html.write(args.html, reader, start, end, env=args.env, chargeback=chargeback)
     from ._render import render_rich, render_text, to_csv, to_json
 
     if args.json:

@@ -14,8 +14,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from .chargeback import format_rate
+
 if TYPE_CHECKING:
-    from .report import Report
+    from .report import Figures, Report
 
 Table = tuple[str, list[str], list[list[str]]]  # title, header, rows
 
@@ -37,9 +39,13 @@ def _num(n: float) -> str:
 def tables(r: Report) -> list[Table]:
     """The report's tables (title, header, rows) in print order."""
     out: list[Table] = []
+    cb = r.chargeback
     for dim, groups in r.by.items():
         waste = dim in ("team", "workflow", "agent", "env", "customer")
-        header = [dim, "calls", "blocked", "tokens", "cost USD", "unpriced tok"] + (["wasted tok"] if waste else [])
+        center = cb is not None and dim == cb.cost_center
+        header = [dim, "calls", "blocked", "tokens", "cost USD"]
+        header += (["rate"] if center else []) + (["charge USD"] if cb is not None else [])
+        header += ["unpriced tok"] + (["wasted tok"] if waste else [])
         rows = [
             [
                 g.name,
@@ -47,8 +53,10 @@ def tables(r: Report) -> list[Table]:
                 f"{g.blocked:,}",
                 f"{g.tokens:,}",
                 "unpriced" if g.all_unpriced else usd(g.cost),
-                f"{g.unpriced_tokens:,}",
             ]
+            + ([format_rate(g.rate) if g.rate is not None else "-"] if center else [])
+            + ([charge_text(g)] if cb is not None else [])
+            + [f"{g.unpriced_tokens:,}"]
             + ([f"{g.wasted_tokens:,}"] if waste else [])
             for g in groups
         ]
@@ -122,6 +130,11 @@ def tables(r: Report) -> list[Table]:
     return out
 
 
+def charge_text(g: Figures) -> str:
+    """A group's chargeback charge: ``unpriced`` when every token is (no cost, so no charge)."""
+    return "unpriced" if g.all_unpriced or g.charge is None else usd(g.charge)
+
+
 def summary_lines(r: Report) -> list[str]:
     """The headline lines above the tables."""
     t = r.total
@@ -131,6 +144,14 @@ def summary_lines(r: Report) -> list[str]:
         f"Total: {t.calls:,} calls sent ({t.blocked:,} blocked before sending), {t.tokens:,} tokens, "
         f"${usd(t.cost)}" + (f" + {t.unpriced_tokens:,} unpriced tokens" if t.unpriced_tokens else "")
     )
+    if r.chargeback is not None:
+        cb, charge = r.chargeback, t.charge or Decimal(0)
+        overall = f" ({float(charge / t.cost - 1) * 100:+.2f}% overall)" if t.cost else ""
+        lines.append(
+            f"Chargeback {cb.describe()} ({cb.source}): charge ${usd(charge)} for a cost of ${usd(t.cost)}"
+            + overall
+            + ("; unpriced tokens carry no charge" if t.unpriced_tokens else "")
+        )
     if t.estimated_tokens:
         lines.append(f"Estimated (counted locally, not reported by the provider): {t.estimated_tokens:,} tokens")
     if t.tokens:
@@ -246,6 +267,7 @@ def to_json(r: Report) -> dict[str, Any]:
     rel = r.reliability
     data["reliability"].update(observed=rel.observed, per_step=rel.per_step, implied=rel.implied)
     data["wasted_share"] = r.wasted_share
+    data["chargeback"] = None if r.chargeback is None else r.chargeback.to_dict()
     return data
 
 
@@ -253,6 +275,8 @@ def to_csv(r: Report, dims: Sequence[str] | None = None) -> str:
     """One CSV row per (dimension, group): the ``By ...`` tables, for spreadsheets and FinOps tools."""
     buf = io.StringIO()
     w = csv.writer(buf)
+    cb = r.chargeback
+    extra = [] if cb is None else ["charge_usd", "chargeback_rate"]
     w.writerow(
         [
             "dimension",
@@ -267,26 +291,33 @@ def to_csv(r: Report, dims: Sequence[str] | None = None) -> str:
             "estimated_tokens",
             "wasted_tokens",
             "wasted_cost_usd",
+            *extra,
         ]
     )
-    for dim, groups in r.by.items():
-        if dims is not None and dim not in dims:
-            continue
-        for g in groups:
-            w.writerow(
-                [
-                    dim,
-                    g.name,
-                    g.calls,
-                    g.errors,
-                    g.blocked,
-                    g.tokens,
-                    "" if g.all_unpriced else str(g.cost),
-                    str(g.list_cost),
-                    g.unpriced_tokens,
-                    g.estimated_tokens,
-                    g.wasted_tokens,
-                    str(g.wasted_cost),
-                ]
-            )
+    # with a chargeback, a last "total" row carries both totals (the statement a customer is sent)
+    rows = [(dim, g) for dim, groups in r.by.items() if dims is None or dim in dims for g in groups]
+    if cb is not None:
+        rows.append(("total", r.total))
+    for dim, g in rows:
+        w.writerow(
+            [
+                dim,
+                g.name,
+                g.calls,
+                g.errors,
+                g.blocked,
+                g.tokens,
+                "" if g.all_unpriced else str(g.cost),
+                str(g.list_cost),
+                g.unpriced_tokens,
+                g.estimated_tokens,
+                g.wasted_tokens,
+                str(g.wasted_cost),
+                *(
+                    []
+                    if cb is None
+                    else ["" if g.charge is None else str(g.charge), "" if g.rate is None else str(g.rate)]
+                ),
+            ]
+        )
     return buf.getvalue()

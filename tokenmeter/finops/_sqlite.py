@@ -328,6 +328,20 @@ class SQLiteReader:
         """The file read."""
         return f"sqlite:///{self.path}"
 
+    def _query(self, sql: str, args: Sequence[Any], env: str | None = None) -> sqlite3.Cursor:
+        """Run a read (``AND env = ?`` appended when ``env`` is given); a database error names the file."""
+        if env is not None:
+            sql, args = f"{sql} AND env = ?", [*args, env]
+        try:
+            return self.conn.execute(sql, args)
+        except sqlite3.DatabaseError as exc:
+            raise LedgerFileError(f"cannot read the ledger {self.path}: {exc}") from exc
+
+    def _runs_in(self, columns: str, start: datetime, end: datetime, env: str | None) -> list[Any]:
+        """``columns`` of the runs that started in ``[start, end)`` (one range scan of the runs' key)."""
+        sql = f"SELECT {columns} FROM runs WHERE start >= ? AND start < ?"
+        return self._query(sql, [start.timestamp(), end.timestamp()], env).fetchall()
+
     def usage(
         self, start: datetime, end: datetime, *, env: str | None = None, granularity: Granularity | str = "day"
     ) -> Iterable[UsageRow]:
@@ -336,15 +350,7 @@ class SQLiteReader:
         for g, lo, hi in _segments(a, b, granularity):
             length = {"hour": 3600, "day": 86400}.get(g)
             sql = f"SELECT period, {_DIMS}, {_VALUES} FROM {TABLES[g]} WHERE period >= ? AND period < ?"
-            args: list[Any] = [lo, hi]
-            if env is not None:
-                sql += " AND env = ?"
-                args.append(env)
-            try:
-                cursor = self.conn.execute(sql, args)
-            except sqlite3.DatabaseError as exc:
-                raise LedgerFileError(f"cannot read the ledger {self.path}: {exc}") from exc
-            for r in cursor:
+            for r in self._query(sql, [lo, hi], env):
                 period = r[0]
                 stop = next_month(period) if length is None else period + length
                 yield usage_row(datetime.fromtimestamp(period, UTC), datetime.fromtimestamp(stop, UTC), r[1:13], r[13:])
@@ -371,10 +377,7 @@ class SQLiteReader:
         if not parts:
             return
         sql = f"SELECT {cols}, {sums} FROM ({' UNION ALL '.join(parts)}) GROUP BY {cols}"
-        try:
-            rows = self.conn.execute(sql, args).fetchall()
-        except sqlite3.DatabaseError as exc:
-            raise LedgerFileError(f"cannot read the ledger {self.path}: {exc}") from exc
+        rows = self._query(sql, args).fetchall()
         n = len(keep)
         for r in rows:
             named = dict(zip(keep, r[:n], strict=True))
@@ -383,19 +386,14 @@ class SQLiteReader:
 
     def runs(self, start: datetime, end: datetime, *, env: str | None = None) -> Iterable[RunRow]:
         """Finished runs that started in ``[start, end)``."""
-        sql = (
-            "SELECT run_id, workflow, team, env, start, duration_s, calls, steps, max_depth, cost_nano, outcome, "
+        rows = self._runs_in(
+            "run_id, workflow, team, env, start, duration_s, calls, steps, max_depth, cost_nano, outcome, "
             "business_outcome, customer, succeeded, step_results, tok_input, tok_cache_read, tok_cache_write, "
-            "tok_output, tok_reasoning FROM runs WHERE start >= ? AND start < ?"
+            "tok_output, tok_reasoning",
+            start,
+            end,
+            env,
         )
-        args: list[Any] = [start.timestamp(), end.timestamp()]
-        if env is not None:
-            sql += " AND env = ?"
-            args.append(env)
-        try:
-            rows = self.conn.execute(sql, args).fetchall()
-        except sqlite3.DatabaseError as exc:
-            raise LedgerFileError(f"cannot read the ledger {self.path}: {exc}") from exc
         classes = TOKEN_CLASSES
         stamp = datetime.fromtimestamp
         for r in rows:
@@ -420,19 +418,14 @@ class SQLiteReader:
 
     def run_facts(self, start: datetime, end: datetime, *, env: str | None = None) -> Iterator[tuple[Any, ...]]:
         """The report's fast path over runs: ``report.RunFacts`` tuples straight from SQL."""
-        sql = (
-            "SELECT workflow, run_id, tok_input + tok_cache_read + tok_cache_write + tok_output + tok_reasoning, "
+        rows = self._runs_in(
+            "workflow, run_id, tok_input + tok_cache_read + tok_cache_write + tok_output + tok_reasoning, "
             "cost_nano, outcome = 'ok' AND coalesce(succeeded, 1), steps, coalesce(business_outcome, outcome), "
-            "step_results FROM runs WHERE start >= ? AND start < ?"
+            "step_results",
+            start,
+            end,
+            env,
         )
-        args: list[Any] = [start.timestamp(), end.timestamp()]
-        if env is not None:
-            sql += " AND env = ?"
-            args.append(env)
-        try:
-            rows = self.conn.execute(sql, args).fetchall()
-        except sqlite3.DatabaseError as exc:
-            raise LedgerFileError(f"cannot read the ledger {self.path}: {exc}") from exc
         nano_usd = _NANO
         for wf, rid, tokens, cost, ok, steps, label, tallies in rows:
             yield (

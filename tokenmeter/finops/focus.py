@@ -12,6 +12,9 @@ so ``ListUnitPrice`` / ``ContractedUnitPrice`` are dollars per million tokens:
   ``BilledCost`` is what was charged (overrides and multipliers are contracted prices);
 * ``x_Estimated`` is true when any of the row's tokens were counted locally rather than reported by the provider
   (``x_EstimatedTokens`` says how many);
+* **chargeback** (``chargeback=``, ``--chargeback FILE``): ``x_CostCenter`` (the entity; its dimension in
+  ``x_CostCenterDimension``), ``x_ChargebackRate`` (``0.15`` for +15 %) and ``x_ChargebackCost`` = ``BilledCost`` x
+  (1 + rate) are added; the FOCUS cost columns stay the raw cost. Without a chargeback the columns are not written;
 * **unpriced tokens**: FOCUS cost columns must not be null, and a $0 cost would be a claim. By default
   (``unpriced="omit"``) rows without a price are left out and counted in :attr:`FocusExport.unpriced_tokens` so
   the caller says so; ``unpriced="flag"`` writes them with zero costs and ``x_Unpriced`` = true for tools that
@@ -32,6 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ._rows import UsageRow
+from .chargeback import Chargeback
 
 FOCUS_VERSION = "1.2"
 COLUMNS: tuple[str, ...] = (
@@ -103,6 +107,7 @@ X_COLUMNS: tuple[str, ...] = (
     "x_WastedTokens",
     "x_WastedCost",
 )
+CHARGEBACK_COLUMNS: tuple[str, ...] = ("x_CostCenter", "x_CostCenterDimension", "x_ChargebackRate", "x_ChargebackCost")
 DECIMAL_COLUMNS = frozenset(
     {
         "BilledCost",
@@ -118,6 +123,8 @@ DECIMAL_COLUMNS = frozenset(
         "PricingCurrencyEffectiveCost",
         "PricingCurrencyListUnitPrice",
         "x_WastedCost",
+        "x_ChargebackRate",
+        "x_ChargebackCost",
     }
 )
 DATETIME_COLUMNS = frozenset({"BillingPeriodEnd", "BillingPeriodStart", "ChargePeriodEnd", "ChargePeriodStart"})
@@ -153,11 +160,12 @@ class FocusExport:
     rows: list[dict[str, Any]] = field(default_factory=list)
     unpriced_tokens: int = 0  # tokens without a price (omitted, or flagged with x_Unpriced)
     unpriced_rows: int = 0
+    chargeback: Chargeback | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
-        """Column order of the files written."""
-        return COLUMNS + X_COLUMNS
+        """Column order of the files written (the chargeback ``x_`` columns only with a chargeback)."""
+        return COLUMNS + X_COLUMNS + (CHARGEBACK_COLUMNS if self.chargeback is not None else ())
 
     def to_csv(self, out: Any) -> None:
         """Write the rows as CSV (nulls are empty fields, decimals in plain notation)."""
@@ -267,9 +275,11 @@ def focus_rows(
     period_end: datetime,
     billing_account: str = "tokenmeter",
     unpriced: Unpriced = "omit",
+    chargeback: Chargeback | None = None,
 ) -> FocusExport:
-    """FOCUS 1.2 rows for the usage of ``[period_start, period_end)`` (a billing period: one calendar month)."""
-    export = FocusExport(period_start, period_end)
+    """FOCUS 1.2 rows for the usage of ``[period_start, period_end)`` (a billing period: one calendar month);
+    with ``chargeback``, each row's cost center, rate and charge in ``x_`` columns beside the raw cost."""
+    export = FocusExport(period_start, period_end, chargeback=chargeback)
     cells = _aggregate(r for r in rows if period_start <= r.start < period_end and r.tokens)
     for key in sorted(cells):
         day, provider, model, klass, team, workflow, env, agent, tier, customer, context_tier, priced = key
@@ -342,4 +352,14 @@ def focus_rows(
                 "x_WastedCost": wasted_cost,
             }
         )
+        if chargeback is not None:
+            center = chargeback.cost_center
+            entity = {"customer": customer, "team": team, "workflow": workflow, "agent": agent, "env": env}[center]
+            rate = chargeback.rate(entity)
+            export.rows[-1].update(
+                x_CostCenter=entity,
+                x_CostCenterDimension=center,
+                x_ChargebackRate=rate,
+                x_ChargebackCost=cost * (1 + rate) if priced else None,
+            )
     return export

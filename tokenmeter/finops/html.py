@@ -23,6 +23,7 @@ from typing import Any
 
 from . import _svg
 from ._rows import Reader, RunRow, UsageRow
+from .chargeback import Chargeback, format_rate
 from .prometheus import RunStats
 
 __all__ = ["BudgetBurn", "percentile", "render", "write"]
@@ -61,6 +62,7 @@ def render(
     forecast: Sequence[ForecastPoint] | None = None,
     budgets: Sequence[BudgetBurn | Mapping[str, Any]] | None = None,
     run_stats: Sequence[RunStats] | None = None,
+    chargeback: Chargeback | None = None,
 ) -> str:
     """The HTML page (a complete document) for ``usage_rows`` and ``run_rows``.
 
@@ -68,6 +70,8 @@ def render(
     ``budgets``: optional :class:`BudgetBurn` (or mappings with its fields), drawn as burn bars.
     ``run_stats``: the run histograms of a source without per-run rows (``PrometheusReader.run_stats``), drawn
     as buckets with the p50 / p99 they imply when ``run_rows`` is empty.
+    ``chargeback``: a :class:`~tokenmeter.finops.chargeback.Chargeback`, shown as a table of cost, rate and
+    charge per cost center with the totals of both.
     """
     usage = list(usage_rows)
     runs = list(run_rows)
@@ -76,6 +80,8 @@ def render(
     parts = [_summary(usage, runs)]
     parts.append(_section("Spend per day by team", _stacked(usage, days, "team")))
     parts.append(_section("Spend per day by model tier", _stacked(usage, days, "tier")))
+    if chargeback is not None:
+        parts.append(_section(f"Chargeback by {chargeback.cost_center}", _chargeback(usage, chargeback)))
     parts.append(_section("Cost per run", _runs(runs) if runs or not run_stats else _run_buckets(run_stats)))
     if forecast:
         parts.append(_section("Forecast", _forecast(usage, days, forecast, forecast_days)))
@@ -95,6 +101,7 @@ def write(
     title: str | None = None,
     forecast: Sequence[ForecastPoint] | None = None,
     budgets: Sequence[BudgetBurn | Mapping[str, Any]] | None = None,
+    chargeback: Chargeback | None = None,
 ) -> Path:
     """Read ``[start, end)`` (default: the 30 days to now) from ``reader`` by day and write :func:`render`'s page
     to ``path`` -- what ``tokenmeter report --html FILE`` does. Returns the path written."""
@@ -110,6 +117,7 @@ def write(
         forecast=forecast,
         budgets=budgets,
         run_stats=stats(start, end, env=env) if stats and not runs else None,
+        chargeback=chargeback,
     )
     out = Path(path)
     out.write_text(page, encoding="utf-8")
@@ -142,6 +150,37 @@ def _summary(usage: list[UsageRow], runs: list[RunRow]) -> str:
         else ""
     )
     return f'<div class="cards">{html}</div>{note}'
+
+
+def _chargeback(usage: list[UsageRow], cb: Chargeback) -> str:
+    per: dict[str, list[Any]] = {}  # entity -> [cost, charge, unpriced tokens]
+    for r in usage:
+        entity = getattr(r, cb.cost_center)
+        acc = per.get(entity)
+        if acc is None:
+            acc = per[entity] = [Decimal(0), Decimal(0), 0]
+        if r.cost_usd is not None:
+            acc[0] += r.cost_usd
+            acc[1] += cb.charge(r.cost_usd, entity)
+        acc[2] += r.unpriced_tokens if r.cost_usd is not None else r.tokens
+    if not per:
+        return '<p class="empty">No usage in this period.</p>'
+    body = "".join(
+        f"<tr><td>{escape(e or '(none)')}</td><td class='n'>{escape(format_rate(cb.rate(e)))}</td>"
+        f"<td class='n'>{c:.6f}</td><td class='n'>{g:.6f}</td><td class='n'>{u:,}</td></tr>"
+        for e, (c, g, u) in sorted(per.items(), key=lambda kv: (-kv[1][1], kv[0]))
+    )
+    cost = sum((v[0] for v in per.values()), Decimal(0))
+    charge = sum((v[1] for v in per.values()), Decimal(0))
+    unpriced = sum(v[2] for v in per.values())
+    return (
+        f'<p class="stats">{escape(cb.describe())} · charge = cost &times; (1 + rate); the raw cost is unchanged'
+        "; unpriced tokens carry no charge</p>"
+        f'<table id="tm-chargeback"><thead><tr><th>{escape(cb.cost_center)}</th><th class="n">rate</th>'
+        '<th class="n">cost USD</th><th class="n">charge USD</th><th class="n">unpriced tok</th></tr></thead>'
+        f"<tbody>{body}</tbody><tfoot><tr><th>total</th><th></th><th class='n'>{cost:.6f}</th>"
+        f"<th class='n'>{charge:.6f}</th><th class='n'>{unpriced:,}</th></tr></tfoot></table>"
+    )
 
 
 def _stacked(usage: list[UsageRow], days: list[date], by: str) -> str:

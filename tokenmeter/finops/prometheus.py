@@ -161,6 +161,8 @@ class PrometheusReader:
     Raises :class:`PrometheusSourceError` when the source is down or holds no tokenmeter series.
     """
 
+    missing_dimensions = ("customer",)  # never a metric label (unbounded): a chargeback by customer needs the ledger
+
     def __init__(
         self,
         url: str,

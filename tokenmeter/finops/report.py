@@ -21,6 +21,7 @@ from typing import Any
 from .._usage import TOKEN_CLASSES, Usage
 from ._render import render_text
 from ._rows import UsageRow
+from .chargeback import Chargeback
 
 DIMENSIONS = ("env", "team", "workflow", "agent", "tier", "provider", "model", "operation", "customer")
 DEFAULT_BY = ("team", "workflow", "agent", "tier", "model")
@@ -44,9 +45,11 @@ class Figures:
     estimated_tokens: int = 0
     wasted_tokens: int = 0
     wasted_cost: Decimal = _ZERO
+    charge: Decimal | None = None  # with a chargeback: cost x (1 + rate) of the priced tokens; else None
+    rate: Decimal | None = None  # the chargeback rate of a cost-center group (one entity, one rate)
 
-    def add(self, row: UsageRow) -> None:
-        """Add one usage row."""
+    def add(self, row: UsageRow, charge: Decimal | None = None) -> None:
+        """Add one usage row (and its chargeback ``charge``, when there is one)."""
         if row.outcome == "blocked":
             self.blocked += row.calls
         else:
@@ -62,6 +65,8 @@ class Figures:
         self.estimated_tokens += row.estimated_tokens
         self.wasted_tokens += row.wasted_tokens
         self.wasted_cost += row.wasted_cost_usd
+        if charge is not None:
+            self.charge = charge if self.charge is None else self.charge + charge
 
     @property
     def all_unpriced(self) -> bool:
@@ -154,6 +159,7 @@ class Report:
     unpriced_by_model: dict[str, int]
     cost_per_success: Decimal | None
     runs_total_cost: Decimal
+    chargeback: Chargeback | None = None  # the definition the ``charge`` figures were computed with
 
     @property
     def empty(self) -> bool:
@@ -192,17 +198,26 @@ def build_report(
     env: str | None = None,
     by: Sequence[str] = DEFAULT_BY,
     prices: Any = None,
+    chargeback: Chargeback | None = None,
 ) -> Report:
     """Read ``reader`` over ``[start, end)`` (default: everything) and compute the report.
 
     ``prices`` (a :class:`~tokenmeter.PriceBook`) prices cache reads at the uncached input rate for the
-    cache savings figure; without it the savings are not computed.
+    cache savings figure; without it the savings are not computed. ``chargeback`` adds a ``charge`` (cost x
+    (1 + the row's cost-center rate)) to every figure beside the raw cost, which stays as it is.
     """
     start, end = start or EPOCH, end or FOREVER
     for name in by:
         if name not in DIMENSIONS:
             raise ValueError(f"unknown --by dimension {name!r}; use {', '.join(DIMENSIONS)}")
-    dims = tuple(dict.fromkeys(("team", "workflow", "tier", "provider", "model", "token_class", "outcome", *by)))
+    center: tuple[str, ...] = ()
+    if chargeback is not None:
+        chargeback.check_reader(reader)
+        center = (chargeback.cost_center,)
+    dims = tuple(
+        dict.fromkeys(("team", "workflow", "tier", "provider", "model", "token_class", "outcome", *by, *center))
+    )
+    factors: dict[str, Decimal] = {}  # cost-center entity -> 1 + rate
     total = Figures("total")
     groups: dict[str, dict[str, Figures]] = {d: {} for d in by}
     classes: dict[str, Figures] = {c: Figures(c) for c in TOKEN_CLASSES}
@@ -211,21 +226,30 @@ def build_report(
     unpriced: dict[str, int] = defaultdict(int)
     wf_calls: dict[str, Figures] = {}
     for row in _usage_rows(reader, start, end, env, dims):
-        total.add(row)
+        charge = None
+        if chargeback is not None and row.cost_usd is not None:
+            entity = getattr(row, chargeback.cost_center)
+            f = factors.get(entity)
+            if f is None:
+                f = factors[entity] = chargeback.factor(entity)
+            charge = row.cost_usd * f
+        total.add(row, charge)
         for d in by:
             name = getattr(row, d)
             if name or d in ("agent", "customer"):
                 g = groups[d].get(name)
                 if g is None:
                     g = groups[d][name] = Figures(name or "(none)")
-                g.add(row)
+                    if chargeback is not None and d == chargeback.cost_center:
+                        g.rate = chargeback.rate(name)
+                g.add(row, charge)
         if row.token_class in classes:
-            classes[row.token_class].add(row)
+            classes[row.token_class].add(row, charge)
         if row.model:  # waste rows carry no model; tier mix counts calls and spend
             t = tiers.get(row.tier)
             if t is None:
                 t = tiers[row.tier] = Figures(row.tier)
-            t.add(row)
+            t.add(row, charge)
             if row.unpriced_tokens:
                 unpriced[row.model] += row.unpriced_tokens
             if row.token_class == "cache_read" and row.tokens:
@@ -255,6 +279,7 @@ def build_report(
         unpriced_by_model=dict(sorted(unpriced.items())),
         cost_per_success=per_success,
         runs_total_cost=runs_cost,
+        chargeback=chargeback,
     )
 
 
