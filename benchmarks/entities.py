@@ -127,7 +127,7 @@ def run(kind: str, url: str, customers: int) -> dict[str, Any]:
     if kind == "memory":
         out["buckets"] = len(store)
     if kind == "sqlite":
-        out["buckets"] = store._connection().execute("SELECT COUNT(*) FROM tokenmeter_buckets").fetchone()[0]
+        out["buckets"] = store.buckets()
     if admin is not None:
         stats = admin.info("commandstats")
         out["client_round_trips_per_call"] = round(sent["n"] / customers, 3)
@@ -148,7 +148,7 @@ def run(kind: str, url: str, customers: int) -> dict[str, Any]:
     if kind == "sqlite":
         store._next_cleanup = 0.0
         _calls(customers * 30, 1)
-        out["buckets_next_day"] = store._connection().execute("SELECT COUNT(*) FROM tokenmeter_buckets").fetchone()[0]
+        out["buckets_next_day"] = store.buckets()
     tokenmeter.unconfigure()
     if admin is not None:
         admin.close()
