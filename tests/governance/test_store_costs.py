@@ -5,6 +5,7 @@ reserve and per settle (``sqlite3.Connection.set_trace_callback``), Redis round 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from tokenmeter import Usage
+from tokenmeter import BudgetExceeded, Usage
 from tokenmeter.governance import Budget
 from tokenmeter.governance._stores import BucketState, Line
 from tokenmeter.governance._stores.sqlite import SQLiteStore
 from tokenmeter.testing import capture
 
 from .conftest import LEASE_S, T0, FakeClock
-from .helpers import complete, gate, start
+from .helpers import bucket, complete, events, gate, landed, redis_sends, start
 
 EXPIRES = T0 + 86400
 
@@ -168,3 +169,159 @@ def test_sqlite_a_file_of_the_previous_schema_keeps_its_spend(tmp_path: Path) ->
     [settled] = store.settle("r1", [line("b", 3)], T0)
     assert settled.state == BucketState(39, 13, 0, 0, 0, 1)
     store.close()
+
+
+# -- Redis: one round trip per call on the caller's path -------------------------------------------------------
+REDIS_BUDGETS = {
+    1: [Budget("team", scope={}, limit_usd=1000, window="1d")],
+    2: [
+        Budget("team", scope={}, limit_usd=1000, window="1d"),
+        Budget("tokens", scope={}, limit_tokens=10**9, window="month"),
+    ],
+}
+USE = Usage(input=5, output=7)
+
+
+@contextmanager
+def paused_writes(redis_url: str, ms: int = 5000) -> Iterator[Any]:
+    """Redis holds every write command (scripts included) until the block ends; reads still answer."""
+    import redis
+
+    admin = redis.Redis.from_url(redis_url)
+    admin.execute_command("CLIENT", "PAUSE", ms, "WRITE")
+    try:
+        yield admin
+    finally:
+        admin.execute_command("CLIENT", "UNPAUSE")
+        admin.close()
+
+
+def raw_state(admin: Any, key: str) -> tuple[int, int]:
+    """(settled tokens, live reservations) of a bucket, read with plain read commands."""
+    spent = admin.hget(f"{{tokenmeter}}:b:{key}", "st")
+    return int(spent or 0), int(admin.hlen(f"{{tokenmeter}}:r:{key}"))
+
+
+@pytest.mark.parametrize("n_budgets", [1, 2])
+def test_redis_a_metered_call_takes_one_round_trip_on_the_callers_path(redis_url: str, n_budgets: int) -> None:
+    import redis
+
+    with capture(budgets=REDIS_BUDGETS[n_budgets], store=redis_url) as cap:
+        g = gate(cap)
+        complete(max_tokens=10)  # loads the script
+        landed(g)
+        admin = redis.Redis.from_url(redis_url)
+        admin.config_resetstat()
+        caller = threading.current_thread().name
+        with redis_sends() as sends:
+            for _ in range(40):
+                complete(max_tokens=10, usage=USE)
+            on_path = sends[caller]
+            landed(g)
+        stats = admin.info("commandstats")
+        admin.close()
+        assert on_path == 40  # was 80: reserve and settle each waited for a round trip
+        assert set(sends) <= {caller, "tokenmeter-settle"}
+        assert stats["cmdstat_evalsha"]["calls"] == sum(sends.values()) <= 80  # settles ride along or are batched
+        state = g.store.state(g.budgets[0].key(g.clock()), g.clock())  # type: ignore[union-attr]
+        assert (state.spent_tokens, state.reservations) == (10 + 40 * USE.total, 0)  # every settle landed once
+
+
+def test_redis_a_settle_not_yet_landed_still_counts_as_reserved(redis_url: str) -> None:
+    budget = Budget("b", scope={}, limit_tokens=100, window="1d", warn_at=())  # (a warning's settle is sent at once)
+    with capture(budgets=[budget], store=redis_url) as cap:
+        g = gate(cap)
+        key = budget.key(g.clock())
+        call = start(max_tokens=60)  # reserves 60 of 100
+        with paused_writes(redis_url) as admin:
+            call.stop(Usage(output=70))  # queued (the settle thread's write waits in the server)
+            assert raw_state(admin, key) == (0, 1)  # not landed: the estimate is still reserved ...
+            assert g.leases.held() == 1  # ... and its lease is still renewed
+        landed(g)
+        state = g.store.state(key, g.clock())  # type: ignore[union-attr]
+        assert (state.spent_tokens, state.reservations) == (70, 0)
+        # The documented bound: spend <= limit + sum of under-estimates (here 10).
+        with pytest.raises(BudgetExceeded):
+            start(max_tokens=31)  # 70 + 31 > 100
+        complete(max_tokens=30, usage=Usage(output=30))  # lands exactly on the limit
+        assert bucket(cap, "b").spent_tokens == 100
+
+
+@pytest.mark.parametrize("how", ["force_flush", "shutdown"])
+def test_redis_force_flush_and_shutdown_send_the_queued_settles(redis_url: str, how: str) -> None:
+    budget = Budget("b", scope={}, limit_tokens=10**6, window="1d")
+    with capture(budgets=[budget], store=redis_url) as cap:
+        g = gate(cap)
+        key = budget.key(g.clock())
+        calls = [start(max_tokens=10) for _ in range(3)]
+        with paused_writes(redis_url, ms=300) as admin:
+            for call in calls:
+                call.stop(USE)
+            assert raw_state(admin, key) == (0, 3)
+            assert len(g.settler) + g.settler._busy > 0  # type: ignore[union-attr]
+            if how == "force_flush":
+                assert cap.meter.force_flush(5000)  # the writes resume after 300 ms, inside the bound
+        # else: capture() ends below: tokenmeter shuts down (the writes resume inside the store timeout)
+    from tokenmeter.governance._stores.redis import RedisStore
+
+    store = RedisStore(redis_url)
+    state = store.state(key, g.clock())
+    store.close()
+    assert (state.spent_tokens, state.reservations) == (3 * USE.total, 0)
+
+
+def test_redis_a_store_down_while_settles_are_queued_journals_them(redis_url: str, tmp_path: Path) -> None:
+    budget = Budget("b", scope={}, limit_tokens=10**6, window="1d")
+    with capture(budgets=[budget], store=redis_url + "?timeout_s=0.2") as cap:
+        g = gate(cap)
+        call = start(max_tokens=10)
+        with paused_writes(redis_url, ms=2000):
+            call.stop(USE)  # the settle thread's write times out (0.2 s): journaled, not lost
+            assert g.settler is not None and g.settler.flush(5.0)
+            assert len(g.journal) == 2  # the charge + the reservation to release
+        g._down_until = None  # the outage is over (skip the cooldown)
+        g._replay()
+        assert len(g.journal) == 0
+        state = bucket(cap, "b")
+        assert (state.spent_tokens, state.reservations) == (USE.total, 0)
+
+
+def test_redis_a_settle_that_crosses_a_warn_level_is_sent_at_once_so_its_span_gets_the_warning(redis_url: str) -> None:
+    budget = Budget("b", scope={}, limit_tokens=1000, window="1d", warn_at=(0.5,))
+    with capture(budgets=[budget], store=redis_url) as cap:
+        gate(cap).store.exchange([], None)  # type: ignore[union-attr]  # loads the script
+        caller = threading.current_thread().name
+        with redis_sends() as sends:
+            complete(max_tokens=400)  # 400: queued
+            complete(max_tokens=200)  # 600: crosses 50%: reserve + settle from the caller
+            complete(max_tokens=100)  # 700: queued again
+            on_path = sends[caller]
+        assert on_path == 4, sends
+        spans = [s for s in cap.spans if s.name.startswith("chat")]
+        fired = [[e["tokenmeter.budget.threshold"] for e in events(s, "tokenmeter.budget.warning")] for s in spans]
+        assert fired == [[], [0.5], []]
+        assert bucket(cap, "b").spent_tokens == 700
+
+
+def _child_call() -> None:
+    complete(max_tokens=10, usage=USE)  # exits through multiprocessing, which runs tokenmeter.shutdown()
+
+
+def test_redis_a_forked_child_never_sends_the_parents_queued_settles_and_sends_its_own(redis_url: str) -> None:
+    import multiprocessing
+
+    budget = Budget("b", scope={}, limit_tokens=10**6, window="1d", warn_at=())
+    with capture(budgets=[budget], store=redis_url) as cap:
+        g = gate(cap)
+        g.store.exchange([], None)  # type: ignore[union-attr]  # loads the script
+        calls = [start(max_tokens=10) for _ in range(2)]
+        with paused_writes(redis_url, ms=600):
+            for call in calls:  # the first is on the wire (held by the server), the second waits in the queue
+                call.stop(USE)
+            assert g.settler is not None and len(g.settler) >= 1
+            child = multiprocessing.get_context("fork").Process(target=_child_call)
+            child.start()
+        child.join(timeout=60)
+        assert child.exitcode == 0
+        state = bucket(cap, "b")
+        assert (state.spent_tokens, state.reservations) == (3 * USE.total, 0)  # each settle exactly once
