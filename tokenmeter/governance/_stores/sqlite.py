@@ -73,14 +73,15 @@ _MIGRATE = (
 _CLEANUP_EVERY_S = 600.0
 _CACHED_STATEMENTS = 256  # one prepared statement per (operation, number of lines)
 
-# The state of the bucket of the row at hand (``{outer}``), live reservations as of parameter ``{now}``,
-# packed in one string in BucketState's order: spent usd, tokens, reserved usd, tokens, reservations, warned.
-_STATE_OF = (
-    "(SELECT printf('%d %d %d %d %d %d',"
-    " SUM(iif(e.id = '', e.usd, 0)), SUM(iif(e.id = '', e.tokens, 0)),"
-    " SUM(iif(e.id != '', e.usd, 0)), SUM(iif(e.id != '', e.tokens, 0)), SUM(e.id != ''),"
-    " SUM(iif(e.id = '', e.warned, 0)))"
-    f" FROM {TABLE} AS e WHERE e.key = {{outer}}.key AND (e.id = '' OR e.until > {{now}}))"
+# Correlated subqueries of the RETURNING clauses (the row at hand is ``{TABLE}``): the live reservations
+# of its bucket as of parameter ``{now}`` -- "usd tokens count" -- and the bucket row -- "usd tokens warned".
+# (Two narrow subqueries: one aggregate with conditional sums over the bucket's rows costs twice as much.)
+_LIVE_OF = (
+    "(SELECT printf('%d %d %d', TOTAL(e.usd), TOTAL(e.tokens), COUNT(*))"
+    f" FROM {TABLE} AS e WHERE e.key = {TABLE}.key AND e.id > '' AND e.until > {{now}})"
+)
+_BUCKET_OF = (
+    f"(SELECT printf('%d %d %d', s.usd, s.tokens, s.warned) FROM {TABLE} AS s WHERE s.key = {TABLE}.key AND s.id = '')"
 )
 
 
@@ -100,7 +101,7 @@ def _reserve_sql(n: int) -> str:
         " WHERE NOT EXISTS (SELECT 1 FROM c WHERE enf AND ("
         "(lu IS NOT NULL AND (cu >= lu OR cu + usd > lu)) OR (lt IS NOT NULL AND (ct >= lt OR ct + tokens > lt))))"
         " ON CONFLICT (key, id) DO UPDATE SET usd = excluded.usd, tokens = excluded.tokens, until = excluded.until"
-        f" RETURNING key, {_STATE_OF.format(outer=TABLE, now=now)}"
+        f" RETURNING key, {_BUCKET_OF}, {_LIVE_OF.format(now=now)}"
     )
 
 
@@ -125,7 +126,7 @@ def _settle_sql(releases: int, n: int) -> str:
         " warned = iif(b.id = '', MAX(b.warned,"
         " tokenmeter_reached(b.usd + excluded.usd, b.tokens + excluded.tokens, excluded.levels)), 0),"
         " levels = excluded.levels"
-        f" RETURNING key, id, prev_warned, {_STATE_OF.format(outer=TABLE, now=now)}"
+        f" RETURNING key, id, prev_warned, warned, usd, tokens, iif(id = '', {_LIVE_OF.format(now=now)}, NULL)"
     )
 
 
@@ -160,8 +161,11 @@ def _levels_text(levels: Sequence[Level]) -> str:
     return ";".join(f"{-1 if u is None else u},{-1 if t is None else t}" for u, t in levels)
 
 
-def _unpack(packed: str) -> BucketState:
-    return BucketState(*(int(v) for v in packed.split()))
+def _state(bucket: str | None, live: str) -> BucketState:
+    """A bucket's state from the two RETURNING subqueries (no bucket row yet: nothing settled)."""
+    usd, tokens, warned = (int(v) for v in bucket.split()) if bucket else (0, 0, 0)
+    r_usd, r_tokens, count = (int(v) for v in live.split())
+    return BucketState(usd, tokens, r_usd, r_tokens, count, warned)
 
 
 class SQLiteStore(BudgetStore):
@@ -236,7 +240,7 @@ class SQLiteStore(BudgetStore):
         params += [now, rid, lease_until]
         rows = self._run(_reserve_sql(len(lines)), params)
         if rows:
-            after = {key: _unpack(packed) for key, packed in rows}
+            after = {key: _state(bucket, live) for key, bucket, live in rows}
             return Admission(True, None, tuple(after[line.key] for line in lines))
         found = self._states([line.key for line in lines], now)
         states = tuple(found.get(line.key, BucketState()) for line in lines)
@@ -262,11 +266,12 @@ class SQLiteStore(BudgetStore):
             params += [line.key, line.usd, line.tokens, line.expires_at, _levels_text(line.levels)]
         params.append(now)
         rows = self._run(_settle_sql(releases, len(lines)), params)
-        by_key = {key: (int(before), _unpack(packed)) for key, rid_, before, packed in rows if rid_ == ""}
         out: list[Settled] = []
+        by_key = {row[0]: row for row in rows if row[1] == ""}
         for line in lines:
-            before, state = by_key[line.key]
-            out.append(Settled(state, before, max(before, state.warned)))
+            _, _, before, warned, usd, tokens, live = by_key[line.key]
+            r_usd, r_tokens, count = (int(v) for v in live.split())
+            out.append(Settled(BucketState(usd, tokens, r_usd, r_tokens, count, warned), before, max(before, warned)))
         return out
 
     def renew(self, held: Sequence[tuple[str, str]], lease_until: float) -> None:
