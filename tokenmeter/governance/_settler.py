@@ -1,18 +1,19 @@
 """Settles sent off the caller's path (stores whose every operation is a network round trip: Redis).
 
-After a call, the gate queues its settle here instead of waiting for the store. A daemon thread
-(``tokenmeter-settle``) sends what is queued, many settles in one round trip; a reserve made before
-that takes whatever is still queued with it (the store applies those settles first, in the same round
-trip). So the caller pays one round trip per call -- the reserve -- and this process's next reserve
-always sees its earlier settles: the one made in the same thread or asyncio task waits for a batch
-already on the wire that holds its own last settle.
+After a call, the gate queues its settle here instead of waiting for the store. A reserve takes whatever is
+queued with it (the store applies those settles first, in the same round trip); what no reserve took within
+``LINGER_S`` is sent by a daemon thread (``tokenmeter-settle``), many settles per round trip. (Waking that
+thread at once would cost a thread hand-off per call and make the next reserve wait for a round trip already
+on the wire: lingering lets a busy process carry its settles for free.) So the caller pays one round trip per
+call -- the reserve -- and this process's next reserve always sees its earlier settles: the one made in the
+same thread or asyncio task waits for a batch already on the wire that holds its own last settle.
 
-Overspend: a queued settle's reservation stays in the store (and its lease keeps being renewed) until
-the settle lands, so until then the call counts with its estimate; the bound stated in
-:class:`~tokenmeter.Budget` is unchanged. Nothing is lost on the way out: ``meter.force_flush()`` and
-the gate's ``close`` (``tokenmeter.shutdown()``, interpreter exit, a ``multiprocessing`` child's exit)
-send what is queued, within the store timeout; a settle the store refuses goes to the outage journal
-like any other. A forked child drops the parent's queue (the parent sends it) and starts its own.
+Overspend: a queued settle's reservation stays in the store (and its lease keeps being renewed) until the
+settle lands, so until then the call counts with its estimate; the bound stated in :class:`~tokenmeter.Budget`
+is unchanged. Nothing is lost on the way out: ``meter.force_flush()`` and the gate's ``close``
+(``tokenmeter.shutdown()``, interpreter exit, a ``multiprocessing`` child's exit) send what is queued, within
+the store timeout; a settle the store refuses goes to the outage journal like any other. A forked child drops
+the parent's queue (the parent sends it) and starts its own.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import collections
 import contextvars
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,6 +30,7 @@ from .. import _lifecycle
 from ._stores import BucketState, Line
 
 BATCH = 64  # settles per round trip of the sender thread
+LINGER_S = 0.002  # how long a queued settle waits for a reserve to carry it before the thread sends it
 _LAST: contextvars.ContextVar[Pending | None] = contextvars.ContextVar("tokenmeter_last_settle", default=None)
 
 
@@ -99,12 +102,14 @@ class Settler:
                 self.landed([item])
             return
         with self._lock:
+            first = not self._queue
             self._queue.append(item)
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(target=self._run, name="tokenmeter-settle", daemon=True)
                 self._thread.start()
         _LAST.set(item)
-        self._wake.set()
+        if first:
+            self._wake.set()
 
     def take(self) -> list[Pending]:
         """Everything still queued, removed (the caller sends it with its own operation and calls :meth:`landed`).
@@ -133,11 +138,12 @@ class Settler:
         return len(self._queue)
 
     def _run(self) -> None:
-        while True:
+        while not self._closed:
             self._wake.wait()
             self._wake.clear()
-            if not self._drain() and self._closed:
-                return
+            if not self._closed:
+                time.sleep(LINGER_S)  # a reserve in the meantime carries what is queued
+            self._drain()
 
     def _drain(self) -> bool:
         """Send what is queued, a batch per round trip; False when there was nothing."""
