@@ -184,6 +184,8 @@ class Meter:
     def _flush_now(self, timeout_millis: int) -> bool:
         _orphans.drain()
         ok = True
+        if self.gate is not None:  # budget settles queued off the callers' path (Redis)
+            ok = self.gate.flush(timeout_millis)
         try:
             ok = self.ledger.flush()
         except Exception:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from tokenmeter import MeteredCall, Request, Usage
@@ -41,10 +44,17 @@ def gate(cap: Capture) -> Gate:
     return g
 
 
+def landed(g: Gate) -> None:
+    """Wait until this process's queued settles (Redis sends them off the caller's path) are in the store."""
+    if g.settler is not None:
+        assert g.settler.flush()
+
+
 def bucket(cap: Capture, name: str) -> BucketState:
-    """The current window's bucket of budget ``name``."""
+    """The current window's bucket of budget ``name`` (once this process's settles landed)."""
     g = gate(cap)
     assert g.store is not None
+    landed(g)
     budget = next(b for b in g.budgets if b.name == name)
     now = g.clock()
     return g.store.state(budget.key(now), now)
@@ -56,3 +66,23 @@ def decisions(cap: Capture, decision: str, **attrs: Any) -> float:
 
 def events(span: Any, name: str = "tokenmeter.policy.decision") -> list[dict[str, Any]]:
     return [dict(e.attributes or {}) for e in span.events if e.name == name]
+
+
+@contextmanager
+def redis_sends() -> Iterator[Counter[str]]:
+    """Round trips redis-py makes inside the block, by the name of the thread making them: every round trip
+    is one ``send_packed_command`` (a pipeline too), counted on the real client (nothing is replaced)."""
+    import redis.connection
+
+    sends: Counter[str] = Counter()
+    original = redis.connection.Connection.send_packed_command
+
+    def counted(conn: Any, command: Any, check_health: bool = True) -> None:
+        sends[threading.current_thread().name] += 1
+        original(conn, command, check_health)
+
+    redis.connection.Connection.send_packed_command = counted  # type: ignore[method-assign]
+    try:
+        yield sends
+    finally:
+        redis.connection.Connection.send_packed_command = original  # type: ignore[method-assign]

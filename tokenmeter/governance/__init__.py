@@ -14,7 +14,11 @@ Semantics, in one place:
 * Admission (budgets and per-run limits alike): ``spent + reserved + estimate <= limit`` and
   ``spent + reserved < limit``. Landing exactly on the limit is allowed; a used-up limit admits
   nothing. A burst of concurrent calls admits exactly as many as fit, whichever processes they run in.
-* Bound: spend <= limit + sum of under-estimates (see :class:`Budget`).
+* Bound: spend <= limit + sum of under-estimates (see :class:`Budget`), also with Redis, whose settles
+  leave the caller's path (``_settler``): a settle not yet landed keeps its reservation, so it counts.
+* Cost per call: SQLite -- one statement for the reserve, one for the settle, each its own transaction;
+  Redis -- one round trip on the caller's path (the reserve; settles are queued and batched, or carried
+  by the next reserve); memory -- running totals per bucket.
 * Leases: a reservation holds budget until ``lease_until``; the process that made it renews it every
   ``lease_s / 3`` while the call runs (default ``lease_s`` 60 s, ``?lease_s=`` on the store URL), so
   a crashed process's reservations stop holding budget at most ``lease_s`` after it died.

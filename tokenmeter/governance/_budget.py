@@ -67,6 +67,14 @@ class Budget:
     the limit then holds exactly. Calls metered with ``record()`` (never blocked: they already
     happened) and calls let through while the store was down (``fail_open``) count with an estimate
     of zero in that bound.
+
+    The bound holds however late a settle lands: with the Redis store a call's settle is sent after the
+    call returns (by a background thread, or with the process's next reserve, in the same round trip),
+    and until it lands the call's reservation stays in the store, its lease renewed, so it counts with
+    its estimate. A settle not yet landed can only make admission stricter (an estimate above the
+    actual) or be one of the under-estimates the bound already sums. Spend read from the store
+    (``tokenmeter budgets``, the utilization gauge) lags the calls of the last few milliseconds;
+    ``meter.force_flush()`` and shutdown send what is queued.
     """
 
     __slots__ = (

@@ -26,7 +26,9 @@ from ._budget import REQUESTS, SCOPE_KEYS, Budget
 from ._journal import Journal, Leases, replay
 from ._policy import Policy
 from ._runguard import RunGuard
-from ._stores import BudgetStore, Line, StoreUnavailable, open_store, to_nano
+from ._settler import Pending, Settler, near_warn
+from ._stores import Admission, BucketState, BudgetStore, Line, Settled, StoreUnavailable, open_store, to_nano
+from ._stores._base import ReserveOp
 
 _log = logging.getLogger("tokenmeter")
 OUTAGE_COOLDOWN_S = 5.0  # after a store fault, skip the store this long instead of timing out on every call
@@ -42,7 +44,7 @@ class Estimate(NamedTuple):
 class Ticket:
     """What ``before`` reserved for one call and decided about it (kept in ``MeteredCall.reservation``)."""
 
-    __slots__ = ("budgets", "estimate", "events", "lines", "rid", "run")
+    __slots__ = ("budgets", "estimate", "events", "lines", "rid", "run", "states")
 
     def __init__(self) -> None:
         self.rid: str | None = None
@@ -51,6 +53,7 @@ class Ticket:
         self.run: Run | None = None
         self.estimate = Estimate(0, None)
         self.events: list[tuple[str, dict[str, Any]]] = []
+        self.states: Sequence[BucketState] = ()  # of ``lines`` right after the reserve
 
 
 class Gate:
@@ -110,6 +113,10 @@ class Gate:
         self.journal = Journal()
         self._replaying = threading.Lock()
         self.leases = Leases(self.lease_s, self._renew, lambda: self.clock(), self._replay)
+        # Redis: settles leave the caller's path (queued, sent by a thread or with the next reserve).
+        self.settler: Settler | None = None
+        if self.store is not None and self.store.defers_settles:
+            self.settler = Settler(self._send_settles, getattr(self.store, "timeout_s", 2.0))
         if self.store is not None:
             _signals.register_gauge(meter.instruments, budgets, self.store, lambda: self.clock())
 
@@ -223,7 +230,8 @@ class Gate:
             try:
                 if self._down_until is not None and now < self._down_until:
                     raise StoreUnavailable("in outage cooldown")
-                admission = self.store.reserve(rid, lines, now, now + self.lease_s)
+                admission = self._exchange(self._queued(), (rid, lines, now, now + self.lease_s))[1]
+                assert admission is not None
             except StoreUnavailable as exc:
                 self._store_failed(call, ticket, matched, lines, exc, now)
                 return estimate
@@ -231,7 +239,7 @@ class Gate:
             if admission.admitted:
                 if attempt == 0 and self._escalates:  # keep the full limits (warnings and utilization use them)
                     lines = self._lines(values, now, estimate.usd or 0, estimate.tokens)[0]
-                ticket.rid, ticket.lines, ticket.budgets = rid, lines, matched
+                ticket.rid, ticket.lines, ticket.budgets, ticket.states = rid, lines, matched, admission.states
                 self.leases.hold(rid, [line.key for line in lines])
                 for budget, line, state in zip(matched, lines, admission.states, strict=True):
                     if not line.enforce and _signals.over(line, state):
@@ -362,29 +370,73 @@ class Gate:
             ]
         else:
             actual = list(lines)  # the provider reported no usage: charge the estimate
-        if rid is not None:
-            self.leases.drop(rid)
         if rid is None and not any(line.usd or line.tokens for line in actual):
             return
-        if self._down_until is not None and now < self._down_until:
+        down = self._down_until is not None and now < self._down_until
+        item = Pending(rid, actual, budgets, now, call.span)
+        if self.settler is not None and rid is not None and not down:
+            if not near_warn(ticket.states if ticket is not None else (), lines, actual):
+                item.span = None  # it lands after the call's span ended
+                self.settler.add(item)  # the lease is renewed until it lands: it counts as reserved till then
+                return
+        if down:
+            if rid is not None:
+                self.leases.drop(rid)
             self.journal.add(rid, actual, budgets)  # charged when the store answers again
             self.leases.start()
             return
         try:
-            settled = self.store.settle(rid, actual, now)
+            self._exchange([*self._queued(), item])
         except StoreUnavailable as exc:
-            if self._down_until is None:
-                _log.warning(
-                    "tokenmeter: settling a budget reservation failed (%s); its spend is journaled and "
-                    "charged when the store answers again",
-                    exc,
-                )
-            self._down_until = now + OUTAGE_COOLDOWN_S
-            self.journal.add(rid, actual, budgets)
-            self.leases.start()
-            return
+            self._settle_failed(exc, now)
+
+    def _queued(self) -> list[Pending]:
+        return self.settler.take() if self.settler is not None else []
+
+    def _exchange(
+        self, items: Sequence[Pending], reserve: ReserveOp | None = None
+    ) -> tuple[list[list[Settled]], Admission | None]:
+        """Write the settles ``items`` (then reserve, if given) in one store operation; a fault journals them."""
+        assert self.store is not None
+        try:
+            results, admission = self.store.exchange([(i.rid, i.lines, i.now) for i in items], reserve)
+        except StoreUnavailable:
+            for item in items:
+                if item.rid is not None:
+                    self.leases.drop(item.rid)
+                self.journal.add(item.rid, item.lines, item.budgets)
+            if items:
+                self.leases.start()
+            raise
+        finally:
+            if self.settler is not None and items:
+                self.settler.landed(items)
+        for item, settled in zip(items, results, strict=True):
+            if item.rid is not None:
+                self.leases.drop(item.rid)
+            self._warn(item.budgets, item.lines, settled, item.now, item.span)
         self._store_ok()
-        self._warn(budgets, actual, settled, now, call.span)
+        return results, admission
+
+    def _send_settles(self, batch: list[Pending]) -> None:
+        """The settle thread's write of ``batch`` (journaled while the store is away)."""
+        now = self.clock()
+        try:
+            if self._down_until is not None and now < self._down_until:
+                raise StoreUnavailable("in outage cooldown")
+            self._exchange(batch)
+        except StoreUnavailable as exc:
+            self._settle_failed(exc, now)
+
+    def _settle_failed(self, exc: StoreUnavailable, now: float) -> None:
+        if self._down_until is None:
+            _log.warning(
+                "tokenmeter: settling a budget reservation failed (%s); its spend is journaled and "
+                "charged when the store answers again",
+                exc,
+            )
+        if self._down_until is None or now >= self._down_until:
+            self._down_until = now + OUTAGE_COOLDOWN_S
 
     def _warn(
         self, budgets: Sequence[Budget], lines: Sequence[Line], settled: Sequence[Any], now: float, span: Any
@@ -450,16 +502,25 @@ class Gate:
             self._runs.release(ticket.run, ticket.estimate.tokens, ticket.estimate.usd)
             ticket.run = None
         if ticket.rid is not None and ticket.lines and self.store is not None:
-            self.leases.drop(ticket.rid)
             zero = [line.with_amounts(0, 0) for line in ticket.lines]
-            try:
-                self.store.settle(ticket.rid, zero, self.clock())
-            except StoreUnavailable:
-                self.journal.add(ticket.rid, zero, ticket.budgets)  # released when the store answers again
+            if self.settler is not None:
+                self.settler.add(Pending(ticket.rid, zero, ticket.budgets, self.clock(), None))
+            else:
+                self.leases.drop(ticket.rid)
+                try:
+                    self.store.settle(ticket.rid, zero, self.clock())
+                except StoreUnavailable:
+                    self.journal.add(ticket.rid, zero, ticket.budgets)  # released when the store answers again
             ticket.rid, ticket.lines = None, ()
 
+    def flush(self, timeout_millis: int) -> bool:
+        """Send the queued settles (Redis) within ``timeout_millis``; False if some did not land in time."""
+        return True if self.settler is None else self.settler.flush(timeout_millis / 1000)
+
     def close(self) -> None:
-        """Stop renewing leases, write what the journal holds if the store answers, close the store."""
+        """Send queued settles, stop renewing leases, write what the journal holds if the store answers, close."""
+        if self.settler is not None:
+            self.settler.close()
         self.leases.close()
         if self.store is not None:
             if len(self.journal):

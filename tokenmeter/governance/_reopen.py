@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import _lifecycle
-from ._stores import Admission, BucketState, BudgetStore, Line, StoreUnavailable, open_store
+from ._stores import Admission, BucketState, BudgetStore, Line, Settled, StoreUnavailable, open_store
 from ._stores import _split as split_url
+from ._stores._base import ReserveOp, SettleOp
 
 
 class ReopenedStore(BudgetStore):
@@ -24,6 +25,8 @@ class ReopenedStore(BudgetStore):
         self._store: BudgetStore | None = None
         self._lock = _lifecycle.lock()
         self.lease_s = split_url(url)[2] if url != "memory" else BudgetStore.lease_s
+        self.timeout_s = split_url(url)[3] if url != "memory" else 2.0
+        self.defers_settles = url.startswith(("redis://", "rediss://"))
 
     def _real(self) -> BudgetStore:
         store = self._store
@@ -42,6 +45,11 @@ class ReopenedStore(BudgetStore):
 
     def settle(self, rid: str | None, lines: Sequence[Line], now: float) -> list[Any]:
         return self._real().settle(rid, lines, now)
+
+    def exchange(
+        self, settles: Sequence[SettleOp], reserve: ReserveOp | None
+    ) -> tuple[list[list[Settled]], Admission | None]:
+        return self._real().exchange(settles, reserve)
 
     def renew(self, held: Sequence[tuple[str, str]], lease_until: float) -> None:
         self._real().renew(held, lease_until)

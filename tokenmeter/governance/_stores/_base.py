@@ -93,6 +93,10 @@ class Settled:
     warned_after: int
 
 
+SettleOp = tuple[str | None, Sequence[Line], float]  # (reservation id, actual lines, now)
+ReserveOp = tuple[str, Sequence[Line], float, float]  # (reservation id, lines, now, lease_until)
+
+
 def fits(state: BucketState, line: Line) -> bool:
     """Whether ``line`` may be reserved on a bucket in ``state`` (the admission rule above)."""
     for limit, committed, want in (
@@ -123,6 +127,8 @@ class BudgetStore(abc.ABC):
     """
 
     lease_s: float = 60.0
+    #: Each operation is a network round trip: the gate sends settles off the caller's path (``_settler``).
+    defers_settles: bool = False
 
     @abc.abstractmethod
     def reserve(self, rid: str, lines: Sequence[Line], now: float, lease_until: float) -> Admission:
@@ -139,6 +145,13 @@ class BudgetStore(abc.ABC):
     @abc.abstractmethod
     def state(self, key: str, now: float) -> BucketState:
         """The bucket ``key`` as of ``now`` (expired leases not counted)."""
+
+    def exchange(
+        self, settles: Sequence[SettleOp], reserve: ReserveOp | None
+    ) -> tuple[list[list[Settled]], Admission | None]:
+        """Settle each of ``settles`` in order, then reserve (if given); one round trip where the store can."""
+        done = [self.settle(rid, lines, now) for rid, lines, now in settles]
+        return done, None if reserve is None else self.reserve(*reserve)
 
     def close(self) -> None:  # noqa: B027 - optional hook, stores without resources keep it
         """Release connections and files."""

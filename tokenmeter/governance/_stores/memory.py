@@ -1,9 +1,14 @@
-"""The default store: buckets in this process's memory, behind one lock."""
+"""The default store: buckets in this process's memory, behind one lock.
+
+Each bucket keeps running totals of its live reservations and the earliest lease end among them, so a
+reserve or settle costs the same however many calls are in flight: expired leases are looked for only
+once that earliest end has passed.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from ... import _lifecycle
 from ._base import Admission, BucketState, BudgetStore, Line, Settled, fits, thresholds_reached
@@ -11,26 +16,54 @@ from ._base import Admission, BucketState, BudgetStore, Line, Settled, fits, thr
 _SWEEP_EVERY_S = 60.0
 
 
-@dataclass(slots=True)
 class _Bucket:
-    spent_usd: int = 0
-    spent_tokens: int = 0
-    warned: int = 0
-    expires_at: float = 0.0
-    reservations: dict[str, tuple[int, int, float]] = field(default_factory=dict)
+    __slots__ = (
+        "expires_at",
+        "first_end",
+        "reservations",
+        "reserved_tokens",
+        "reserved_usd",
+        "spent_tokens",
+        "spent_usd",
+        "warned",
+    )
+
+    def __init__(self, expires_at: float) -> None:
+        self.spent_usd = self.spent_tokens = self.warned = 0
+        self.reserved_usd = self.reserved_tokens = 0
+        self.expires_at = expires_at
+        self.first_end = math.inf  # no live reservation ends before this
+        self.reservations: dict[str, tuple[int, int, float]] = {}
 
     def purge(self, now: float) -> None:
-        expired = [rid for rid, (_, _, until) in self.reservations.items() if until <= now]
-        for rid in expired:
-            del self.reservations[rid]
+        if now < self.first_end:
+            return
+        live = {rid: r for rid, r in self.reservations.items() if r[2] > now}
+        self.reservations = live
+        self.reserved_usd = sum(r[0] for r in live.values())
+        self.reserved_tokens = sum(r[1] for r in live.values())
+        self.first_end = min((r[2] for r in live.values()), default=math.inf)
+
+    def hold(self, rid: str, usd: int, tokens: int, until: float) -> None:
+        self.drop(rid)
+        self.reservations[rid] = (usd, tokens, until)
+        self.reserved_usd += usd
+        self.reserved_tokens += tokens
+        if until < self.first_end:
+            self.first_end = until
+
+    def drop(self, rid: str) -> None:
+        held = self.reservations.pop(rid, None)
+        if held is not None:
+            self.reserved_usd -= held[0]
+            self.reserved_tokens -= held[1]
 
     def state(self) -> BucketState:
-        res = self.reservations.values()
         return BucketState(
             self.spent_usd,
             self.spent_tokens,
-            sum(r[0] for r in res),
-            sum(r[1] for r in res),
+            self.reserved_usd,
+            self.reserved_tokens,
             len(self.reservations),
             self.warned,
         )
@@ -58,8 +91,9 @@ class MemoryStore(BudgetStore):
                 self._next_sweep = now + _SWEEP_EVERY_S
                 for key in [k for k, b in self._buckets.items() if b.expires_at <= now]:
                     del self._buckets[key]
-            bucket = self._buckets[line.key] = _Bucket(expires_at=line.expires_at)
-        bucket.expires_at = max(bucket.expires_at, line.expires_at)
+            bucket = self._buckets[line.key] = _Bucket(line.expires_at)
+        elif line.expires_at > bucket.expires_at:
+            bucket.expires_at = line.expires_at
         bucket.purge(now)
         return bucket
 
@@ -71,7 +105,7 @@ class MemoryStore(BudgetStore):
                 if line.enforce and not fits(state, line):
                     return Admission(False, i, states)
             for line, bucket in zip(lines, buckets, strict=True):
-                bucket.reservations[rid] = (line.usd, line.tokens, lease_until)
+                bucket.hold(rid, line.usd, line.tokens, lease_until)
             return Admission(True, None, tuple(b.state() for b in buckets))
 
     def settle(self, rid: str | None, lines: Sequence[Line], now: float) -> list[Settled]:
@@ -80,11 +114,12 @@ class MemoryStore(BudgetStore):
             for line in lines:
                 bucket = self._bucket(line, now)
                 if rid is not None:
-                    bucket.reservations.pop(rid, None)
+                    bucket.drop(rid)
                 bucket.spent_usd += line.usd
                 bucket.spent_tokens += line.tokens
                 before = bucket.warned
-                bucket.warned = max(before, thresholds_reached(bucket.spent_usd, bucket.spent_tokens, line.levels))
+                if line.levels:
+                    bucket.warned = max(before, thresholds_reached(bucket.spent_usd, bucket.spent_tokens, line.levels))
                 out.append(Settled(bucket.state(), before, bucket.warned))
         return out
 
@@ -93,7 +128,7 @@ class MemoryStore(BudgetStore):
             for rid, key in held:
                 bucket = self._buckets.get(key)
                 res = None if bucket is None else bucket.reservations.get(rid)
-                if bucket is not None and res is not None:
+                if bucket is not None and res is not None:  # (a longer lease never moves first_end earlier)
                     bucket.reservations[rid] = (res[0], res[1], max(res[2], lease_until))
 
     def state(self, key: str, now: float) -> BucketState:

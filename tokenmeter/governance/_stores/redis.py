@@ -1,4 +1,8 @@
-"""Redis for a fleet: each reserve and each settle is ONE round trip (``EVALSHA`` of a Lua script).
+"""Redis for a fleet: ONE round trip (``EVALSHA`` of a Lua script) per reserve, settles riding along.
+
+Any number of settles and at most one reserve go in one script call (:meth:`RedisStore.exchange`): the
+gate queues settles and sends them from a thread or with the next reserve (``governance/_settler``),
+so a metered call pays one round trip on its caller's path.
 
 Per bucket there are three keys, all under the hash tag ``{tokenmeter}`` so that a Redis Cluster keeps
 them in one slot: a hash of the settled spend (``su``, ``st``) and fired warnings (``w``); a hash of
@@ -13,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._base import Admission, BucketState, BudgetStore, Line, Settled, StoreUnavailable
+from ._base import Admission, BucketState, BudgetStore, Line, ReserveOp, Settled, SettleOp, StoreUnavailable
 
 _PREFIX = "{tokenmeter}:"
 
@@ -55,80 +59,86 @@ local function int(x)
 end
 """
 
-# ARGV: rid, now, lease_until, then per line: usd, tokens, limit_usd (-1: none), limit_tokens, ttl_ms, enforce
-_RESERVE = (
+# One script for everything a caller or the settle thread sends: first any number of settles, then at
+# most one reserve, in one round trip. KEYS: three per line, settles' lines first, then the reserve's.
+# ARGV: the number of settles; per settle: rid ('' for none), now, its number of lines, then per line
+# usd, tokens, ttl_ms, levels ("u,t;u,t" with -1 for none); then '1' and the reserve: rid, now,
+# lease_until, its number of lines, per line usd, tokens, limit_usd (-1: none), limit_tokens, ttl_ms,
+# enforce -- or '0' for no reserve. Reply: per settled line the state and the warn count before (7
+# numbers); then, with a reserve, admitted (1/0), the refused line (1-based, 0 if none) and each
+# line's state (6 numbers each).
+_EXCHANGE = (
     _LUA_COMMON
     + r"""
-local rid, now, lease_until = ARGV[1], ARGV[2], ARGV[3]
-local n = #KEYS / 3
+local out = {}
+local a, li = 2, 0
+for _ = 1, tonumber(ARGV[1]) do
+  local rid, now, n = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  a = a + 3
+  for _ = 1, n do
+    li = li + 1
+    local b, r, e = keys_of(li)
+    purge(r, e, now)
+    if rid ~= '' then
+      redis.call('HDEL', r, rid)
+      redis.call('ZREM', e, rid)
+    end
+    local s = load(b, r)
+    s[1] = s[1] + tonumber(ARGV[a])
+    s[2] = s[2] + tonumber(ARGV[a + 1])
+    local before = s[6]
+    local reached = 0
+    for lu, lt in string.gmatch(ARGV[a + 3], '(%-?%d+),(%-?%d+)') do
+      lu, lt = tonumber(lu), tonumber(lt)
+      if (lu >= 0 and s[1] >= lu) or (lt >= 0 and s[2] >= lt) then reached = reached + 1 else break end
+    end
+    if reached > before then s[6] = reached end
+    redis.call('HSET', b, 'su', int(s[1]), 'st', int(s[2]), 'w', int(s[6]))
+    keep(b, r, e, ARGV[a + 2])
+    for k = 1, 6 do table.insert(out, s[k]) end
+    table.insert(out, before)
+    a = a + 4
+  end
+end
+if ARGV[a] ~= '1' then return out end
+local rid, now, lease_until, n = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4])
+a = a + 5
 local states = {}
 for i = 1, n do
-  local b, r, e = keys_of(i)
+  local b, r, e = keys_of(li + i)
   purge(r, e, now)
   states[i] = load(b, r)
 end
 for i = 1, n do
-  local a = 3 + (i - 1) * 6
-  if ARGV[a + 6] == '1' then
+  local p = a + (i - 1) * 6
+  if ARGV[p + 5] == '1' then
     local s = states[i]
-    local checks = {{tonumber(ARGV[a + 3]), s[1] + s[3], tonumber(ARGV[a + 1])},
-                    {tonumber(ARGV[a + 4]), s[2] + s[4], tonumber(ARGV[a + 2])}}
+    local checks = {{tonumber(ARGV[p + 2]), s[1] + s[3], tonumber(ARGV[p])},
+                    {tonumber(ARGV[p + 3]), s[2] + s[4], tonumber(ARGV[p + 1])}}
     for _, c in ipairs(checks) do
       local limit, committed, want = c[1], c[2], c[3]
       if limit >= 0 and (committed >= limit or committed + want > limit) then
-        local out = {0, i}
+        table.insert(out, 0)
+        table.insert(out, i)
         for j = 1, n do for k = 1, 6 do table.insert(out, states[j][k]) end end
         return out
       end
     end
   end
 end
-local out = {1, 0}
+table.insert(out, 1)
+table.insert(out, 0)
 for i = 1, n do
-  local a = 3 + (i - 1) * 6
-  local b, r, e = keys_of(i)
-  redis.call('HSET', r, rid, ARGV[a + 1] .. ':' .. ARGV[a + 2])
+  local p = a + (i - 1) * 6
+  local b, r, e = keys_of(li + i)
+  redis.call('HSET', r, rid, ARGV[p] .. ':' .. ARGV[p + 1])
   redis.call('ZADD', e, lease_until, rid)
-  keep(b, r, e, ARGV[a + 5])
+  keep(b, r, e, ARGV[p + 4])
   local s = states[i]
-  s[3] = s[3] + tonumber(ARGV[a + 1])
-  s[4] = s[4] + tonumber(ARGV[a + 2])
+  s[3] = s[3] + tonumber(ARGV[p])
+  s[4] = s[4] + tonumber(ARGV[p + 1])
   s[5] = s[5] + 1
   for k = 1, 6 do table.insert(out, s[k]) end
-end
-return out
-"""
-)
-
-# ARGV: rid ('' for none), now, then per line: usd, tokens, ttl_ms, levels ("u,t;u,t" with -1 for none)
-_SETTLE = (
-    _LUA_COMMON
-    + r"""
-local rid, now = ARGV[1], ARGV[2]
-local n = #KEYS / 3
-local out = {}
-for i = 1, n do
-  local a = 2 + (i - 1) * 4
-  local b, r, e = keys_of(i)
-  purge(r, e, now)
-  if rid ~= '' then
-    redis.call('HDEL', r, rid)
-    redis.call('ZREM', e, rid)
-  end
-  local s = load(b, r)
-  s[1] = s[1] + tonumber(ARGV[a + 1])
-  s[2] = s[2] + tonumber(ARGV[a + 2])
-  local before = s[6]
-  local reached = 0
-  for lu, lt in string.gmatch(ARGV[a + 4], '(%-?%d+),(%-?%d+)') do
-    lu, lt = tonumber(lu), tonumber(lt)
-    if (lu >= 0 and s[1] >= lu) or (lt >= 0 and s[2] >= lt) then reached = reached + 1 else break end
-  end
-  if reached > before then s[6] = reached end
-  redis.call('HSET', b, 'su', int(s[1]), 'st', int(s[2]), 'w', int(s[6]))
-  keep(b, r, e, ARGV[a + 3])
-  for k = 1, 6 do table.insert(out, s[k]) end
-  table.insert(out, before)
 end
 return out
 """
@@ -177,6 +187,8 @@ def _state(values: Sequence[Any]) -> BucketState:
 class RedisStore(BudgetStore):
     """Buckets in Redis, shared by every process of a fleet; bounded socket timeouts, no retries."""
 
+    defers_settles = True
+
     def __init__(self, url: str, *, timeout_s: float = 2.0, lease_s: float = 60.0) -> None:
         try:
             import redis
@@ -187,6 +199,7 @@ class RedisStore(BudgetStore):
                 f"the redis store needs the redis package: pip install 'tokenmeter[redis]' ({exc})"
             ) from exc
         self.lease_s = lease_s
+        self.timeout_s = timeout_s
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self._client = redis.Redis.from_url(
             url,
@@ -195,8 +208,7 @@ class RedisStore(BudgetStore):
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
         )
-        self._reserve = self._client.register_script(_RESERVE)
-        self._settle = self._client.register_script(_SETTLE)
+        self._exchange = self._client.register_script(_EXCHANGE)
         self._state = self._client.register_script(_STATE)
         self._renew = self._client.register_script(_RENEW)
 
@@ -207,33 +219,57 @@ class RedisStore(BudgetStore):
             raise StoreUnavailable(f"redis store: {exc}") from exc
 
     def reserve(self, rid: str, lines: Sequence[Line], now: float, lease_until: float) -> Admission:
-        args: list[Any] = [rid, repr(now), repr(lease_until)]
-        for line in lines:
-            args += [
-                line.usd,
-                line.tokens,
-                _opt(line.limit_usd),
-                _opt(line.limit_tokens),
-                _ttl_ms(line, now),
-                "1" if line.enforce else "0",
-            ]
-        reply = self._run(self._reserve, _keys(lines), args)
-        states = tuple(_state(reply[2 + 6 * i : 8 + 6 * i]) for i in range(len(lines)))
-        admitted = int(reply[0]) == 1
-        return Admission(admitted, None if admitted else int(reply[1]) - 1, states)
+        admission = self.exchange((), (rid, lines, now, lease_until))[1]
+        assert admission is not None
+        return admission
 
     def settle(self, rid: str | None, lines: Sequence[Line], now: float) -> list[Settled]:
-        args: list[Any] = ["" if rid is None else rid, repr(now)]
-        for line in lines:
-            levels = ";".join(f"{_opt(u)},{_opt(t)}" for u, t in line.levels)
-            args += [line.usd, line.tokens, _ttl_ms(line, now), levels]
-        reply = self._run(self._settle, _keys(lines), args)
-        out: list[Settled] = []
-        for i in range(len(lines)):
-            chunk = reply[7 * i : 7 * i + 7]
-            state = _state(chunk)
-            out.append(Settled(state, int(chunk[6]), state.warned))
-        return out
+        return self.exchange([(rid, lines, now)], None)[0][0]
+
+    def exchange(
+        self, settles: Sequence[SettleOp], reserve: ReserveOp | None
+    ) -> tuple[list[list[Settled]], Admission | None]:
+        """The settles, then the reserve, in ONE round trip (one ``EVALSHA``)."""
+        keys: list[str] = []
+        args: list[Any] = [len(settles)]
+        for rid, lines, now in settles:
+            keys += _keys(lines)
+            args += ["" if rid is None else rid, repr(now), len(lines)]
+            for line in lines:
+                levels = ";".join(f"{_opt(u)},{_opt(t)}" for u, t in line.levels)
+                args += [line.usd, line.tokens, _ttl_ms(line, now), levels]
+        if reserve is None:
+            args.append("0")
+        else:
+            rid, lines, now, lease_until = reserve
+            keys += _keys(lines)
+            args += ["1", rid, repr(now), repr(lease_until), len(lines)]
+            for line in lines:
+                args += [
+                    line.usd,
+                    line.tokens,
+                    _opt(line.limit_usd),
+                    _opt(line.limit_tokens),
+                    _ttl_ms(line, now),
+                    "1" if line.enforce else "0",
+                ]
+        reply = self._run(self._exchange, keys, args)
+        settled: list[list[Settled]] = []
+        at = 0
+        for _, lines, _ in settles:
+            out: list[Settled] = []
+            for _ in lines:
+                chunk = reply[at : at + 7]
+                state = _state(chunk)
+                out.append(Settled(state, int(chunk[6]), state.warned))
+                at += 7
+            settled.append(out)
+        if reserve is None:
+            return settled, None
+        n = len(reserve[1])
+        states = tuple(_state(reply[at + 2 + 6 * i : at + 8 + 6 * i]) for i in range(n))
+        admitted = int(reply[at]) == 1
+        return settled, Admission(admitted, None if admitted else int(reply[at + 1]) - 1, states)
 
     def renew(self, held: Sequence[tuple[str, str]], lease_until: float) -> None:
         for i in range(0, len(held), _RENEW_CHUNK):
