@@ -1,0 +1,330 @@
+"""CrewAI: a real crew (agents, tasks, a tool, sequential process) on CrewAI's native OpenAI provider (the real
+``openai`` 2.x client) against FakeProvider over loopback HTTP, and against the real small model: crews become
+workflows, tasks steps, agents agents and tools ``execute_tool``; tokens are metered once, by the openai
+integration, as the server reported them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from typing import Any
+
+import pytest
+
+pytest.importorskip("crewai", reason="CrewAI runs in .venv-crewai: make crewai-venv")
+
+from crewai import LLM, Agent, Crew, Process, Task  # noqa: E402
+from crewai.tools import tool  # noqa: E402
+from openai import OpenAI  # noqa: E402
+
+import tokenmeter  # noqa: E402
+from tests.frameworks.conftest import call_spans, tokens, tree  # noqa: E402
+from tokenmeter import Budget  # noqa: E402
+from tokenmeter.testing import Capture, capture  # noqa: E402
+from tokenmeter.testing.fakes import FakeProvider, Reply  # noqa: E402
+
+MODEL = "gpt-4o-mini"
+CALL = f"chat {MODEL}"
+CREW = "invoke_workflow math crew"
+
+
+@tool("add")
+def add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+
+
+def _llm(url: str, model: str = MODEL, **options: Any) -> LLM:
+    return LLM(model=f"openai/{model}", base_url=url + "/v1", api_key="x", max_retries=0, **options)
+
+
+def _crew(url: str, *, tools: list[Any] | None = None) -> Crew:
+    calc = Agent(role="calculator", goal="Add numbers", backstory="Precise.", llm=_llm(url), tools=tools or [add])
+    writer = Agent(role="writer", goal="Write numbers in words", backstory="Terse.", llm=_llm(url))
+    total = Task(description="What is 1+2?", expected_output="a number", agent=calc, name="sum")
+    words = Task(
+        description="Write the sum in words.", expected_output="words", agent=writer, name="words", context=[total]
+    )
+    return Crew(agents=[calc, writer], tasks=[total, words], process=Process.sequential, name="math crew")
+
+
+def _script(fp: FakeProvider) -> None:
+    fp.enqueue(
+        Reply(tool_call=("add", {"a": 1, "b": 2}), input_tokens=10, output_tokens=5, cached_tokens=3),
+        Reply(text="3", input_tokens=20, output_tokens=2),
+        Reply(text="three", input_tokens=30, output_tokens=3),
+    )
+
+
+def _kickoff(crew: Crew, mode: str) -> Any:
+    if mode == "sync":
+        return crew.kickoff()
+    if mode == "kickoff_async":  # the sync kickoff in a worker thread
+        return asyncio.run(crew.kickoff_async())
+    return asyncio.run(crew.akickoff())  # native async
+
+
+TREE = [
+    (CREW, None, 0),
+    ("step sum", CREW, 1),
+    ("invoke_agent calculator", "step sum", 2),
+    (CALL, "invoke_agent calculator", 2),
+    ("execute_tool add", "invoke_agent calculator", 3),
+    (CALL, "invoke_agent calculator", 2),
+    ("step words", CREW, 1),
+    ("invoke_agent writer", "step words", 2),
+    (CALL, "invoke_agent writer", 2),
+]
+
+
+@pytest.mark.parametrize("mode", ["sync", "kickoff_async", "akickoff"])
+def test_crew_tasks_agents_and_tool_become_scopes(fp: FakeProvider, cap: Capture, mode: str) -> None:
+    _script(fp)
+    crew = _crew(fp.url)
+    out = _kickoff(crew, mode)
+    assert out.raw == "three"
+
+    calls = call_spans(cap)
+    assert len(fp.requests) == len(calls) == 3  # the tool round trip included: every request metered once
+    assert all((c.attributes or {})["tokenmeter.usage.estimated"] is False for c in calls)
+    assert tokens(cap, "input") == 10 + 20 + 30 and tokens(cap, "cache_read") == 3
+    assert tokens(cap, "output") == 5 + 2 + 3 and tokens(cap, "reasoning") == 0
+    usage = crew.usage_metrics  # what CrewAI itself read from the same responses
+    assert usage is not None and usage.successful_requests == 3
+    assert tokens(cap, "input") + tokens(cap, "cache_read") == usage.prompt_tokens
+    assert tokens(cap, "output") == usage.completion_tokens
+
+    assert tree(cap) == TREE
+    workflow = dict(cap.span(CREW).attributes or {})
+    assert workflow["tokenmeter.rollup.tokens.total"] == 73 and workflow["tokenmeter.rollup.calls"] == 3
+    assert workflow["tokenmeter.framework.name"] == "crewai"
+    calculator = dict(cap.span("invoke_agent calculator").attributes or {})
+    assert calculator["tokenmeter.rollup.tokens.total"] == 10 + 3 + 5 + 20 + 2
+    assert calculator["tokenmeter.rollup.calls"] == 2 and calculator["gen_ai.agent.name"] == "calculator"
+    assert (cap.span("execute_tool add").attributes or {})["gen_ai.tool.name"] == "add"
+    assert {(c.attributes or {})["gen_ai.agent.name"] for c in calls} == {"calculator", "writer"}
+    assert cap.counter("tokenmeter.run.tokens", **{"gen_ai.workflow.name": "math crew"}) == 73
+    assert cap.count("tokenmeter.run.tokens") == 1  # one run: the crew
+
+
+def test_async_tasks_in_threads_nest_under_their_own_agent(fp: FakeProvider, cap: Capture) -> None:
+    # Two tasks with async_execution run at once in CrewAI's worker threads; each agent has its own model,
+    # echoed by the server, so every call span can be matched to the agent that made it.
+    fp.enqueue(*(Reply(text="ok", input_tokens=7 * (i + 1), output_tokens=i + 1) for i in range(3)))
+    calc = Agent(role="calculator", goal="Add", backstory="Precise.", llm=_llm(fp.url, "gpt-4o-mini"))
+    writer = Agent(role="writer", goal="Write", backstory="Terse.", llm=_llm(fp.url, "gpt-4o"))
+    first = Task(description="Add 1 and 2.", expected_output="a number", agent=calc, name="a", async_execution=True)
+    second = Task(description="Say hi.", expected_output="a word", agent=writer, name="b", async_execution=True)
+    last = Task(description="Sum up.", expected_output="a line", agent=calc, name="c", context=[first, second])
+    Crew(agents=[calc, writer], tasks=[first, second, last], process=Process.sequential, name="math crew").kickoff()
+
+    assert len(fp.requests) == len(call_spans(cap)) == 3
+    assert sorted(tree(cap)) == sorted(
+        [
+            (CREW, None, 0),
+            ("step a", CREW, 1),
+            ("step b", CREW, 1),
+            ("step c", CREW, 1),
+            ("invoke_agent calculator", "step a", 2),
+            ("invoke_agent writer", "step b", 2),
+            ("invoke_agent calculator", "step c", 2),
+            ("chat gpt-4o-mini", "invoke_agent calculator", 2),
+            ("chat gpt-4o", "invoke_agent writer", 2),
+            ("chat gpt-4o-mini", "invoke_agent calculator", 2),
+        ]
+    )
+    assert tokens(cap, "input") == 7 + 14 + 21 and tokens(cap, "output") == 1 + 2 + 3
+    assert cap.counter("tokenmeter.run.tokens", **{"gen_ai.workflow.name": "math crew"}) == 42 + 6
+
+
+def test_budget_exceeded_by_the_per_run_guard_stops_the_crew_unretried(fp: FakeProvider) -> None:
+    with capture(expected_output_tokens=1) as cap:
+        _script(fp)
+        crew = _crew(fp.url)
+        # CrewAI re-runs a failed agent task up to max_retry_limit (2) times; a refused call must not be
+        with pytest.raises(tokenmeter.BudgetExceeded), tokenmeter.workflow("capped", max_tokens=20):
+            crew.kickoff()
+        assert len(fp.requests) == len(call_spans(cap)) == 0  # the first call's prompt alone is over 20
+        assert cap.counter("tokenmeter.calls", **{"tokenmeter.outcome": "blocked"}) == 1  # refused once
+        # inside the user's run the crew is a step of it, so the run's guard covers the crew
+        assert [n for n, _, _ in tree(cap)] == [
+            "invoke_workflow capped",
+            "step math crew",
+            "step sum",
+            "invoke_agent calculator",
+        ]
+        for name in ("invoke_workflow capped", "step math crew", "step sum", "invoke_agent calculator"):
+            assert cap.span(name).status.status_code.name == "ERROR"
+
+
+def test_budget_exceeded_by_a_budget_stops_the_crew_mid_run(fp: FakeProvider) -> None:
+    # The budget covers the crew's own workflow; the first call fits, its tokens use it up, the next is refused.
+    budget = Budget("crew cap", scope={"workflow": "math crew"}, limit_tokens=400, window="1d")
+    with capture(budgets=[budget], expected_output_tokens=1) as cap:
+        fp.enqueue(
+            Reply(tool_call=("add", {"a": 1, "b": 2}), input_tokens=390, output_tokens=5),
+            Reply(text="3", input_tokens=20, output_tokens=2),
+        )
+        with pytest.raises(tokenmeter.BudgetExceeded):
+            _crew(fp.url).kickoff()
+        assert len(fp.requests) == len(call_spans(cap)) == 1
+        assert cap.counter("tokenmeter.calls", **{"tokenmeter.outcome": "blocked"}) == 1
+        assert tokens(cap, "input") == 390 and tokens(cap, "output") == 5
+        names = [n for n, _, _ in tree(cap)]
+        assert names == [CREW, "step sum", "invoke_agent calculator", CALL, "execute_tool add"]
+        assert cap.span(CREW).status.status_code.name == "ERROR"
+        assert cap.span("execute_tool add").status.status_code.name != "ERROR"  # the tool itself worked
+
+
+def test_budget_exceeded_inside_a_tool_still_stops_the_crew(fp: FakeProvider) -> None:
+    inner = OpenAI(base_url=fp.url + "/v1", api_key="x", max_retries=0)
+
+    @tool("research")
+    def research(topic: str) -> str:
+        """Research a topic with another model call."""
+        reply = inner.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": topic * 2000}])
+        return reply.choices[0].message.content or ""
+
+    with capture(expected_output_tokens=1) as cap:
+        fp.enqueue(Reply(tool_call=("research", {"topic": "x "}), input_tokens=390, output_tokens=3))
+        crew = _crew(fp.url, tools=[research])
+        with pytest.raises(tokenmeter.BudgetExceeded), tokenmeter.workflow("capped", max_tokens=450):
+            # the first call fits and uses 393 tokens; the tool's call (a 2,000-word prompt) is refused, CrewAI
+            # hands the tool's error to the model, whose next call is refused too: the crew stops, the caller
+            # sees BudgetExceeded, and the agent's retry loop does not run the task again
+            crew.kickoff()
+        assert len(fp.requests) == len(call_spans(cap)) == 1
+        assert cap.counter("tokenmeter.calls", **{"tokenmeter.outcome": "blocked"}) == 2
+        assert cap.span("execute_tool research").status.status_code.name == "ERROR"
+        assert cap.span("invoke_workflow capped").status.status_code.name == "ERROR"
+
+
+def test_user_scopes_and_calls_inside_a_tool_nest_under_it(fp: FakeProvider, cap: Capture) -> None:
+    inner = OpenAI(base_url=fp.url + "/v1", api_key="x", max_retries=0)
+
+    @tool("research")
+    def research(topic: str) -> str:
+        """Research a topic with another model call."""
+        with tokenmeter.step("lookup"):
+            reply = inner.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": topic}])
+        return reply.choices[0].message.content or ""
+
+    fp.enqueue(
+        Reply(tool_call=("research", {"topic": "sums"}), input_tokens=10, output_tokens=3),
+        Reply(text="found", input_tokens=4, output_tokens=1),
+        Reply(text="3", input_tokens=20, output_tokens=2),
+        Reply(text="three", input_tokens=30, output_tokens=3),
+    )
+    _crew(fp.url, tools=[research]).kickoff()
+    assert len(fp.requests) == len(call_spans(cap)) == 4
+    assert ("step lookup", "execute_tool research", 4) in tree(cap)
+    assert (CALL, "step lookup", 4) in tree(cap)
+
+
+def test_agent_kickoff_outside_a_crew_is_its_own_run(fp: FakeProvider, cap: Capture) -> None:
+    fp.enqueue(Reply(text="hi", input_tokens=9, output_tokens=2))
+    agent = Agent(role="greeter", goal="Greet", backstory="Kind.", llm=_llm(fp.url))
+    agent.kickoff("Say hi.")
+    assert tree(cap) == [
+        ("invoke_workflow greeter", None, 0),
+        ("invoke_agent greeter", "invoke_workflow greeter", 1),
+        (CALL, "invoke_agent greeter", 1),
+    ]
+    assert cap.counter("tokenmeter.run.tokens", **{"gen_ai.workflow.name": "greeter"}) == 11
+
+
+def test_usage_report_is_a_flagged_fallback_only_without_a_provider_integration(
+    fp: FakeProvider, cap: Capture
+) -> None:
+    tokenmeter.uninstrument("openai")
+    try:
+        _script(fp)
+        _crew(fp.url).kickoff()
+    finally:
+        tokenmeter.instrument("openai")
+    calls = call_spans(cap)
+    assert len(calls) == len(fp.requests) == 3
+    for c in calls:
+        attrs = dict(c.attributes or {})
+        assert attrs["tokenmeter.usage.source"] == "framework" and attrs["tokenmeter.usage.estimated"] is True
+        assert attrs["tokenmeter.framework.name"] == "crewai" and attrs["gen_ai.provider.name"] == "openai"
+    assert tokens(cap, "input") == 60 and tokens(cap, "cache_read") == 3 and tokens(cap, "output") == 10
+    assert tree(cap) == TREE
+
+
+def test_uninstrument_removes_the_adapter_and_instrument_brings_it_back(fp: FakeProvider, cap: Capture) -> None:
+    import crewai.agent.core
+    from crewai.events.event_bus import CrewAIEventsBus
+
+    plain = CrewAIEventsBus.__dict__["_prepare_event"]
+    tokenmeter.uninstrument("crewai")
+    try:
+        assert tokenmeter.PolicyViolation not in crewai.agent.core._passthrough_exceptions
+        assert CrewAIEventsBus.__dict__["_prepare_event"] is plain.__wrapped__
+        _script(fp)
+        _crew(fp.url).kickoff()
+        assert [n for n, _, _ in tree(cap)] == [CALL] * 3  # still metered, no longer named
+    finally:
+        tokenmeter.instrument("crewai")
+    assert tokenmeter.PolicyViolation in crewai.agent.core._passthrough_exceptions
+    cap.exporter.clear()
+    _script(fp)
+    _crew(fp.url).kickoff()
+    assert tree(cap) == TREE
+
+
+def test_no_new_warnings(fp: FakeProvider, cap: Capture) -> None:
+    def run() -> list[str]:
+        _script(fp)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _crew(fp.url).kickoff()
+        # ResourceWarnings of sockets depend on when the garbage collector runs: not tokenmeter's to compare.
+        return sorted(f"{w.category.__name__}: {w.message}" for w in caught if w.category is not ResourceWarning)
+
+    with_tokenmeter = run()
+    tokenmeter.uninstrument("openai", "crewai")
+    try:
+        without = run()
+    finally:
+        tokenmeter.instrument("openai", "crewai")
+    assert with_tokenmeter == without
+
+
+def test_real_model_crew_metered_as_the_server_reports(real_llm: str, cap: Capture) -> None:
+    def llm() -> LLM:
+        return LLM(
+            model="openai/smollm2-135m",
+            base_url=real_llm + "/v1",
+            api_key="local",
+            max_tokens=16,
+            temperature=0,
+            max_retries=0,
+        )
+
+    poet = Agent(role="poet", goal="Name colours", backstory="Terse.", llm=llm(), max_iter=1)
+    critic = Agent(role="critic", goal="Judge lists", backstory="Terse.", llm=llm(), max_iter=1)
+    colours = Task(description="Name three colours.", expected_output="three colours", agent=poet, name="colours")
+    verdict = Task(description="Is the list good?", expected_output="yes or no", agent=critic, name="verdict")
+    crew = Crew(agents=[poet, critic], tasks=[colours, verdict], process=Process.sequential, name="art crew")
+    crew.kickoff()
+
+    usage = crew.usage_metrics  # the server's own numbers, as CrewAI read them from each response
+    assert usage is not None and usage.successful_requests >= 2 and usage.completion_tokens > 0
+    calls = call_spans(cap)
+    assert len(calls) == usage.successful_requests
+    assert all((c.attributes or {})["tokenmeter.usage.estimated"] is False for c in calls)
+    assert tokens(cap, "input") + tokens(cap, "cache_read") == usage.prompt_tokens
+    assert tokens(cap, "output") + tokens(cap, "reasoning") == usage.completion_tokens
+    names = [(n, p) for n, p, _ in tree(cap) if not n.startswith("chat")]
+    assert names == [
+        ("invoke_workflow art crew", None),
+        ("step colours", "invoke_workflow art crew"),
+        ("invoke_agent poet", "step colours"),
+        ("step verdict", "invoke_workflow art crew"),
+        ("invoke_agent critic", "step verdict"),
+    ]
+    assert {p for n, p, _ in tree(cap) if n.startswith("chat")} == {"invoke_agent poet", "invoke_agent critic"}
+    assert cap.counter("tokenmeter.run.tokens", **{"gen_ai.workflow.name": "art crew"}) == usage.total_tokens
+
