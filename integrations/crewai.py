@@ -343,7 +343,7 @@ def uninstrument() -> None:
     core = sys.modules.get(_AGENT_CORE)
     current = getattr(core, "_passthrough_exceptions", None)
     if core is not None and isinstance(current, tuple) and PolicyViolation in current:
-        core._passthrough_exceptions = tuple(e for e in current if e is not PolicyViolation)
+        setattr(core, "_passthrough_exceptions", tuple(e for e in current if e is not PolicyViolation))  # noqa: B010
 
 
 __all__ = ["ADAPTER", "EXTRA", "FRAMEWORK", "SDK_MODULE", "instrument", "uninstrument"]

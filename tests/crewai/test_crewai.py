@@ -14,15 +14,15 @@ import pytest
 
 pytest.importorskip("crewai", reason="CrewAI runs in .venv-crewai: make crewai-venv")
 
-from crewai import LLM, Agent, Crew, Process, Task  # noqa: E402
-from crewai.tools import tool  # noqa: E402
-from openai import OpenAI  # noqa: E402
+from crewai import LLM, Agent, Crew, Process, Task
+from crewai.tools import tool
+from openai import OpenAI
 
-import tokenmeter  # noqa: E402
-from tests.frameworks.conftest import call_spans, tokens, tree  # noqa: E402
-from tokenmeter import Budget  # noqa: E402
-from tokenmeter.testing import Capture, capture  # noqa: E402
-from tokenmeter.testing.fakes import FakeProvider, Reply  # noqa: E402
+import tokenmeter
+from tests.frameworks.conftest import call_spans, tokens, tree
+from tokenmeter import Budget
+from tokenmeter.testing import Capture, capture
+from tokenmeter.testing.fakes import FakeProvider, Reply
 
 MODEL = "gpt-4o-mini"
 CALL = f"chat {MODEL}"
