@@ -108,6 +108,58 @@ def test_crew_tasks_agents_and_tool_become_scopes(fp: FakeProvider, cap: Capture
     assert cap.count("tokenmeter.run.tokens") == 1  # one run: the crew
 
 
+def test_streamed_crew_metered_exactly(fp: FakeProvider, cap: Capture) -> None:
+    # LLM(stream=True): CrewAI asks for the usage chunk itself; tokenmeter meters the stream it reads
+    fp.enqueue(
+        Reply(tool_call=("add", {"a": 1, "b": 2}), input_tokens=10, output_tokens=5, cached_tokens=3),
+        Reply(text="3", input_tokens=20, output_tokens=2),
+    )
+    calc = Agent(role="calculator", goal="Add", backstory="Precise.", llm=_llm(fp.url, stream=True), tools=[add])
+    crew = Crew(agents=[calc], tasks=[Task(description="1+2?", expected_output="n", agent=calc, name="sum")])
+    assert crew.kickoff().raw == "3"
+    calls = call_spans(cap)
+    assert len(fp.requests) == len(calls) == 2
+    assert all(r.json["stream"] is True for r in fp.requests)
+    assert all((c.attributes or {})["tokenmeter.usage.estimated"] is False for c in calls)
+    assert tokens(cap, "input") == 30 and tokens(cap, "cache_read") == 3 and tokens(cap, "output") == 7
+    assert [(n, p) for n, p, _ in tree(cap)] == [
+        ("invoke_workflow crew", None),
+        ("step sum", "invoke_workflow crew"),
+        ("invoke_agent calculator", "step sum"),
+        (CALL, "invoke_agent calculator"),
+        ("execute_tool add", "invoke_agent calculator"),
+        (CALL, "invoke_agent calculator"),
+    ]
+
+
+def test_hierarchical_delegation_nests_the_coworker_under_the_managers_tool(fp: FakeProvider, cap: Capture) -> None:
+    delegate = {"task": "add 1 and 2", "context": "math", "coworker": "calculator"}
+    fp.enqueue(
+        Reply(tool_call=("Delegate work to coworker", delegate), input_tokens=11, output_tokens=4),
+        Reply(text="3", input_tokens=20, output_tokens=2),
+        Reply(text="The answer is 3", input_tokens=30, output_tokens=3),
+    )
+    calc = Agent(role="calculator", goal="Add", backstory="Precise.", llm=_llm(fp.url), allow_delegation=False)
+    manager = Agent(role="manager", goal="Manage", backstory="Busy.", llm=_llm(fp.url), allow_delegation=True)
+    task = Task(description="What is 1+2?", expected_output="a number", name="sum")
+    crew = Crew(agents=[calc], tasks=[task], process=Process.hierarchical, manager_agent=manager, name="math crew")
+    assert crew.kickoff().raw == "The answer is 3"
+    assert len(fp.requests) == len(call_spans(cap)) == 3
+    assert tree(cap) == [
+        (CREW, None, 0),
+        ("step sum", CREW, 1),
+        ("invoke_agent manager", "step sum", 2),
+        (CALL, "invoke_agent manager", 2),
+        ("execute_tool delegate_work_to_coworker", "invoke_agent manager", 3),
+        ("invoke_agent calculator", "execute_tool delegate_work_to_coworker", 4),
+        (CALL, "invoke_agent calculator", 4),
+        (CALL, "invoke_agent manager", 2),
+    ]
+    # the server's usage, once (CrewAI's own crew.usage_metrics counts the coworker's call twice here)
+    assert tokens(cap, "input") == 61 and tokens(cap, "output") == 9
+    assert cap.counter("tokenmeter.run.tokens", **{"gen_ai.workflow.name": "math crew"}) == 70
+
+
 def test_async_tasks_in_threads_nest_under_their_own_agent(fp: FakeProvider, cap: Capture) -> None:
     # Two tasks with async_execution run at once in CrewAI's worker threads; each agent has its own model,
     # echoed by the server, so every call span can be matched to the agent that made it.
@@ -234,9 +286,7 @@ def test_agent_kickoff_outside_a_crew_is_its_own_run(fp: FakeProvider, cap: Capt
     assert cap.counter("tokenmeter.run.tokens", **{"gen_ai.workflow.name": "greeter"}) == 11
 
 
-def test_usage_report_is_a_flagged_fallback_only_without_a_provider_integration(
-    fp: FakeProvider, cap: Capture
-) -> None:
+def test_usage_report_is_a_flagged_fallback_only_without_a_provider_integration(fp: FakeProvider, cap: Capture) -> None:
     tokenmeter.uninstrument("openai")
     try:
         _script(fp)
@@ -272,6 +322,26 @@ def test_uninstrument_removes_the_adapter_and_instrument_brings_it_back(fp: Fake
     _script(fp)
     _crew(fp.url).kickoff()
     assert tree(cap) == TREE
+
+
+def test_a_fault_in_the_adapter_is_logged_once_and_never_breaks_the_crew(
+    fp: FakeProvider, cap: Capture, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tokenmeter.integrations import crewai as adapter
+
+    class Broken:
+        def get(self) -> Any:
+            raise RuntimeError("boom")
+
+    monkeypatch.setattr(adapter.ADAPTER, "_stack", Broken())
+    _script(fp)
+    with caplog.at_level("DEBUG", logger="tokenmeter"):
+        out = _crew(fp.url).kickoff()
+    assert out.raw == "three"  # the crew's result is unchanged
+    assert len(fp.requests) == len(call_spans(cap)) == 3  # and every call is still metered
+    assert tokens(cap, "input") == 60 and tokens(cap, "output") == 10
+    faults = [r for r in caplog.records if "translating a CrewAI event failed" in r.getMessage()]
+    assert faults and sum(r.levelname == "WARNING" for r in faults) <= 1
 
 
 def test_no_new_warnings(fp: FakeProvider, cap: Capture) -> None:
@@ -327,4 +397,3 @@ def test_real_model_crew_metered_as_the_server_reports(real_llm: str, cap: Captu
     ]
     assert {p for n, p, _ in tree(cap) if n.startswith("chat")} == {"invoke_agent poet", "invoke_agent critic"}
     assert cap.counter("tokenmeter.run.tokens", **{"gen_ai.workflow.name": "art crew"}) == usage.total_tokens
-
