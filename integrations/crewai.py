@@ -13,6 +13,9 @@ updated its scope stack):
 * ``agent_execution_started`` -> ``invoke_agent {role}``; ``Agent.kickoff()`` outside a crew
   (``lite_agent_execution_started``) -> ``invoke_agent {role}``, under ``invoke_workflow {role}`` outside a run;
 * ``tool_usage_started`` -> ``execute_tool {tool}``;
+* a Flow (``flow_started``) -> ``invoke_workflow {flow}`` outside a run, ``step {flow}`` inside one; each of
+  its methods (``method_execution_started``) -> ``step {method}``, so a crew kicked off in a method is a step
+  of the flow's run (the Flow CrewAI's agent executor runs internally is left out);
 * the matching completed / failed / error events close them (a failure marks the unit failed).
 
 CrewAI runs an agent's model calls and tools in worker threads (its executor's event loop), so units are
@@ -68,6 +71,12 @@ _ENDS: dict[str, tuple[str, bool]] = {
     "lite_agent_execution_error": ("lite_agent_execution_started", True),
     "tool_usage_finished": ("tool_usage_started", False),
     "tool_usage_error": ("tool_usage_started", True),
+    "flow_finished": ("flow_started", False),
+    "flow_failed": ("flow_started", True),
+    "flow_paused": ("flow_started", False),
+    "method_execution_finished": ("method_execution_started", False),
+    "method_execution_failed": ("method_execution_started", True),
+    "method_execution_paused": ("method_execution_started", False),
 }
 # CrewAI's provider names (LLM.provider) -> tokenmeter's, for the fallback's call spans
 _PROVIDERS = {"openai": "openai", "azure": "azure.ai.openai", "anthropic": "anthropic", "bedrock": "aws.bedrock"}
@@ -101,7 +110,7 @@ def _identity(event: Any) -> str | None:
     info = getattr(event, "agent_info", None)
     if isinstance(info, dict):
         return f"agent:{info.get('id') or info.get('role')}"
-    for attr in ("tool_name", "crew_name"):
+    for attr in ("tool_name", "method_name", "flow_name", "crew_name"):
         value = getattr(event, attr, None)
         if value is not None:
             return f"{attr}:{value}"
@@ -148,13 +157,15 @@ class _Adapter:
     def on_event(self, source: Any, event: Any) -> None:
         kind = getattr(event, "type", None)
         if kind in _ENDS:
+            if _internal(source):
+                return
             start, failed = _ENDS[kind]
             self._end(event, start, failed)
         elif kind == "llm_call_started":
             self._watch(event)
         elif kind in ("llm_call_completed", "llm_call_failed"):
             self._llm_end(source, event, kind == "llm_call_completed")
-        elif self.enabled and kind in _OPENERS:
+        elif self.enabled and kind in _OPENERS and not _internal(source):
             parent = self._innermost()  # the event itself is on the stack now, with no unit yet
             units = _OPENERS[kind](event)
             ident = _identity(event)
@@ -278,12 +289,28 @@ def _tool(event: Any) -> list[Unit]:
     return _labelled(open_unit("tool", _short(getattr(event, "tool_name", None) or "tool"), activate=False))
 
 
+def _flow(event: Any) -> list[Unit]:
+    name = _short(getattr(event, "flow_name", None) or "flow")
+    return _labelled(open_unit("step" if in_run() else "workflow", name, activate=False))
+
+
+def _method(event: Any) -> list[Unit]:
+    return _labelled(open_unit("step", _short(getattr(event, "method_name", None) or "method"), activate=False))
+
+
+def _internal(source: Any) -> bool:
+    """CrewAI's agent executor runs as a Flow of its own: plumbing inside the agent's unit, never a unit."""
+    return any(c.__name__ == "AgentExecutor" and c.__module__.startswith("crewai.") for c in type(source).__mro__)
+
+
 _OPENERS = {
     "crew_kickoff_started": _crew,
     "task_started": _task,
     "agent_execution_started": _agent,
     "lite_agent_execution_started": _lite_agent,
     "tool_usage_started": _tool,
+    "flow_started": _flow,
+    "method_execution_started": _method,
 }
 
 ADAPTER = _Adapter()

@@ -274,6 +274,40 @@ def test_user_scopes_and_calls_inside_a_tool_nest_under_it(fp: FakeProvider, cap
     assert (CALL, "step lookup", 4) in tree(cap)
 
 
+def test_flow_methods_are_steps_and_a_crew_inside_is_a_step_of_the_flows_run(fp: FakeProvider, cap: Capture) -> None:
+    from crewai.flow.flow import Flow, listen, start
+
+    fp.enqueue(Reply(text="3", input_tokens=20, output_tokens=2), Reply(text="THREE", input_tokens=5, output_tokens=1))
+    inner = OpenAI(base_url=fp.url + "/v1", api_key="x", max_retries=0)
+
+    class MathFlow(Flow):  # type: ignore[type-arg]
+        @start()
+        def compute(self) -> str:
+            calc = Agent(role="calculator", goal="Add", backstory="Precise.", llm=_llm(fp.url))
+            task = Task(description="1+2?", expected_output="n", agent=calc, name="sum")
+            return str(Crew(agents=[calc], tasks=[task], name="math crew").kickoff().raw)
+
+        @listen(compute)
+        def announce(self, result: str) -> str:
+            reply = inner.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": result}])
+            return reply.choices[0].message.content or ""
+
+    assert MathFlow().kickoff() == "THREE"
+    assert len(fp.requests) == len(call_spans(cap)) == 2
+    assert tree(cap) == [
+        ("invoke_workflow MathFlow", None, 0),
+        ("step compute", "invoke_workflow MathFlow", 1),
+        ("step math crew", "step compute", 2),
+        ("step sum", "step math crew", 3),
+        ("invoke_agent calculator", "step sum", 4),
+        (CALL, "invoke_agent calculator", 4),
+        ("step announce", "invoke_workflow MathFlow", 1),
+        (CALL, "step announce", 1),
+    ]
+    assert cap.count("tokenmeter.run.tokens") == 1  # one run: the flow (its crew is a step of it)
+    assert cap.counter("tokenmeter.run.tokens", **{"gen_ai.workflow.name": "MathFlow"}) == 28
+
+
 def test_agent_kickoff_outside_a_crew_is_its_own_run(fp: FakeProvider, cap: Capture) -> None:
     fp.enqueue(Reply(text="hi", input_tokens=9, output_tokens=2))
     agent = Agent(role="greeter", goal="Greet", backstory="Kind.", llm=_llm(fp.url))
