@@ -46,6 +46,8 @@ from tokenmeter._errors import PolicyViolation
 from tokenmeter._frameworks import ReportedError, Unit, Watch, fallback, in_run, open_unit, track_responses
 from tokenmeter._patch import Patcher
 
+from ._fields import count
+
 EXTRA = "crewai"
 """The pip extra: ``pip install 'tokenmeter[crewai]'``."""
 
@@ -89,15 +91,16 @@ def _short(text: Any) -> str:
 
 
 def _usage(report: Any) -> Usage | None:
-    """CrewAI's ``llm_call_completed`` usage (OpenAI-style totals, with its cached / reasoning counts)."""
+    """CrewAI's ``llm_call_completed`` usage (OpenAI-style totals, with its cached / reasoning counts);
+    ``None`` when it carries no plausible totals."""
     if not isinstance(report, dict):
         return None
-    total_in = int(report.get("prompt_tokens") or report.get("input_tokens") or 0)
-    total_out = int(report.get("completion_tokens") or report.get("output_tokens") or 0)
-    if total_in <= 0 and total_out <= 0:
+    total_in = count(report.get("prompt_tokens", report.get("input_tokens")))
+    total_out = count(report.get("completion_tokens", report.get("output_tokens")))
+    if total_in is None or total_out is None:
         return None
-    cached = min(int(report.get("cached_prompt_tokens") or report.get("cached_tokens") or 0), total_in)
-    reasoning = min(int(report.get("reasoning_tokens") or 0), total_out)
+    cached = min(count(report.get("cached_prompt_tokens", report.get("cached_tokens"))) or 0, total_in)
+    reasoning = min(count(report.get("reasoning_tokens")) or 0, total_out)
     return Usage(input=total_in - cached, cache_read=cached, output=total_out - reasoning, reasoning=reasoning)
 
 
