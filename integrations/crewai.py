@@ -160,15 +160,15 @@ class _Adapter:
     def on_event(self, source: Any, event: Any) -> None:
         kind = getattr(event, "type", None)
         if kind in _ENDS:
-            if _internal(source):
-                return
             start, failed = _ENDS[kind]
+            if start in _FLOW_STARTS and _internal(source):
+                return
             self._end(event, start, failed)
         elif kind == "llm_call_started":
             self._watch(event)
         elif kind in ("llm_call_completed", "llm_call_failed"):
             self._llm_end(source, event, kind == "llm_call_completed")
-        elif self.enabled and kind in _OPENERS and not _internal(source):
+        elif self.enabled and kind in _OPENERS and not (kind in _FLOW_STARTS and _internal(source)):
             parent = self._innermost()  # the event itself is on the stack now, with no unit yet
             units = _OPENERS[kind](event)
             ident = _identity(event)
@@ -299,6 +299,9 @@ def _flow(event: Any) -> list[Unit]:
 
 def _method(event: Any) -> list[Unit]:
     return _labelled(open_unit("step", _short(getattr(event, "method_name", None) or "method"), activate=False))
+
+
+_FLOW_STARTS = frozenset({"flow_started", "method_execution_started"})
 
 
 def _internal(source: Any) -> bool:
