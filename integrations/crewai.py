@@ -60,6 +60,7 @@ _EVENT_BUS = "crewai.events.event_bus"
 _CONTEXT = "crewai.events.event_context"
 _AGENT_CORE = "crewai.agent.core"
 _MAX_NAME = 64
+_MAX_WATCHES = 4096
 
 # ending event type -> (the starting event type it closes, whether it reports a failure)
 _ENDS: dict[str, tuple[str, bool]] = {
@@ -233,6 +234,8 @@ class _Adapter:
     def _watch(self, event: Any) -> None:
         if self.enabled:
             with self._lock:
+                if len(self._watches) >= _MAX_WATCHES:  # calls whose end event never came: forget the oldest
+                    self._watches.pop(next(iter(self._watches)))
                 self._watches[event.event_id] = Watch()
 
     def _llm_end(self, llm: Any, event: Any, completed: bool) -> None:
