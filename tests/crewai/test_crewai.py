@@ -1,14 +1,10 @@
-"""CrewAI: a real crew (agents, tasks, a tool, sequential process) on CrewAI's native OpenAI provider (the real
-``openai`` 2.x client) against FakeProvider over loopback HTTP, and against the real small model: crews become
-workflows, tasks steps, agents agents and tools ``execute_tool``; tokens are metered once, by the openai
-integration, as the server reported them.
+"""CrewAI: a real crew (agents, tasks, a tool, sequential and hierarchical processes, flows) on CrewAI's native
+OpenAI provider (the real ``openai`` 2.x client) against FakeProvider over loopback HTTP, and against the real
+small model: crews become workflows, tasks steps, agents agents and tools ``execute_tool``; tokens are metered
+once, by the openai integration, as the server reported them.
 """
 
 from __future__ import annotations
-
-import asyncio
-import warnings
-from typing import Any
 
 import pytest
 
@@ -20,69 +16,17 @@ from openai import OpenAI
 
 import tokenmeter
 from tests.frameworks.conftest import call_spans, tokens, tree
-from tokenmeter import Budget
-from tokenmeter.testing import Capture, capture
+from tokenmeter.testing import Capture
 from tokenmeter.testing.fakes import FakeProvider, Reply
 
-MODEL = "gpt-4o-mini"
-CALL = f"chat {MODEL}"
-CREW = "invoke_workflow math crew"
-
-
-@tool("add")
-def add(a: int, b: int) -> int:
-    """Add two numbers."""
-    return a + b
-
-
-def _llm(url: str, model: str = MODEL, **options: Any) -> LLM:
-    return LLM(model=f"openai/{model}", base_url=url + "/v1", api_key="x", max_retries=0, **options)
-
-
-def _crew(url: str, *, tools: list[Any] | None = None) -> Crew:
-    calc = Agent(role="calculator", goal="Add numbers", backstory="Precise.", llm=_llm(url), tools=tools or [add])
-    writer = Agent(role="writer", goal="Write numbers in words", backstory="Terse.", llm=_llm(url))
-    total = Task(description="What is 1+2?", expected_output="a number", agent=calc, name="sum")
-    words = Task(
-        description="Write the sum in words.", expected_output="words", agent=writer, name="words", context=[total]
-    )
-    return Crew(agents=[calc, writer], tasks=[total, words], process=Process.sequential, name="math crew")
-
-
-def _script(fp: FakeProvider) -> None:
-    fp.enqueue(
-        Reply(tool_call=("add", {"a": 1, "b": 2}), input_tokens=10, output_tokens=5, cached_tokens=3),
-        Reply(text="3", input_tokens=20, output_tokens=2),
-        Reply(text="three", input_tokens=30, output_tokens=3),
-    )
-
-
-def _kickoff(crew: Crew, mode: str) -> Any:
-    if mode == "sync":
-        return crew.kickoff()
-    if mode == "kickoff_async":  # the sync kickoff in a worker thread
-        return asyncio.run(crew.kickoff_async())
-    return asyncio.run(crew.akickoff())  # native async
-
-
-TREE = [
-    (CREW, None, 0),
-    ("step sum", CREW, 1),
-    ("invoke_agent calculator", "step sum", 2),
-    (CALL, "invoke_agent calculator", 2),
-    ("execute_tool add", "invoke_agent calculator", 3),
-    (CALL, "invoke_agent calculator", 2),
-    ("step words", CREW, 1),
-    ("invoke_agent writer", "step words", 2),
-    (CALL, "invoke_agent writer", 2),
-]
+from .crews import CALL, CREW, MODEL, TREE, add, kickoff, llm, math_crew, script
 
 
 @pytest.mark.parametrize("mode", ["sync", "kickoff_async", "akickoff"])
 def test_crew_tasks_agents_and_tool_become_scopes(fp: FakeProvider, cap: Capture, mode: str) -> None:
-    _script(fp)
-    crew = _crew(fp.url)
-    out = _kickoff(crew, mode)
+    script(fp)
+    crew = math_crew(fp.url)
+    out = kickoff(crew, mode)
     assert out.raw == "three"
 
     calls = call_spans(cap)
@@ -114,7 +58,7 @@ def test_streamed_crew_metered_exactly(fp: FakeProvider, cap: Capture) -> None:
         Reply(tool_call=("add", {"a": 1, "b": 2}), input_tokens=10, output_tokens=5, cached_tokens=3),
         Reply(text="3", input_tokens=20, output_tokens=2),
     )
-    calc = Agent(role="calculator", goal="Add", backstory="Precise.", llm=_llm(fp.url, stream=True), tools=[add])
+    calc = Agent(role="calculator", goal="Add", backstory="Precise.", llm=llm(fp.url, stream=True), tools=[add])
     crew = Crew(agents=[calc], tasks=[Task(description="1+2?", expected_output="n", agent=calc, name="sum")])
     assert crew.kickoff().raw == "3"
     calls = call_spans(cap)
@@ -139,8 +83,8 @@ def test_hierarchical_delegation_nests_the_coworker_under_the_managers_tool(fp: 
         Reply(text="3", input_tokens=20, output_tokens=2),
         Reply(text="The answer is 3", input_tokens=30, output_tokens=3),
     )
-    calc = Agent(role="calculator", goal="Add", backstory="Precise.", llm=_llm(fp.url), allow_delegation=False)
-    manager = Agent(role="manager", goal="Manage", backstory="Busy.", llm=_llm(fp.url), allow_delegation=True)
+    calc = Agent(role="calculator", goal="Add", backstory="Precise.", llm=llm(fp.url), allow_delegation=False)
+    manager = Agent(role="manager", goal="Manage", backstory="Busy.", llm=llm(fp.url), allow_delegation=True)
     task = Task(description="What is 1+2?", expected_output="a number", name="sum")
     crew = Crew(agents=[calc], tasks=[task], process=Process.hierarchical, manager_agent=manager, name="math crew")
     assert crew.kickoff().raw == "The answer is 3"
@@ -164,8 +108,8 @@ def test_async_tasks_in_threads_nest_under_their_own_agent(fp: FakeProvider, cap
     # Two tasks with async_execution run at once in CrewAI's worker threads; each agent has its own model,
     # echoed by the server, so every call span can be matched to the agent that made it.
     fp.enqueue(*(Reply(text="ok", input_tokens=7 * (i + 1), output_tokens=i + 1) for i in range(3)))
-    calc = Agent(role="calculator", goal="Add", backstory="Precise.", llm=_llm(fp.url, "gpt-4o-mini"))
-    writer = Agent(role="writer", goal="Write", backstory="Terse.", llm=_llm(fp.url, "gpt-4o"))
+    calc = Agent(role="calculator", goal="Add", backstory="Precise.", llm=llm(fp.url, "gpt-4o-mini"))
+    writer = Agent(role="writer", goal="Write", backstory="Terse.", llm=llm(fp.url, "gpt-4o"))
     first = Task(description="Add 1 and 2.", expected_output="a number", agent=calc, name="a", async_execution=True)
     second = Task(description="Say hi.", expected_output="a word", agent=writer, name="b", async_execution=True)
     last = Task(description="Sum up.", expected_output="a line", agent=calc, name="c", context=[first, second])
@@ -190,68 +134,6 @@ def test_async_tasks_in_threads_nest_under_their_own_agent(fp: FakeProvider, cap
     assert cap.counter("tokenmeter.run.tokens", **{"gen_ai.workflow.name": "math crew"}) == 42 + 6
 
 
-def test_budget_exceeded_by_the_per_run_guard_stops_the_crew_unretried(fp: FakeProvider) -> None:
-    with capture(expected_output_tokens=1) as cap:
-        _script(fp)
-        crew = _crew(fp.url)
-        # CrewAI re-runs a failed agent task up to max_retry_limit (2) times; a refused call must not be
-        with pytest.raises(tokenmeter.BudgetExceeded), tokenmeter.workflow("capped", max_tokens=20):
-            crew.kickoff()
-        assert len(fp.requests) == len(call_spans(cap)) == 0  # the first call's prompt alone is over 20
-        assert cap.counter("tokenmeter.calls", **{"tokenmeter.outcome": "blocked"}) == 1  # refused once
-        # inside the user's run the crew is a step of it, so the run's guard covers the crew
-        assert [n for n, _, _ in tree(cap)] == [
-            "invoke_workflow capped",
-            "step math crew",
-            "step sum",
-            "invoke_agent calculator",
-        ]
-        for name in ("invoke_workflow capped", "step math crew", "step sum", "invoke_agent calculator"):
-            assert cap.span(name).status.status_code.name == "ERROR"
-
-
-def test_budget_exceeded_by_a_budget_stops_the_crew_mid_run(fp: FakeProvider) -> None:
-    # The budget covers the crew's own workflow; the first call fits, its tokens use it up, the next is refused.
-    budget = Budget("crew cap", scope={"workflow": "math crew"}, limit_tokens=400, window="1d")
-    with capture(budgets=[budget], expected_output_tokens=1) as cap:
-        fp.enqueue(
-            Reply(tool_call=("add", {"a": 1, "b": 2}), input_tokens=390, output_tokens=5),
-            Reply(text="3", input_tokens=20, output_tokens=2),
-        )
-        with pytest.raises(tokenmeter.BudgetExceeded):
-            _crew(fp.url).kickoff()
-        assert len(fp.requests) == len(call_spans(cap)) == 1
-        assert cap.counter("tokenmeter.calls", **{"tokenmeter.outcome": "blocked"}) == 1
-        assert tokens(cap, "input") == 390 and tokens(cap, "output") == 5
-        names = [n for n, _, _ in tree(cap)]
-        assert names == [CREW, "step sum", "invoke_agent calculator", CALL, "execute_tool add"]
-        assert cap.span(CREW).status.status_code.name == "ERROR"
-        assert cap.span("execute_tool add").status.status_code.name != "ERROR"  # the tool itself worked
-
-
-def test_budget_exceeded_inside_a_tool_still_stops_the_crew(fp: FakeProvider) -> None:
-    inner = OpenAI(base_url=fp.url + "/v1", api_key="x", max_retries=0)
-
-    @tool("research")
-    def research(topic: str) -> str:
-        """Research a topic with another model call."""
-        reply = inner.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": topic * 2000}])
-        return reply.choices[0].message.content or ""
-
-    with capture(expected_output_tokens=1) as cap:
-        fp.enqueue(Reply(tool_call=("research", {"topic": "x "}), input_tokens=390, output_tokens=3))
-        crew = _crew(fp.url, tools=[research])
-        with pytest.raises(tokenmeter.BudgetExceeded), tokenmeter.workflow("capped", max_tokens=450):
-            # the first call fits and uses 393 tokens; the tool's call (a 2,000-word prompt) is refused, CrewAI
-            # hands the tool's error to the model, whose next call is refused too: the crew stops, the caller
-            # sees BudgetExceeded, and the agent's retry loop does not run the task again
-            crew.kickoff()
-        assert len(fp.requests) == len(call_spans(cap)) == 1
-        assert cap.counter("tokenmeter.calls", **{"tokenmeter.outcome": "blocked"}) == 2
-        assert cap.span("execute_tool research").status.status_code.name == "ERROR"
-        assert cap.span("invoke_workflow capped").status.status_code.name == "ERROR"
-
-
 def test_user_scopes_and_calls_inside_a_tool_nest_under_it(fp: FakeProvider, cap: Capture) -> None:
     inner = OpenAI(base_url=fp.url + "/v1", api_key="x", max_retries=0)
 
@@ -268,7 +150,7 @@ def test_user_scopes_and_calls_inside_a_tool_nest_under_it(fp: FakeProvider, cap
         Reply(text="3", input_tokens=20, output_tokens=2),
         Reply(text="three", input_tokens=30, output_tokens=3),
     )
-    _crew(fp.url, tools=[research]).kickoff()
+    math_crew(fp.url, tools=[research]).kickoff()
     assert len(fp.requests) == len(call_spans(cap)) == 4
     assert ("step lookup", "execute_tool research", 4) in tree(cap)
     assert (CALL, "step lookup", 4) in tree(cap)
@@ -283,7 +165,7 @@ def test_flow_methods_are_steps_and_a_crew_inside_is_a_step_of_the_flows_run(fp:
     class MathFlow(Flow):  # type: ignore[type-arg]
         @start()
         def compute(self) -> str:
-            calc = Agent(role="calculator", goal="Add", backstory="Precise.", llm=_llm(fp.url))
+            calc = Agent(role="calculator", goal="Add", backstory="Precise.", llm=llm(fp.url))
             task = Task(description="1+2?", expected_output="n", agent=calc, name="sum")
             return str(Crew(agents=[calc], tasks=[task], name="math crew").kickoff().raw)
 
@@ -310,7 +192,7 @@ def test_flow_methods_are_steps_and_a_crew_inside_is_a_step_of_the_flows_run(fp:
 
 def test_agent_kickoff_outside_a_crew_is_its_own_run(fp: FakeProvider, cap: Capture) -> None:
     fp.enqueue(Reply(text="hi", input_tokens=9, output_tokens=2))
-    agent = Agent(role="greeter", goal="Greet", backstory="Kind.", llm=_llm(fp.url))
+    agent = Agent(role="greeter", goal="Greet", backstory="Kind.", llm=llm(fp.url))
     agent.kickoff("Say hi.")
     assert tree(cap) == [
         ("invoke_workflow greeter", None, 0),
@@ -318,82 +200,6 @@ def test_agent_kickoff_outside_a_crew_is_its_own_run(fp: FakeProvider, cap: Capt
         (CALL, "invoke_agent greeter", 1),
     ]
     assert cap.counter("tokenmeter.run.tokens", **{"gen_ai.workflow.name": "greeter"}) == 11
-
-
-def test_usage_report_is_a_flagged_fallback_only_without_a_provider_integration(fp: FakeProvider, cap: Capture) -> None:
-    tokenmeter.uninstrument("openai")
-    try:
-        _script(fp)
-        _crew(fp.url).kickoff()
-    finally:
-        tokenmeter.instrument("openai")
-    calls = call_spans(cap)
-    assert len(calls) == len(fp.requests) == 3
-    for c in calls:
-        attrs = dict(c.attributes or {})
-        assert attrs["tokenmeter.usage.source"] == "framework" and attrs["tokenmeter.usage.estimated"] is True
-        assert attrs["tokenmeter.framework.name"] == "crewai" and attrs["gen_ai.provider.name"] == "openai"
-    assert tokens(cap, "input") == 60 and tokens(cap, "cache_read") == 3 and tokens(cap, "output") == 10
-    assert tree(cap) == TREE
-
-
-def test_uninstrument_removes_the_adapter_and_instrument_brings_it_back(fp: FakeProvider, cap: Capture) -> None:
-    import crewai.agent.core
-    from crewai.events.event_bus import CrewAIEventsBus
-
-    plain = CrewAIEventsBus.__dict__["_prepare_event"]
-    tokenmeter.uninstrument("crewai")
-    try:
-        assert tokenmeter.PolicyViolation not in crewai.agent.core._passthrough_exceptions
-        assert CrewAIEventsBus.__dict__["_prepare_event"] is plain.__wrapped__
-        _script(fp)
-        _crew(fp.url).kickoff()
-        assert [n for n, _, _ in tree(cap)] == [CALL] * 3  # still metered, no longer named
-    finally:
-        tokenmeter.instrument("crewai")
-    assert tokenmeter.PolicyViolation in crewai.agent.core._passthrough_exceptions
-    cap.exporter.clear()
-    _script(fp)
-    _crew(fp.url).kickoff()
-    assert tree(cap) == TREE
-
-
-def test_a_fault_in_the_adapter_is_logged_once_and_never_breaks_the_crew(
-    fp: FakeProvider, cap: Capture, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    from tokenmeter.integrations import crewai as adapter
-
-    class Broken:
-        def get(self) -> Any:
-            raise RuntimeError("boom")
-
-    monkeypatch.setattr(adapter.ADAPTER, "_stack", Broken())
-    _script(fp)
-    with caplog.at_level("DEBUG", logger="tokenmeter"):
-        out = _crew(fp.url).kickoff()
-    assert out.raw == "three"  # the crew's result is unchanged
-    assert len(fp.requests) == len(call_spans(cap)) == 3  # and every call is still metered
-    assert tokens(cap, "input") == 60 and tokens(cap, "output") == 10
-    faults = [r for r in caplog.records if "translating a CrewAI event failed" in r.getMessage()]
-    assert faults and sum(r.levelname == "WARNING" for r in faults) <= 1
-
-
-def test_no_new_warnings(fp: FakeProvider, cap: Capture) -> None:
-    def run() -> list[str]:
-        _script(fp)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            _crew(fp.url).kickoff()
-        # ResourceWarnings of sockets depend on when the garbage collector runs: not tokenmeter's to compare.
-        return sorted(f"{w.category.__name__}: {w.message}" for w in caught if w.category is not ResourceWarning)
-
-    with_tokenmeter = run()
-    tokenmeter.uninstrument("openai", "crewai")
-    try:
-        without = run()
-    finally:
-        tokenmeter.instrument("openai", "crewai")
-    assert with_tokenmeter == without
 
 
 def test_real_model_crew_metered_as_the_server_reports(real_llm: str, cap: Capture) -> None:
