@@ -159,3 +159,15 @@ def test_no_new_warnings(fp: FakeProvider, cap: Capture) -> None:
     finally:
         tokenmeter.instrument("openai", "crewai")
     assert with_tokenmeter == without
+
+
+def test_instrument_without_names_installs_the_adapter_when_crewai_is_importable() -> None:
+    tokenmeter.uninstrument("crewai")
+    before = set(tokenmeter.instrumented())
+    active = tokenmeter.instrument()  # every installed integration
+    try:
+        assert "crewai" in active
+    finally:
+        extra = set(active) - before - {"crewai"}
+        if extra:
+            tokenmeter.uninstrument(*extra)
