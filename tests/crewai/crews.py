@@ -40,7 +40,7 @@ def math_crew(url: str, *, tools: list[Any] | None = None) -> Crew:
 
 
 def script(fp: FakeProvider) -> None:
-    """The server's replies for :func:`crew`: a tool call, the calculator's answer, the writer's."""
+    """The server's replies for :func:`math_crew`: a tool call, the calculator's answer, the writer's."""
     fp.enqueue(
         Reply(tool_call=("add", {"a": 1, "b": 2}), input_tokens=10, output_tokens=5, cached_tokens=3),
         Reply(text="3", input_tokens=20, output_tokens=2),
@@ -57,7 +57,7 @@ def kickoff(crew: Crew, mode: str) -> Any:
     return asyncio.run(crew.akickoff())  # native async
 
 
-TREE = [
+TREE = [  # what math_crew + script make: (span, parent, tokenmeter.step.depth) in start order
     (CREW, None, 0),
     ("step sum", CREW, 1),
     ("invoke_agent calculator", "step sum", 2),
