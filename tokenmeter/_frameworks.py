@@ -18,7 +18,7 @@ from opentelemetry import context as otel_context
 
 from . import _meter, _responses, _safe
 from ._call import MeteredCall, Request
-from ._context import AttrValue, Scope, current_scope
+from ._context import AttrValue, Scope, current_frame, current_scope
 from ._responses import was_metered
 from ._scopes import ScopeSpec, _Frame, agent, step, tool, workflow
 from ._usage import Usage
@@ -170,8 +170,9 @@ def fallback(
             model=model,
             attributes={"tokenmeter.usage.source": "framework", "tokenmeter.framework.name": framework},
         )
-        call = MeteredCall(meter, request, current_scope())
-        call._start(gated=False)
+        scope, parent_ctx = current_frame()  # a framework's resolved unit: its span is the call's parent
+        call = MeteredCall(meter, request, scope)
+        call._start(gated=False, parent_ctx=parent_ctx)
         from dataclasses import replace
 
         call.stop(replace(usage, estimated=True), response_model=response_model, response_id=response_id)

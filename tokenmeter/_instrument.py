@@ -25,8 +25,9 @@ INTEGRATIONS: dict[str, tuple[str, str, str]] = {
     "langgraph": ("tokenmeter.integrations.langchain", "langchain_core", "langchain"),  # LangGraph runs on it
     "pydantic_ai": ("tokenmeter.integrations.pydantic_ai", "pydantic_ai", "pydantic-ai"),
     "llama_index": ("tokenmeter.integrations.llama_index", "llama_index.core", "llama-index"),
+    "crewai": ("tokenmeter.integrations.crewai", "crewai", "crewai"),
 }
-FRAMEWORKS = frozenset({"openai_agents", "langchain", "langgraph", "pydantic_ai", "llama_index"})
+FRAMEWORKS = frozenset({"openai_agents", "langchain", "langgraph", "pydantic_ai", "llama_index", "crewai"})
 """Integration names that are agent-framework adapters (they open scopes; they never meter tokens)."""
 
 _lock = _lifecycle.lock()
@@ -42,8 +43,9 @@ def _sdk_installed(module: str) -> bool:
 
 def instrument(*names: str) -> list[str]:
     """Patch the named provider SDKs and frameworks (all installed ones when no name is given); returns what
-    is active. Frameworks (``openai_agents``, ``langchain`` for LangChain and LangGraph, ``pydantic_ai``) get
-    adapters that name their agents, steps and tools; the provider SDKs underneath meter the tokens.
+    is active. Frameworks (``openai_agents``, ``langchain`` for LangChain and LangGraph, ``pydantic_ai``,
+    ``llama_index``, ``crewai``) get adapters that name their agents, steps and tools; the provider SDKs
+    underneath meter the tokens.
 
     A name whose SDK is missing raises :class:`ConfigError` saying which extra to install. Idempotent.
     Patches are applied through post-import hooks, so the SDK may be imported before or after.

@@ -2,7 +2,8 @@
 
 Create it with ``bash scripts/litellm-venv.sh`` and run ``.venv-litellm/bin/python -m pytest tests/litellm``.
 Anywhere LiteLLM is not importable, every test module here skips itself (``pytest.importorskip``) with
-:data:`NEEDS_LITELLM` as the reason, and nothing in this conftest imports LiteLLM.
+:data:`NEEDS_LITELLM` as the reason, and nothing in this conftest imports LiteLLM. FakeProvider, ``fp`` and ``cap``
+come from ``tests/conftest.py`` (this venv imports what it imports).
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from pathlib import Path
 import pytest
 
 import tokenmeter
-from tokenmeter.testing import Capture, capture
-from tokenmeter.testing.fakes import FakeProvider
 
 # LiteLLM fetches its model price map from the network at import time unless told to use its bundled copy.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -44,28 +43,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         from .drivers import DRIVERS  # only reached once a test module found LiteLLM importable
 
         metafunc.parametrize("driver", [pytest.param(d, id=name) for name, d in DRIVERS.items()])
-
-
-@pytest.fixture(scope="session")
-def fake_server() -> Iterator[FakeProvider]:
-    """One fake provider for the whole session (cleared before each test by ``fp``)."""
-    with FakeProvider() as server:
-        yield server
-
-
-@pytest.fixture
-def fp(fake_server: FakeProvider) -> Iterator[FakeProvider]:
-    """The fake provider with an empty request log and reply queue."""
-    fake_server.clear()
-    yield fake_server
-    fake_server.clear()
-
-
-@pytest.fixture
-def cap() -> Iterator[Capture]:
-    """tokenmeter configured with in-memory span and metric exporters."""
-    with capture() as c:
-        yield c
 
 
 @pytest.fixture

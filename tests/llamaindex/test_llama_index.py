@@ -20,6 +20,7 @@ from llama_index.core.workflow import Context, StartEvent, StopEvent, Workflow, 
 from llama_index.llms.openai import OpenAI
 
 import tokenmeter
+from tests.frameworks.conftest import call_spans, tokens, tree
 from tokenmeter.testing import Capture, capture
 from tokenmeter.testing.fakes import FakeProvider, Reply
 
@@ -30,27 +31,6 @@ CALL = f"chat {MODEL}"
 def add(a: int, b: int) -> int:
     """Add two numbers."""
     return a + b
-
-
-def _tree(cap: Capture) -> list[tuple[str, str | None, int | None]]:
-    spans = sorted(cap.spans, key=lambda s: s.start_time or 0)
-    by_id = {s.context.span_id: s for s in spans}
-    out = []
-    for s in spans:
-        parent = by_id.get(s.parent.span_id) if s.parent is not None else None
-        out.append((s.name, parent.name if parent else None, (s.attributes or {}).get("tokenmeter.step.depth")))
-    return out
-
-
-def _tokens(cap: Capture, cls: str) -> float:
-    return cap.counter("tokenmeter.tokens", **{"tokenmeter.token.class": cls})
-
-
-def _calls(cap: Capture) -> list[Any]:
-    from opentelemetry.trace import SpanKind
-
-    # Client spans only: agent spans carry gen_ai.provider.name too when their calls used one provider.
-    return [s for s in cap.spans if s.kind is SpanKind.CLIENT and (s.attributes or {}).get("gen_ai.provider.name")]
 
 
 def _agent(fp: FakeProvider) -> FunctionAgent:
@@ -76,15 +56,15 @@ def test_function_agent_steps_and_tool_become_scopes(fp: FakeProvider, cap: Capt
     _script(fp)
     result = _run(fp)
     assert str(result) == "3"
-    calls = _calls(cap)
+    calls = call_spans(cap)
     assert len(fp.requests) == len(calls) == 2
     assert all((c.attributes or {}).get("tokenmeter.usage.estimated") is False for c in calls)
-    assert _tokens(cap, "input") == 30 and _tokens(cap, "cache_read") == 2 and _tokens(cap, "output") == 7
-    tree = _tree(cap)
-    assert tree[:2] == [("invoke_workflow calc", None, 0), ("invoke_agent calc", "invoke_workflow calc", 1)]
-    assert [t for t in tree if t[0] == CALL] == [(CALL, "step run_agent_step", 2)] * 2
-    assert ("execute_tool add", "step call_tool", 3) in tree
-    assert all(parent == "invoke_agent calc" and depth == 2 for name, parent, depth in tree if name.startswith("step"))
+    assert tokens(cap, "input") == 30 and tokens(cap, "cache_read") == 2 and tokens(cap, "output") == 7
+    spans = tree(cap)
+    assert spans[:2] == [("invoke_workflow calc", None, 0), ("invoke_agent calc", "invoke_workflow calc", 1)]
+    assert [t for t in spans if t[0] == CALL] == [(CALL, "step run_agent_step", 2)] * 2
+    assert ("execute_tool add", "step call_tool", 3) in spans
+    assert all(parent == "invoke_agent calc" and depth == 2 for name, parent, depth in spans if name.startswith("step"))
     agent = dict(cap.span("invoke_agent calc").attributes or {})
     assert agent["tokenmeter.rollup.tokens.total"] == 39 and agent["tokenmeter.rollup.calls"] == 2
     assert cap.counter("tokenmeter.run.tokens", **{"gen_ai.workflow.name": "calc"}) == 39
@@ -110,7 +90,7 @@ def test_custom_workflow_steps_inside_the_users_workflow(fp: FakeProvider, cap: 
             return await _Pipeline(llm).run(topic="otel")
 
     assert str(asyncio.run(run())) == "done"
-    assert _tree(cap) == [
+    assert tree(cap) == [
         ("invoke_workflow publish", None, 0),
         ("step draft", "invoke_workflow publish", 1),
         (CALL, "step draft", 1),
@@ -128,7 +108,7 @@ def test_budget_exceeded_stops_the_agent_and_reaches_the_caller() -> None:
 
         with pytest.raises(tokenmeter.BudgetExceeded):
             asyncio.run(run())
-        assert len(fp.requests) == len(_calls(cap)) == 1  # the refused call was never sent nor retried
+        assert len(fp.requests) == len(call_spans(cap)) == 1  # the refused call was never sent nor retried
         assert cap.counter("tokenmeter.calls", **{"tokenmeter.outcome": "blocked"}) == 1
 
 
