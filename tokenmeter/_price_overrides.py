@@ -16,13 +16,14 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from ._errors import ConfigError
 from ._price_table import Rate, Rates
 from ._usage import DETAILS, Usage
+from ._validate import amount
 
 _CLASS_KEYS = {
     "input": "input",
@@ -39,13 +40,7 @@ _CONDITIONS = ("provider", "service_tier", "processing", "start_date")
 
 
 def _decimal(value: object, where: str) -> Decimal:
-    try:
-        result = Decimal(str(value))
-    except (InvalidOperation, ValueError) as exc:
-        raise ConfigError(f"prices: {where} must be a number (USD per million tokens), got {value!r}") from exc
-    if result < 0 or not result.is_finite():
-        raise ConfigError(f"prices: {where} must be a finite number >= 0, got {value!r}")
-    return result
+    return amount(value, f"prices: {where}", "USD per million tokens")
 
 
 def _rate(value: object, where: str) -> Rate:
