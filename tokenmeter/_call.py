@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import _content, _meter, _orphans, _responses, _safe
-from ._call_usage import _provider_cost, extra_usage_attributes, semconv_cost_attributes
+from ._call_usage import _provider_cost, extra_usage_attributes, semconv_cost_attributes, unit_cost_attributes
 from ._context import Scope, add_scope_attributes, current_frame, current_scope
 from ._errors import PolicyViolation
 from ._instruments import depth_bucket
@@ -293,6 +293,8 @@ class MeteredCall:
                 attrs["tokenmeter.cost.usd"] = float(cost.usd)
             if cost.table_usd is not None:
                 attrs["tokenmeter.cost.table_usd"] = float(cost.table_usd)
+            if cost.units or cost.unpriced_units:
+                unit_cost_attributes(attrs, cost)
             if self.first_chunk_s is not None:
                 attrs["gen_ai.response.time_to_first_chunk"] = self.first_chunk_s
             if cost.usd is not None and self.meter.options.semconv_cost:
@@ -363,6 +365,8 @@ class MeteredCall:
                             c[i] += part
                 elif usage.total:
                     a.unpriced += usage.total
+                if usage.units or cost.units:
+                    a.add_units(usage.units, cost.units)
         semconv, semconv_in, semconv_out = a.semconv_with(response_model, _req.server_address)
         if self.semconv:
             ins.duration.record(duration, semconv)
