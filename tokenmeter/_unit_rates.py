@@ -40,11 +40,13 @@ _ANTHROPIC_WEB_FETCH = "https://docs.claude.com/en/docs/agents-and-tools/tool-us
 PUBLISHED: dict[tuple[str, str], tuple[PublishedRate, ...]] = {
     # Context caching storage, USD per 1,000,000 tokens per hour ("storage price"), Gemini Developer API.
     ("google", "cache_storage"): (
-        PublishedRate("gemini-2.5-pro*", Decimal("4.50"), _GEMINI_PRICING, "2026-12-03"),
-        PublishedRate("gemini-2.5-flash-lite*", Decimal("1.00"), _GEMINI_PRICING, "2026-12-03"),
-        PublishedRate("gemini-2.5-flash*", Decimal("1.00"), _GEMINI_PRICING, "2026-12-03"),
-        PublishedRate("gemini-2.0-flash*", Decimal("1.00"), _GEMINI_PRICING, "2026-12-03"),
-        PublishedRate("gemini-3-pro-preview*", Decimal("4.50"), _GEMINI_PRICING, "2026-12-03"),
+        # Exact ids (a glob would also catch -image / -lite siblings, which are priced apart).
+        PublishedRate("gemini-2.5-pro", Decimal("4.50"), _GEMINI_PRICING, "2026-12-03"),
+        PublishedRate("gemini-2.5-flash", Decimal("1.00"), _GEMINI_PRICING, "2026-12-03"),
+        PublishedRate("gemini-2.5-flash-lite", Decimal("1.00"), _GEMINI_PRICING, "2026-12-03"),
+        PublishedRate("gemini-2.0-flash", Decimal("1.00"), _GEMINI_PRICING, "2026-12-03"),
+        PublishedRate("gemini-2.0-flash-001", Decimal("1.00"), _GEMINI_PRICING, "2026-12-03"),
+        PublishedRate("gemini-3-pro-preview", Decimal("4.50"), _GEMINI_PRICING, "2026-12-03"),
     ),
     # "Web fetch is available at no additional cost": only the fetched content's tokens are billed.
     ("anthropic", "web_fetch"): (PublishedRate("*", Decimal(0), _ANTHROPIC_WEB_FETCH, "2026-12-03"),),
