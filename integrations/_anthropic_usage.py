@@ -108,8 +108,11 @@ def read_usage(counts: Counts, usage: Any) -> None:
     counts.set("cache_write_1h", field(field(usage, "cache_creation"), "ephemeral_1h_input_tokens"))
     server_tools = field(usage, "server_tool_use")
     if server_tools is not None:
-        counts.set("web_search", field(server_tools, "web_search_requests"))
-        counts.set("web_fetch", field(server_tools, "web_fetch_requests"))
+        # A malformed unit count is left out (not billed as a guess); it does not make the tokens estimated.
+        searches = count(field(server_tools, "web_search_requests"))
+        fetches = count(field(server_tools, "web_fetch_requests"))
+        counts.web_search = searches if searches is not None else counts.web_search
+        counts.web_fetch = fetches if fetches is not None else counts.web_fetch
     if field(usage, "service_tier") == "batch":
         counts.processing = "batch"
     iterations = field(usage, "iterations")

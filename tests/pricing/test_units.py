@@ -128,6 +128,17 @@ def test_anthropic_streamed_web_searches_take_the_final_count(fp: FakeProvider, 
     assert attrs["tokenmeter.cost.usd"] == pytest.approx(float(ANTHROPIC_TOKENS + ANTHROPIC_SEARCHES), abs=1e-9)
 
 
+def test_a_malformed_search_count_is_left_out_and_the_tokens_stay_exact(fp: FakeProvider, cap: Capture) -> None:
+    usage = {**ANTHROPIC_USAGE, "server_tool_use": {"web_search_requests": -3, "web_fetch_requests": "two"}}
+    fp.enqueue(Reply(body=_anthropic_message(usage)))
+    client = anthropic.Anthropic(base_url=fp.url, api_key="sk-ant-test", max_retries=0)
+    client.messages.create(model="claude-haiku-4-5", max_tokens=2000, messages=[{"role": "user", "content": "q"}])
+    attrs = _span_cost(cap)
+    assert attrs["tokenmeter.usage.estimated"] is False
+    assert "tokenmeter.usage.web_search" not in attrs and "tokenmeter.usage.web_fetch" not in attrs
+    assert attrs["tokenmeter.cost.usd"] == pytest.approx(float(ANTHROPIC_TOKENS), abs=1e-9)
+
+
 # -- OpenAI Responses ----------------------------------------------------------------------------
 def _search_item(n: int, status: str = "completed") -> dict[str, Any]:
     return {"type": "web_search_call", "id": f"ws_{n}", "status": status, "action": {"type": "search", "query": "q"}}
