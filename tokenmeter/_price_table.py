@@ -68,11 +68,11 @@ class Rates:
     by_class: tuple[Rate | None, ...]
     source: str
     details: tuple[tuple[str, int, Rate], ...] = ()  # (detail, class index, rate)
-    units: tuple[tuple[str, Decimal], ...] = ()  # (unit, USD per 1,000 units) the table prices
+    units: tuple[tuple[str, Decimal], ...] = ()  # (unit, USD per its priced quantity: _usage.UNITS)
     request_fee: Decimal | None = None  # USD per call (genai-prices ``requests_kcount`` / 1000)
 
     def unit_price(self, unit: str) -> Decimal | None:
-        """USD per 1,000 ``unit`` (the table's ``*_kcount``) when these rates price it."""
+        """USD per priced quantity of ``unit`` (``_usage.UNITS``; the table's ``*_kcount`` per 1,000)."""
         for name, price in self.units:
             if name == unit:
                 return price
@@ -103,6 +103,12 @@ class Rates:
                     parts[index] += delta
                     total += delta
         return total, parts
+
+    def with_units(self, units: tuple[tuple[str, Decimal], ...]) -> Rates:
+        """These rates with ``units`` replacing (or adding) unit prices."""
+        merged = dict(self.units)
+        merged.update(units)
+        return Rates(self.by_class, self.source, self.details, tuple(sorted(merged.items())), self.request_fee)
 
     def scaled(self, m: Decimal, source: str) -> Rates:
         """These rates times ``m`` (a negotiated discount), with another source."""

@@ -190,11 +190,11 @@ class PriceBook:
             costs.append(("request", rates.request_fee))
         provider_id = _TABLE_PROVIDER.get(provider, provider)
         for name, n in usage.units:
-            price, per = rates.unit_price(name), 1000
+            price, per = rates.unit_price(name), UNITS[name]
             if price is None:
                 published = published_rate(provider_id, name, model)
                 if published is not None:
-                    price, per = published.usd, UNITS[name]
+                    price = published.usd
             if price is None:
                 unpriced.append(name)
             else:
@@ -221,9 +221,11 @@ class PriceBook:
         for override in resolved.overrides:
             if override.applies(usage, when):
                 if override.rates is not None:
-                    return override.rates
-                base = self._table_rates(resolved.table, usage, when)
-                return None if base is None else base.scaled(override.multiplier or Decimal(1), "override")
+                    rates: Rates | None = override.rates
+                else:
+                    base = self._table_rates(resolved.table, usage, when)
+                    rates = None if base is None else base.scaled(override.multiplier or Decimal(1), "override")
+                return rates.with_units(override.units) if rates is not None and override.units else rates
         return self._table_rates(resolved.table, usage, when)
 
     @staticmethod

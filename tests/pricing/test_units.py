@@ -354,3 +354,28 @@ def test_the_ledger_and_report_have_a_cost_row_per_unit(tmp_path: Any) -> None:
     report = build_report(reader)
     assert report.total.calls == 1
     assert report.total.cost == total
+
+
+def test_overrides_price_units_absolutely_and_a_units_only_entry_keeps_the_table_token_rates() -> None:
+    prices = {
+        "claude-haiku-4-5*": {"web_search": 8},  # negotiated: $8 per 1,000 searches, table token rates
+        "gpt-4.1*": {"multiplier": 0.5, "web_search": 10},  # tokens at half, searches as given
+        "gemini-2.5-flash-image": {"input": 0.3, "output": 30, "cache_storage": 2},  # USD per M token-hours
+    }
+    with capture(prices=prices) as cap:
+        tokenmeter.record("anthropic", "claude-haiku-4-5", Usage(input=1000, units=(("web_search", 2),)))
+        tokenmeter.record("openai", "gpt-4.1", Usage(input=1000, units=(("web_search", 2),)))
+        storage = Usage(input=1000, units=(("cache_storage", 1000 * 7200),))
+        tokenmeter.record("gcp.gemini", "gemini-2.5-flash-image", storage)
+        haiku, gpt, image = (dict(s.attributes or {}) for s in cap.spans)
+    assert haiku["tokenmeter.cost.source"] == "override"
+    assert haiku["tokenmeter.cost.usd"] == pytest.approx(float(Decimal(1000) / M + Decimal(8) * 2 / 1000), abs=1e-9)
+    assert gpt["tokenmeter.cost.usd"] == pytest.approx(float(Decimal(1000) / M + Decimal(10) * 2 / 1000), abs=1e-9)
+    expected = Decimal("0.3") * 1000 / M + Decimal(2) * 1000 * 2 / M  # 1,000 tokens for 2 hours
+    assert image["tokenmeter.cost.unit.cache_storage_usd"] == pytest.approx(float(Decimal(2) * 2000 / M), abs=1e-9)
+    assert image["tokenmeter.cost.usd"] == pytest.approx(float(expected), abs=1e-9)
+
+
+def test_a_bad_unit_rate_fails_at_configure_naming_the_option() -> None:
+    with pytest.raises(tokenmeter.ConfigError, match=r"web_search must be a finite number >= 0 \(USD per 1,000\)"):
+        tokenmeter.configure(exporter="none", ledger=None, prices={"gpt-4.1": {"web_search": -1}})
