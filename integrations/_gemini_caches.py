@@ -114,6 +114,7 @@ class _CacheEndpoint:
             prompt=prompt,
             server_address=address,
             server_port=port,
+            gated=self.operation == "create_cached_content",  # only a creation bills tokens up front
         )
 
     def prepare(

@@ -42,6 +42,9 @@ class Request:
     server_address: str | None = None
     server_port: int | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    # False for a request that bills no tokens by itself (a context cache's update or delete): no policy
+    # or budget refuses it; what it meters is recorded all the same.
+    gated: bool = True
 
 
 class MeteredCall:
@@ -104,7 +107,7 @@ class MeteredCall:
         model_tier = meter.tiers.tier(req.provider, req.model)
         if model_tier != "unknown" or self.scope.tier is None:
             self.tier = model_tier
-        if gated and meter.gate is not None:
+        if gated and req.gated and meter.gate is not None:
             meter.gate.before(self)  # may raise BudgetExceeded / PolicyViolation, may rewrite the model
             if req.model != self.requested_model:
                 self.tier = meter.tiers.tier(req.provider, req.model)

@@ -175,3 +175,23 @@ def test_a_failed_create_is_an_error_call_and_the_caller_sees_the_sdk_error(fp: 
     attrs = _span(cap, "create_cached_content")
     assert attrs["error.type"] == "400"
     assert cap.counter("tokenmeter.units") == 0
+
+
+def test_a_policy_refuses_a_creation_but_never_an_update_or_delete(fp: FakeProvider) -> None:
+    from tokenmeter.governance import Policy
+    from tokenmeter.testing import capture
+
+    fp.enqueue(Reply(input_tokens=1_000))
+    client = _client(fp)
+    created = client.caches.create(model="gemini-2.5-pro", config=_config("300s"))  # before the policy
+    assert created.name is not None
+    policy = Policy(team_tiers={"support": ["small"]})  # gemini-2.5-pro ($1.25 per M input) is "standard"
+    with capture(policy=policy) as cap, tokenmeter.attributes(team="support"):
+        with pytest.raises(tokenmeter.PolicyViolation):
+            client.caches.create(model="gemini-2.5-pro", config=_config("300s"))
+        client.caches.update(name=created.name, config=types.UpdateCachedContentConfig(ttl="600s"))
+        client.caches.delete(name=created.name)  # the user's cleanup always goes through
+        outcomes = {s.name.split(" ")[0]: (s.attributes or {}).get("error.type") for s in cap.spans}
+    assert fp.requests[-1].method == "DELETE"
+    assert outcomes["update_cached_content"] is None and outcomes["delete_cached_content"] is None
+    assert len([r for r in fp.requests if r.method == "POST"]) == 1  # the refused creation was never sent
