@@ -13,7 +13,7 @@ from typing import Any
 
 from tokenmeter._call import Request
 from tokenmeter._tokens import count_tokens
-from tokenmeter._usage import Usage, with_details
+from tokenmeter._usage import Usage, with_details, with_units
 from tokenmeter._wrap import Result
 
 from ._fields import count, field, nonempty
@@ -35,6 +35,8 @@ class Counts:
     reasoning: int | None = None
     malformed: bool = False
     cache_write_1h: int | None = None  # the part of cache_write written with a 1-hour TTL
+    web_search: int | None = None  # server_tool_use.web_search_requests (billed per 1,000)
+    web_fetch: int | None = None  # server_tool_use.web_fetch_requests
     processing: str | None = None  # "batch" when the usage says the Message Batches API served it
     # Sub-inferences outside the top-level counts: (model or "" for the call's own model, Usage).
     iterations: tuple[tuple[str, Usage], ...] = ()
@@ -83,6 +85,8 @@ class Counts:
         )
         if self.cache_write_1h:
             usage = with_details(usage, cache_write_1h=self.cache_write_1h)
+        if self.web_search or self.web_fetch:
+            usage = with_units(usage, web_search=self.web_search or 0, web_fetch=self.web_fetch or 0)
         if self.processing is not None:
             usage = replace(usage, processing=self.processing)
         if self.iterations:
@@ -102,6 +106,13 @@ def read_usage(counts: Counts, usage: Any) -> None:
     counts.set("output", field(usage, "output_tokens"))
     counts.set("reasoning", field(field(usage, "output_tokens_details"), "thinking_tokens"))
     counts.set("cache_write_1h", field(field(usage, "cache_creation"), "ephemeral_1h_input_tokens"))
+    server_tools = field(usage, "server_tool_use")
+    if server_tools is not None:
+        # A malformed unit count is left out (not billed as a guess); it does not make the tokens estimated.
+        searches = count(field(server_tools, "web_search_requests"))
+        fetches = count(field(server_tools, "web_fetch_requests"))
+        counts.web_search = searches if searches is not None else counts.web_search
+        counts.web_fetch = fetches if fetches is not None else counts.web_fetch
     if field(usage, "service_tier") == "batch":
         counts.processing = "batch"
     iterations = field(usage, "iterations")

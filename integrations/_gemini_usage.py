@@ -9,10 +9,14 @@
   and video parts of the prompt, the cache and the candidates pay their own rates.
 * The tier that served the call (``flex``, ``priority`` or ``standard``) is in the
   ``x-gemini-service-tier`` response header (a request above its priority limit is served at standard).
+* Grounding with Google Search is billed per grounded prompt on Gemini 2.x models and per search query
+  the model ran on Gemini 3 and later (ai.google.dev/gemini-api/docs/pricing): a candidate's
+  ``grounding_metadata.web_search_queries`` says both, and is counted as the ``web_search`` unit.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -112,3 +116,27 @@ def served_tier(response: Any) -> str | None:
         tier = tier.lower().removeprefix("service_tier_")
         return None if tier == "unspecified" else tier
     return None
+
+
+_MAJOR = re.compile(r"gemini-(\d+)")
+
+
+def search_queries(response: Any) -> dict[int, int]:
+    """Google Search queries each candidate of a response (or stream chunk) ran: index -> count."""
+    found: dict[int, int] = {}
+    for i, candidate in enumerate(getattr(response, "candidates", None) or ()):
+        queries = getattr(getattr(candidate, "grounding_metadata", None), "web_search_queries", None)
+        if isinstance(queries, (list, tuple)):
+            found[i] = sum(1 for q in queries if isinstance(q, str) and q)
+    return found
+
+
+def web_search_units(queries: Mapping[int, int], model: str) -> int:
+    """The billed ``web_search`` units of a call: its queries (Gemini 3+), or 1 per grounded prompt (2.x)."""
+    total = sum(queries.values())
+    if not total:
+        return 0
+    match = _MAJOR.match(model)
+    if match is not None and int(match.group(1)) < 3:
+        return 1
+    return total

@@ -15,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from tokenmeter import Request, Usage, count_tokens
-from tokenmeter._usage import with_details
+from tokenmeter._usage import with_details, with_units
 
 from ._fields import count, field
 
@@ -102,12 +102,30 @@ def with_reported_cost(usage: Usage, cost: Any) -> Usage:
     return replace(usage, cost_usd=reported)
 
 
+# Responses output items billed per call of a built-in tool: item type -> tokenmeter unit.
+_TOOL_ITEMS = {"web_search_call": "web_search", "file_search_call": "file_search"}
+
+
+def tool_units(output: Any) -> dict[str, int]:
+    """Built-in tool calls of a Responses ``output`` list, by unit: each ``web_search_call`` /
+    ``file_search_call`` item is one billed tool call (OpenAI prices them per 1,000 calls)."""
+    found: dict[str, int] = {}
+    if isinstance(output, (list, tuple)):
+        for item in output:
+            unit = _TOOL_ITEMS.get(field(item, "type"))
+            if unit is not None and field(item, "status") != "failed":
+                found[unit] = found.get(unit, 0) + 1
+    return found
+
+
 def served(usage: Usage, response: Any) -> Usage:
-    """``usage`` with the tier that served the response (its ``service_tier``: what was served, not asked)."""
+    """``usage`` with the tier that served the response (its ``service_tier``: what was served, not asked)
+    and the built-in tool calls its output items made (Responses ``web_search_call`` / ``file_search_call``)."""
     tier = field(response, "service_tier")
     if isinstance(tier, str) and tier and len(tier) <= 32:
-        return replace(usage, service_tier=tier)
-    return usage
+        usage = replace(usage, service_tier=tier)
+    units = tool_units(field(response, "output"))
+    return with_units(usage, **units) if units else usage
 
 
 def read_responses(usage: Any) -> Reported | None:

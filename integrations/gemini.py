@@ -23,13 +23,14 @@ from typing import Any, NamedTuple
 from tokenmeter._call import Request
 from tokenmeter._patch import Patcher
 from tokenmeter._tokens import count_tokens
-from tokenmeter._usage import Usage
+from tokenmeter._usage import Usage, with_units
 from tokenmeter._wrap import Result, async_wrapper, sync_wrapper
 
 from ._content_out import gemini_delta, gemini_output
 from ._fields import count
+from ._gemini_caches import CreateCache, DeleteCache, UpdateCache
 from ._gemini_embed import EmbedContent
-from ._gemini_usage import derive_missing, served_tier, with_modalities
+from ._gemini_usage import derive_missing, search_queries, served_tier, web_search_units, with_modalities
 
 PROVIDER = "gcp.gemini"
 """``gen_ai.provider.name`` of the Gemini Developer API."""
@@ -44,6 +45,7 @@ SDK_MODULE = "google.genai"
 """The SDK's import name."""
 
 _MODELS_MODULE = "google.genai.models"
+_CACHES_MODULE = "google.genai.caches"
 
 
 class Counts(NamedTuple):
@@ -226,6 +228,7 @@ class _Responses:
         self.finish: dict[int, str] = {}
         self.seen = False
         self.service_tier: str | None = None
+        self.queries: dict[int, int] = {}  # Google Search queries per candidate (grounding)
 
     def on_chunk(self, chunk: Any) -> bool:
         self.seen = True
@@ -233,6 +236,7 @@ class _Responses:
         if meta is not None:
             self.meta = meta
         self.service_tier = served_tier(chunk) or self.service_tier
+        self.queries.update(search_queries(chunk))
         version = getattr(chunk, "model_version", None)
         if isinstance(version, str) and version:
             self.model = model_name(version)
@@ -293,6 +297,8 @@ class _Responses:
             counts = counts._replace(thoughts=int(count_tokens("".join(self.thoughts), model)))
             estimated = True
         usage = with_modalities(usage_from_counts(counts, estimated=estimated), self.meta)
+        if self.queries:
+            usage = with_units(usage, web_search=web_search_units(self.queries, self.model or model))
         return replace(usage, service_tier=self.service_tier) if self.service_tier else usage
 
 
@@ -312,10 +318,16 @@ _patcher.add(_MODELS_MODULE, "Models._embed_content", sync_wrapper(_EMBED))
 _patcher.add(_MODELS_MODULE, "AsyncModels._embed_content", async_wrapper(_EMBED))
 # Awaiting AsyncModels._generate_content_stream sends the request and gives an async iterator of chunks.
 _patcher.add(_MODELS_MODULE, "AsyncModels._generate_content_stream", async_wrapper(_GenerateContent(stream=True)))
+# Explicit context caching: creation (tokens + storage for the TTL), TTL updates and deletion.
+for _name, _endpoint in (("create", CreateCache), ("update", UpdateCache), ("delete", DeleteCache)):
+    _cache_endpoint = _endpoint(_EMBED._provider_of, _EMBED._model_name, _EMBED._server)
+    _patcher.add(_CACHES_MODULE, f"Caches.{_name}", sync_wrapper(_cache_endpoint))
+    _patcher.add(_CACHES_MODULE, f"AsyncCaches.{_name}", async_wrapper(_cache_endpoint))
 
 
 def instrument() -> None:
-    """Meter every Gemini / Vertex AI ``generate_content`` request (idempotent; import order does not matter)."""
+    """Meter every Gemini / Vertex AI ``generate_content``, ``embed_content`` and ``caches`` create / update /
+    delete request (idempotent; import order does not matter)."""
     _patcher.apply()
 
 

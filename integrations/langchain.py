@@ -30,7 +30,7 @@ from uuid import UUID
 
 from tokenmeter import Usage
 from tokenmeter._context import Scope, add_resolver, remove_resolver
-from tokenmeter._frameworks import Unit, Watch, fallback, in_run, open_unit, track_responses
+from tokenmeter._frameworks import Unit, Watch, fallback, in_run, open_unit, tool_keywords, track_responses
 
 EXTRA = "langchain"
 """The pip extra: ``pip install 'tokenmeter[langchain]'``."""
@@ -148,7 +148,14 @@ class _Handler:
             self._parents[run_id] = parent_run_id
         parent = self._nearest(parent_run_id)
         name = kwargs.get("name") or (serialized or {}).get("name") or "tool"
-        unit = open_unit("tool", str(name), parent=parent.frame if parent is not None else None, activate=False)
+        # ``tool_call_id``: the model's id of the call (langchain-core passes it when a ToolCall ran the tool).
+        unit = open_unit(
+            "tool",
+            str(name),
+            tool_keywords(kwargs.get("tool_call_id")),
+            parent=parent.frame if parent is not None else None,
+            activate=False,
+        )
         if unit is not None:
             with self._lock:
                 self._units[run_id] = [unit]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from tokenmeter._frameworks import Unit, in_run, open_unit
+from tokenmeter._frameworks import Unit, in_run, open_unit, tool_keywords
 
 EXTRA = "llama-index"
 """The pip extra: ``pip install 'tokenmeter[llama-index]'``."""
@@ -48,6 +48,9 @@ class _Handler:
         self._tm_lock = threading.Lock()
         self._tm_enabled = True
         self._tm_event = _event_class()
+        # Span id of an agent's ``call_tool`` step -> the model's id of the tool call its ``ToolCall`` carries;
+        # the tool's ``acall`` span opened inside it takes it as ``gen_ai.tool.call.id``.
+        self._tm_tool_ids: dict[str, str] = {}
 
     def new_span(
         self,
@@ -62,7 +65,7 @@ class _Handler:
 
         if self._tm_enabled:
             try:
-                units = self._units_for(id_, bound_args, instance)
+                units = self._units_for(id_, bound_args, instance, parent_span_id)
             except Exception:
                 units = []
             if units:
@@ -70,13 +73,15 @@ class _Handler:
                     self._tm_units[id_] = units
         return SimpleSpan(id_=id_, parent_id=parent_span_id)
 
-    def _units_for(self, id_: str, bound_args: Any, instance: Any) -> list[Unit]:
+    def _units_for(self, id_: str, bound_args: Any, instance: Any, parent_span_id: str | None = None) -> list[Unit]:
         qualname = id_.split("-", 1)[0]
         method = qualname.rpartition(".")[2]
         units: list[Unit] = []
         if method in _TOOL_METHODS and instance is not None and hasattr(instance, "metadata"):
             name = getattr(instance.metadata, "name", None) or type(instance).__name__
-            unit = open_unit("tool", str(name))
+            with self._tm_lock:
+                call_id = self._tm_tool_ids.get(parent_span_id or "")
+            unit = open_unit("tool", str(name), tool_keywords(call_id))
             return [unit] if unit is not None else []
         if method == "run" and instance is not None and _is_workflow(instance):
             agent_name = getattr(instance, "name", None) if _is_agent(instance) else None
@@ -93,6 +98,11 @@ class _Handler:
         event = self._tm_event
         arguments = getattr(bound_args, "arguments", None) or {}
         if event is not None and any(isinstance(v, event) for v in arguments.values()):
+            for value in arguments.values():
+                tool_id = getattr(value, "tool_id", None) if isinstance(value, event) else None
+                if isinstance(tool_id, str) and tool_id:
+                    with self._tm_lock:
+                        self._tm_tool_ids[id_] = tool_id
             unit = open_unit("step", method)
             return [unit] if unit is not None else []
         return units
@@ -112,6 +122,7 @@ class _Handler:
     def _close(self, id_: str, error: BaseException | None) -> None:
         with self._tm_lock:
             units = self._tm_units.pop(id_, None)
+            self._tm_tool_ids.pop(id_, None)
         for unit in reversed(units or ()):
             unit.close(error)
 

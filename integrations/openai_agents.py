@@ -19,12 +19,24 @@ Tested with openai-agents 0.24.
 
 from __future__ import annotations
 
+import contextvars
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from tokenmeter import Usage
 from tokenmeter._context import AttrValue
-from tokenmeter._frameworks import ReportedError, Unit, Watch, fallback, in_run, open_unit, track_responses
+from tokenmeter._frameworks import (
+    ReportedError,
+    Unit,
+    Watch,
+    fallback,
+    in_run,
+    open_unit,
+    tool_keywords,
+    track_responses,
+)
+from tokenmeter._patch import Patcher
 
 PROVIDER = "openai"
 EXTRA = "openai-agents"
@@ -104,7 +116,7 @@ class TokenmeterProcessor:
                 with self._lock:
                     self._agents.setdefault(str(span.trace_id), []).append(unit)
         elif kind == "function":
-            unit = open_unit("tool", str(data.name))
+            unit = open_unit("tool", str(data.name), tool_keywords(_TOOL_CALL_ID.get()))
         elif kind == "guardrail":
             unit = open_unit("step", str(data.name))
             if unit is not None:
@@ -189,6 +201,32 @@ _registered = False
 _lock = threading.Lock()
 
 
+# The model's id of the function tool call being run here: the SDK opens a tool's function span inside
+# ``_FunctionToolBatchExecutor._run_single_tool(tool_call=...)``, in the same context (its span data has
+# no call id), so the patch below names the call for ``on_span_start`` (``gen_ai.tool.call.id``).
+_TOOL_CALL_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("tokenmeter.agents.call_id", default=None)
+
+
+async def _run_single_tool(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    call_id = getattr(kwargs.get("tool_call"), "call_id", None)
+    if not isinstance(call_id, str) or not PROCESSOR.enabled:
+        return await wrapped(*args, **kwargs)
+    token = _TOOL_CALL_ID.set(call_id)
+    try:
+        return await wrapped(*args, **kwargs)
+    finally:
+        try:
+            _TOOL_CALL_ID.reset(token)
+        except ValueError:  # finished in another context than it started in
+            _TOOL_CALL_ID.set(None)
+
+
+_PATCHER = Patcher()
+_PATCHER.add("agents.run_internal.tool_execution", "_FunctionToolBatchExecutor._run_single_tool", _run_single_tool)
+
+
 def _register(module: Any) -> None:
     global _registered
     with _lock:
@@ -207,11 +245,13 @@ def instrument() -> None:
     track_responses()
     PROCESSOR.enabled = True
     wrapt.register_post_import_hook(_register, "agents")
+    _PATCHER.apply()
 
 
 def uninstrument() -> None:
     """Stop translating (the SDK has no call to remove one processor; it stays registered, inert)."""
     PROCESSOR.enabled = False
+    _PATCHER.restore()
 
 
 __all__ = ["EXTRA", "FRAMEWORK", "PROCESSOR", "SDK_MODULE", "TokenmeterProcessor", "instrument", "uninstrument"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tokenmeter._frameworks import Unit, in_run, open_unit
+from tokenmeter._frameworks import Unit, in_run, open_unit, tool_keywords
 from tokenmeter._patch import Patcher
 
 EXTRA = "pydantic-ai"
@@ -81,8 +81,13 @@ async def _execute_tool(
     wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     validated = args[0] if args else kwargs.get("validated")
-    name = getattr(getattr(validated, "call", None), "tool_name", None) or "tool"
-    unit = open_unit("tool", str(name))
+    part = getattr(validated, "call", None)
+    name = getattr(part, "tool_name", None) or "tool"
+    call_id = getattr(part, "tool_call_id", None)
+    # A function tool is run here by the client (the conventions' "function"); other kinds (output,
+    # external) are not typed.
+    kind = getattr(getattr(getattr(validated, "tool", None), "tool_def", None), "kind", None)
+    unit = open_unit("tool", str(name), tool_keywords(call_id, "function" if kind == "function" else None))
     try:
         result = await wrapped(*args, **kwargs)
     except BaseException as exc:

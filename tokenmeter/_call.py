@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import _content, _meter, _orphans, _responses, _safe
-from ._call_usage import _provider_cost, extra_usage_attributes, semconv_cost_attributes
+from ._call_usage import _provider_cost, extra_usage_attributes, semconv_cost_attributes, unit_cost_attributes
 from ._context import Scope, add_scope_attributes, current_frame, current_scope
 from ._errors import PolicyViolation
 from ._instruments import depth_bucket
@@ -42,6 +42,9 @@ class Request:
     server_address: str | None = None
     server_port: int | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    # False for a request that bills no tokens by itself (a context cache's update or delete): no policy
+    # or budget refuses it; what it meters is recorded all the same.
+    gated: bool = True
 
 
 class MeteredCall:
@@ -104,7 +107,7 @@ class MeteredCall:
         model_tier = meter.tiers.tier(req.provider, req.model)
         if model_tier != "unknown" or self.scope.tier is None:
             self.tier = model_tier
-        if gated and meter.gate is not None:
+        if gated and req.gated and meter.gate is not None:
             meter.gate.before(self)  # may raise BudgetExceeded / PolicyViolation, may rewrite the model
             if req.model != self.requested_model:
                 self.tier = meter.tiers.tier(req.provider, req.model)
@@ -293,6 +296,8 @@ class MeteredCall:
                 attrs["tokenmeter.cost.usd"] = float(cost.usd)
             if cost.table_usd is not None:
                 attrs["tokenmeter.cost.table_usd"] = float(cost.table_usd)
+            if cost.units or cost.unpriced_units:
+                unit_cost_attributes(attrs, cost)
             if self.first_chunk_s is not None:
                 attrs["gen_ai.response.time_to_first_chunk"] = self.first_chunk_s
             if cost.usd is not None and self.meter.options.semconv_cost:
@@ -363,6 +368,8 @@ class MeteredCall:
                             c[i] += part
                 elif usage.total:
                     a.unpriced += usage.total
+                if usage.units or cost.units:
+                    a.add_units(usage.units, cost.units)
         semconv, semconv_in, semconv_out = a.semconv_with(response_model, _req.server_address)
         if self.semconv:
             ins.duration.record(duration, semconv)

@@ -11,18 +11,20 @@ from ._usage import Usage
 
 
 def _provider_cost(usd: Decimal, table: Cost, usage: Usage) -> Cost:
-    """A provider-reported cost, split over the token classes like the table's (or like the tokens)."""
+    """A provider-reported cost, split over the token classes and units like the table's (or like the tokens)."""
+    names = tuple(name for name, _ in table.units)
     if table.by_class is not None and table.usd:
-        weights: tuple[Decimal, ...] = table.by_class
+        weights: tuple[Decimal, ...] = (*table.by_class, *(c for _, c in table.units))
         total = table.usd
     else:
         weights = tuple(Decimal(n) for _, n in usage.by_class())
-        total = Decimal(usage.total)
+        names, total = (), Decimal(usage.total)
     if not total:
         return Cost(usd, "provider", (usd, Decimal(0), Decimal(0), Decimal(0), Decimal(0)), table.usd)
     parts = [usd * w / total for w in weights]
     parts[0] += usd - sum(parts)  # rounding remainder, so the parts add up to the reported cost exactly
-    return Cost(usd, "provider", tuple(parts), table.usd)
+    units = tuple(zip(names, parts[5:], strict=True))
+    return Cost(usd, "provider", tuple(parts[:5]), table.usd, units, table.unpriced_units)
 
 
 _OPENAI_FAMILY = frozenset({"openai", "azure.ai.openai"})
@@ -46,6 +48,8 @@ def extra_usage_attributes(attrs: dict[str, Any], usage: Usage, provider: str) -
         attrs["tokenmeter.usage.sub_inference.output_tokens"] = sum(p.output_total for _, p in usage.parts)
     for name, n in usage.model_reported:
         attrs[f"tokenmeter.usage.model_reported.{name}_tokens"] = n
+    for name, n in usage.units:
+        attrs[f"tokenmeter.usage.{name}"] = n
     if usage.cost_usd is not None:
         attrs["tokenmeter.cost.provider_usd"] = float(usage.cost_usd)
 
@@ -64,6 +68,14 @@ def cache_write_keys(environ: Mapping[str, str]) -> tuple[str, ...]:
     """
     opted = {v.strip() for v in environ.get("OTEL_SEMCONV_STABILITY_OPT_IN", "").split(",")}
     return (CACHE_WRITE, CACHE_CREATION) if "gen_ai/dup" in opted else (CACHE_WRITE,)
+
+
+def unit_cost_attributes(attrs: dict[str, Any], cost: Cost) -> None:
+    """``tokenmeter.cost.unit.<unit>_usd`` of each priced unit; ``tokenmeter.cost.unpriced_units`` of the rest."""
+    for name, usd in cost.units:
+        attrs[f"tokenmeter.cost.unit.{name}_usd"] = float(usd)
+    if cost.unpriced_units:
+        attrs["tokenmeter.cost.unpriced_units"] = list(cost.unpriced_units)
 
 
 def semconv_cost_attributes(attrs: dict[str, Any], cost: Cost) -> None:

@@ -111,6 +111,16 @@ def open_unit(
         return None
 
 
+def tool_keywords(call_id: object, tool_type: str | None = "function") -> dict[str, str]:
+    """The ``call_id`` / ``type`` keywords of :func:`tokenmeter.tool` a framework knows (unknown: left out)."""
+    found: dict[str, str] = {}
+    if isinstance(call_id, str) and call_id:
+        found["call_id"] = call_id
+    if tool_type:
+        found["type"] = tool_type
+    return found
+
+
 class Watch:
     """Watches one model call of a framework (from its start event to its end event, same context): whether
     a provider integration metered it. :meth:`end` says so and stops watching (idempotent)."""

@@ -111,7 +111,16 @@ class Instruments:
             "tokenmeter.tokens", [self._observe_tokens], unit="{token}", description="Tokens metered, by class."
         )
         meter.create_observable_counter(
-            "tokenmeter.cost", [self._observe_cost], unit="USD", description="Cost of priced tokens, by class."
+            "tokenmeter.cost",
+            [self._observe_cost],
+            unit="USD",
+            description="Cost of priced tokens by class, and of per-request units by unit.",
+        )
+        meter.create_observable_counter(
+            "tokenmeter.units",
+            [self._observe_units],
+            unit="{unit}",
+            description="Per-request units metered (web searches...; cache_storage in token-seconds), by unit.",
         )
         meter.create_observable_counter(
             "tokenmeter.tokens.unpriced",
@@ -317,6 +326,17 @@ class Instruments:
             for i, usd in enumerate(reg.cost):
                 if usd:
                     yield Observation(float(usd), reg.by_class[i])
+            if reg.unit_cost:
+                # A unit's charge is its own part of the cost: ``tokenmeter.token.class`` names the unit.
+                for name, usd in list(reg.unit_cost.items()):
+                    if usd:
+                        yield Observation(float(usd), {**reg.base, "tokenmeter.token.class": name})
+
+    def _observe_units(self, options: CallbackOptions) -> Iterable[Observation]:
+        for reg in self._registers():
+            if reg.units:
+                for name, n in list(reg.units.items()):
+                    yield Observation(n, {**reg.base, "tokenmeter.unit": name})
 
     def _observe_unpriced(self, options: CallbackOptions) -> Iterable[Observation]:
         for reg in self._registers():
@@ -358,6 +378,8 @@ class CallAttributes:
         "semconv",
         "semconv_by_response",
         "tokens",
+        "unit_cost",
+        "units",
         "unpriced",
     )
 
@@ -376,10 +398,19 @@ class CallAttributes:
         self.tokens = [0, 0, 0, 0, 0]
         self.modal: dict[tuple[int, str], int] = {}  # (class index, modality) -> tokens, non-text only
         self.cost = [Decimal(0)] * 5
+        self.units: dict[str, int] = {}  # per-request unit -> count (see tokenmeter._usage.UNITS)
+        self.unit_cost: dict[str, Decimal] = {}  # priced unit (and "request" fees) -> USD
         self.unpriced = 0
         self.ok_calls = 0
         self.error_calls = 0
         self.blocked_calls = 0
+
+    def add_units(self, units: tuple[tuple[str, int], ...], costs: tuple[tuple[str, Decimal], ...]) -> None:
+        """Add a call's unit counts and unit costs (under ``Instruments.register_lock``)."""
+        for name, n in units:
+            self.units[name] = self.units.get(name, 0) + n
+        for name, usd in costs:
+            self.unit_cost[name] = self.unit_cost.get(name, Decimal(0)) + usd
 
     def semconv_with(
         self, response_model: str | None, server_address: str | None

@@ -7,6 +7,9 @@ day on). A rate is a number or ``{"base": 3, "above": {"200000": 6}}`` (the whol
 threshold pays the higher rate, as the providers' long-context prices do). Detail rates
 (``cache_write_1h``, ``input_audio``, ``output_audio``, ``input_image``, ``output_image``,
 ``cache_read_audio``) price those parts of a class; without one the part pays its class's rate.
+Unit rates price per-request units: ``web_search``, ``web_fetch``, ``file_search``, ``code_execution``
+in USD per 1,000, ``cache_storage`` in USD per 1,000,000 tokens per hour; they are absolute (a
+``multiplier`` does not scale them), and an entry of unit rates only keeps the table's token rates.
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from ._errors import ConfigError
 from ._price_table import Rate, Rates
-from ._usage import DETAILS, Usage
+from ._usage import DETAILS, UNITS, Usage
+from ._validate import amount
 
 _CLASS_KEYS = {
     "input": "input",
@@ -39,13 +43,7 @@ _CONDITIONS = ("provider", "service_tier", "processing", "start_date")
 
 
 def _decimal(value: object, where: str) -> Decimal:
-    try:
-        result = Decimal(str(value))
-    except (InvalidOperation, ValueError) as exc:
-        raise ConfigError(f"prices: {where} must be a number (USD per million tokens), got {value!r}") from exc
-    if result < 0 or not result.is_finite():
-        raise ConfigError(f"prices: {where} must be a finite number >= 0, got {value!r}")
-    return result
+    return amount(value, f"prices: {where}", "USD per million tokens")
 
 
 def _rate(value: object, where: str) -> Rate:
@@ -78,6 +76,7 @@ class Override:
     start: float | None  # epoch seconds of start_date (UTC midnight)
     rates: Rates | None
     multiplier: Decimal | None
+    units: tuple[tuple[str, Decimal], ...] = ()  # (unit, USD per its priced quantity), absolute
 
     def matches_model(self, provider: str, model: str) -> bool:
         """Whether the entry is about this provider's model (the per-call conditions aside)."""
@@ -131,6 +130,7 @@ def _entry(key: object, spec: object) -> Override:
     if not isinstance(spec, Mapping):
         raise ConfigError(f"prices: entry {key!r} must be a mapping of rates, got {spec!r}")
     rates: dict[str, Rate] = {}
+    units: dict[str, Decimal] = {}
     multiplier: Decimal | None = None
     conditions: dict[str, str] = {}
     start: float | None = None
@@ -149,11 +149,14 @@ def _entry(key: object, spec: object) -> Override:
             multiplier = _decimal(value, f"{key}.multiplier")
         elif name in RATE_KEYS:
             rates[RATE_KEYS[name]] = _rate(value, f"{key}.{name}")
+        elif name in UNITS:
+            per = "USD per 1,000,000 tokens per hour" if name == "cache_storage" else "USD per 1,000"
+            units[name] = amount(value, f"prices: {key}.{name}", per)
         else:
-            allowed = ", ".join(sorted({*_CLASS_KEYS, *DETAILS, "multiplier", *_CONDITIONS}))
+            allowed = ", ".join(sorted({*_CLASS_KEYS, *DETAILS, *UNITS, "multiplier", *_CONDITIONS}))
             raise ConfigError(f"prices: unknown key {name!r} in entry {key!r}; use one of: {allowed}")
-    if not rates and multiplier is None:
-        raise ConfigError(f"prices: entry {key!r} sets no rate; give 'input'/'output' or 'multiplier'")
+    if not rates and multiplier is None and not units:
+        raise ConfigError(f"prices: entry {key!r} sets no rate; give 'input'/'output', 'multiplier' or a unit rate")
     if rates and "input" not in rates:
         raise ConfigError(f"prices: entry {key!r} must give an 'input' rate (USD per million tokens)")
     return Override(
@@ -164,6 +167,7 @@ def _entry(key: object, spec: object) -> Override:
         start,
         _rates(rates, multiplier) if rates else None,
         multiplier,
+        tuple(sorted(units.items())),
     )
 
 

@@ -19,9 +19,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from ._unit_rates import REQUEST_KEY, TABLE_KEYS
 from ._usage import DETAILS, Usage, class_counts
 
 _MILLION = Decimal(1_000_000)
+_THOUSAND = Decimal(1000)
 _ZERO = Decimal(0)
 
 # Detail name -> genai-prices price key (a detail without a table price is priced as its class).
@@ -66,6 +68,15 @@ class Rates:
     by_class: tuple[Rate | None, ...]
     source: str
     details: tuple[tuple[str, int, Rate], ...] = ()  # (detail, class index, rate)
+    units: tuple[tuple[str, Decimal], ...] = ()  # (unit, USD per its priced quantity: _usage.UNITS)
+    request_fee: Decimal | None = None  # USD per call (genai-prices ``requests_kcount`` / 1000)
+
+    def unit_price(self, unit: str) -> Decimal | None:
+        """USD per priced quantity of ``unit`` (``_usage.UNITS``; the table's ``*_kcount`` per 1,000)."""
+        for name, price in self.units:
+            if name == unit:
+                return price
+        return None
 
     def cost(self, usage: Usage) -> tuple[Decimal, list[Decimal]] | None:
         """``(total, parts by class)`` of ``usage``, or ``None`` when a used class has no price."""
@@ -93,12 +104,20 @@ class Rates:
                     total += delta
         return total, parts
 
+    def with_units(self, units: tuple[tuple[str, Decimal], ...]) -> Rates:
+        """These rates with ``units`` replacing (or adding) unit prices."""
+        merged = dict(self.units)
+        merged.update(units)
+        return Rates(self.by_class, self.source, self.details, tuple(sorted(merged.items())), self.request_fee)
+
     def scaled(self, m: Decimal, source: str) -> Rates:
         """These rates times ``m`` (a negotiated discount), with another source."""
         return Rates(
             tuple(None if r is None else r.scaled(m) for r in self.by_class),
             source,
             tuple((n, i, r.scaled(m)) for n, i, r in self.details),
+            tuple((n, p * m) for n, p in self.units),
+            None if self.request_fee is None else self.request_fee * m,
         )
 
 
@@ -129,7 +148,14 @@ def rates_from_model_price(prices: Any, source: str) -> Rates | None:
         rate = rate_from_table(getattr(prices, key, None))
         if rate is not None:
             details.append((name, DETAILS[name][0], rate))
-    return Rates((inp, cache_read, cache_write, out, reasoning), source, tuple(details))
+    units: list[tuple[str, Decimal]] = []
+    for name, key in TABLE_KEYS.items():
+        per_k = getattr(prices, key, None)
+        if isinstance(per_k, Decimal):
+            units.append((name, per_k))
+    fee = getattr(prices, REQUEST_KEY, None)
+    request_fee = fee / _THOUSAND if isinstance(fee, Decimal) and fee else None
+    return Rates((inp, cache_read, cache_write, out, reasoning), source, tuple(details), tuple(units), request_fee)
 
 
 class TableModel:

@@ -12,7 +12,8 @@ from typing import Any
 from . import _lifecycle
 from ._price_overrides import Override, parse_overrides
 from ._price_table import Rates, TableModel, find_model, table_info
-from ._usage import TOKEN_CLASSES, Usage, class_counts
+from ._unit_rates import published_rate
+from ._usage import TOKEN_CLASSES, UNITS, Usage, class_counts
 
 _ZERO = Decimal(0)
 
@@ -67,12 +68,18 @@ class Cost:
     ``by_class`` holds the cost of each token class in the order of ``TOKEN_CLASSES`` (``None`` if unpriced).
     ``table_usd`` is the table's price beside a provider-reported cost (``source == "provider"``), so a
     drift between the two stays visible.
+
+    ``units`` holds the cost of each priced per-request unit (``(unit, usd)``: ``web_search``,
+    ``cache_storage``, ``request``...), included in ``usd`` beside the token classes; ``unpriced_units``
+    names the units the call used that have no known rate (counted, never priced at $0, not in ``usd``).
     """
 
     usd: Decimal | None
     source: str
     by_class: tuple[Decimal, ...] | None = None
     table_usd: Decimal | None = None
+    units: tuple[tuple[str, Decimal], ...] = ()
+    unpriced_units: tuple[str, ...] = ()
 
     @property
     def priced(self) -> bool:
@@ -162,7 +169,37 @@ class PriceBook:
         priced = rates.cost(usage)
         if priced is None:
             return UNPRICED
-        return Cost(priced[0], rates.source, tuple(priced[1]))
+        if not usage.units and rates.request_fee is None:
+            return Cost(priced[0], rates.source, tuple(priced[1]))
+        units, unpriced = self._unit_costs(provider, model, usage, rates)
+        return Cost(
+            priced[0] + sum((c for _, c in units), _ZERO), rates.source, tuple(priced[1]), None, units, unpriced
+        )
+
+    def _unit_costs(
+        self, provider: str, model: str, usage: Usage, rates: Rates
+    ) -> tuple[tuple[tuple[str, Decimal], ...], tuple[str, ...]]:
+        """``(unit, usd)`` of each priced unit of ``usage`` (and the call's request fee), and the unpriced ones.
+
+        A unit's price: the rates' own (the table's, scaled by a multiplier override), else the rate the
+        provider publishes (``tokenmeter._unit_rates``), else none.
+        """
+        costs: list[tuple[str, Decimal]] = []
+        unpriced: list[str] = []
+        if rates.request_fee is not None:
+            costs.append(("request", rates.request_fee))
+        provider_id = _TABLE_PROVIDER.get(provider, provider)
+        for name, n in usage.units:
+            price, per = rates.unit_price(name), UNITS[name]
+            if price is None:
+                published = published_rate(provider_id, name, model)
+                if published is not None:
+                    price = published.usd
+            if price is None:
+                unpriced.append(name)
+            else:
+                costs.append((name, price * n / per))
+        return tuple(costs), tuple(unpriced)
 
     def input_price_mtok(self, provider: str, model: str) -> Decimal | None:
         """The base input price per million tokens now, or ``None`` when unpriced (used for default tiers)."""
@@ -184,9 +221,11 @@ class PriceBook:
         for override in resolved.overrides:
             if override.applies(usage, when):
                 if override.rates is not None:
-                    return override.rates
-                base = self._table_rates(resolved.table, usage, when)
-                return None if base is None else base.scaled(override.multiplier or Decimal(1), "override")
+                    rates: Rates | None = override.rates
+                else:
+                    base = self._table_rates(resolved.table, usage, when)
+                    rates = None if base is None else base.scaled(override.multiplier or Decimal(1), "override")
+                return rates.with_units(override.units) if rates is not None and override.units else rates
         return self._table_rates(resolved.table, usage, when)
 
     @staticmethod
@@ -249,6 +288,7 @@ class PriceBook:
             details=details,
             service_tier=usage.service_tier,
             processing=usage.processing,
+            units=usage.units,
         )
         cost = self.cost(provider, model, rest, when)
         if cost.by_class is None:
@@ -256,7 +296,8 @@ class PriceBook:
         sources.add(cost.source)
         parts = [a + b for a, b in zip(parts, cost.by_class, strict=True)]
         source = cost.source if len(sources) == 1 else "mixed:" + "+".join(sorted(sources))
-        return Cost(sum(parts, _ZERO), source, tuple(parts))
+        units_usd = sum((c for _, c in cost.units), _ZERO)
+        return Cost(sum(parts, _ZERO) + units_usd, source, tuple(parts), None, cost.units, cost.unpriced_units)
 
 
 __all__ = ["Cost", "PriceBook", "TOKEN_CLASSES", "UNPRICED"]

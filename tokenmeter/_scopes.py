@@ -104,6 +104,7 @@ class _Frame:
                 attrs["gen_ai.operation.name"] = operation
             if spec.kind == "tool":
                 attrs["gen_ai.tool.name"] = spec.name
+                attrs.update(spec.span_attributes)
             elif spec.kind == "step":
                 attrs["tokenmeter.step.name"] = spec.name
             if scope.tier is not None:
@@ -250,11 +251,14 @@ class ScopeSpec:
         *,
         max_tokens: int | None = None,
         max_cost_usd: float | None = None,
+        span_attributes: dict[str, AttrValue] | None = None,
     ) -> None:
         self.kind = kind
         self.name = name
         self.fields = {k: v for k, v in fields.items() if v is not None}
         self.extra = extra
+        # Attributes of this scope's own span only (not inherited by the spans and calls inside it).
+        self.span_attributes = span_attributes or {}
         self.max_tokens = max_tokens
         self.max_cost_usd = max_cost_usd
         self._frames: list[_Frame] = []  # open frames of this spec, whatever context they were entered in
@@ -444,9 +448,23 @@ def step(name: str, **attrs: AttrValue) -> ScopeSpec:
     return ScopeSpec("step", name, {}, attrs)
 
 
-def tool(name: str, **attrs: AttrValue) -> ScopeSpec:
-    """A tool execution: span ``execute_tool {name}`` with ``gen_ai.tool.name``, depth + 1."""
-    return ScopeSpec("tool", name, {}, attrs)
+TOOL_TYPES: tuple[str, ...] = ("function", "extension", "datastore")
+"""The ``gen_ai.tool.type`` values the GenAI conventions list."""
+
+
+def tool(name: str, *, call_id: str | None = None, type: str | None = None, **attrs: AttrValue) -> ScopeSpec:
+    """A tool execution: span ``execute_tool {name}`` with ``gen_ai.tool.name``, depth + 1.
+
+    ``call_id`` (``gen_ai.tool.call.id``: the id the model gave the tool call) and ``type``
+    (``gen_ai.tool.type``: ``function``, ``extension`` or ``datastore``, see :data:`TOOL_TYPES`) go on the
+    tool's own span when known; an empty value is left out. Neither is inherited by spans inside.
+    """
+    span_attrs: dict[str, AttrValue] = {}
+    if isinstance(call_id, str) and call_id:
+        span_attrs["gen_ai.tool.call.id"] = call_id[:256]
+    if isinstance(type, str) and type:
+        span_attrs["gen_ai.tool.type"] = type
+    return ScopeSpec("tool", name, {}, attrs, span_attributes=span_attrs)
 
 
 def attributes(

@@ -40,6 +40,23 @@ audio input...); the rest of the class is the default (5-minute writes, text tok
 """
 
 
+UNITS: dict[str, int] = {
+    "web_search": 1000,
+    "web_fetch": 1000,
+    "file_search": 1000,
+    "code_execution": 1000,
+    "cache_storage": 3_600_000_000,
+}
+"""Per-request units a call may carry beside its tokens: name -> how many units one published price covers.
+
+``web_search`` (Anthropic ``server_tool_use.web_search_requests``, OpenAI Responses ``web_search_call``
+items, Gemini grounding with Google Search), ``web_fetch`` (Anthropic ``web_fetch_requests``),
+``file_search`` (OpenAI Responses ``file_search_call`` items), ``code_execution``: priced per 1,000.
+``cache_storage`` is token-seconds of an explicit context cache (Gemini ``cachedContents``), priced per
+1,000,000 token-hours (3.6e9 token-seconds). See :mod:`tokenmeter._unit_rates` for where each rate comes from.
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
     """Tokens of one LLM call (or a sum of calls), split into disjoint classes.
@@ -65,7 +82,9 @@ class Usage:
     * ``parts`` -- ``(model, usage)`` sub-inferences of other models included in the classes (Anthropic
       ``usage.iterations``), priced at their own model's rate;
     * ``model_reported`` -- ``(class, tokens)`` a second source reported differently from the metered
-      count (Bedrock streams: the model's own count beside Bedrock's), kept visible, never metered.
+      count (Bedrock streams: the model's own count beside Bedrock's), kept visible, never metered;
+    * ``units`` -- ``(unit, count)`` per-request charges beside the tokens (see :data:`UNITS`: web
+      searches, cache storage token-seconds...), sorted by name, priced as their own part of the cost.
     """
 
     input: int = 0
@@ -82,6 +101,7 @@ class Usage:
     cost_usd: Decimal | None = field(default=None, compare=False)
     parts: tuple[tuple[str, Usage], ...] = field(default=(), compare=False)
     model_reported: tuple[tuple[str, int], ...] = field(default=(), compare=False)
+    units: tuple[tuple[str, int], ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         # One cheap test for the common case (built on every call); the loop only names the culprit.
@@ -91,6 +111,8 @@ class Usage:
         ):
             if self.details:
                 _check_details(self)
+            if self.units:
+                _check_units(self.units)
             return
         for name in TOKEN_CLASSES:
             value = getattr(self, name)
@@ -132,10 +154,18 @@ class Usage:
             self.details
             or self.parts
             or self.model_reported
+            or self.units
             or self.service_tier is not None
             or self.processing is not None
             or self.cost_usd is not None
         )
+
+    def unit(self, name: str) -> int:
+        """The count of one per-request unit (0 when not reported)."""
+        for key, n in self.units:
+            if key == name:
+                return n
+        return 0
 
     def detail(self, name: str) -> int:
         """The tokens of one detail (0 when not reported)."""
@@ -201,6 +231,7 @@ def _add_extras(a: Usage, b: Usage) -> Usage:
         cost,
         a.parts + b.parts,
         merge_counts(a.model_reported, b.model_reported),
+        merge_counts(a.units, b.units),
     )
 
 
@@ -217,6 +248,22 @@ def _check_details(usage: Usage) -> None:
     for i, n in enumerate(used):
         if n > counts[i]:
             raise ValueError(f"Usage.details: the details of {TOKEN_CLASSES[i]} ({n}) exceed the class ({counts[i]})")
+
+
+def _check_units(units: tuple[tuple[str, int], ...]) -> None:
+    for name, n in units:
+        if name not in UNITS:
+            raise ValueError(f"Usage.units: unknown unit {name!r}; use one of {sorted(UNITS)}")
+        if type(n) is not int or n < 0:
+            raise ValueError(f"Usage.units: {name} must be an int >= 0, got {n!r}")
+
+
+def with_units(usage: Usage, **units: int) -> Usage:
+    """``usage`` with per-request unit counts added (zero counts dropped)."""
+    added = tuple(sorted((k, n) for k, n in units.items() if n and n > 0))
+    if not added:
+        return usage
+    return replace(usage, units=merge_counts(usage.units, added))
 
 
 def with_details(usage: Usage, **details: int) -> Usage:

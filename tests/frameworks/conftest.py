@@ -47,6 +47,16 @@ def call_spans(cap: Capture) -> list[Any]:
     return [s for s in cap.spans if s.kind is SpanKind.CLIENT and (s.attributes or {}).get("gen_ai.provider.name")]
 
 
+def assert_tool_call(cap: Capture, span_name: str, sent: bytes, tool_type: str | None = "function") -> str:
+    """The tool span names the model's call id (one the framework sent back with the result) and type."""
+    attrs = cap.span(span_name).attributes or {}
+    assert attrs.get("gen_ai.tool.type") == tool_type
+    call_id = attrs["gen_ai.tool.call.id"]
+    assert isinstance(call_id, str) and call_id.startswith("call_")
+    assert call_id.encode() in sent  # the id the model gave, echoed back with the tool's result
+    return call_id
+
+
 def tokens(cap: Capture, cls: str, **attrs: Any) -> float:
     return cap.counter("tokenmeter.tokens", **{"tokenmeter.token.class": cls}, **attrs)
 

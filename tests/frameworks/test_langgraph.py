@@ -28,7 +28,7 @@ import tokenmeter  # noqa: E402
 from tokenmeter.testing import Capture, capture  # noqa: E402
 from tokenmeter.testing.fakes import FakeProvider, Reply  # noqa: E402
 
-from .conftest import call_spans, tokens, tree  # noqa: E402
+from .conftest import assert_tool_call, call_spans, tokens, tree  # noqa: E402
 
 FRAMEWORKS = ("langchain",)
 MODEL = "gpt-4o-mini"
@@ -95,6 +95,7 @@ def test_react_agent_tool_and_nodes_become_scopes(fp: FakeProvider, cap: Capture
     assert agent["tokenmeter.rollup.calls"] == 2 and agent["tokenmeter.rollup.steps"] == 4
     assert cap.counter("tokenmeter.run.tokens", **{"gen_ai.workflow.name": "calc"}) == 40
     assert tokens(cap, "output", **{"gen_ai.agent.name": "calc", "tokenmeter.step.depth": "2"}) == 7
+    assert_tool_call(cap, "execute_tool add", fp.requests[-1].body)  # on_tool_start's tool_call_id
 
 
 class _Fan(TypedDict):

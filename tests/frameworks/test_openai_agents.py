@@ -34,7 +34,7 @@ from tokenmeter.integrations.openai_agents import PROCESSOR  # noqa: E402
 from tokenmeter.testing import Capture  # noqa: E402
 from tokenmeter.testing.fakes import FakeProvider, Reply  # noqa: E402
 
-from .conftest import call_spans, tokens, tree  # noqa: E402
+from .conftest import assert_tool_call, call_spans, tokens, tree  # noqa: E402
 
 FRAMEWORKS = ("openai_agents",)
 MODEL = "gpt-4o-mini"
@@ -123,6 +123,9 @@ def test_handoff_and_tool_become_scopes_and_tokens_are_metered_once(
     assert cap.count("tokenmeter.run.tokens") == 1
     # The agent's name reaches the call metrics.
     assert tokens(cap, "output", **{"gen_ai.agent.name": "math"}) == 4 + 5
+    # The tool span names the model's call id: the one the SDK sent back with the tool's result.
+    assert_tool_call(cap, "execute_tool add", fp.requests[-1].body)
+    assert "gen_ai.tool.call.id" not in (cap.span("invoke_agent math").attributes or {})
 
 
 def test_a_users_workflow_holds_the_agent_run(fp: FakeProvider, cap: Capture) -> None:

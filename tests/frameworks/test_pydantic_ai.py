@@ -24,7 +24,7 @@ import tokenmeter  # noqa: E402
 from tokenmeter.testing import Capture, capture  # noqa: E402
 from tokenmeter.testing.fakes import FakeProvider, Reply  # noqa: E402
 
-from .conftest import call_spans, tokens, tree  # noqa: E402
+from .conftest import assert_tool_call, call_spans, tokens, tree  # noqa: E402
 
 FRAMEWORKS = ("pydantic_ai",)
 MODEL = "gpt-4o-mini"
@@ -89,6 +89,7 @@ def test_agent_run_and_tool_become_scopes(fp: FakeProvider, cap: Capture, api: s
     agent_span = dict(cap.span("invoke_agent calc").attributes or {})
     assert agent_span["tokenmeter.rollup.tokens.total"] == 38 and agent_span["tokenmeter.rollup.calls"] == 2
     assert cap.counter("tokenmeter.run.tokens", **{"gen_ai.workflow.name": "calc"}) == 38
+    assert_tool_call(cap, "execute_tool add", fp.requests[-1].body)
 
 
 def test_budget_exceeded_reaches_the_caller_unretried() -> None:

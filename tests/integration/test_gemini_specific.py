@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import wrapt
-from google.genai import errors, models, types
+from google.genai import caches, errors, models, types
 
 import tokenmeter
 from tokenmeter import Usage
@@ -28,6 +28,14 @@ PATCHED = [
     (models.Models, "_generate_content_stream"),
     (models.AsyncModels, "_generate_content"),
     (models.AsyncModels, "_generate_content_stream"),
+    (models.Models, "_embed_content"),
+    (models.AsyncModels, "_embed_content"),
+    (caches.Caches, "create"),
+    (caches.Caches, "update"),
+    (caches.Caches, "delete"),
+    (caches.AsyncCaches, "create"),
+    (caches.AsyncCaches, "update"),
+    (caches.AsyncCaches, "delete"),
 ]
 
 

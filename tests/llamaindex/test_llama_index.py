@@ -68,6 +68,11 @@ def test_function_agent_steps_and_tool_become_scopes(fp: FakeProvider, cap: Capt
     agent = dict(cap.span("invoke_agent calc").attributes or {})
     assert agent["tokenmeter.rollup.tokens.total"] == 39 and agent["tokenmeter.rollup.calls"] == 2
     assert cap.counter("tokenmeter.run.tokens", **{"gen_ai.workflow.name": "calc"}) == 39
+    # The tool span names the model's call id (from the agent's ToolCall event), echoed back with the result.
+    tool = dict(cap.span("execute_tool add").attributes or {})
+    assert tool["gen_ai.tool.type"] == "function"
+    call_id = tool["gen_ai.tool.call.id"]
+    assert isinstance(call_id, str) and call_id.startswith("call_") and call_id.encode() in fp.requests[-1].body
 
 
 class _Pipeline(Workflow):

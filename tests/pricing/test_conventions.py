@@ -61,6 +61,8 @@ def emitted() -> Iterator[set[str]]:
     with capture(semconv_cost=True) as cap:
         with tokenmeter.workflow("w"), tokenmeter.agent("a"):
             tokenmeter.record("openai", "gpt-4o", Usage(input=10, cache_read=5, cache_write=3, output=4, reasoning=1))
+            with tokenmeter.tool("t", call_id="call_1", type="function"):
+                pass
         for span in cap.spans:
             names.update(k for k in (span.attributes or {}) if k.startswith("gen_ai."))
         for metric in cap.reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics:
@@ -141,3 +143,17 @@ def test_agent_tool_and_workflow_durations_are_histograms() -> None:
             points = cap.points(name)
             assert len(points) == 1 and points[0].count == 1, name
             assert dict(points[0].attributes) == {key: value}
+
+
+def test_tool_spans_carry_the_call_id_and_type_only_on_themselves() -> None:
+    with capture() as cap:
+        with tokenmeter.tool("search", call_id="call_abc", type="datastore"):
+            tokenmeter.record("openai", "gpt-4o", Usage(input=1, output=1))
+        with tokenmeter.tool("plain"):
+            pass
+        tool = dict(cap.span("execute_tool search").attributes or {})
+        call = dict(cap.span("chat gpt-4o").attributes or {})
+        plain = dict(cap.span("execute_tool plain").attributes or {})
+    assert tool["gen_ai.tool.call.id"] == "call_abc" and tool["gen_ai.tool.type"] == "datastore"
+    assert "gen_ai.tool.call.id" not in call and "gen_ai.tool.type" not in call  # not inherited
+    assert "gen_ai.tool.call.id" not in plain and "gen_ai.tool.type" not in plain  # unknown: left out

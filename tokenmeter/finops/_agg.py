@@ -213,6 +213,15 @@ class Aggregate:
                 cell.list_cost = list_parts[i] if cell.list_cost is None else cell.list_cost + list_parts[i]
             if estimated:
                 cell.estimated += n
+        # Per-request units (web searches, cache storage...): a row of their own named by the unit, cost only
+        # (0 tokens, so token totals stay the five classes'); list cost is the same charge when the table's.
+        listed = source.startswith("table:")
+        for name, usd in cost.units:
+            key = (hour, env, team, wf, agent, tier, provider, model, operation, name, outcome, customer, source)
+            cell = cells[key]
+            cell.cost = usd if cell.cost is None else cell.cost + usd
+            if listed:
+                cell.list_cost = usd if cell.list_cost is None else cell.list_cost + usd
 
     def _list_parts(self, provider: str, model: str, usage: Any, cost: Any) -> tuple[Decimal, ...] | None:
         """The published (price table) cost of each class: the cost itself unless overridden or reported."""

@@ -6,13 +6,14 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
 from .._context import clean_id
 from .._errors import ConfigError
+from .._validate import amount
 from ._stores import Line, to_nano
 from ._stores._base import Level
 from ._windows import WINDOWS, bounds
@@ -295,15 +296,7 @@ class Budget:
 
 
 def _usd(where: str, name: str, value: Any) -> Decimal | None:
-    if value is None:
-        return None
-    try:
-        usd: Decimal | None = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        usd = None
-    if isinstance(value, bool) or usd is None or not usd.is_finite() or usd < 0:
-        raise ConfigError(f"{where}: {name} must be a number >= 0, got {value!r}")
-    return usd
+    return None if value is None else amount(value, f"{where}: {name}", "USD")
 
 
 def _count(where: str, name: str, value: Any) -> None:

@@ -1,18 +1,29 @@
-"""Google Gemini API wire format: generateContent, streamGenerateContent (SSE), countTokens.
+"""Google Gemini API wire format: generateContent, streamGenerateContent (SSE), countTokens, cachedContents.
 
 Usage semantics follow the real API: ``promptTokenCount`` includes
 ``cachedContentTokenCount``; ``candidatesTokenCount`` excludes
 ``thoughtsTokenCount``; ``totalTokenCount`` is prompt + candidates + thoughts.
 Stream chunks carry a partial ``usageMetadata`` (prompt side only); the final
 chunk carries the complete one.
+
+``cachedContents`` (explicit context caching, ai.google.dev/api/caching) is served with state:
+``POST .../cachedContents`` creates a ``CachedContent`` (``name``, ``model``, ``createTime``,
+``updateTime``, ``expireTime`` from the request's ``ttl`` -- default 3600s -- or ``expireTime``, and
+``usageMetadata.totalTokenCount``: the contents' tokens, or the reply's ``input_tokens``);
+``PATCH .../cachedContents/{id}`` takes a new ``ttl`` / ``expireTime``; ``GET`` reads it; ``DELETE``
+removes it (``{}``); an unknown name is a 404.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 import urllib.parse
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from ._common import (
@@ -45,10 +56,80 @@ _ERRORS = {
 }
 
 
-def route(path: str) -> Route | None:
-    """Match ``/{version}/models/{model}:{method}`` (also Vertex-style publisher paths)."""
+_CACHES = re.compile(r"^/[^/]+/(?:.+/)?cachedContents(?:/([^/:]+))?$")
+
+
+def route(path: str, method: str = "POST") -> Route | None:
+    """Match ``/{version}/models/{model}:{method}`` (also Vertex-style publisher paths) and ``cachedContents``."""
     m = _PATH.match(path)
-    return Route("gemini", m.group(2), urllib.parse.unquote(m.group(1))) if m else None
+    if m:
+        return Route("gemini", m.group(2), urllib.parse.unquote(m.group(1))) if method == "POST" else None
+    c = _CACHES.match(path)
+    if c is None or (c.group(1) is None) != (method == "POST"):
+        return None
+    return Route("gemini", f"cachedContents.{method.lower()}", c.group(1))
+
+
+# The fake's context caches, by resource name (names are unique across fake servers).
+_CACHE_LOCK = threading.Lock()
+_CACHE_STORE: dict[str, dict[str, Any]] = {}
+
+
+def _stamp(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _expiry(body: dict[str, Any], now: float, default: float | None) -> float | None:
+    ttl = body.get("ttl")
+    if isinstance(ttl, str) and ttl.endswith("s"):
+        return now + float(ttl[:-1])
+    expire = _get(body, "expireTime", "expire_time")
+    if isinstance(expire, str):
+        return datetime.fromisoformat(expire.replace("Z", "+00:00")).timestamp()
+    return default
+
+
+def _caches(req: ReceivedRequest, reply: Reply) -> HttpResponse:
+    body = as_dict(req.json)
+    now = time.time()
+    if req.operation == "cachedContents.post":
+        texts = [text_of(c) for c in body.get("contents") or []]
+        system = _get(body, "systemInstruction", "system_instruction")
+        if system:
+            texts.append(text_of(system))
+        plan = resolve(reply, texts=texts, max_tokens=None, model=None, stream=False)
+        if plan.status >= 400:
+            return error(plan.status)
+        name = f"cachedContents/{uuid.uuid4().hex[:12]}"
+        model = str(body.get("model") or "")
+        record: dict[str, Any] = {
+            "name": name,
+            "model": model if model.startswith("models/") or "/" in model else f"models/{model}",
+            "createTime": _stamp(now),
+            "updateTime": _stamp(now),
+            "expireTime": _stamp(_expiry(body, now, now + 3600) or now + 3600),
+            "usageMetadata": {"totalTokenCount": plan.input_tokens},
+        }
+        if body.get("displayName"):
+            record["displayName"] = body["displayName"]
+        with _CACHE_LOCK:
+            _CACHE_STORE[name] = record
+        return json_response(200, record)
+    name = f"cachedContents/{req.model}"
+    with _CACHE_LOCK:
+        found = _CACHE_STORE.get(name)
+        if found is None:
+            return error(404)
+        record = found
+        if req.operation == "cachedContents.delete":
+            del _CACHE_STORE[name]
+            return json_response(200, {})
+        if req.operation == "cachedContents.patch":
+            expire = _expiry(body, now, None)
+            if expire is not None:
+                record["expireTime"] = _stamp(expire)
+                record["updateTime"] = _stamp(now)
+        return json_response(200, dict(record))
 
 
 def error(status: int) -> HttpResponse:
@@ -69,6 +150,8 @@ def _get(body: dict[str, Any], camel: str, snake: str) -> Any:
 
 def respond(req: ReceivedRequest, reply: Reply) -> HttpResponse:
     """Build the response for one Gemini request."""
+    if req.operation.startswith("cachedContents."):
+        return _caches(req, reply)
     body = as_dict(req.json)
     system = _get(body, "systemInstruction", "system_instruction")
     texts = [text_of(system)] if system else []

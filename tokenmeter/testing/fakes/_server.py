@@ -154,10 +154,18 @@ class _Handler(BaseHTTPRequestHandler):
         """Route a provider call."""
         self._handle()
 
+    def do_PATCH(self) -> None:
+        """Route a resource update (Gemini ``cachedContents``)."""
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        """Route a resource deletion (Gemini ``cachedContents``)."""
+        self._handle()
+
     def _handle(self) -> None:
         split = urllib.parse.urlsplit(self.path)
         raw = self._read_body()
-        route = _route(split.path) if self.command == "POST" else None
+        route = _route(split.path) if self.command == "POST" else _gemini.route(split.path, self.command)
         if route is None and self.command == "GET":
             self._send(_recorded.respond_get(self, split.path, cast(_HTTPServer, self.server).provider))
             return
