@@ -445,6 +445,9 @@ def _after_fork_hook() -> None:
         return
     try:
         meter._after_fork()
+        from ._warmup import Warmup, tasks_for
+
+        meter._warmup = Warmup(tasks_for(meter)).start()  # the parent's thread is not in the child
     except Exception:
         _ACTIVE = None
         _safe.log_once("fork", "tokenmeter: rebuilding the meter in a forked child failed; the child is not metered")

@@ -101,3 +101,21 @@ def test_encodings_are_loaded_once_per_file_and_parsed_as_tiktoken_does(tmp_path
     plain.write_bytes(gzip.decompress(_bundled_o200k().read_bytes()))
     ours = Tokenizer(files={"o200k_base": str(plain)}).encoding("o200k_base")
     assert ours._mergeable_ranks == load.load_tiktoken_bpe(str(plain))  # tiktoken's own reader of the same file
+
+
+def test_a_forked_child_has_its_own_warm_up(tmp_path: Path) -> None:
+    import os
+
+    budget = tokenmeter.Budget("b", scope={"model": "*"}, limit_usd=100, window="1d")
+    with capture(budgets=[budget], store=f"sqlite:///{tmp_path}/b.db") as cap:
+        read, write = os.pipe()
+        pid = os.fork()  # right after configure(): the parent's warm-up thread may still be running
+        if pid == 0:  # pragma: no cover - the child
+            meter = tokenmeter.active()
+            ok = meter is not None and meter is cap.meter and meter.warm_up(30)
+            os.write(write, b"1" if ok else b"0")
+            os._exit(0)
+        os.close(write)
+        assert os.read(read, 1) == b"1"
+        os.waitpid(pid, 0)
+        assert cap.meter.warm_up(60)
