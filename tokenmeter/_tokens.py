@@ -189,8 +189,8 @@ def _load_file(name: str, path: Path, spec: tuple[str, str, dict[str, int]]) -> 
             raise ValueError(f"{path}: a line without a rank")
         ranks: dict[bytes, int] = {}
         for i in range(0, len(tokens), _SLICE):
-            chunk = zip(map(binascii.a2b_base64, tokens[i : i + _SLICE]), map(int, numbers[i : i + _SLICE]), strict=True)
-            ranks.update(chunk)
+            end = i + _SLICE
+            ranks.update(zip(map(binascii.a2b_base64, tokens[i:end]), map(int, numbers[i:end]), strict=True))
         return tiktoken.Encoding(name, pat_str=pat_str, mergeable_ranks=ranks, special_tokens=special)
     except Exception:
         _log.warning("tokenmeter: could not load tiktoken encoding from %s", path, exc_info=True)
