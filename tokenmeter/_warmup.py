@@ -74,7 +74,7 @@ def tasks_for(meter: Any) -> list[Task]:
     from ._price_table import data_date, load_table
     from ._tokens import _encoding_name
 
-    tasks: list[Task] = [("price table", load_table), ("price data date", data_date)]
+    tasks: list[Task] = [("price table", load_table)]
     gate = getattr(meter, "gate", None)
     if meter.options.budgets:
         # A budget estimates every call's input tokens before it is sent: o200k_base is the encoding of
@@ -86,4 +86,5 @@ def tasks_for(meter: Any) -> list[Task]:
         warm = getattr(store, "warm_up", None)
         if callable(warm):
             tasks.append(("budget store", warm))
+    tasks.append(("price data date", data_date))  # last: only the info gauge needs it, at collection
     return tasks
