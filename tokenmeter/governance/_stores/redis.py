@@ -285,8 +285,7 @@ class RedisStore(BudgetStore):
     # -- warm-up hook (tokenmeter/_warmup.py calls it from configure()'s daemon thread) ----------------
     def warm_up(self) -> None:
         """Connect and load the call path's scripts now, so the first call does not pay for either."""
-        for script in (self._reserve, self._settle):
-            self._client.script_load(script.script)
+        self._client.script_load(self._exchange.script)
 
     def close(self) -> None:
         try:
