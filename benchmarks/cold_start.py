@@ -1,31 +1,247 @@
-"""Cold start: ``import tokenmeter`` + ``configure()`` in a fresh interpreter, against the same with openai
-and the OpenTelemetry SDK imported first (the usual case in a service). Best of N fresh processes.
+"""The first call: a fresh process per measurement, the bare openai client's first call against the metered one.
 
-    python benchmarks/cold_start.py [N]
+    python benchmarks/cold_start.py [--reps 9] [--json results/cold_start.json]
+
+Each measurement is its own interpreter (bytecode cached, like an installed service): it imports openai and
+the OpenTelemetry SDK, then -- unless it is the ``bare`` scenario -- imports tokenmeter, ``configure()`` and
+``instrument()`` ("set-up"), builds an ``openai.OpenAI`` client for a loopback FakeProvider (its own process,
+so it does not share the GIL) and times its first ``chat.completions.create`` and a second one. Every
+phase is timed in wall time and in CPU time of the calling thread (``time.thread_time``: what the caller
+itself executes, robust to a loaded machine; wall time also holds waiting for another thread).
+
+Scenarios (interleaved, in a fresh random order each repetition):
+
+* ``bare`` -- openai alone.
+* ``tokenmeter`` -- ``configure()`` defaults: the FinOps ledger on (in a temporary ``XDG_DATA_HOME``).
+* ``tokenmeter-noledger`` -- ``configure(ledger=None)``.
+* ``budget-sqlite`` / ``budget-redis`` -- plus a daily dollar budget on every model (so the first call
+  estimates its input with the tokenizer and reserves in the store); Redis on a private ``redis-server``.
+* ``...+warm`` -- the same, with the first call made once ``meter.warm_up()`` returned: a service whose
+  first request arrives after the warm-up thread (started by ``configure()``) finished, i.e. after
+  about a second of start-up (the set-up figures are the same as without ``+warm``).
+
+The first-call overhead of a scenario = median(its first call) - median(bare's first call).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import random
+import shutil
+import socket
+import statistics as st
 import subprocess
 import sys
+import tempfile
+import time
+from typing import Any
 
-COLD = "import time;t=time.perf_counter();import tokenmeter;tokenmeter.configure();print(time.perf_counter()-t)"
-WARM = (
-    "import openai, opentelemetry.sdk.trace, opentelemetry.sdk.metrics, "
-    "opentelemetry.exporter.otlp.proto.http.trace_exporter, opentelemetry.exporter.otlp.proto.http.metric_exporter;"
-    + COLD
-)
+CHILD = r"""
+import json, os, sys, time
+def clocks():
+    return time.perf_counter(), time.thread_time()
+out = {}
+w, c = clocks()
+import openai, opentelemetry.sdk.trace, opentelemetry.sdk.metrics
+w2, c2 = clocks(); out["import_openai"] = (w2 - w, c2 - c)
+scenario = sys.argv[1]; base = scenario.removesuffix("+warm")
+meter = None
+if base != "bare":
+    w, c = clocks()
+    import tokenmeter
+    kw = {}
+    if base == "tokenmeter-noledger":
+        kw["ledger"] = None
+    if base.startswith("budget-"):
+        store = os.environ["BENCH_SQLITE_URL"] if base == "budget-sqlite" else os.environ["BENCH_REDIS_URL"]
+        kw.update(budgets=[tokenmeter.Budget("bench", scope={"model": "*"}, limit_usd=1000, window="1d")], store=store)
+    meter = tokenmeter.configure(**kw)
+    tokenmeter.instrument()
+    w2, c2 = clocks(); out["setup"] = (w2 - w, c2 - c)
+    if scenario.endswith("+warm"):
+        w, c = clocks(); meter.warm_up(30); w2, c2 = clocks(); out["warm_wait"] = (w2 - w, c2 - c)
+w, c = clocks()
+client = openai.OpenAI(base_url=os.environ["BENCH_URL"], api_key="x", max_retries=0)
+w2, c2 = clocks(); out["client"] = (w2 - w, c2 - c)
+msgs = [{"role": "user", "content": "Summarise the refund policy for order 1234 in two sentences."}]
+for label in ("first", "second"):
+    w, c = clocks()
+    reply = client.chat.completions.create(model="gpt-4o-mini", messages=msgs)
+    w2, c2 = clocks(); out[label] = (w2 - w, c2 - c)
+    assert reply.usage is not None and reply.usage.total_tokens > 0
+if meter is not None:
+    assert meter.force_flush(10_000)
+    from datetime import datetime, timedelta, timezone
+    now = datetime.now(timezone.utc)
+    rows = meter.reader().usage(now - timedelta(days=1), now + timedelta(days=1))
+    calls = [r for r in rows if r.model == "gpt-4o-mini"]
+    out["metered_calls"] = sum(r.calls for r in calls)
+    warm = getattr(meter, "_warmup", None)
+    out["warmup_timings"] = dict(warm.timings) if warm is not None else {}
+print("RESULT " + json.dumps(out))
+"""
+
+BASES = ["bare", "tokenmeter", "tokenmeter-noledger", "budget-sqlite", "budget-redis"]
+PHASES = ["import_openai", "setup", "warm_wait", "client", "first", "second"]
 
 
-def best(code: str, n: int) -> float:
-    runs = [
-        float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
-        for _ in range(n)
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_server(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    code = (
+        "import time\nfrom tokenmeter.testing.fakes import FakeProvider\n"
+        "fp = FakeProvider().start()\nprint(fp.port, flush=True)\nwhile True: time.sleep(3600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline())
+    return proc, f"http://127.0.0.1:{port}/v1"
+
+
+def _start_redis() -> tuple[subprocess.Popen[bytes] | None, str | None]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return None, None
+    port = _free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def _loadavg() -> str:
+    try:
+        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:  # pragma: no cover
+        return "n/a"
+
+
+def run_one(scenario: str, env: dict[str, str], tmp: str) -> dict[str, Any]:
+    for name in os.listdir(tmp):  # a fresh budget store and ledger each time (a new service's first call)
+        if name.startswith(("budget.db", "xdg")):
+            path = os.path.join(tmp, name)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    if scenario.startswith("budget-redis") and env.get("BENCH_REDIS_URL"):
+        import redis
+
+        redis.Redis.from_url(env["BENCH_REDIS_URL"]).flushall()
+    p = subprocess.run(
+        [sys.executable, "-c", CHILD, scenario], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    line = next((x for x in p.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if p.returncode != 0 or line is None:
+        raise RuntimeError(f"{scenario} failed:\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(line[len("RESULT ") :])
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=9)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--scenarios", default=None, help="comma-separated subset")
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="tokenmeter-cold-")
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed service runs from cached bytecode
+    env["PYTHONPYCACHEPREFIX"] = os.path.join(tmp, "pycache")  # ... kept out of the source tree
+    env["XDG_DATA_HOME"] = os.path.join(tmp, "xdg")  # the default ledger's place
+    env["BENCH_SQLITE_URL"] = f"sqlite:///{tmp}/budget.db"
+    for var in [k for k in env if k.startswith(("OTEL_", "TOKENMETER_"))]:
+        env.pop(var)
+    server, url = _start_server(env)
+    redis_proc, redis_url = _start_redis()
+    env["BENCH_URL"] = url
+    scenarios = [s for b in BASES for s in ((b,) if b == "bare" else (b, b + "+warm"))]
+    if redis_url is None:
+        print("redis-server not found: the Redis scenarios are skipped")
+        scenarios = [s for s in scenarios if not s.startswith("budget-redis")]
+    else:
+        env["BENCH_REDIS_URL"] = redis_url
+    if args.scenarios:
+        wanted = set(args.scenarios.split(","))
+        scenarios = [s for s in scenarios if s in wanted]
+    results: dict[str, list[dict[str, Any]]] = {s: [] for s in scenarios}
+    load_before = _loadavg()
+    try:
+        for s in scenarios:  # once each, untimed: writes the bytecode cache
+            run_one(s, env, tmp)
+        rng = random.Random(16)
+        for rep in range(args.reps):
+            order = list(scenarios)
+            rng.shuffle(order)
+            for s in order:
+                results[s].append(run_one(s, env, tmp))
+            print(f"rep {rep + 1}/{args.reps} done (load {_loadavg()})", flush=True)
+    finally:
+        server.kill()
+        if redis_proc is not None:
+            redis_proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+    load_after = _loadavg()
+    summary = summarise(results)
+    print(render(summary, args.reps, load_before, load_after))
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump({"reps": args.reps, "load": [load_before, load_after], "raw": results, "summary": summary}, f)
+
+
+def summarise(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for s, runs in results.items():
+        row: dict[str, Any] = {}
+        for phase in PHASES:
+            vals = [r[phase] for r in runs if phase in r]
+            if vals:
+                row[phase] = {
+                    "wall_ms": st.median(v[0] for v in vals) * 1e3,
+                    "cpu_ms": st.median(v[1] for v in vals) * 1e3,
+                    "wall_min_ms": min(v[0] for v in vals) * 1e3,
+                }
+        row["metered_calls"] = [r.get("metered_calls") for r in runs]
+        out[s] = row
+    return out
+
+
+def render(summary: dict[str, dict[str, Any]], reps: int, load_before: str, load_after: str) -> str:
+    bare = summary["bare"]["first"]
+    lines = [
+        f"median of {reps} fresh processes per scenario; load average before {load_before}, after {load_after}",
+        "",
+        "| scenario | set-up (import tokenmeter + configure + instrument) ms wall / caller CPU | first call ms "
+        "wall / caller CPU | first call beyond bare's, ms wall / caller CPU | second call ms wall |",
+        "|---|---|---|---|---|",
     ]
-    return min(runs)
+    for s, row in summary.items():
+        setup = row.get("setup")
+        first, second = row["first"], row["second"]
+        setup_txt = "-" if setup is None else f"{setup['wall_ms']:.1f} / {setup['cpu_ms']:.1f}"
+        extra = (
+            "-"
+            if s == "bare"
+            else f"{first['wall_ms'] - bare['wall_ms']:+.1f} / {first['cpu_ms'] - bare['cpu_ms']:+.1f}"
+        )
+        lines.append(
+            f"| {s} | {setup_txt} | "
+            f"{first['wall_ms']:.1f} / {first['cpu_ms']:.1f} | {extra} | {second['wall_ms']:.1f} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 7
-    print(f"cold import + configure: {best(COLD, n) * 1000:.0f} ms (best of {n})")
-    print(f"with openai and the OTel SDK already imported: {best(WARM, n) * 1000:.0f} ms (best of {n})")
+    main()

@@ -189,7 +189,8 @@ class Instruments:
             description="Window-to-date tokens of the top-N customers, the rest as _other (opt-in).",
         )
         # (genai-prices version, data date) of the meter in force: one point with value 1 ("info" metric).
-        self.prices_info: tuple[str, str] | None = None
+        # A callable is called at collection (the data date needs the price table, loaded off the caller's path).
+        self.prices_info: tuple[str, str] | Callable[[], tuple[str, str]] | None = None
         meter.create_observable_gauge(
             "tokenmeter.prices.info",
             [self._observe_prices],
@@ -290,7 +291,7 @@ class Instruments:
     def _observe_prices(self, options: CallbackOptions) -> Iterable[Observation]:
         info = self.prices_info
         if info is not None:
-            version, data_date = info
+            version, data_date = info() if callable(info) else info
             yield Observation(
                 1,
                 {

@@ -37,6 +37,7 @@ class Meter:
 
     def __init__(self, options: Options) -> None:
         self.options = options
+        self._warmup: Any = None  # started by configure() (see _warmup)
         self._owned: list[Any] = []
         self.gate: Any = None
         self.prices = PriceBook(options.prices)
@@ -93,7 +94,8 @@ class Meter:
             from ._customers import TopCustomers
 
             self.instruments.customers = TopCustomers(options.customer_metrics, time.time)
-        self.instruments.prices_info = (self.prices.table_version, self.prices.data_date)
+        prices = self.prices
+        self.instruments.prices_info = lambda: (prices.table_version, prices.data_date)  # at collection
         self.cache_write_keys = cache_write_keys(os.environ)
         from .governance import build_gate
 
@@ -173,6 +175,17 @@ class Meter:
         return tp, mp
 
     # -- lifecycle -----------------------------------------------------------------------------
+    def warm_up(self, timeout: float | None = None) -> bool:
+        """Wait until the set-up ``configure()`` started in the background is done (price table, and with
+        budgets the tokenizer and the store connection); ``True`` if it is, ``False`` after ``timeout`` s.
+
+        Never needed for correctness (a call that needs a part first loads it or waits for it): use it
+        where a service should not take traffic before its first call is as fast as the others (a
+        readiness probe).
+        """
+        warmup = self._warmup
+        return True if warmup is None else bool(warmup.wait(timeout))
+
     def force_flush(self, timeout_millis: int = 10_000) -> bool:
         """Export everything recorded so far (spans and metrics) within ``timeout_millis``.
 
@@ -362,6 +375,9 @@ def configure(**options: Any) -> Meter:
         else:
             uninstrument_executors()
         _ACTIVE = meter
+        from ._warmup import Warmup, tasks_for
+
+        meter._warmup = Warmup(tasks_for(meter)).start()  # off the caller's path: see tokenmeter/_warmup.py
         return meter
 
 
@@ -429,6 +445,9 @@ def _after_fork_hook() -> None:
         return
     try:
         meter._after_fork()
+        from ._warmup import Warmup, tasks_for
+
+        meter._warmup = Warmup(tasks_for(meter)).start()  # the parent's thread is not in the child
     except Exception:
         _ACTIVE = None
         _safe.log_once("fork", "tokenmeter: rebuilding the meter in a forked child failed; the child is not metered")

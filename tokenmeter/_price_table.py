@@ -252,14 +252,26 @@ def find_model(table_provider: str | None, model: str, source: str) -> TableMode
 
 
 @functools.cache
-def table_info() -> tuple[str, str]:
-    """``(genai-prices version, data date)``: the newest price date the bundled table knows."""
+def table_version() -> str:
+    """The genai-prices version (package metadata only: the table itself is not loaded)."""
     try:
         from importlib.metadata import version
 
-        table_version = version("genai-prices")
+        return version("genai-prices")
     except Exception:  # pragma: no cover - metadata missing in odd installs
-        table_version = "unknown"
+        return "unknown"
+
+
+def load_table() -> None:
+    """Load genai-prices' bundled table (``configure()``'s warm-up thread calls it off the caller's path)."""
+    from genai_prices import data_snapshot
+
+    data_snapshot.get_snapshot()
+
+
+@functools.cache
+def data_date() -> str:
+    """The newest price date the bundled table knows (ISO; loads the table)."""
     newest = ""
     try:
         from genai_prices import data_snapshot
@@ -272,4 +284,9 @@ def table_info() -> tuple[str, str]:
                         newest = start_date.isoformat()
     except Exception:  # pragma: no cover - an odd table still prices
         newest = ""
-    return table_version, newest or "unknown"
+    return newest or "unknown"
+
+
+def table_info() -> tuple[str, str]:
+    """``(genai-prices version, data date)``: the newest price date the bundled table knows."""
+    return table_version(), data_date()

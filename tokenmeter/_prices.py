@@ -11,7 +11,7 @@ from typing import Any
 
 from . import _lifecycle
 from ._price_overrides import Override, parse_overrides
-from ._price_table import Rates, TableModel, find_model, table_info
+from ._price_table import Rates, TableModel, data_date, find_model, table_version
 from ._unit_rates import published_rate
 from ._usage import TOKEN_CLASSES, UNITS, Usage, class_counts
 
@@ -137,7 +137,7 @@ class PriceBook:
     def __init__(self, overrides: Mapping[str, Any] | str | Path | None = None, *, use_table: bool = True) -> None:
         self._overrides = parse_overrides(overrides)
         self._use_table = use_table
-        self._table_version, self._data_date = table_info()
+        self._table_version = table_version()  # package metadata; the table loads at first use or in the warm-up
         self._table_source = f"table:genai-prices@{self._table_version}"
         self._cache: dict[tuple[str, str], _Resolved] = {}
         self._lock = _lifecycle.lock()
@@ -154,8 +154,8 @@ class PriceBook:
 
     @property
     def data_date(self) -> str:
-        """The newest price date the bundled table knows (ISO), a hint of how current it is."""
-        return self._data_date
+        """The newest price date the bundled table knows (ISO), a hint of how current it is (loads the table)."""
+        return data_date()
 
     def cost(self, provider: str, model: str, usage: Usage, when: float | None = None) -> Cost:
         """The cost of ``usage`` of ``model`` served by ``provider`` at ``when`` (``UNPRICED`` if unknown)."""

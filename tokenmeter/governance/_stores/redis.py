@@ -282,6 +282,11 @@ class RedisStore(BudgetStore):
         probe = Line(key, 0, 0, None, None, 0.0)
         return _state(self._run(self._state, _keys([probe]), [repr(now)]))
 
+    # -- warm-up hook (tokenmeter/_warmup.py calls it from configure()'s daemon thread) ----------------
+    def warm_up(self) -> None:
+        """Connect and load the call path's scripts now, so the first call does not pay for either."""
+        self._client.script_load(self._exchange.script)
+
     def close(self) -> None:
         try:
             self._client.close()
