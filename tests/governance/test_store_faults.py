@@ -14,7 +14,7 @@ import pytest
 import tokenmeter
 from tokenmeter import BudgetExceeded, Usage
 from tokenmeter.governance import Budget
-from tokenmeter.governance._gate import OUTAGE_COOLDOWN_S
+from tokenmeter.governance._storelink import OUTAGE_COOLDOWN_S
 from tokenmeter.governance._stores import (
     Admission,
     BucketState,

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tokenmeter import Usage
-from tokenmeter.governance import Budget, _gate
+from tokenmeter.governance import Budget, _storelink
 from tokenmeter.governance._journal import Journal
 from tokenmeter.governance._stores import Line, StoreUnavailable, open_store, to_nano
 from tokenmeter.governance._stores.sqlite import SQLiteStore
@@ -114,7 +114,7 @@ def test_redis_killed_and_restarted_charges_every_call_exactly(aof_redis: AofRed
         for _ in range(2):
             complete(usage=USAGE)  # the cooldown after recovery: journaled too
         assert len(g.journal) == 2  # one bucket of charges + one reservation to release
-        clock.advance(_gate.OUTAGE_COOLDOWN_S)
+        clock.advance(_storelink.OUTAGE_COOLDOWN_S)
         complete(usage=USAGE)  # store used again: the journal is replayed first
         assert len(g.journal) == 0
         state = bucket(cap, "b")
@@ -138,14 +138,14 @@ def test_a_locked_sqlite_store_charges_the_outage_when_it_frees(tmp_path: Path, 
         finally:
             holder.execute("ROLLBACK")
             holder.close()
-        clock.advance(_gate.OUTAGE_COOLDOWN_S)
+        clock.advance(_storelink.OUTAGE_COOLDOWN_S)
         complete(usage=USAGE)
         state = bucket(cap, "b")
         assert (state.spent_tokens, state.spent_usd) == (7 * USAGE.total, 7 * _cost(cap))
 
 
 def test_the_journal_is_replayed_without_waiting_for_a_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_gate, "OUTAGE_COOLDOWN_S", 0.2)
+    monkeypatch.setattr(_storelink, "OUTAGE_COOLDOWN_S", 0.2)
     path = tmp_path / "b.db"
     with capture(budgets=BUDGETS, store=f"sqlite://{path}?timeout_s=0.05&lease_s=0.3") as cap:
         holder = sqlite3.connect(str(path), isolation_level=None)
