@@ -15,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from tokenmeter import Request, Usage, count_tokens
-from tokenmeter._usage import with_details
+from tokenmeter._usage import with_details, with_service_tier
 
 from ._fields import count, field
 
@@ -106,7 +106,7 @@ def served(usage: Usage, response: Any) -> Usage:
     """``usage`` with the tier that served the response (its ``service_tier``: what was served, not asked)."""
     tier = field(response, "service_tier")
     if isinstance(tier, str) and tier and len(tier) <= 32:
-        return replace(usage, service_tier=tier)
+        return with_service_tier(usage, tier)
     return usage
 
 
