@@ -11,8 +11,9 @@ block's CPU time (``time.process_time``) per iteration is kept; the report gives
 * ``workflow``: ``with workflow("refund", team=...)``: one run (span, run id, rollup, run metrics, ledger);
 * ``depth N``: the workflow with N nested ``KIND`` scopes inside it (``step`` by default).
 
-Per workflow run = workflow - empty; per level = (depth N - null N) / N, where ``null N`` is the same
-walk with N null contexts (what the loop pays that is not tokenmeter). ``--call`` adds one
+``sdk N``: the workflow with N nested bare SDK spans carrying a scope span's attributes (the floor of any
+span-per-level design). Per workflow run = workflow - empty; per level = (depth N - null N) / N, where
+``null N`` is the same walk with N null contexts (what the loop pays that is not tokenmeter). ``--call`` adds one
 ``tokenmeter.record()`` in the innermost scope of every variant but ``empty`` (its cost then also rolls up
 through every level). The ledger goes to a private temporary directory.
 """
@@ -89,11 +90,37 @@ def main() -> int:
 
         return body
 
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace as otel_trace
+
+    tracer = pipe.tracer_provider.get_tracer("floor")
+    start_attrs = {"tokenmeter.step.depth": 1, "tokenmeter.step.name": "s", "tokenmeter.team.name": "payments"}
+    start_attrs["gen_ai.workflow.name"] = "refund"
+    end_attrs = {f"tokenmeter.rollup.{k}": 0 for k in ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l")}
+
+    def sdk_floor(depth: int) -> Callable[[], None]:
+        # the OTel SDK alone: N nested spans made current, with a scope span's attributes (4 at start,
+        # 12 rollup attributes at the end), nothing else -- what any span-per-level design pays
+        def body() -> None:
+            with flow:
+                opened = []
+                for _ in range(depth):
+                    span = tracer.start_span("step s", attributes=start_attrs)
+                    opened.append((span, otel_context.attach(otel_trace.set_span_in_context(span))))
+                inner()
+                for span, token in reversed(opened):
+                    otel_context.detach(token)
+                    span.set_attributes(end_attrs)
+                    span.end()
+
+        return body
+
     variants: dict[str, Callable[[], None]] = {"empty": empty, "workflow": run_workflow}
     depths = [int(d) for d in args.depths.split(",")]
     for d in depths:
         variants[f"depth {d}"] = nested(d)
         variants[f"null {d}"] = baseline_stack(d)
+        variants[f"sdk {d}"] = sdk_floor(d)
     times: dict[str, list[float]] = {name: [] for name in variants}
     for fn in variants.values():  # warm-up
         for _ in range(50):
@@ -115,8 +142,10 @@ def main() -> int:
     print(f"  workflow run: {run:7.1f} µs (workflow {med['workflow']:.1f}, empty {med['empty']:.1f})")
     for d in depths:
         per = (med[f"depth {d}"] - med[f"null {d}"]) / d
+        sdk = (med[f"sdk {d}"] - med["workflow"]) / d
+        above = med[f"depth {d}"] - med["workflow"]
         print(
-            f"  depth {d:3d}: {med[f'depth {d}'] - med['workflow']:8.1f} µs above the workflow; {per:6.1f} µs per level"
+            f"  depth {d:3d}: {above:8.1f} µs above the workflow; {per:6.1f} µs per level (SDK span alone {sdk:5.1f})"
         )
     return 0
 
