@@ -18,19 +18,43 @@ ABSENT: Any = object()
 def field(obj: Any, name: str) -> Any:
     """``obj.name`` or ``obj[name]`` (``None`` when absent).
 
-    On the hot path of every call and stream chunk: plain dicts and attributes are looked up first,
+    On the hot path of every call and stream chunk: plain dicts and instance attributes are looked up
+    first; a name a pydantic model (every SDK's response objects) does not have is answered from its
+    extras without a ``getattr`` miss (pydantic raises, and builds, an ``AttributeError`` for each);
     the (slower, ABC) ``Mapping`` check only runs for other mappings.
     """
     if obj is None:
         return None
     if type(obj) is dict:
         return obj.get(name)
+    attrs = getattr(obj, "__dict__", None)
+    if type(attrs) is dict:
+        value = attrs.get(name, ABSENT)
+        if value is not ABSENT:
+            return value
+        extra = getattr(obj, "__pydantic_extra__", None)
+        if type(extra) is dict and not _on_class(type(obj), name):
+            return extra.get(name)  # a pydantic model: not a field it holds, nor a class attribute
     value = getattr(obj, name, ABSENT)
     if value is not ABSENT:
         return value
     if isinstance(obj, Mapping):
         return obj.get(name)
     return None
+
+
+_ON_CLASS: dict[tuple[type, str], bool] = {}
+
+
+def _on_class(kind: type, name: str) -> bool:
+    """Whether ``kind`` has a class attribute ``name`` (a property, a method), once per type and name."""
+    key = (kind, name)
+    found = _ON_CLASS.get(key)
+    if found is None:
+        found = hasattr(kind, name)
+        if len(_ON_CLASS) < 4096:
+            _ON_CLASS[key] = found
+    return found
 
 
 def count(value: Any) -> int | None:

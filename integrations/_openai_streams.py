@@ -61,19 +61,42 @@ def stream_options_rejected(request: OpenAIRequest, error: BaseException) -> boo
 class ChatStream:
     """Accumulates a Chat Completions stream: text for estimates, the usage chunk, model, id, finish.
 
-    Runs on every chunk, so it reads attributes directly (``getattr``) rather than through
-    :func:`field`; a chunk that is a mapping (a raw or compatible-server body) is read through an
-    attribute view of it, so there is one reading path for both.
+    Runs on every chunk, so it does the least it can: the chunk's ``usage`` and ``choices``, and per
+    choice its text and finish reason (attribute reads, no ``isinstance`` on the common path). Model,
+    id and served tier are read once, at the end, from the last chunk (else the first). A chunk that is
+    a mapping (a raw or compatible-server body) is read through an attribute view of it, so there is
+    one reading path for both.
     """
 
     def __init__(self, request: OpenAIRequest) -> None:
         self.request = request
         self.parts: list[str] = []
         self.usage: Any = None
-        self.model: str | None = None
-        self.response_id: str | None = None
         self.finish: list[str] = []
-        self.service_tier: str | None = None
+        self.first: Any = None
+        self.last: Any = None
+
+    @property
+    def model(self) -> str | None:
+        """The response model (of the last chunk that names one, else the first)."""
+        return self._said("model")
+
+    @property
+    def response_id(self) -> str | None:
+        """The response id."""
+        return self._said("id")
+
+    @property
+    def service_tier(self) -> str | None:
+        """The tier that served the stream."""
+        return self._said("service_tier")
+
+    def _said(self, name: str) -> str | None:
+        for chunk in (self.last, self.first):
+            value = getattr(chunk, name, None)
+            if value and isinstance(value, str):
+                return value
+        return None
 
     def on_chunk(self, chunk: Any) -> bool:
         """Record one chunk; False for the usage-only chunk tokenmeter itself asked for."""
@@ -83,29 +106,24 @@ class ChatStream:
                 chunk = AttributeView(chunk)
             choices = getattr(chunk, "choices", None)
         usage = getattr(chunk, "usage", None)
-        # Decided before anything else can fail: a leaked usage-only chunk breaks `chunk.choices[0]` loops.
-        # Hidden: a chunk without choices that the injected include_usage caused -- one carrying usage, or
-        # after the finish the trailing chunk some servers send instead (`"usage": null`, or no usage key at
-        # all); never a chunk before the finish such as Azure's leading filter chunk.
-        hide = self.request.inject_usage and not choices and (usage is not None or bool(self.finish))
         try:
             self._accumulate(chunk, choices, usage)
         except Exception:
             _safe.log_once("openai.chat.chunk", "tokenmeter: reading an OpenAI stream chunk failed")
-        return not hide
+        if choices or not self.request.inject_usage:
+            return True
+        # A chunk without choices that the injected include_usage caused is hidden (a leaked usage-only chunk
+        # breaks `chunk.choices[0]` loops): one carrying usage, or after the finish the trailing chunk some
+        # servers send instead (`"usage": null`, or no usage key at all); never a chunk before the finish
+        # such as Azure's leading filter chunk.
+        return usage is None and not self.finish
 
     def _accumulate(self, chunk: Any, choices: Any, usage: Any) -> None:
+        if self.first is None:
+            self.first = chunk
+        self.last = chunk
         if usage is not None:
             self.usage = usage
-        model = getattr(chunk, "model", None)
-        if model and isinstance(model, str):
-            self.model = model
-        chunk_id = getattr(chunk, "id", None)
-        if chunk_id and isinstance(chunk_id, str):
-            self.response_id = chunk_id
-        tier = getattr(chunk, "service_tier", None)
-        if tier and isinstance(tier, str):
-            self.service_tier = tier
         if not choices:
             return
         parts = self.parts
@@ -115,13 +133,9 @@ class ChatStream:
                 text = getattr(delta, "content", None)
                 if text and isinstance(text, str):
                     parts.append(text)
-                refusal = getattr(delta, "refusal", None)
-                if refusal and isinstance(refusal, str):
-                    parts.append(refusal)
-                for call in getattr(delta, "tool_calls", None) or ():
-                    arguments = getattr(getattr(call, "function", None), "arguments", None)
-                    if arguments and isinstance(arguments, str):
-                        parts.append(arguments)
+                extra = getattr(delta, "refusal", None) or getattr(delta, "tool_calls", None)
+                if extra:
+                    self._extra(delta)
             else:
                 text = getattr(choice, "text", None)  # legacy completions
                 if text and isinstance(text, str):
@@ -129,6 +143,16 @@ class ChatStream:
             reason = getattr(choice, "finish_reason", None)
             if reason and isinstance(reason, str):
                 self.finish.append(reason)
+
+    def _extra(self, delta: Any) -> None:
+        # the rarer parts of a delta: a refusal, tool call arguments
+        refusal = getattr(delta, "refusal", None)
+        if refusal and isinstance(refusal, str):
+            self.parts.append(refusal)
+        for call in getattr(delta, "tool_calls", None) or ():
+            arguments = getattr(getattr(call, "function", None), "arguments", None)
+            if arguments and isinstance(arguments, str):
+                self.parts.append(arguments)
 
     def result(self) -> Result:
         """Usage from the usage chunk, else counted locally from the prompt and the streamed text."""

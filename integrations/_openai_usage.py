@@ -15,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from tokenmeter import Request, Usage, count_tokens
-from tokenmeter._usage import with_details, with_units
+from tokenmeter._usage import with_details, with_service_tier, with_units
 
 from ._fields import count, field
 
@@ -123,7 +123,7 @@ def served(usage: Usage, response: Any) -> Usage:
     and the built-in tool calls its output items made (Responses ``web_search_call`` / ``file_search_call``)."""
     tier = field(response, "service_tier")
     if isinstance(tier, str) and tier and len(tier) <= 32:
-        usage = replace(usage, service_tier=tier)
+        usage = with_service_tier(usage, tier)
     units = tool_units(field(response, "output"))
     return with_units(usage, **units) if units else usage
 

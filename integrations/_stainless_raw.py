@@ -347,45 +347,27 @@ def _bypass(by_path: dict[str, Any], instance: Any, args: tuple[Any, ...], kwarg
 
 def request_fallback(by_path: dict[str, Any]) -> Callable[..., Any]:
     """``wrapt`` wrapper of ``SyncAPIClient.request`` metering calls the resource patches did not see."""
-    from tokenmeter._context import CURRENT_CALL
-    from tokenmeter._wrap import finish_call
+    from tokenmeter._wrap import finish_call, send
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         found = _bypass(by_path, instance, args, kwargs)
         if found is None:
             return wrapped(*args, **kwargs)
         endpoint, call, args, kwargs = found
-        token = CURRENT_CALL.set(call)
-        try:
-            response = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        finally:
-            CURRENT_CALL.reset(token)
-        return finish_call(endpoint, call, response, False)
+        return finish_call(endpoint, call, send(wrapped, endpoint, call, (args, kwargs)), False)
 
     return wrapper
 
 
 def arequest_fallback(by_path: dict[str, Any]) -> Callable[..., Any]:
     """``wrapt`` wrapper of ``AsyncAPIClient.request`` (see :func:`request_fallback`)."""
-    from tokenmeter._context import CURRENT_CALL
-    from tokenmeter._wrap import finish_call
+    from tokenmeter._wrap import asend, finish_call
 
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         found = _bypass(by_path, instance, args, kwargs)
         if found is None:
             return await wrapped(*args, **kwargs)
         endpoint, call, args, kwargs = found
-        token = CURRENT_CALL.set(call)
-        try:
-            response = await wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        finally:
-            CURRENT_CALL.reset(token)
-        return finish_call(endpoint, call, response, True)
+        return finish_call(endpoint, call, await asend(wrapped, endpoint, call, (args, kwargs)), True)
 
     return wrapper

@@ -13,7 +13,7 @@ import contextvars
 import time
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Any
 
@@ -111,7 +111,28 @@ class Scope:
             merged = dict(self.extra)
             merged.update(extra)
             changes["extra"] = tuple(merged.items())
-        return replace(self, **changes) if changes else self
+        return self.derive(**changes) if changes else self
+
+    def derive(self, **changes: Any) -> Scope:
+        """A copy with ``changes`` (what ``dataclasses.replace`` does, without its per-call field walk:
+        every scope entered builds one)."""
+        s = self
+        return Scope(
+            changes.get("team", s.team),
+            changes.get("workflow", s.workflow),
+            changes.get("tier", s.tier),
+            changes.get("env", s.env),
+            changes.get("agent", s.agent),
+            changes.get("customer", s.customer),
+            changes.get("user", s.user),
+            changes.get("session", s.session),
+            changes.get("feature", s.feature),
+            changes.get("extra", s.extra),
+            changes.get("depth", s.depth),
+            changes.get("attempt", s.attempt),
+            changes.get("run", s.run),
+            changes.get("node", s.node),
+        )
 
 
 EMPTY = Scope()
@@ -190,7 +211,7 @@ def _with_baggage_fill(scope: Scope) -> Scope:
                 if isinstance(value, str) and value:
                     fill[field] = clean_id(value) if field in ENTITY_FIELDS else value
         if fill:
-            filled = replace(scope, **fill)
+            filled = scope.derive(**fill)
     _FILLED = (scope, ctx, filled)
     return filled
 
@@ -233,8 +254,9 @@ def reset_scope(token: contextvars.Token[Scope]) -> None:
 def with_baggage(scope: Scope, ctx: otel_context.Context | None = None) -> otel_context.Context:
     """An OTel context carrying the scope's team/workflow/tier/env as baggage."""
     ctx = ctx if ctx is not None else otel_context.get_current()
+    bag = otel_baggage.get_all(ctx)  # one context lookup; set_baggage only for what differs
     for field, key in BAGGAGE_KEYS.items():
         value = getattr(scope, field)
-        if value and otel_baggage.get_baggage(key, ctx) != value:
+        if value and bag.get(key) != value:
             ctx = otel_baggage.set_baggage(key, str(value), ctx)
     return ctx

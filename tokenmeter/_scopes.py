@@ -43,6 +43,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Frames entered with ``with`` / ``async with`` and not yet left, in this context.
 _OPEN: contextvars.ContextVar[tuple[_Frame, ...]] = contextvars.ContextVar("tokenmeter.open_frames", default=())
 
+_ROLLUP_TOKEN_KEYS = tuple(f"tokenmeter.rollup.tokens.{c}" for c in TOKEN_CLASSES)
 _OPERATION = {"workflow": "invoke_workflow", "agent": "invoke_agent", "tool": "execute_tool", "step": None}
 
 
@@ -80,9 +81,7 @@ class _Frame:
             depth = parent.depth
         scope = parent.with_attributes(extra=spec.extra, **fields)
         if node is not None or run is not parent.run or depth != parent.depth:
-            from dataclasses import replace
-
-            scope = replace(scope, depth=depth, run=run, node=node if node is not None else parent.node)
+            scope = scope.derive(depth=depth, run=run, node=node if node is not None else parent.node)
         self.scope = scope
         self.node = node
         ctx = with_baggage(scope, self._parent_ctx)
@@ -152,9 +151,7 @@ class _Frame:
             if span is None:
                 return
             if span.is_recording():
-                attrs: dict[str, Any] = {
-                    f"tokenmeter.rollup.tokens.{c}": n for c, n in zip(TOKEN_CLASSES, tokens, strict=True)
-                }
+                attrs: dict[str, Any] = dict(zip(_ROLLUP_TOKEN_KEYS, tokens, strict=True))
                 attrs["tokenmeter.rollup.tokens.total"] = sum(tokens)
                 attrs["tokenmeter.rollup.cost.usd"] = float(cost)
                 attrs["tokenmeter.rollup.calls"] = calls

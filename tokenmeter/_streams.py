@@ -8,6 +8,7 @@ after, outside the garbage collector (see ``_orphans``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import wrapt
@@ -32,24 +33,23 @@ class _Finalizer:
         self.texts: list[str] | None = None if self.text_of is None else []
 
     def see(self, chunk: Any) -> bool:
-        texts = self.texts
-        if texts is not None:
-            try:
-                text = self.text_of(chunk)  # type: ignore[misc]
-                if text:
-                    texts.append(text)
-            except Exception:
-                _safe.log_once("stream.content", "tokenmeter: capturing stream content failed")
+        """capture_content only: the chunk's text, then the accumulator (what the proxy calls per chunk)."""
         try:
-            if self.acc.on_chunk(chunk):
-                return True
-            # Hidden from the caller, so from any instrumentation wrapping this call too: its usage is
-            # tokenmeter's alone to put on the semconv token histogram.
-            self.call.usage_hidden = True
-            return False
+            text = self.text_of(chunk)  # type: ignore[misc]
+            if text:
+                self.texts.append(text)  # type: ignore[union-attr]
         except Exception:
-            _safe.log_once("stream.chunk", "tokenmeter: reading a stream chunk failed")
-            return True
+            _safe.log_once("stream.content", "tokenmeter: capturing stream content failed")
+        return self.acc.on_chunk(chunk)
+
+    def reader(self) -> Callable[[Any], bool]:
+        """What the proxy calls with each chunk: the accumulator itself unless content is captured."""
+        return self.acc.on_chunk if self.texts is None else self.see
+
+    def hidden(self) -> None:
+        """A chunk was hidden from the caller, so from any instrumentation wrapping this call too: its
+        usage is tokenmeter's alone to put on the semconv token histogram."""
+        self.call.usage_hidden = True
 
     def finish(self, error: BaseException | None = None) -> None:
         if self.done:
@@ -81,36 +81,47 @@ class _Finalizer:
 
 
 class MeteredStream(wrapt.ObjectProxy[Any]):
-    """Proxy of a synchronous SDK stream."""
+    """Proxy of a synchronous SDK stream.
+
+    Per chunk, ``__next__`` does only this: the wrapped iterator's ``__next__`` and the accumulator's
+    ``on_chunk`` (both bound once, at the first chunk); content capture adds its reader only when on.
+    """
 
     def __init__(self, wrapped: Any, call: MeteredCall, acc: StreamAccumulator) -> None:
         super().__init__(wrapped)
-        self._self_fin = _Finalizer(call, acc)
-        self._self_iter: Any = None
+        fin = _Finalizer(call, acc)
+        self._self_fin = fin
+        self._self_see = fin.reader()
+        self._self_next: Any = None
 
     def __iter__(self) -> MeteredStream:
         return self
 
     def __next__(self) -> Any:
-        if self._self_iter is None:
+        next_ = self._self_next
+        if next_ is None:
             return self._first()
-        fin = self._self_fin
         while True:
             try:
-                chunk = next(self._self_iter)
+                chunk = next_()
             except StopIteration:
-                fin.finish()
+                self._self_fin.finish()
                 raise
             except Exception as exc:
-                fin.finish(exc)
+                self._self_fin.finish(exc)
                 raise
-            if fin.see(chunk):
+            try:
+                if self._self_see(chunk):
+                    return chunk
+            except Exception:
+                _safe.log_once("stream.chunk", "tokenmeter: reading a stream chunk failed")
                 return chunk
+            self._self_fin.hidden()
 
     def _first(self) -> Any:
         # A lazy stream (a generator, e.g. google-genai's) sends its request now: its HTTP attempts
         # belong to this call (see _transport).
-        self._self_iter = iter(self.__wrapped__)
+        self._self_next = iter(self.__wrapped__).__next__
         call = self._self_fin.call
         token = CURRENT_CALL.set(call)
         try:
@@ -147,35 +158,42 @@ class MeteredStream(wrapt.ObjectProxy[Any]):
 
 
 class AsyncMeteredStream(wrapt.ObjectProxy[Any]):
-    """Proxy of an asynchronous SDK stream."""
+    """Proxy of an asynchronous SDK stream (per chunk, as little as :class:`MeteredStream`)."""
 
     def __init__(self, wrapped: Any, call: MeteredCall, acc: StreamAccumulator) -> None:
         super().__init__(wrapped)
-        self._self_fin = _Finalizer(call, acc)
-        self._self_iter: Any = None
+        fin = _Finalizer(call, acc)
+        self._self_fin = fin
+        self._self_see = fin.reader()
+        self._self_next: Any = None
 
     def __aiter__(self) -> AsyncMeteredStream:
         return self
 
     async def __anext__(self) -> Any:
-        if self._self_iter is None:
+        next_ = self._self_next
+        if next_ is None:
             return await self._first()
-        fin = self._self_fin
         while True:
             try:
-                chunk = await self._self_iter.__anext__()
+                chunk = await next_()
             except StopAsyncIteration:
-                fin.finish()
+                self._self_fin.finish()
                 raise
             except Exception as exc:
-                fin.finish(exc)
+                self._self_fin.finish(exc)
                 raise
-            if fin.see(chunk):
+            try:
+                if self._self_see(chunk):
+                    return chunk
+            except Exception:
+                _safe.log_once("stream.chunk", "tokenmeter: reading a stream chunk failed")
                 return chunk
+            self._self_fin.hidden()
 
     async def _first(self) -> Any:
         # As MeteredStream._first: a lazy async stream sends its request at the first chunk.
-        self._self_iter = self.__wrapped__.__aiter__()
+        self._self_next = self.__wrapped__.__aiter__().__anext__
         call = self._self_fin.call
         token = CURRENT_CALL.set(call)
         try:

@@ -283,6 +283,26 @@ def with_details(usage: Usage, **details: int) -> Usage:
     return replace(usage, details=tuple(sorted(merged.items())))
 
 
+def with_service_tier(usage: Usage, tier: str | None) -> Usage:
+    """``usage`` served by ``tier`` (what ``dataclasses.replace`` does, at a fraction of its cost: per call)."""
+    u = usage
+    return Usage(
+        u.input,
+        u.cache_read,
+        u.cache_write,
+        u.output,
+        u.reasoning,
+        u.estimated,
+        u.details,
+        tier,
+        u.processing,
+        u.cost_usd,
+        u.parts,
+        u.model_reported,
+        u.units,
+    )
+
+
 def class_counts(usage: Usage) -> tuple[int, int, int, int, int]:
     """The tokens of each class, ordered as :data:`TOKEN_CLASSES`."""
     return (usage.input, usage.cache_read, usage.cache_write, usage.output, usage.reasoning)

@@ -187,29 +187,59 @@ def resend_arguments(
         return None
 
 
-def _send(
-    wrapped: Callable[..., Any], endpoint: Endpoint, call: MeteredCall, sent: Arguments, original: Arguments
+def send(
+    wrapped: Callable[..., Any],
+    endpoint: Endpoint,
+    call: MeteredCall,
+    sent: Arguments,
+    original: Arguments | None = None,
 ) -> Any:
+    """Send a metered call: ``wrapped(*sent)`` with the call current (its HTTP requests are its attempts,
+    see ``_transport``); a failure is recorded on the call and re-raised unchanged.
+
+    With the caller's ``original`` arguments, an error the endpoint blames on what tokenmeter added
+    (:func:`resend_arguments`) sends the call once more, as the caller wrote it. Every wrapper of a
+    synchronous method that meters a call sends it through here; :func:`asend` is the ``async`` twin.
+    """
+    token = CURRENT_CALL.set(call)
     try:
-        return wrapped(*sent[0], **sent[1])
-    except Exception as exc:
-        again = resend_arguments(endpoint, call, exc, *original)
-        if again is None:
-            raise
-    # Outside the except block: a failure of the resend reaches the caller exactly as it would without us.
-    return wrapped(*again[0], **again[1])
+        try:
+            return wrapped(*sent[0], **sent[1])
+        except Exception as exc:
+            again = None if original is None else resend_arguments(endpoint, call, exc, *original)
+            if again is None:
+                raise
+        # Outside the except block: a failure of the resend reaches the caller exactly as it would without us.
+        return wrapped(*again[0], **again[1])
+    except BaseException as exc:
+        call.fail(exc)
+        raise
+    finally:
+        CURRENT_CALL.reset(token)
 
 
-async def _asend(
-    wrapped: Callable[..., Any], endpoint: Endpoint, call: MeteredCall, sent: Arguments, original: Arguments
+async def asend(
+    wrapped: Callable[..., Any],
+    endpoint: Endpoint,
+    call: MeteredCall,
+    sent: Arguments,
+    original: Arguments | None = None,
 ) -> Any:
+    """:func:`send` of an ``async`` method."""
+    token = CURRENT_CALL.set(call)
     try:
-        return await wrapped(*sent[0], **sent[1])
-    except Exception as exc:
-        again = resend_arguments(endpoint, call, exc, *original)
-        if again is None:
-            raise
-    return await wrapped(*again[0], **again[1])
+        try:
+            return await wrapped(*sent[0], **sent[1])
+        except Exception as exc:
+            again = None if original is None else resend_arguments(endpoint, call, exc, *original)
+            if again is None:
+                raise
+        return await wrapped(*again[0], **again[1])
+    except BaseException as exc:
+        call.fail(exc)
+        raise
+    finally:
+        CURRENT_CALL.reset(token)
 
 
 def sync_wrapper(endpoint: Endpoint, *, finish: Finish = finish_call) -> Callable[..., Any]:
@@ -223,14 +253,7 @@ def sync_wrapper(endpoint: Endpoint, *, finish: Finish = finish_call) -> Callabl
         call, sent_args, sent_kwargs = open_call(endpoint, instance, args, kwargs)
         if call is None:
             return wrapped(*sent_args, **sent_kwargs)
-        token = CURRENT_CALL.set(call)
-        try:
-            response = _send(wrapped, endpoint, call, (sent_args, sent_kwargs), (args, kwargs))
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        finally:
-            CURRENT_CALL.reset(token)
+        response = send(wrapped, endpoint, call, (sent_args, sent_kwargs), (args, kwargs))
         return finish(endpoint, call, response, False)
 
     return wrapper
@@ -243,14 +266,7 @@ def async_wrapper(endpoint: Endpoint, *, finish: Finish = finish_call) -> Callab
         call, sent_args, sent_kwargs = open_call(endpoint, instance, args, kwargs)
         if call is None:
             return await wrapped(*sent_args, **sent_kwargs)
-        token = CURRENT_CALL.set(call)
-        try:
-            response = await _asend(wrapped, endpoint, call, (sent_args, sent_kwargs), (args, kwargs))
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        finally:
-            CURRENT_CALL.reset(token)
+        response = await asend(wrapped, endpoint, call, (sent_args, sent_kwargs), (args, kwargs))
         return finish(endpoint, call, response, True)
 
     return wrapper
@@ -262,7 +278,9 @@ __all__ = [
     "Result",
     "StreamAccumulator",
     "async_wrapper",
+    "asend",
     "finish_call",
     "open_call",
+    "send",
     "sync_wrapper",
 ]
