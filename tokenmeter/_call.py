@@ -242,6 +242,7 @@ class MeteredCall:
                 usage,
                 cost,
                 "ok" if error is None else "error",
+                self.started_at,
             )
         except Exception:
             _safe.log_once("call.ledger", "tokenmeter: adding a call to the ledger failed")

@@ -310,3 +310,21 @@ def test_a_full_disk_keeps_rows_in_memory_until_there_is_room(tmp_path: Path, ca
     finally:
         tokenmeter.unconfigure()
     assert _totals(path) == (301, 301)
+
+
+def test_a_back_filled_call_lands_in_the_hour_it_was_made(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    path = tmp_path / "ledger.db"
+    made = datetime.now(UTC).replace(minute=30, second=0, microsecond=0) - timedelta(days=40)
+    tokenmeter.configure(ledger=f"sqlite:///{path}", exporter="none")
+    try:
+        tokenmeter.record("openai", "gpt-4o-mini", tokenmeter.Usage(input=7), timestamp=made)
+        tokenmeter.record("openai", "gpt-4o-mini", tokenmeter.Usage(input=5))
+    finally:
+        tokenmeter.unconfigure()
+    hour = made.replace(minute=0)
+    then = build_report(SQLiteReader(str(path)), hour, hour + timedelta(hours=1))
+    later = build_report(SQLiteReader(str(path)), hour + timedelta(days=1))
+    assert (then.total.calls, then.total.tokens) == (1, 7)
+    assert (later.total.calls, later.total.tokens) == (1, 5)

@@ -119,10 +119,25 @@ class LedgerSink:
         self._wake.set()
 
     def call(
-        self, scope: Any, tier: str, provider: str, model: str, operation: str, usage: Any, cost: Any, outcome: str
+        self,
+        scope: Any,
+        tier: str,
+        provider: str,
+        model: str,
+        operation: str,
+        usage: Any,
+        cost: Any,
+        outcome: str,
+        at: float | None = None,
     ) -> None:
-        """One metered call (``outcome`` ok / error / blocked; ``usage`` None when none was reported)."""
-        self._put((CALL, time.time(), scope, tier, provider, model, operation, usage, cost, outcome))
+        """One metered call (``outcome`` ok / error / blocked; ``usage`` None when none was reported).
+
+        ``at`` is when the call was made (its request time, the moment it is priced at; ``record(timestamp=)``
+        back-fills): the row lands in that hour. ``None``: now.
+        """
+        self._put(
+            (CALL, time.time() if at is None else at, scope, tier, provider, model, operation, usage, cost, outcome)
+        )
 
     def waste(self, scope: Any, tokens: list[int], cost: Decimal) -> None:
         """Tokens (per class) and cost of retried attempts or failed steps, reported as wasted."""
