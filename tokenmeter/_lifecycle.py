@@ -20,6 +20,7 @@ import atexit
 import itertools
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -175,6 +176,8 @@ def _after_fork_child() -> None:
         except Exception:  # pragma: no cover - every lock type of CPython >= 3.9 has it
             pass
     _running.clear()
+    if "multiprocessing.util" in sys.modules:  # a multiprocessing child: flush on its way out (os._exit)
+        hook_multiprocessing()
     for name, hooks in list(_HOOKS.items()):
         if hooks.after_fork is None:
             continue
@@ -201,10 +204,16 @@ def _multiprocessing_child(_token: Any) -> None:
 
 
 def hook_multiprocessing() -> None:
-    """Make ``multiprocessing`` fork children flush on their way out (called by ``configure``)."""
-    try:
-        from multiprocessing import util
+    """Make ``multiprocessing`` fork children flush on their way out (called by ``configure``).
 
+    Only when the application has imported ``multiprocessing`` (importing it costs ~6 ms of ``configure``);
+    otherwise a forked child registers itself (``_after_fork_child``) before ``multiprocessing`` runs its
+    after-fork hooks, which is also in time: its ``Process._bootstrap`` clears the finalizers first.
+    """
+    util = sys.modules.get("multiprocessing.util")
+    if util is None:
+        return
+    try:
         util.register_after_fork(_TOKEN, _multiprocessing_child)
     except Exception:  # pragma: no cover
         _log.debug("tokenmeter: cannot hook multiprocessing", exc_info=True)

@@ -18,8 +18,10 @@ exactly as without a warm-up.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -44,6 +46,7 @@ class Warmup:
                 self._done.set()
                 return self
             self._thread = threading.Thread(target=self._run, name="tokenmeter-warmup", daemon=True)
+            _RUNNING.add(self)
             self._thread.start()
         return self
 
@@ -58,6 +61,7 @@ class Warmup:
                 self.timings[name] = time.perf_counter() - started
         finally:
             self._done.set()
+            _RUNNING.discard(self)
 
     @property
     def done(self) -> bool:
@@ -67,6 +71,23 @@ class Warmup:
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until every task has run (at most ``timeout`` seconds); ``True`` if they have."""
         return self._done.wait(timeout)
+
+
+# Warm-ups in progress. A fork waits for them (bounded): a child forked while the thread is inside an
+# import (genai-prices, tiktoken) would inherit that module's import lock held by a thread it does not
+# have, and its first call would hang on that import.
+_RUNNING: weakref.WeakSet[Warmup] = weakref.WeakSet()
+FORK_WAIT_S = 5.0
+
+
+def _before_fork() -> None:
+    for warmup in list(_RUNNING):
+        if not warmup.wait(FORK_WAIT_S):
+            _log.warning("tokenmeter: forking while the warm-up thread still runs; the child may wait on an import")
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork)
 
 
 def tasks_for(meter: Any) -> list[Task]:

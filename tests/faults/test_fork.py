@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -275,3 +276,40 @@ def test_fork_with_application_providers_and_sqlite_store(fake: FakeProvider, tm
     finally:
         reader.close()
     assert spent == per_call * (1 + 6 * CHILD_CALLS), (spent, per_call)
+
+
+_LATE_IMPORT = """
+import sys
+import tokenmeter
+
+assert "multiprocessing" not in sys.modules, "this test needs multiprocessing imported after configure()"
+tokenmeter.configure(ledger=sys.argv[1], exporter="none", ledger_flush_interval=30)
+import multiprocessing  # after configure(): the child still flushes its ledger rows on its way out
+
+
+def child() -> None:
+    with tokenmeter.attributes(team="child"):
+        tokenmeter.record("openai", "gpt-4o-mini", tokenmeter.Usage(input=3))
+
+
+if __name__ == "__main__":
+    p = multiprocessing.get_context("fork").Process(target=child)
+    p.start()
+    p.join(30)
+    sys.exit(p.exitcode)
+"""
+
+
+def test_multiprocessing_imported_after_configure_still_flushes_its_children(tmp_path: Path) -> None:
+    from tokenmeter.finops._sqlite import SQLiteReader
+    from tokenmeter.finops.report import build_report
+
+    script = tmp_path / "late.py"
+    script.write_text(_LATE_IMPORT)
+    path = tmp_path / "ledger.db"
+    done = subprocess.run(
+        [sys.executable, str(script), f"sqlite:///{path}"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    report = build_report(SQLiteReader(str(path)), by=("team",))
+    assert {g.name: g.calls for g in report.by["team"]} == {"child": 1}
