@@ -15,7 +15,6 @@ in USD per 1,000, ``cache_storage`` in USD per 1,000,000 tokens per hour; they a
 from __future__ import annotations
 
 import fnmatch
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -26,7 +25,7 @@ from typing import Any
 from ._errors import ConfigError
 from ._price_table import Rate, Rates
 from ._usage import DETAILS, UNITS, Usage
-from ._validate import amount
+from ._validate import amount, read_data_file
 
 _CLASS_KEYS = {
     "input": "input",
@@ -94,20 +93,7 @@ class Override:
 
 
 def _load(prices: str | Path) -> Any:
-    path = Path(prices)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"prices: cannot read price file {str(path)!r}: {exc}") from exc
-    try:
-        if path.suffix.lower() == ".toml":
-            import tomllib
-
-            data: Any = tomllib.loads(text)
-        else:
-            data = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"prices: {str(path)!r} is not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}") from exc
+    data = read_data_file(prices, "price file", "prices")
     if isinstance(data, dict) and isinstance(data.get("models"), dict):
         data = data["models"]
     return data

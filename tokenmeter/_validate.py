@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
 
 from ._errors import ConfigError
 
@@ -21,3 +24,28 @@ def amount(value: object, where: str, unit: str = "") -> Decimal:
         hint = f" ({unit})" if unit else ""
         raise ConfigError(f"{where} must be a finite number >= 0{hint}, got {value!r}")
     return result
+
+
+def read_data_file(path: str | Path, what: str, option: str = "") -> Any:
+    """The data of a TOML (by its ``.toml`` suffix) or JSON file, else a :class:`ConfigError`.
+
+    ``what`` names the file in the messages, after the ``option`` it was given to (``"budgets file"``;
+    ``"price file"``, ``"prices"``): "[option: ]cannot read <what> <path>: <why>" or "[option: ]<what> <path>
+    is not valid TOML/JSON: <why>".
+    """
+    lead = f"{option}: " if option else ""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{lead}cannot read {what} {str(p)!r}: {exc}") from exc
+    try:
+        if p.suffix.lower() == ".toml":
+            import tomllib
+
+            return tomllib.loads(text)
+        return json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{lead}{what} {str(p)!r} is not valid {p.suffix.lstrip('.').upper() or 'JSON'}: {exc}"
+        ) from exc

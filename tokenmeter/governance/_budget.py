@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,7 +12,7 @@ from typing import Any
 
 from .._context import clean_id
 from .._errors import ConfigError
-from .._validate import amount
+from .._validate import amount, read_data_file
 from ._stores import Line, to_nano
 from ._stores._base import Level
 from ._windows import WINDOWS, bounds
@@ -366,22 +365,9 @@ class BudgetWarning:
 
 def load_budgets(path: str | Path) -> list[Budget]:
     """Budgets from a TOML (``[[budget]]`` tables) or JSON (a list, or ``{"budgets": [...]}``) file."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read budgets file {p}: {exc}") from exc
-    try:
-        if p.suffix.lower() == ".toml":
-            import tomllib
-
-            data: Any = tomllib.loads(text)
-        else:
-            data = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"budgets file {p} is not valid {p.suffix.lstrip('.') or 'JSON'}: {exc}") from exc
+    data = read_data_file(path, "budgets file")
     if isinstance(data, Mapping):
         data = data.get("budget", data.get("budgets"))
     if not isinstance(data, list):
-        raise ConfigError(f"budgets file {p}: expected [[budget]] tables or a list of budgets")
+        raise ConfigError(f"budgets file {str(path)!r}: expected [[budget]] tables or a list of budgets")
     return [Budget.from_mapping(item) for item in data]
