@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from .._usage import TOKEN_CLASSES
+from ._histograms import bucket_quantile
 from ._promapi import Delta, PromAPI, PrometheusSourceError, deltas
 from ._rows import Granularity, RunRow, UsageRow
 
@@ -134,19 +135,10 @@ class RunStats:
     def quantile(self, q: float, of: str = "tokens") -> float | None:
         """The ``q`` quantile of tokens / cost / steps per run, interpolated in its bucket as
         PromQL's ``histogram_quantile`` does (``None`` without runs)."""
-        bounds = sorted(self.buckets.get(of, {}).items())
-        if not bounds or bounds[-1][1] <= 0:
+        buckets = self.buckets.get(of)
+        if not buckets or buckets[max(buckets)] <= 0:
             return None
-        rank = q * float(bounds[-1][1])
-        lower, below = 0.0, 0.0
-        for upper, count in bounds:
-            if float(count) >= rank:
-                if upper == float("inf"):
-                    return lower
-                inside = float(count) - below
-                return lower + (upper - lower) * ((rank - below) / inside if inside else 1.0)
-            lower, below = upper, float(count)
-        return lower
+        return bucket_quantile(buckets, q)
 
 
 class PrometheusReader:
