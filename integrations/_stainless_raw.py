@@ -344,6 +344,7 @@ def _bypass(by_path: dict[str, Any], instance: Any, args: tuple[Any, ...], kwarg
 
 def request_fallback(by_path: dict[str, Any]) -> Callable[..., Any]:
     """``wrapt`` wrapper of ``SyncAPIClient.request`` metering calls the resource patches did not see."""
+
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         found = _bypass(by_path, instance, args, kwargs)
         if found is None:
@@ -356,6 +357,7 @@ def request_fallback(by_path: dict[str, Any]) -> Callable[..., Any]:
 
 def arequest_fallback(by_path: dict[str, Any]) -> Callable[..., Any]:
     """``wrapt`` wrapper of ``AsyncAPIClient.request`` (see :func:`request_fallback`)."""
+
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         found = _bypass(by_path, instance, args, kwargs)
         if found is None:
