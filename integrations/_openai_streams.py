@@ -16,7 +16,7 @@ from tokenmeter._streams import AsyncMeteredStream, MeteredStream
 from tokenmeter._wrap import Result
 
 from ._fields import ABSENT, AttributeView, field
-from ._openai_usage import OpenAIRequest, Reported, read, read_responses, served, settle
+from ._openai_usage import OpenAIRequest, Reported, read, read_responses, settle_served
 
 _FINAL_RESPONSE_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 _log = logging.getLogger("tokenmeter")
@@ -156,8 +156,7 @@ class ChatStream:
 
     def result(self) -> Result:
         """Usage from the usage chunk, else counted locally from the prompt and the streamed text."""
-        usage = settle(read(self.usage), self.request, "".join(self.parts))
-        usage = served(usage, {"service_tier": self.service_tier})
+        usage = settle_served(read(self.usage), self.request, "".join(self.parts), {"service_tier": self.service_tier})
         return Result(usage, self.model, self.response_id, self.finish or None)
 
 
@@ -192,7 +191,7 @@ class ResponsesStream:
 
     def result(self) -> Result:
         """Usage from the final event, else counted locally."""
-        usage = served(settle(self.reported, self.request, "".join(self.parts)), self.served)
+        usage = settle_served(self.reported, self.request, "".join(self.parts), self.served)
         return Result(usage, self.model, self.response_id)
 
 

@@ -26,10 +26,11 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from tokenmeter import _orphans, _safe
+from tokenmeter import _meter, _orphans, _safe
 from tokenmeter._call import MeteredCall
+from tokenmeter._context import CURRENT_CALL
 from tokenmeter._streams import AsyncMeteredStream, MeteredStream
-from tokenmeter._wrap import Result, StreamAccumulator
+from tokenmeter._wrap import Result, StreamAccumulator, asend, finish_call, open_call, send
 
 from ._openai_usage import OpenAIRequest
 
@@ -307,10 +308,6 @@ def _bypass(by_path: dict[str, Any], instance: Any, args: tuple[Any, ...], kwarg
     (langchain-openai sends every call that way). Every call still passes through the client's
     ``request``, looked up on the class: calls that reach it unmetered are metered here.
     """
-    from tokenmeter import _meter
-    from tokenmeter._context import CURRENT_CALL
-    from tokenmeter._wrap import open_call
-
     if CURRENT_CALL.get() is not None or _meter.active() is None:
         return None
     try:
@@ -347,7 +344,6 @@ def _bypass(by_path: dict[str, Any], instance: Any, args: tuple[Any, ...], kwarg
 
 def request_fallback(by_path: dict[str, Any]) -> Callable[..., Any]:
     """``wrapt`` wrapper of ``SyncAPIClient.request`` metering calls the resource patches did not see."""
-    from tokenmeter._wrap import finish_call, send
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         found = _bypass(by_path, instance, args, kwargs)
@@ -361,7 +357,6 @@ def request_fallback(by_path: dict[str, Any]) -> Callable[..., Any]:
 
 def arequest_fallback(by_path: dict[str, Any]) -> Callable[..., Any]:
     """``wrapt`` wrapper of ``AsyncAPIClient.request`` (see :func:`request_fallback`)."""
-    from tokenmeter._wrap import asend, finish_call
 
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         found = _bypass(by_path, instance, args, kwargs)

@@ -59,6 +59,7 @@ from ._openai_usage import (
     responses_text,
     served,
     settle,
+    settle_served,
     text_inputs,
 )
 from ._stainless_raw import arequest_fallback, defer, request_fallback, response_hooks
@@ -246,7 +247,7 @@ class _Endpoint:
     def complete(self, response: Any, request: OpenAIRequest) -> Result:
         """Translate a complete (non-streamed) response object or JSON body."""
         choices = field(response, "choices")
-        usage = served(settle(read(field(response, "usage")), request, lambda: chat_text(choices)), response)
+        usage = settle_served(read(field(response, "usage")), request, lambda: chat_text(choices), response)
         finish = [r for r in (field(c, "finish_reason") for c in choices or ()) if isinstance(r, str)]
         return Result(usage, nonempty(field(response, "model")), nonempty(field(response, "id")), finish or None)
 

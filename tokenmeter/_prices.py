@@ -52,6 +52,8 @@ _TIER_MULTIPLIERS: dict[tuple[str, str], Decimal] = {
 # The batch APIs' documented discount for models the table has no batch variant for: OpenAI's Batch API,
 # Anthropic's Message Batches and Gemini's Batch API are each 50% of the standard rates. Any other
 # provider's batch-served usage without a table variant is unpriced.
+_PLAIN: tuple[None, None] = (None, None)  # the price context of a standard-tier, non-batch call
+
 _BATCH_MULTIPLIERS: dict[str, Decimal] = {
     "openai": Decimal("0.5"),
     "anthropic": Decimal("0.5"),
@@ -226,7 +228,11 @@ class PriceBook:
                     base = self._table_rates(resolved.table, usage, when)
                     rates = None if base is None else base.scaled(override.multiplier or Decimal(1), "override")
                 return rates.with_units(override.units) if rates is not None and override.units else rates
-        return self._table_rates(resolved.table, usage, when)
+        table = resolved.table
+        tier = usage.service_tier
+        if table is not None and usage.processing is None and (tier is None or tier in _STANDARD_TIERS):
+            return table.rates(_PLAIN, when)  # what _table_rates does for a standard, non-batch call
+        return self._table_rates(table, usage, when)
 
     @staticmethod
     def _table_rates(table: TableModel | None, usage: Usage, when: float) -> Rates | None:

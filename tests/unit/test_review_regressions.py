@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import tokenmeter
 from tokenmeter import PriceBook, Usage
-from tokenmeter._call import _provider_cost
+from tokenmeter._call_usage import _provider_cost
 from tokenmeter.testing import Capture
 
 
