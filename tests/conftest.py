@@ -8,6 +8,14 @@ from collections.abc import Iterator
 
 import pytest
 
+try:  # property tests assert values, not speed: a loaded CI machine must not fail them on hypothesis's 200 ms deadline
+    from hypothesis import settings as _hyp_settings
+
+    _hyp_settings.register_profile("tokenmeter", deadline=None)
+    _hyp_settings.load_profile("tokenmeter")
+except ImportError:  # side venvs without hypothesis
+    pass
+
 from tokenmeter.testing import Capture, capture
 from tokenmeter.testing.fakes import FakeProvider
 
