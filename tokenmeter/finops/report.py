@@ -75,6 +75,38 @@ class Figures:
 
 
 @dataclass
+class UnitFigures:
+    """Per-request unit charges of one unit (web searches, cache storage token-seconds, request fees).
+
+    ``count`` units were charged ``cost`` (``list_cost`` at the published rate); ``unpriced`` of them have
+    no known rate (counted, never priced at $0); ``uncounted_cost`` is charged on rows whose reader keeps
+    no count (a ledger written before schema 2, a TSDB), so ``cost / count`` is a rate only without it.
+    """
+
+    name: str
+    count: int = 0
+    cost: Decimal = _ZERO
+    list_cost: Decimal = _ZERO
+    unpriced: int = 0
+    uncounted_cost: Decimal = _ZERO
+    charge: Decimal | None = None  # with a chargeback: cost x (1 + rate); else None
+
+    def add(self, row: UsageRow, charge: Decimal | None = None) -> None:
+        """Add one unit row."""
+        self.count += row.units
+        if row.cost_usd is None:
+            self.unpriced += row.units
+        else:
+            self.cost += row.cost_usd
+            if not row.units:
+                self.uncounted_cost += row.cost_usd
+        if row.list_cost_usd is not None:
+            self.list_cost += row.list_cost_usd
+        if charge is not None:
+            self.charge = charge if self.charge is None else self.charge + charge
+
+
+@dataclass
 class Spread:
     """Nearest-rank percentiles of a per-run figure."""
 
@@ -160,6 +192,7 @@ class Report:
     cost_per_success: Decimal | None
     runs_total_cost: Decimal
     chargeback: Chargeback | None = None  # the definition the ``charge`` figures were computed with
+    units: dict[str, UnitFigures] = field(default_factory=dict)  # per-request unit charges, by unit name
 
     @property
     def empty(self) -> bool:
@@ -224,6 +257,7 @@ def build_report(
     tiers: dict[str, Figures] = {}
     cache_reads: dict[tuple[str, str], int] = defaultdict(int)
     unpriced: dict[str, int] = defaultdict(int)
+    units: dict[str, UnitFigures] = {}
     wf_calls: dict[str, Figures] = {}
     for row in _usage_rows(reader, start, end, env, dims):
         charge = None
@@ -245,6 +279,11 @@ def build_report(
                 g.add(row, charge)
         if row.token_class in classes:
             classes[row.token_class].add(row, charge)
+        elif row.model:  # a unit row: its token class is the unit's name (waste rows carry no model)
+            u = units.get(row.token_class)
+            if u is None:
+                u = units[row.token_class] = UnitFigures(row.token_class)
+            u.add(row, charge)
         if row.model:  # waste rows carry no model; tier mix counts calls and spend
             t = tiers.get(row.tier)
             if t is None:
@@ -280,6 +319,7 @@ def build_report(
         cost_per_success=per_success,
         runs_total_cost=runs_cost,
         chargeback=chargeback,
+        units=dict(sorted(units.items())),
     )
 
 
@@ -399,6 +439,7 @@ __all__ = [
     "Reliability",
     "Report",
     "Spread",
+    "UnitFigures",
     "WorkflowRuns",
     "build_report",
     "quantile",
