@@ -7,8 +7,10 @@ Costs are integer nano-dollars (exact sums in SQL; each flush rounds its delta h
 WAL mode and ``BEGIN IMMEDIATE`` with a busy timeout let several processes on one host write one file.
 
 Schema 2 added ``units`` (how many per-request units a unit row charged: web searches, cache storage
-token-seconds...). A schema-1 file is migrated in place when a writer opens it (``ALTER TABLE ... ADD COLUMN``
-with a default of 0: its rows stay, their unit count unknown); a reader of a schema-1 file reads 0.
+token-seconds...). A schema-1 file is migrated in place when a writer opens it (``ALTER TABLE ... ADD COLUMN``:
+its rows stay, with ``units`` NULL, "not counted"). NULL is sticky: a count added to an uncounted row stays
+NULL (the row's cost would otherwise be divided by a partial count), and readers give such rows ``units`` 0,
+which the report and the FOCUS export treat as "no count" (see ``UsageRow.units``).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ CREATE TABLE IF NOT EXISTS {table} (
   {dims},
   tokens INTEGER NOT NULL, cost_nano INTEGER, list_cost_nano INTEGER, unpriced_tokens INTEGER NOT NULL,
   estimated_tokens INTEGER NOT NULL, wasted_tokens INTEGER NOT NULL, wasted_cost_nano INTEGER NOT NULL,
-  calls INTEGER NOT NULL, units INTEGER NOT NULL DEFAULT 0,
+  calls INTEGER NOT NULL, units INTEGER,
   PRIMARY KEY (period, {_DIMS})
 ) WITHOUT ROWID;"""
         for table in TABLES.values()
@@ -86,8 +88,10 @@ def _upsert(table: str) -> str:
             f"ELSE {col} + excluded.{col} END"
         )
 
-    plain = ("tokens", "unpriced_tokens", "estimated_tokens", "wasted_tokens", "wasted_cost_nano", "calls", "units")
-    sets = ", ".join([*(f"{c} = {c} + excluded.{c}" for c in plain), add("cost_nano"), add("list_cost_nano")])
+    plain = ("tokens", "unpriced_tokens", "estimated_tokens", "wasted_tokens", "wasted_cost_nano", "calls")
+    # a unit count added to a row written without one (schema 1) stays unknown (NULL)
+    units = "units = CASE WHEN units IS NULL OR excluded.units IS NULL THEN NULL ELSE units + excluded.units END"
+    sets = ", ".join([*(f"{c} = {c} + excluded.{c}" for c in plain), add("cost_nano"), add("list_cost_nano"), units])
     marks = ", ".join("?" * (1 + len(KEY_FIELDS) + 9))
     return (
         f"INSERT INTO {table} (period, {_DIMS}, {_VALUES}) VALUES ({marks}) "
@@ -144,7 +148,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     try:
         if not has_units(conn):
             for table in TABLES.values():
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN units INTEGER NOT NULL DEFAULT 0")
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN units INTEGER")  # NULL: not counted
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         conn.execute("COMMIT")
     except BaseException:
@@ -318,7 +322,7 @@ def usage_row(start: datetime, end: datetime, dims: Sequence[Any], v: Sequence[A
         wasted_tokens=v[5],
         wasted_cost_usd=usd(v[6]) or Decimal(0),
         calls=v[7],
-        units=v[8],
+        units=v[8] or 0,  # NULL: written without a count (see the module's docstring)
     )
 
 
@@ -355,8 +359,8 @@ class SQLiteReader:
     def __init__(self, path: str) -> None:
         self.path = path
         self.conn = open_for_read(path)
-        # a schema-1 file (not yet opened by a newer writer) has no unit counts: read them as 0
-        self._values = _VALUES if has_units(self.conn) else _VALUES.replace(", units", ", 0 AS units")
+        # a schema-1 file (not yet opened by a newer writer) has no unit counts: read them as unknown
+        self._values = _VALUES if has_units(self.conn) else _VALUES.replace(", units", ", NULL AS units")
 
     def describe(self) -> str:
         """The file read."""
@@ -401,7 +405,8 @@ class SQLiteReader:
         cols = ", ".join(keep)
         sums = (
             "SUM(tokens), SUM(cost_nano), SUM(list_cost_nano), SUM(unpriced_tokens), SUM(estimated_tokens), "
-            "SUM(wasted_tokens), SUM(wasted_cost_nano), SUM(calls), SUM(units)"
+            "SUM(wasted_tokens), SUM(wasted_cost_nano), SUM(calls), "
+            "CASE WHEN COUNT(units) = COUNT(*) THEN SUM(units) END"  # any uncounted part: no count
         )
         parts, args = [], []
         for g, lo, hi in _segments(int(start.timestamp()), int(end.timestamp()), "month"):
