@@ -346,3 +346,12 @@ def test_an_older_process_can_still_write_a_migrated_ledger(tmp_path: Path) -> N
         )
     rows = [r for r in SQLiteReader(str(path)).usage(*NOV) if r.token_class == "web_search"]
     assert {(r.start.day, r.units, r.cost_usd) for r in rows} == {(5, 0, Decimal("0.03")), (20, 0, Decimal("0.01"))}
+
+
+def test_rollup_of_a_process_with_unit_charges_adds_their_cost() -> None:
+    """``meter.ledger.rollup()`` raised ValueError on a unit row (its class is not a token class) before."""
+    with capture() as cap:
+        tokenmeter.record("anthropic", "claude-haiku-4-5", Usage(input=1000, units=(("web_search", 3),)))
+        totals = cap.meter.ledger.rollup("model")["claude-haiku-4-5"]
+    assert totals.tokens == [1000, 0, 0, 0, 0] and totals.calls == 1
+    assert totals.cost == Decimal(1000) / M + Decimal("0.03")
