@@ -239,7 +239,21 @@ def test_the_validator_passes_an_export_with_unit_rows(
     _, _, period = _month()
     out = tmp_path / f"focus.{fmt}"
     args = ["export", "focus", "--period", period, "--source", f"sqlite:///{ledger}", "--out", str(out)]
+    if fmt == "parquet":  # also an unpriced unit, written flagged, and a chargeback's x_ columns
+        with capture(ledger=f"sqlite:///{ledger}"):
+            tokenmeter.record("gemini", "gemini-2.0-flash-lite", Usage(input=2000, units=(("cache_storage", 7200),)))
+        definition = tmp_path / "chargeback.toml"
+        definition.write_text('cost_center = "team"\ndefault = "+15%"\n')
+        args += ["--unpriced", "flag", "--chargeback", str(definition)]
     assert main(args) == 0, capsys.readouterr().err
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(out).to_pylist()
+        (unpriced,) = [r for r in table if r["ConsumedUnit"] == "Token-Seconds" and r["x_Unpriced"]]
+        assert unpriced["ConsumedQuantity"] == 7200 and unpriced["BilledCost"] == 0
+        (search,) = [r for r in table if r["SkuId"] == "anthropic/claude-haiku-4-5/web_search"]
+        assert search["x_ChargebackCost"] == pytest.approx(0.046, abs=1e-12) and search["x_CostCenter"] == "search"
     if fmt == "csv":
         written = list(csv.DictReader(out.open()))
         searches = [r for r in written if r["ConsumedUnit"] == "Searches"]
