@@ -60,7 +60,7 @@ def load_base(tree: str) -> Callable[..., Any]:
     source = Path(tree, "tokenmeter", "finops", "focus.py").read_text()
     source = source.replace("from ._rows import", "from tokenmeter.finops._rows import")
     source = source.replace("from .chargeback import", "from tokenmeter.finops.chargeback import")
-    source = source.replace("from ._unit_names import", "from tokenmeter.finops._unit_names import")
+    source = source.replace("from ._units import", "from tokenmeter.finops._units import")
     source = source.replace("from .._usage import", "from tokenmeter._usage import")
     spec = importlib.util.spec_from_loader("focus_base", loader=None)
     assert spec is not None

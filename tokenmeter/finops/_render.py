@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from ._unit_names import measure
+from ._units import measure
 from .chargeback import format_rate
 
 if TYPE_CHECKING:

@@ -27,6 +27,7 @@ from typing import Any
 
 from .._usage import TOKEN_CLASSES
 from ._agg import KEY_FIELDS, Cell, CellKey, RunRecord, month_start, next_month
+from ._migrations import has_units, migrate
 from ._rows import Granularity, RunRow, UsageRow
 
 APPLICATION_ID = 0x746D6C67  # "tmlg": marks a file as a tokenmeter ledger
@@ -135,28 +136,6 @@ def _check_ours(conn: sqlite3.Connection, path: str) -> bool:
     raise LedgerFileError(f"{path} is an SQLite file but not a tokenmeter ledger; it is left untouched")
 
 
-def has_units(conn: sqlite3.Connection) -> bool:
-    """Whether the usage tables have the ``units`` column (schema 2)."""
-    return all("units" in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")} for table in TABLES.values())
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a schema-1 file to schema 2 in place, in one transaction (another process may be doing the same)."""
-    if has_units(conn):
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        if not has_units(conn):
-            for table in TABLES.values():
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN units INTEGER")  # NULL: not counted
-            conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
-
 class LedgerDB:
     """A writable connection to the ledger file (used by the writer thread only)."""
 
@@ -184,7 +163,7 @@ class LedgerDB:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
-            _migrate(conn)
+            migrate(conn, TABLES.values(), SCHEMA_VERSION)
             if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
@@ -360,7 +339,9 @@ class SQLiteReader:
         self.path = path
         self.conn = open_for_read(path)
         # a schema-1 file (not yet opened by a newer writer) has no unit counts: read them as unknown
-        self._values = _VALUES if has_units(self.conn) else _VALUES.replace(", units", ", NULL AS units")
+        self._values = (
+            _VALUES if has_units(self.conn, TABLES.values()) else _VALUES.replace(", units", ", NULL AS units")
+        )
 
     def describe(self) -> str:
         """The file read."""

@@ -19,7 +19,7 @@ so ``ListUnitPrice`` / ``ContractedUnitPrice`` are dollars per million tokens:
   executions, request fees, context cache storage): one row per unit, ``ChargeCategory`` Usage,
   ``ConsumedQuantity`` the count in ``ConsumedUnit`` (``Searches``, ``Fetches``, ``Executions``, ``Requests``,
   ``Token-Seconds``), ``PricingQuantity`` in the block the rate is quoted for (``PricingUnit`` ``1000 Searches``
-  ..., ``Token-Hours`` for cache storage: see :mod:`._unit_names`), its own ``SkuId`` (``provider/model/unit``)
+  ..., ``Token-Hours`` for cache storage: see :mod:`._units`), its own ``SkuId`` (``provider/model/unit``)
   and ``SkuPriceId``; costs, chargeback and unpriced handling as for tokens. Unit rows a reader keeps no count
   for (a ledger written before schema 2, a TSDB) cannot have a consumed quantity: they are left out and their
   cost is counted in :attr:`FocusExport.uncounted_unit_cost` so the caller says so;
@@ -44,7 +44,7 @@ from typing import Any, Literal
 
 from .._usage import TOKEN_CLASSES
 from ._rows import UsageRow
-from ._unit_names import measure
+from ._units import measure
 from .chargeback import Chargeback
 
 FOCUS_VERSION = "1.2"

@@ -21,6 +21,7 @@ from typing import Any
 from .._usage import TOKEN_CLASSES, Usage
 from ._render import render_text
 from ._rows import UsageRow
+from ._units import UnitFigures
 from .chargeback import Chargeback
 
 DIMENSIONS = ("env", "team", "workflow", "agent", "tier", "provider", "model", "operation", "customer")
@@ -72,38 +73,6 @@ class Figures:
     def all_unpriced(self) -> bool:
         """Every token of the group is unpriced: its cost is unknown, not $0."""
         return self.tokens > 0 and self.unpriced_tokens == self.tokens
-
-
-@dataclass
-class UnitFigures:
-    """Per-request unit charges of one unit (web searches, cache storage token-seconds, request fees).
-
-    ``count`` units were charged ``cost`` (``list_cost`` at the published rate); ``unpriced`` of them have
-    no known rate (counted, never priced at $0); ``uncounted_cost`` is charged on rows whose reader keeps
-    no count (a ledger written before schema 2, a TSDB), so ``cost / count`` is a rate only without it.
-    """
-
-    name: str
-    count: int = 0
-    cost: Decimal = _ZERO
-    list_cost: Decimal = _ZERO
-    unpriced: int = 0
-    uncounted_cost: Decimal = _ZERO
-    charge: Decimal | None = None  # with a chargeback: cost x (1 + rate); else None
-
-    def add(self, row: UsageRow, charge: Decimal | None = None) -> None:
-        """Add one unit row."""
-        self.count += row.units
-        if row.cost_usd is None:
-            self.unpriced += row.units
-        else:
-            self.cost += row.cost_usd
-            if not row.units:
-                self.uncounted_cost += row.cost_usd
-        if row.list_cost_usd is not None:
-            self.list_cost += row.list_cost_usd
-        if charge is not None:
-            self.charge = charge if self.charge is None else self.charge + charge
 
 
 @dataclass

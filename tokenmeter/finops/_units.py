@@ -1,4 +1,4 @@
-"""How each per-request unit is named and measured in reports and FOCUS rows.
+"""Per-request unit charges in the FinOps outputs: how each unit is named and measured, and its report figures.
 
 A unit row's ``token_class`` is the unit's own name (``web_search``...; see ``tokenmeter._usage.UNITS``).
 Its FOCUS ``ConsumedUnit`` is what was counted, its ``PricingUnit`` the block the provider quotes its rate
@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+
+from ._rows import UsageRow
+
+_ZERO = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,3 +44,35 @@ def measure(unit: str) -> UnitMeasure:
     """The names of ``unit`` (a unit this table does not know is counted and priced one ``Units`` at a time)."""
     found = MEASURES.get(unit)
     return found if found is not None else UnitMeasure("Units", unit, "Units", Decimal(1))
+
+
+@dataclass
+class UnitFigures:
+    """Per-request unit charges of one unit (web searches, cache storage token-seconds, request fees).
+
+    ``count`` units were charged ``cost`` (``list_cost`` at the published rate); ``unpriced`` of them have
+    no known rate (counted, never priced at $0); ``uncounted_cost`` is charged on rows whose reader keeps
+    no count (a ledger written before schema 2, a TSDB), so ``cost / count`` is a rate only without it.
+    """
+
+    name: str
+    count: int = 0
+    cost: Decimal = _ZERO
+    list_cost: Decimal = _ZERO
+    unpriced: int = 0
+    uncounted_cost: Decimal = _ZERO
+    charge: Decimal | None = None  # with a chargeback: cost x (1 + rate); else None
+
+    def add(self, row: UsageRow, charge: Decimal | None = None) -> None:
+        """Add one unit row."""
+        self.count += row.units
+        if row.cost_usd is None:
+            self.unpriced += row.units
+        else:
+            self.cost += row.cost_usd
+            if not row.units:
+                self.uncounted_cost += row.cost_usd
+        if row.list_cost_usd is not None:
+            self.list_cost += row.list_cost_usd
+        if charge is not None:
+            self.charge = charge if self.charge is None else self.charge + charge
