@@ -35,6 +35,7 @@ import tokenmeter
 from tokenmeter import Usage
 from tokenmeter.cli import main
 from tokenmeter.finops import SQLiteReader, build_report
+from tokenmeter.finops._memory import MemoryReader
 from tokenmeter.finops._render import render_text, to_csv, to_json
 from tokenmeter.finops._sqlite import SCHEMA_VERSION, LedgerDB
 from tokenmeter.finops.chargeback import Chargeback
@@ -367,5 +368,7 @@ def test_rollup_of_a_process_with_unit_charges_adds_their_cost() -> None:
     with capture() as cap:
         tokenmeter.record("anthropic", "claude-haiku-4-5", Usage(input=1000, units=(("web_search", 3),)))
         totals = cap.meter.ledger.rollup("model")["claude-haiku-4-5"]
+        in_process = build_report(MemoryReader(cap.meter))  # what meter.report() prints
     assert totals.tokens == [1000, 0, 0, 0, 0] and totals.calls == 1
     assert totals.cost == Decimal(1000) / M + Decimal("0.03")
+    assert (in_process.units["web_search"].count, in_process.units["web_search"].cost) == (3, Decimal("0.03"))
