@@ -39,6 +39,16 @@ _ANTHROPIC_WEB_FETCH = "https://docs.claude.com/en/docs/agents-and-tools/tool-us
 # (genai-prices provider id, unit) -> rates, first matching glob wins.
 PUBLISHED: dict[tuple[str, str], tuple[PublishedRate, ...]] = {
     # Context caching storage, USD per 1,000,000 tokens per hour ("storage price"), Gemini Developer API.
+    # Each figure re-checked on 2026-12-03 against the "Context caching price" row of the pricing page
+    # (_GEMINI_PRICING) as recorded in public copies, since that page is not reachable from the build:
+    # - 2.5 Pro $4.50 and 2.5 Flash-Lite $1.00: the page's own markup as fetched 2026-09-20 (an excerpt kept
+    #   by a public price-table audit's tests);
+    # - 2.5 Flash $1.00 ("$0.03 (text / image / video) $0.1 (audio) $1.00 / 1,000,000 tokens per hour
+    #   (storage price)", quoted from the page) and 2.0 Flash $1.00 (a transcription of the page);
+    # - 3 Pro Preview $4.50 (a January 2026 transcription of the page; its successor 3.1 Pro Preview shows
+    #   the same $4.50 on the page itself).
+    # None was wrong. 2.0 Flash is deprecated and 3 Pro Preview superseded: kept to price back-filled calls.
+    # 2.0 Flash-Lite is absent on purpose: explicit caching is not offered for it (its storage stays unpriced).
     ("google", "cache_storage"): (
         # Exact ids (a glob would also catch -image / -lite siblings, which are priced apart).
         PublishedRate("gemini-2.5-pro", Decimal("4.50"), _GEMINI_PRICING, "2026-12-03"),

@@ -50,6 +50,7 @@ class Cell:
     wasted_tokens: int = 0
     wasted_cost: Decimal = Decimal(0)
     calls: int = 0
+    units: int = 0  # on a unit row (token class = a unit name): how many units were charged
 
     def merge(self, other: Cell) -> None:
         """Add ``other`` into this cell."""
@@ -61,6 +62,7 @@ class Cell:
         self.wasted_tokens += other.wasted_tokens
         self.wasted_cost += other.wasted_cost
         self.calls += other.calls
+        self.units += other.units
 
 
 @dataclass(slots=True)
@@ -213,15 +215,59 @@ class Aggregate:
                 cell.list_cost = list_parts[i] if cell.list_cost is None else cell.list_cost + list_parts[i]
             if estimated:
                 cell.estimated += n
-        # Per-request units (web searches, cache storage...): a row of their own named by the unit, cost only
-        # (0 tokens, so token totals stay the five classes'); list cost is the same charge when the table's.
+        if usage.units or cost.units:
+            self._units(hour, env, team, wf, agent, tier, provider, model, operation, outcome, customer, usage, cost)
+
+    def _units(
+        self,
+        hour: int,
+        env: str,
+        team: str,
+        wf: str,
+        agent: str,
+        tier: str,
+        provider: str,
+        model: str,
+        operation: str,
+        outcome: str,
+        customer: str,
+        usage: Any,
+        cost: Any,
+    ) -> None:
+        """Per-request units (web searches, cache storage...): a row of their own named by the unit, with the
+        count and the cost (0 tokens, so token totals stay the five classes'); list cost is the same charge
+        when the table's. A unit without a rate keeps its count under the source ``unpriced`` (cost unknown,
+        never $0); a request fee counts one request per call."""
+        source = cost.source
         listed = source.startswith("table:")
-        for name, usd in cost.units:
-            key = (hour, env, team, wf, agent, tier, provider, model, operation, name, outcome, customer, source)
+        priced = dict(cost.units)
+        counts = dict(usage.units)
+        if "request" in priced:
+            counts.setdefault("request", 1)
+        cells = self.cells
+        for name, n in counts.items():
+            usd = priced.get(name)
+            key = (
+                hour,
+                env,
+                team,
+                wf,
+                agent,
+                tier,
+                provider,
+                model,
+                operation,
+                name,
+                outcome,
+                customer,
+                source if usd is not None else "unpriced",
+            )
             cell = cells[key]
-            cell.cost = usd if cell.cost is None else cell.cost + usd
-            if listed:
-                cell.list_cost = usd if cell.list_cost is None else cell.list_cost + usd
+            cell.units += n
+            if usd is not None:
+                cell.cost = usd if cell.cost is None else cell.cost + usd
+                if listed:
+                    cell.list_cost = usd if cell.list_cost is None else cell.list_cost + usd
 
     def _list_parts(self, provider: str, model: str, usage: Any, cost: Any) -> tuple[Decimal, ...] | None:
         """The published (price table) cost of each class: the cost itself unless overridden or reported."""

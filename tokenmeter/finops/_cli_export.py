@@ -45,8 +45,8 @@ def add_parser(subparsers: Any) -> None:
         "--unpriced",
         choices=("omit", "flag"),
         default="omit",
-        help="tokens without a price: omit them (default; counted on stderr) or write them with zero "
-        "costs and x_Unpriced=true",
+        help="tokens (and unit charges) without a price: omit them (default; counted on stderr) or write them "
+        "with zero costs and x_Unpriced=true",
     )
     p.add_argument("--chargeback", metavar="FILE", help=cli_help())
     p.set_defaults(func=lambda args: run(PROG, lambda: _command(args)))
@@ -107,6 +107,16 @@ def _command(args: argparse.Namespace) -> int:
         print(
             f"{PROG}: {export.unpriced_tokens:,} tokens have no price and were {what}; FOCUS costs cannot be "
             "unknown, and tokenmeter never reports an unknown price as $0",
+            file=sys.stderr,
+        )
+    if export.unpriced_units:
+        what = "left out" if args.unpriced == "omit" else "written with x_Unpriced=true and zero costs"
+        units = ", ".join(f"{n:,} {unit}" for unit, n in sorted(export.unpriced_units.items()))
+        print(f"{PROG}: unit charges without a published rate ({units}) were {what}", file=sys.stderr)
+    if export.uncounted_unit_cost:
+        print(
+            f"{PROG}: unit charges of ${export.uncounted_unit_cost:f} have no count in {reader.describe()} "
+            "(written before the ledger kept unit counts) and were left out: FOCUS needs a consumed quantity",
             file=sys.stderr,
         )
     if args.out:

@@ -54,7 +54,15 @@ class MemoryStore:
                 (
                     k,
                     Cell(
-                        c.tokens, c.cost, c.list_cost, c.unpriced, c.estimated, c.wasted_tokens, c.wasted_cost, c.calls
+                        c.tokens,
+                        c.cost,
+                        c.list_cost,
+                        c.unpriced,
+                        c.estimated,
+                        c.wasted_tokens,
+                        c.wasted_cost,
+                        c.calls,
+                        c.units,
                     ),
                 )
                 for d in (self.days, self.cells)
@@ -72,7 +80,8 @@ class MemoryStore:
             if not name:
                 continue
             t = grouped[name]
-            t.tokens[TOKEN_CLASSES.index(key[9])] += c.tokens
+            if key[9] in TOKEN_CLASSES:  # a unit row (web searches...) adds its cost, not tokens
+                t.tokens[TOKEN_CLASSES.index(key[9])] += c.tokens
             t.cost += c.cost or 0
             t.unpriced_tokens += c.unpriced
             t.calls += c.calls
@@ -169,6 +178,7 @@ class MemoryReader:
                 wasted_tokens=c.wasted_tokens,
                 wasted_cost_usd=c.wasted_cost,
                 calls=c.calls,
+                units=c.units,
             )
 
     def runs(self, start: datetime, end: datetime, *, env: str | None = None) -> Iterable[RunRow]:

@@ -14,6 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from ._units import measure
 from .chargeback import format_rate
 
 if TYPE_CHECKING:
@@ -69,6 +70,23 @@ def tables(r: Report) -> list[Table]:
     ]
     if classes:
         out.append(("By token class", ["token class", "tokens", "cost USD"], classes))
+    if r.units:
+        out.append(
+            (
+                "Unit charges (per-request units beside the tokens)",
+                ["unit", "count", "counted in", "cost USD"] + (["charge USD"] if cb is not None else []),
+                [
+                    [
+                        u.name,
+                        f"{u.count:,}",
+                        measure(u.name).consumed,
+                        usd(u.cost) + (f" + {u.unpriced:,} unpriced" if u.unpriced else ""),
+                    ]
+                    + ([usd(u.charge) if u.charge is not None else "unpriced"] if cb is not None else [])
+                    for u in r.units.values()
+                ],
+            )
+        )
     if r.tier_mix:
         out.append(
             ("Tier mix", ["tier", "share of calls", "share of spend"], [[t, pct(c), pct(s)] for t, c, s in r.tier_mix])
@@ -173,6 +191,12 @@ def summary_lines(r: Report) -> list[str]:
         lines.append(
             f"Cost per successful run: ${usd(r.cost_per_success)} (${usd(r.runs_total_cost)} over "
             f"{rel.succeeded:,} successful runs; failed and stopped runs are charged to them)"
+        )
+    uncounted = sum((u.uncounted_cost for u in r.units.values()), Decimal(0))
+    if uncounted:
+        lines.append(
+            f"Unit charges of ${usd(uncounted)} have no count in this source (a ledger written before "
+            "tokenmeter kept unit counts, or a TSDB): their cost is in the totals"
         )
     if r.unpriced_by_model:
         models = ", ".join(f"{m} {n:,}" for m, n in r.unpriced_by_model.items())
@@ -292,6 +316,8 @@ def to_csv(r: Report, dims: Sequence[str] | None = None) -> str:
             "wasted_tokens",
             "wasted_cost_usd",
             *extra,
+            "units",
+            "unpriced_units",
         ]
     )
     # with a chargeback, a last "total" row carries both totals (the statement a customer is sent)
@@ -318,6 +344,29 @@ def to_csv(r: Report, dims: Sequence[str] | None = None) -> str:
                     if cb is None
                     else ["" if g.charge is None else str(g.charge), "" if g.rate is None else str(g.rate)]
                 ),
+                "",
+                "",
             ]
         )
+    if dims is None or "unit" in dims:  # one row per unit charged: its count beside its cost
+        for u in r.units.values():
+            w.writerow(
+                [
+                    "unit",
+                    u.name,
+                    "",
+                    "",
+                    "",
+                    0,
+                    str(u.cost),
+                    str(u.list_cost),
+                    0,
+                    0,
+                    0,
+                    "0",
+                    *([] if cb is None else ["" if u.charge is None else str(u.charge), ""]),
+                    u.count,
+                    u.unpriced,
+                ]
+            )
     return buf.getvalue()

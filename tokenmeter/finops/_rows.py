@@ -26,6 +26,11 @@ class UsageRow:
     ``calls`` counts metered calls once per call: readers put a call's count on exactly one of its
     token-class rows (the ``input`` row, or the first class the call reported), so summing ``calls``
     over rows counts each call once.
+
+    A *unit row* charges per-request units instead of tokens: its ``token_class`` is the unit's name
+    (``web_search``, ``web_fetch``, ``file_search``, ``code_execution``, ``cache_storage`` in token-seconds,
+    ``request`` for a per-call fee; see ``tokenmeter._usage.UNITS``), ``tokens`` is 0 and ``units`` is how
+    many were charged (0 on rows a reader cannot count: a ledger written before schema 2, a TSDB).
     """
 
     start: datetime  # period start, UTC, aware
@@ -51,6 +56,7 @@ class UsageRow:
     wasted_cost_usd: Decimal = Decimal(0)
     calls: int = 0
     context_tier: str = ""  # the price's context tier (e.g. ">200k" prompt pricing); "" for the default tier
+    units: int = 0  # on a unit row: how many units were charged (searches, token-seconds, requests...)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,12 @@ report over a year reads twelve monthly rows per attribution instead of 8,760 ho
 hourly rows after ``retention_days`` (the daily and monthly rows stay) and runs after ``run_retention_days``.
 Costs are integer nano-dollars (exact sums in SQL; each flush rounds its delta half-even to 1e-9 USD).
 WAL mode and ``BEGIN IMMEDIATE`` with a busy timeout let several processes on one host write one file.
+
+Schema 2 added ``units`` (how many per-request units a unit row charged: web searches, cache storage
+token-seconds...). A schema-1 file is migrated in place when a writer opens it (``ALTER TABLE ... ADD COLUMN``:
+its rows stay, with ``units`` NULL, "not counted"). NULL is sticky: a count added to an uncounted row stays
+NULL (the row's cost would otherwise be divided by a partial count), and readers give such rows ``units`` 0,
+which the report and the FOCUS export treat as "no count" (see ``UsageRow.units``).
 """
 
 from __future__ import annotations
@@ -21,14 +27,18 @@ from typing import Any
 
 from .._usage import TOKEN_CLASSES
 from ._agg import KEY_FIELDS, Cell, CellKey, RunRecord, month_start, next_month
+from ._migrations import has_units, migrate
 from ._rows import Granularity, RunRow, UsageRow
 
 APPLICATION_ID = 0x746D6C67  # "tmlg": marks a file as a tokenmeter ledger
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 5000
 _NANO = Decimal(10) ** 9
 _DIMS = ", ".join(KEY_FIELDS)
-_VALUES = "tokens, cost_nano, list_cost_nano, unpriced_tokens, estimated_tokens, wasted_tokens, wasted_cost_nano, calls"
+_VALUES = (
+    "tokens, cost_nano, list_cost_nano, unpriced_tokens, estimated_tokens, wasted_tokens, wasted_cost_nano, calls, "
+    "units"
+)
 TABLES = {"hour": "usage_hour", "day": "usage_day", "month": "usage_month"}
 _RUN_COLUMNS = (
     "run_id, start, env, team, workflow, customer, duration_s, calls, steps, max_depth, tok_input, "
@@ -50,7 +60,7 @@ CREATE TABLE IF NOT EXISTS {table} (
   {dims},
   tokens INTEGER NOT NULL, cost_nano INTEGER, list_cost_nano INTEGER, unpriced_tokens INTEGER NOT NULL,
   estimated_tokens INTEGER NOT NULL, wasted_tokens INTEGER NOT NULL, wasted_cost_nano INTEGER NOT NULL,
-  calls INTEGER NOT NULL,
+  calls INTEGER NOT NULL, units INTEGER,
   PRIMARY KEY (period, {_DIMS})
 ) WITHOUT ROWID;"""
         for table in TABLES.values()
@@ -80,8 +90,10 @@ def _upsert(table: str) -> str:
         )
 
     plain = ("tokens", "unpriced_tokens", "estimated_tokens", "wasted_tokens", "wasted_cost_nano", "calls")
-    sets = ", ".join([*(f"{c} = {c} + excluded.{c}" for c in plain), add("cost_nano"), add("list_cost_nano")])
-    marks = ", ".join("?" * (1 + len(KEY_FIELDS) + 8))
+    # a unit count added to a row written without one (schema 1) stays unknown (NULL)
+    units = "units = CASE WHEN units IS NULL OR excluded.units IS NULL THEN NULL ELSE units + excluded.units END"
+    sets = ", ".join([*(f"{c} = {c} + excluded.{c}" for c in plain), add("cost_nano"), add("list_cost_nano"), units])
+    marks = ", ".join("?" * (1 + len(KEY_FIELDS) + 9))
     return (
         f"INSERT INTO {table} (period, {_DIMS}, {_VALUES}) VALUES ({marks}) "
         f"ON CONFLICT (period, {_DIMS}) DO UPDATE SET {sets}"
@@ -151,6 +163,7 @@ class LedgerDB:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
+            migrate(conn, TABLES.values(), SCHEMA_VERSION)
             if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
@@ -191,6 +204,7 @@ class LedgerDB:
                             c.wasted_tokens,
                             nano(c.wasted_cost),
                             c.calls,
+                            c.units,
                         )
                         for k, c in rows.items()
                     ),
@@ -287,6 +301,7 @@ def usage_row(start: datetime, end: datetime, dims: Sequence[Any], v: Sequence[A
         wasted_tokens=v[5],
         wasted_cost_usd=usd(v[6]) or Decimal(0),
         calls=v[7],
+        units=v[8] or 0,  # NULL: written without a count (see the module's docstring)
     )
 
 
@@ -323,6 +338,10 @@ class SQLiteReader:
     def __init__(self, path: str) -> None:
         self.path = path
         self.conn = open_for_read(path)
+        # a schema-1 file (not yet opened by a newer writer) has no unit counts: read them as unknown
+        self._values = (
+            _VALUES if has_units(self.conn, TABLES.values()) else _VALUES.replace(", units", ", NULL AS units")
+        )
 
     def describe(self) -> str:
         """The file read."""
@@ -349,7 +368,7 @@ class SQLiteReader:
         a, b = int(start.timestamp()), int(end.timestamp())
         for g, lo, hi in _segments(a, b, granularity):
             length = {"hour": 3600, "day": 86400}.get(g)
-            sql = f"SELECT period, {_DIMS}, {_VALUES} FROM {TABLES[g]} WHERE period >= ? AND period < ?"
+            sql = f"SELECT period, {_DIMS}, {self._values} FROM {TABLES[g]} WHERE period >= ? AND period < ?"
             for r in self._query(sql, [lo, hi], env):
                 period = r[0]
                 stop = next_month(period) if length is None else period + length
@@ -367,12 +386,13 @@ class SQLiteReader:
         cols = ", ".join(keep)
         sums = (
             "SUM(tokens), SUM(cost_nano), SUM(list_cost_nano), SUM(unpriced_tokens), SUM(estimated_tokens), "
-            "SUM(wasted_tokens), SUM(wasted_cost_nano), SUM(calls)"
+            "SUM(wasted_tokens), SUM(wasted_cost_nano), SUM(calls), "
+            "CASE WHEN COUNT(units) = COUNT(*) THEN SUM(units) END"  # any uncounted part: no count
         )
         parts, args = [], []
         for g, lo, hi in _segments(int(start.timestamp()), int(end.timestamp()), "month"):
             where = "period >= ? AND period < ?" + ("" if env is None else " AND env = ?")
-            parts.append(f"SELECT {cols}, {_VALUES} FROM {TABLES[g]} WHERE {where}")
+            parts.append(f"SELECT {cols}, {self._values} FROM {TABLES[g]} WHERE {where}")
             args += [lo, hi] + ([] if env is None else [env])
         if not parts:
             return

@@ -15,6 +15,14 @@ so ``ListUnitPrice`` / ``ContractedUnitPrice`` are dollars per million tokens:
 * **chargeback** (``chargeback=``, ``--chargeback FILE``): ``x_CostCenter`` (the entity; its dimension in
   ``x_CostCenterDimension``), ``x_ChargebackRate`` (``0.15`` for +15 %) and ``x_ChargebackCost`` = ``BilledCost`` x
   (1 + rate) are added; the FOCUS cost columns stay the raw cost. Without a chargeback the columns are not written;
+* **unit charges** (per-request units beside the tokens: web searches, web fetches, file searches, code
+  executions, request fees, context cache storage): one row per unit, ``ChargeCategory`` Usage,
+  ``ConsumedQuantity`` the count in ``ConsumedUnit`` (``Searches``, ``Fetches``, ``Executions``, ``Requests``,
+  ``Token-Seconds``), ``PricingQuantity`` in the block the rate is quoted for (``PricingUnit`` ``1000 Searches``
+  ..., ``Token-Hours`` for cache storage: see :mod:`._units`), its own ``SkuId`` (``provider/model/unit``)
+  and ``SkuPriceId``; costs, chargeback and unpriced handling as for tokens. Unit rows a reader keeps no count
+  for (a ledger written before schema 2, a TSDB) cannot have a consumed quantity: they are left out and their
+  cost is counted in :attr:`FocusExport.uncounted_unit_cost` so the caller says so;
 * **unpriced tokens**: FOCUS cost columns must not be null, and a $0 cost would be a claim. By default
   (``unpriced="omit"``) rows without a price are left out and counted in :attr:`FocusExport.unpriced_tokens` so
   the caller says so; ``unpriced="flag"`` writes them with zero costs and ``x_Unpriced`` = true for tools that
@@ -34,7 +42,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+from .._usage import TOKEN_CLASSES
 from ._rows import UsageRow
+from ._units import measure
 from .chargeback import Chargeback
 
 FOCUS_VERSION = "1.2"
@@ -130,6 +140,7 @@ DECIMAL_COLUMNS = frozenset(
 DATETIME_COLUMNS = frozenset({"BillingPeriodEnd", "BillingPeriodStart", "ChargePeriodEnd", "ChargePeriodStart"})
 _MILLION = Decimal(1_000_000)
 _PRICE_PLACES = Decimal("1e-12")
+_QUANTITY_PLACES = Decimal("1e-12")
 _PROVIDERS = {  # provider id on metrics -> FOCUS ProviderName / ServiceName
     "openai": ("OpenAI", "OpenAI API"),
     "anthropic": ("Anthropic", "Anthropic API"),
@@ -161,6 +172,8 @@ class FocusExport:
     unpriced_tokens: int = 0  # tokens without a price (omitted, or flagged with x_Unpriced)
     unpriced_rows: int = 0
     chargeback: Chargeback | None = None
+    unpriced_units: dict[str, int] = field(default_factory=dict)  # unit -> count without a rate
+    uncounted_unit_cost: Decimal = Decimal(0)  # unit charges with no count in the source: left out
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -250,7 +263,7 @@ def _aggregate(rows: Iterable[UsageRow]) -> dict[_Key, list[Any]]:
     for r in rows:
         cell = cells.get(k := _key(r))
         if cell is None:
-            cell = cells[k] = [0, Decimal(0), Decimal(0), 0, 0, 0, 0, Decimal(0), set()]
+            cell = cells[k] = [0, Decimal(0), Decimal(0), 0, 0, 0, 0, Decimal(0), set(), 0]
         cell[0] += r.tokens
         if r.cost_usd is not None:
             cell[1] += r.cost_usd
@@ -261,6 +274,7 @@ def _aggregate(rows: Iterable[UsageRow]) -> dict[_Key, list[Any]]:
         cell[6] += r.wasted_tokens
         cell[7] += r.wasted_cost_usd
         cell[8].add(r.cost_source)
+        cell[9] += r.units
     return cells
 
 
@@ -280,25 +294,36 @@ def focus_rows(
     """FOCUS 1.2 rows for the usage of ``[period_start, period_end)`` (a billing period: one calendar month);
     with ``chargeback``, each row's cost center, rate and charge in ``x_`` columns beside the raw cost."""
     export = FocusExport(period_start, period_end, chargeback=chargeback)
-    cells = _aggregate(r for r in rows if period_start <= r.start < period_end and r.tokens)
+    cells = _aggregate(_charged(rows, export))
     for key in sorted(cells):
         day, provider, model, klass, team, workflow, env, agent, tier, customer, context_tier, priced = key
-        tokens, cost, list_cost, estimated, unpriced_n, calls, wasted, wasted_cost, sources = cells[key]
+        tokens, cost, list_cost, estimated, unpriced_n, calls, wasted, wasted_cost, sources, units = cells[key]
+        unit = klass not in TOKEN_CLASSES
         if not priced:
-            export.unpriced_tokens += tokens
             export.unpriced_rows += 1
+            if unit:
+                export.unpriced_units[klass] = export.unpriced_units.get(klass, 0) + units
+            else:
+                export.unpriced_tokens += tokens
             if unpriced == "omit":
                 continue
         elif unpriced_n:
             export.unpriced_tokens += unpriced_n
-        quantity = Decimal(tokens) / _MILLION
         provider_name, service = _PROVIDERS.get(provider, (provider, provider))
         charge_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         sku = f"{provider}/{model}/{klass}"
         tags = {"workflow": workflow, "agent": agent, "tier": tier, "env": env}
         if customer:
             tags["customer"] = customer
-        details = {"x_TokenClass": klass, "x_Model": model, "x_ContextTier": context_tier or "default"}
+        if unit:
+            m = measure(klass)
+            consumed, consumed_unit, meter, pricing_unit = Decimal(units), m.consumed, m.meter, m.pricing
+            quantity = (consumed / m.per).quantize(_QUANTITY_PLACES).normalize()
+            details = {"x_Unit": klass, "x_Model": model, "x_ConsumedPerPricingUnit": str(m.per)}
+        else:
+            consumed, consumed_unit, meter = Decimal(tokens), "Tokens", _METERS.get(klass, klass)
+            quantity, pricing_unit = Decimal(tokens) / _MILLION, "1000000 Tokens"
+            details = {"x_TokenClass": klass, "x_Model": model, "x_ContextTier": context_tier or "default"}
         contracted_unit = _unit(cost, quantity)
         list_unit = _unit(list_cost, quantity)
         export.rows.append(
@@ -311,11 +336,11 @@ def focus_rows(
                 "BillingPeriodEnd": period_end,
                 "ChargeCategory": "Usage",
                 "ChargeFrequency": "Usage-Based",
-                "ChargeDescription": f"{_METERS.get(klass, klass)} of {model} ({team}/{workflow}/{env})",
+                "ChargeDescription": f"{meter} of {model} ({team}/{workflow}/{env})",
                 "ChargePeriodStart": charge_start,
                 "ChargePeriodEnd": charge_start + timedelta(days=1),
-                "ConsumedQuantity": Decimal(tokens),
-                "ConsumedUnit": "Tokens",
+                "ConsumedQuantity": consumed,
+                "ConsumedUnit": consumed_unit,
                 "ContractedCost": cost,
                 "ContractedUnitPrice": contracted_unit,
                 "EffectiveCost": cost,
@@ -329,14 +354,14 @@ def focus_rows(
                 "PricingCurrencyEffectiveCost": cost,
                 "PricingCurrencyListUnitPrice": list_unit,
                 "PricingQuantity": quantity,
-                "PricingUnit": "1000000 Tokens",
+                "PricingUnit": pricing_unit,
                 "ProviderName": provider_name,
                 "PublisherName": provider_name,
                 "ServiceCategory": "AI and Machine Learning",
                 "ServiceName": service,
                 "ServiceSubcategory": "Generative AI",
                 "SkuId": sku,
-                "SkuMeter": _METERS.get(klass, klass),
+                "SkuMeter": meter,
                 "SkuPriceId": f"{sku}/{context_tier or 'default'}",
                 "SkuPriceDetails": json.dumps(details, separators=(",", ":")),
                 "SubAccountId": team,
@@ -363,3 +388,15 @@ def focus_rows(
                 x_ChargebackCost=cost * (1 + rate) if priced else None,
             )
     return export
+
+
+def _charged(rows: Iterable[UsageRow], export: FocusExport) -> Iterable[UsageRow]:
+    """The rows of the period with tokens or counted units; the cost of uncounted unit rows goes to ``export``."""
+    start, end = export.period_start, export.period_end
+    for r in rows:
+        if not start <= r.start < end:
+            continue
+        if r.tokens or r.units:
+            yield r
+        elif r.cost_usd is not None and r.model and r.token_class not in TOKEN_CLASSES:
+            export.uncounted_unit_cost += r.cost_usd  # no consumed quantity to give it: left out, said so

@@ -33,7 +33,7 @@ from ._rows import Granularity, RunRow, UsageRow
 __all__ = ["PrometheusReader", "PrometheusSourceError", "RunStats", "open_source", "parse_headers"]
 
 PERIOD = {"hour": 3600, "day": 86400}
-COUNTERS = ("tokens", "cost", "unpriced", "calls", "wasted_tokens", "wasted_cost")
+COUNTERS = ("tokens", "cost", "unpriced", "calls", "wasted_tokens", "wasted_cost", "units")
 HISTOGRAMS = ("run_tokens", "run_cost", "run_steps")
 
 
@@ -64,6 +64,7 @@ PROMETHEUS_NAMING = Naming(
         "calls": "tokenmeter_calls_total",
         "wasted_tokens": "tokenmeter_tokens_wasted_total",
         "wasted_cost": "tokenmeter_cost_wasted_USD_total",
+        "units": "tokenmeter_units_total",
         "run_tokens": "tokenmeter_run_tokens",
         "run_cost": "tokenmeter_run_cost_USD",
         "run_steps": "tokenmeter_run_steps",
@@ -79,6 +80,7 @@ OTLP_NAMING = Naming(
         "calls": "tokenmeter.calls",
         "wasted_tokens": "tokenmeter.tokens.wasted",
         "wasted_cost": "tokenmeter.cost.wasted",
+        "units": "tokenmeter.units",
         "run_tokens": "tokenmeter.run.tokens",
         "run_cost": "tokenmeter.run.cost",
         "run_steps": "tokenmeter.run.steps",
@@ -267,10 +269,10 @@ _Key = tuple[int, str, str, str, str, str, str, str, str, str, str]  # period, e
 
 
 class _Cell:
-    __slots__ = ("calls", "cost", "tokens", "unpriced", "wasted_cost", "wasted_tokens")
+    __slots__ = ("calls", "cost", "tokens", "units", "unpriced", "wasted_cost", "wasted_tokens")
 
     def __init__(self) -> None:
-        self.tokens = self.unpriced = self.calls = self.wasted_tokens = 0
+        self.tokens = self.unpriced = self.calls = self.wasted_tokens = self.units = 0
         self.cost: Decimal | None = None
         self.wasted_cost = Decimal(0)
 
@@ -317,6 +319,9 @@ def _rows(series: Mapping[str, list[Delta]], naming: Naming, period: int, env: s
     for d in series["cost"]:
         c = cell((*_base(d, naming), d.labels.get(token_class, "input"), _outcome(d, naming)))
         c.cost = (c.cost or Decimal(0)) + d.value
+    unit = naming.label("tokenmeter.unit")
+    for d in series.get("units", ()):  # per-request units: the unit's row, beside its cost (class = the unit)
+        cell((*_base(d, naming), d.labels.get(unit, ""), _outcome(d, naming))).units += int(d.value)
     for d in series["calls"]:
         outcome = d.labels.get(naming.label("tokenmeter.outcome"), "ok")
         cell((*_base(d, naming), "input", outcome)).calls += int(d.value)
@@ -355,6 +360,8 @@ def _rows(series: Mapping[str, list[Delta]], naming: Naming, period: int, env: s
         waste = key[-1] == "waste"
         priced = c.unpriced < c.tokens or (not c.tokens and not c.unpriced)
         cost = None if not priced else (c.cost or Decimal(0))
+        if c.units and not c.tokens and c.cost is None:
+            cost = None  # units counted without a cost series: a unit with no rate, never $0
         yield UsageRow(
             start,
             end,
@@ -375,6 +382,7 @@ def _rows(series: Mapping[str, list[Delta]], naming: Naming, period: int, env: s
             wasted_tokens=c.wasted_tokens,
             wasted_cost_usd=c.wasted_cost,
             calls=c.calls,
+            units=c.units,
         )
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from .._usage import TOKEN_CLASSES, Usage
 from ._render import render_text
 from ._rows import UsageRow
+from ._units import UnitFigures
 from .chargeback import Chargeback
 
 DIMENSIONS = ("env", "team", "workflow", "agent", "tier", "provider", "model", "operation", "customer")
@@ -160,6 +161,7 @@ class Report:
     cost_per_success: Decimal | None
     runs_total_cost: Decimal
     chargeback: Chargeback | None = None  # the definition the ``charge`` figures were computed with
+    units: dict[str, UnitFigures] = field(default_factory=dict)  # per-request unit charges, by unit name
 
     @property
     def empty(self) -> bool:
@@ -224,6 +226,7 @@ def build_report(
     tiers: dict[str, Figures] = {}
     cache_reads: dict[tuple[str, str], int] = defaultdict(int)
     unpriced: dict[str, int] = defaultdict(int)
+    units: dict[str, UnitFigures] = {}
     wf_calls: dict[str, Figures] = {}
     for row in _usage_rows(reader, start, end, env, dims):
         charge = None
@@ -245,6 +248,11 @@ def build_report(
                 g.add(row, charge)
         if row.token_class in classes:
             classes[row.token_class].add(row, charge)
+        elif row.model:  # a unit row: its token class is the unit's name (waste rows carry no model)
+            u = units.get(row.token_class)
+            if u is None:
+                u = units[row.token_class] = UnitFigures(row.token_class)
+            u.add(row, charge)
         if row.model:  # waste rows carry no model; tier mix counts calls and spend
             t = tiers.get(row.tier)
             if t is None:
@@ -280,6 +288,7 @@ def build_report(
         cost_per_success=per_success,
         runs_total_cost=runs_cost,
         chargeback=chargeback,
+        units=dict(sorted(units.items())),
     )
 
 
@@ -399,6 +408,7 @@ __all__ = [
     "Reliability",
     "Report",
     "Spread",
+    "UnitFigures",
     "WorkflowRuns",
     "build_report",
     "quantile",
