@@ -318,10 +318,15 @@ def ledger_path(value: str | None) -> str | None:
     if value is None or value in ("none", "off", "memory"):
         return None
     if value == "default":
-        from platformdirs import user_data_dir
-
-        return str(Path(user_data_dir("tokenmeter", appauthor=False)) / "ledger.db")
+        return default_ledger_path()
     return value[len("sqlite:///") :]
+
+
+def default_ledger_path() -> str:
+    """``<platformdirs user data dir>/tokenmeter/ledger.db`` (platformdirs loads here, not at configure())."""
+    from platformdirs import user_data_dir
+
+    return str(Path(user_data_dir("tokenmeter", appauthor=False)) / "ledger.db")
 
 
 def _ledger_options(raw: dict[str, Any]) -> None:

@@ -54,7 +54,7 @@ class LedgerSink:
 
     def __init__(
         self,
-        path: str | None,
+        path: str | Callable[[], str] | None,
         *,
         flush_interval: float = 1.0,
         queue_size: int = 65_536,
@@ -63,7 +63,10 @@ class LedgerSink:
         list_prices: Any = None,
         env: str = "",
     ) -> None:
-        self.path = path
+        # A callable (the default location) is resolved on first need, off configure()'s path: see ``path``.
+        self._path: str | None = None if callable(path) else path
+        self._path_fn: Callable[[], str] | None = path if callable(path) else None
+        self._durable = path is not None
         self.flush_interval = flush_interval
         self.retention_days = retention_days
         self.run_retention_days = run_retention_days
@@ -74,6 +77,14 @@ class LedgerSink:
         self._init_state()
         _SINKS.add(self)
         atexit.register(self.close)
+
+    @property
+    def path(self) -> str | None:
+        """The ledger file (``None``: memory only); the default location is computed when first needed."""
+        fn = self._path_fn
+        if fn is not None:
+            self._path, self._path_fn = fn(), None  # idempotent: two threads racing compute the same path
+        return self._path
 
     def _init_state(self) -> None:
         self.stats: dict[str, int] = {"queued": 0, "folded": 0, "written_rows": 0, "write_errors": 0, "flushes": 0}
@@ -199,7 +210,7 @@ class LedgerSink:
             cells, runs = self._agg.take()
             if cells or runs:
                 self.memory.merge(cells, runs)
-            if self.path is None:
+            if not self._durable:
                 return True
             if self._unwritten is not None:
                 old_cells, old_runs = self._unwritten
@@ -212,6 +223,8 @@ class LedgerSink:
             return ok
 
     def _write(self, cells: dict[CellKey, Cell], runs: list[RunRecord]) -> bool:
+        if self._db is None and not (cells or runs) and not self._db_failed:
+            return True  # the file (its directory, schema, WAL) is created at the first row, not before
         db = self._open()
         if db is None:
             if cells or runs:
@@ -241,12 +254,13 @@ class LedgerSink:
     def _open(self) -> LedgerDB | None:
         if self._db is not None:
             return self._db
-        if self._db_failed or self.path is None:
+        if self._db_failed or not self._durable:
             return None
         from ._sqlite import LedgerDB, LedgerFileError  # on the writer thread: configure() never loads sqlite3
 
         try:
-            self._db = LedgerDB(self.path)
+            path = self.path  # the default location is computed here, on the writer thread, at the first write
+            self._db = LedgerDB(path or "")
         except LedgerFileError as exc:
             self._db_failed = True  # a corrupt or foreign file is never touched again by this process
             self.stats["write_errors"] += 1
@@ -256,7 +270,8 @@ class LedgerSink:
             )
         except Exception as exc:
             self.stats["write_errors"] += 1
-            self._degrade("open", f"cannot open the ledger {self.path} ({exc}); metering continues in memory")
+            where = self._path or "(default location)"
+            self._degrade("open", f"cannot open the ledger {where} ({exc}); metering continues in memory")
         return self._db
 
     def _degrade(self, site: str, message: str) -> None:
