@@ -282,6 +282,7 @@ def _build_ledger(options: Options) -> Any:
         default_ledger_path if options.ledger == "default" else ledger_path(options.ledger),
         flush_interval=options.ledger_flush_interval,
         queue_size=options.ledger_queue_size,
+        max_pending_runs=options.ledger_max_pending_runs,
         retention_days=options.ledger_retention_days,
         run_retention_days=options.ledger_run_retention_days,
         list_prices=PriceBook(None),
@@ -344,6 +345,9 @@ def configure(**options: Any) -> Meter:
       report then covers this process only). Written by a background thread; read with ``tokenmeter report``.
     * ``ledger_flush_interval`` -- seconds between ledger writes (default 1.0: at most that much is lost if
       the process is killed); ``ledger_queue_size`` (default 65536 events before folding in memory);
+      ``ledger_max_pending_runs`` (default 10000 finished runs kept one by one while the writer is behind or
+      the file cannot be written; the next fold into per-hour sums, table ``runs_folded``: the bound on the
+      ledger's memory however far its writer falls behind);
       ``ledger_retention_days`` (hourly rows, default 400; daily and monthly rows stay) and
       ``ledger_run_retention_days`` (per-run rows, default 90).
     * ``shutdown_timeout_ms`` -- the most :func:`shutdown` (and the exit hook) may take (default 5000).

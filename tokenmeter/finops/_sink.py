@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .. import _safe
-from ._agg import CALL, RUN, STEP, WASTE, Aggregate, Cell, CellKey, RunRecord
+from ._agg import CALL, RUN, STEP, WASTE, Aggregate, Cell, CellKey, PendingRuns
 from ._memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -58,6 +58,7 @@ class LedgerSink:
         *,
         flush_interval: float = 1.0,
         queue_size: int = 65_536,
+        max_pending_runs: int = 10_000,
         retention_days: int = 400,
         run_retention_days: int = 90,
         list_prices: Any = None,
@@ -71,6 +72,7 @@ class LedgerSink:
         self.retention_days = retention_days
         self.run_retention_days = run_retention_days
         self._cap = queue_size
+        self._max_runs = max_pending_runs
         self._high = max(1, queue_size // 2)
         self._list_prices = list_prices
         self._env = env
@@ -87,13 +89,20 @@ class LedgerSink:
         return self._path
 
     def _init_state(self) -> None:
-        self.stats: dict[str, int] = {"queued": 0, "folded": 0, "written_rows": 0, "write_errors": 0, "flushes": 0}
+        self.stats: dict[str, int] = {
+            "queued": 0,
+            "folded": 0,
+            "written_rows": 0,
+            "write_errors": 0,
+            "flushes": 0,
+            "runs_folded": 0,
+        }
         self.degraded: str | None = None  # why the file is not written, if it is not
         self._pid = os.getpid()
         self._q: deque[tuple[Any, ...]] = deque()
-        self._agg = Aggregate(self._list_prices, self._env)
+        self._agg = Aggregate(self._list_prices, self._env, self._max_runs)
         self.memory = MemoryStore()
-        self._unwritten: tuple[dict[CellKey, Cell], list[RunRecord]] | None = None
+        self._unwritten: tuple[dict[CellKey, Cell], PendingRuns] | None = None
         self._db: LedgerDB | None = None
         self._db_failed = False
         self._flush_lock = threading.Lock()
@@ -172,6 +181,20 @@ class LedgerSink:
         """One workflow run finished (``outcome`` ok / error / stopped)."""
         self._put((RUN, time.time(), scope, run, tokens, cost, unpriced, calls, steps, outcome))
 
+    def backlog(self) -> dict[str, int]:
+        """What waits in memory for the writer or the file: ``events`` queued (at most ``ledger_queue_size``),
+        finished ``runs`` kept one by one (at most ``ledger_max_pending_runs``), ``run_folds`` (per-hour sums of
+        the runs beyond that) and usage ``cells`` (one per hour and attribution) not yet written."""
+        agg, unwritten = self._agg, self._unwritten
+        runs = len(agg.runs.runs)
+        folds = len(agg.runs.folded)
+        cells = len(agg.cells)
+        if unwritten is not None:
+            runs += len(unwritten[1].runs)
+            folds += len(unwritten[1].folded)
+            cells += len(unwritten[0])
+        return {"events": len(self._q), "runs": runs, "run_folds": folds, "cells": cells}
+
     # -- writer --------------------------------------------------------------------------------------
     def _loop(self) -> None:
         last = time.monotonic()
@@ -208,31 +231,57 @@ class LedgerSink:
         with self._flush_lock:
             self._drain()
             cells, runs = self._agg.take()
-            if cells or runs:
-                self.memory.merge(cells, runs)
+            if cells or runs.runs:
+                self.memory.merge(cells, runs.runs)
+            if runs.folded:
+                self._note_folded(runs.folded_runs())
             if not self._durable:
                 return True
             if self._unwritten is not None:
                 old_cells, old_runs = self._unwritten
                 for key, cell in cells.items():
                     old_cells.setdefault(key, Cell()).merge(cell)
-                cells, runs = old_cells, old_runs + runs
+                before = old_runs.folded_runs()
+                old_runs.extend(runs)  # within the bound: the newer runs fold if the older fill it
+                self._note_folded(old_runs.folded_runs() - before - runs.folded_runs())
+                cells, runs = old_cells, old_runs
                 self._unwritten = None
             ok = self._write(cells, runs)
             self.stats["flushes"] += 1
             return ok
 
-    def _write(self, cells: dict[CellKey, Cell], runs: list[RunRecord]) -> bool:
+    def _note_folded(self, n: int) -> None:
+        if n > 0:
+            self.stats["runs_folded"] += n
+            where = f"the ledger {self.path} (as per-hour sums in its table runs_folded)" if self._durable else "memory"
+            self._degrade(
+                "runs",
+                f"the ledger writer is behind: more than {self._max_runs} finished runs waited, the next are "
+                f"folded into {where} instead of one row each (counted in stats['runs_folded']); their calls, "
+                "tokens and cost are all kept (ledger_max_pending_runs)",
+                degrade=False,
+            )
+
+    def _hold(self, cells: dict[CellKey, Cell], runs: PendingRuns) -> None:
+        self._unwritten = (cells, runs)
+        self._agg.hold(len(runs.runs))
+
+    def _write(self, cells: dict[CellKey, Cell], runs: PendingRuns) -> bool:
         if self._db is None and not (cells or runs) and not self._db_failed:
             return True  # the file (its directory, schema, WAL) is created at the first row, not before
         db = self._open()
         if db is None:
             if cells or runs:
-                self._unwritten = (cells, runs)
+                self._hold(cells, runs)
             return False
         try:
             if cells or runs:
-                self.stats["written_rows"] += db.write(cells, runs)
+                if runs.folded:
+                    self.stats["written_rows"] += db.write(cells, runs.runs, runs.folded)
+                else:
+                    self.stats["written_rows"] += db.write(cells, runs.runs)
+                if self._agg.held:
+                    self._agg.hold(0)
             now = time.time()
             if now - self._last_compact > _COMPACT_EVERY_S:
                 self._last_compact = now
@@ -243,7 +292,7 @@ class LedgerSink:
             return True
         except Exception as exc:
             self.stats["write_errors"] += 1
-            self._unwritten = (cells, runs)
+            self._hold(cells, runs)
             self._degrade(
                 "write",
                 f"cannot write the ledger {self.path} ({exc}); metering continues in memory "
@@ -274,8 +323,9 @@ class LedgerSink:
             self._degrade("open", f"cannot open the ledger {where} ({exc}); metering continues in memory")
         return self._db
 
-    def _degrade(self, site: str, message: str) -> None:
-        self.degraded = message
+    def _degrade(self, site: str, message: str, *, degrade: bool = True) -> None:
+        if degrade:
+            self.degraded = message
         if site not in self._warned:
             self._warned.add(site)
             _log.warning("tokenmeter: %s", message)
