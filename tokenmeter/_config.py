@@ -354,7 +354,7 @@ def _ledger_options(raw: dict[str, Any]) -> None:
         raw["ledger_flush_interval"] = interval
     for key, minimum in (
         ("ledger_queue_size", 1),
-        ("ledger_max_pending_runs", 0),
+        ("ledger_max_pending_runs", 1),
         ("ledger_retention_days", 1),
         ("ledger_run_retention_days", 1),
     ):

@@ -161,3 +161,24 @@ def test_folded_runs_are_exact_sums(tmp_path: Path) -> None:
     assert row["tokens"]["input"] == 60 and row["tokens"]["output"] == 30
     assert row["cost_usd"] == Decimal("0.000004") and row["duration_s"] == 9.0
     assert row["succeeded"] == 2 and row["failed"] == 4  # r2, r6 / r1, r3, r5, r7
+
+
+def test_a_writer_that_keeps_up_keeps_every_run_whole(tmp_path: Path) -> None:
+    """More runs than the bound in one flush interval is not falling behind: the writer writes in rounds."""
+    path = tmp_path / "ledger.db"
+    meter = tokenmeter.configure(
+        exporter="none", ledger=f"sqlite:///{path}", ledger_flush_interval=30, ledger_max_pending_runs=40
+    )
+    try:
+        for i in range(500):
+            _one(i)
+        assert meter.force_flush()
+        assert meter.ledger.stats["runs_folded"] == 0
+    finally:
+        tokenmeter.unconfigure()
+    totals = _file_totals(path)
+    assert totals["runs"] == totals["runs_one_by_one"] == totals["run_ids"] == 500
+    assert totals["calls"] == 500
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'runs_folded'").fetchone() == (0,)
+    conn.close()

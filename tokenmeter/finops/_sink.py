@@ -211,11 +211,18 @@ class LedgerSink:
             except Exception:
                 _safe.log_once("ledger.loop", "tokenmeter: the ledger writer failed a flush; it keeps running")
 
-    def _drain(self) -> None:
+    def _drain(self) -> bool:
+        """Fold the queue into the aggregate; True if it stopped early, its pending runs full (flush writes them
+        and drains on: the writer keeps every run whole while it can write; only callers folding into a full
+        queue, or a file that cannot be written, fold runs)."""
         q, agg = self._q, self._agg
+        stats = self.stats
         while q:
             with agg.lock:
+                runs = agg.runs
                 for _ in range(_DRAIN_CHUNK):
+                    if len(runs.runs) >= runs.limit:
+                        return True
                     try:
                         event = q.popleft()
                     except IndexError:
@@ -224,31 +231,42 @@ class LedgerSink:
                         agg.absorb(event)
                     except Exception:
                         _safe.log_once("ledger.absorb", "tokenmeter: folding a ledger event failed")
-                    self.stats["queued"] += 1
+                    stats["queued"] += 1
+        return False
 
     def flush(self) -> bool:
         """Fold everything queued and write it to the file now; False if the file could not be written."""
         with self._flush_lock:
-            self._drain()
-            cells, runs = self._agg.take()
-            if cells or runs.runs:
-                self.memory.merge(cells, runs.runs)
-            if runs.folded:
-                self._note_folded(runs.folded_runs())
-            if not self._durable:
-                return True
-            if self._unwritten is not None:
-                old_cells, old_runs = self._unwritten
-                for key, cell in cells.items():
-                    old_cells.setdefault(key, Cell()).merge(cell)
-                before = old_runs.folded_runs()
-                old_runs.extend(runs)  # within the bound: the newer runs fold if the older fill it
-                self._note_folded(old_runs.folded_runs() - before - runs.folded_runs())
-                cells, runs = old_cells, old_runs
-                self._unwritten = None
-            ok = self._write(cells, runs)
-            self.stats["flushes"] += 1
-            return ok
+            stalled = 0
+            while True:
+                before = self.stats["queued"]
+                more = self._drain()
+                ok = self._flush_taken()
+                self.stats["flushes"] += 1
+                # each round writes ledger_max_pending_runs runs (a round that drained nothing has just freed
+                # the room held by unwritten runs: the next one drains)
+                stalled = 0 if self.stats["queued"] > before else stalled + 1
+                if not (more and ok) or stalled > 1:
+                    return ok
+
+    def _flush_taken(self) -> bool:
+        cells, runs = self._agg.take()
+        if cells or runs.runs:
+            self.memory.merge(cells, runs.runs)
+        if runs.folded:
+            self._note_folded(runs.folded_runs())
+        if not self._durable:
+            return True
+        if self._unwritten is not None:
+            old_cells, old_runs = self._unwritten
+            for key, cell in cells.items():
+                old_cells.setdefault(key, Cell()).merge(cell)
+            before = old_runs.folded_runs()
+            old_runs.extend(runs)  # within the bound: the newer runs fold if the older fill it
+            self._note_folded(old_runs.folded_runs() - before - runs.folded_runs())
+            cells, runs = old_cells, old_runs
+            self._unwritten = None
+        return self._write(cells, runs)
 
     def _note_folded(self, n: int) -> None:
         if n > 0:
