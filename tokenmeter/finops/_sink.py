@@ -211,17 +211,17 @@ class LedgerSink:
             except Exception:
                 _safe.log_once("ledger.loop", "tokenmeter: the ledger writer failed a flush; it keeps running")
 
-    def _drain(self) -> bool:
-        """Fold the queue into the aggregate; True if it stopped early, its pending runs full (flush writes them
-        and drains on: the writer keeps every run whole while it can write; only callers folding into a full
-        queue, or a file that cannot be written, fold runs)."""
+    def _drain(self, rounds: bool) -> bool:
+        """Fold the queue into the aggregate; with ``rounds``, stop early (True) when the pending runs are full:
+        flush writes them and drains on, so a writer that can write keeps every run whole. Without (the file
+        cannot be written now), drain it all: the writer folds the runs beyond the bound, not the callers."""
         q, agg = self._q, self._agg
         stats = self.stats
         while q:
             with agg.lock:
                 runs = agg.runs
                 for _ in range(_DRAIN_CHUNK):
-                    if len(runs.runs) >= runs.limit:
+                    if rounds and len(runs.runs) >= runs.limit:
                         return True
                     try:
                         event = q.popleft()
@@ -240,7 +240,7 @@ class LedgerSink:
             stalled = 0
             while True:
                 before = self.stats["queued"]
-                more = self._drain()
+                more = self._drain(self._unwritten is None or not self._durable)
                 ok = self._flush_taken()
                 self.stats["flushes"] += 1
                 # each round writes ledger_max_pending_runs runs (a round that drained nothing has just freed
