@@ -116,7 +116,7 @@ def test_a_starved_writer_keeps_a_bounded_backlog_and_loses_nothing(
     assert totals["cost"] == price * (N + 1)
     assert totals["runs"] == N  # each run once: one by one or folded, never both
     assert totals["run_ids"] == totals["runs_one_by_one"] == N - folded
-    assert folded >= N - 2 * MAX_RUNS * 30  # most runs folded: the writer was held the whole time
+    assert N - folded <= 2 * MAX_RUNS + QUEUE  # the rest folded: the writer was held the whole time
     assert totals["run_calls"] == N
     assert totals["run_tokens"] == N * 1650
     assert totals["run_cost"] == price * N
