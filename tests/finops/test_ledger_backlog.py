@@ -137,7 +137,8 @@ def test_the_bound_is_an_option(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_folded_runs_are_exact_sums(tmp_path: Path) -> None:
     """The folded table itself: upserts add (priced + unpriced cost stays the priced sum), never overwrite."""
-    from tokenmeter.finops._agg import PendingRuns, RunRecord
+    from tokenmeter.finops._agg import RunRecord
+    from tokenmeter.finops._runfold import PendingRuns
     from tokenmeter.finops._sqlite import LedgerDB
 
     start = datetime(2026, 12, 3, 10, 30, tzinfo=UTC).timestamp()

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from .._usage import TOKEN_CLASSES, class_counts
+from ._runfold import PendingRuns
 
 CALL, WASTE, STEP, RUN = 0, 1, 2, 3
 HOUR = 3600
@@ -85,103 +86,6 @@ class RunRecord:
     business_outcome: str | None
     succeeded: bool | None
     step_results: dict[int, list[int]] = field(default_factory=dict)  # depth -> [ok, failed]
-
-
-# (hour of the run's start, env, team, workflow, customer, outcome): runs folded when too many wait for the file
-RunFoldKey = tuple[int, str, str, str, str, str]
-
-
-@dataclass(slots=True)
-class RunFold:
-    """Sums of the finished runs of one :data:`RunFoldKey` that did not fit the pending list (``runs`` of them)."""
-
-    runs: int = 0
-    calls: int = 0
-    steps: int = 0
-    max_depth: int = 0
-    tokens: list[int] = field(default_factory=lambda: [0] * len(TOKEN_CLASSES))
-    cost: Decimal | None = None  # the priced runs' cost; ``None`` while every run is unpriced
-    unpriced_runs: int = 0
-    duration_s: float = 0.0
-    succeeded: int = 0  # runs marked success=True / False (the rest were not marked)
-    failed: int = 0
-
-    def add(self, r: RunRecord) -> None:
-        """Fold one run in."""
-        self.runs += 1
-        self.calls += r.calls
-        self.steps += r.steps
-        self.max_depth = max(self.max_depth, r.max_depth)
-        tokens = self.tokens
-        for i, n in enumerate(r.tokens[: len(tokens)]):
-            tokens[i] += n
-        if r.cost is None:
-            self.unpriced_runs += 1
-        else:
-            self.cost = r.cost if self.cost is None else self.cost + r.cost
-        self.duration_s += r.duration_s
-        if r.succeeded is not None:
-            if r.succeeded:
-                self.succeeded += 1
-            else:
-                self.failed += 1
-
-    def merge(self, o: RunFold) -> None:
-        """Add another fold of the same key."""
-        self.runs += o.runs
-        self.calls += o.calls
-        self.steps += o.steps
-        self.max_depth = max(self.max_depth, o.max_depth)
-        self.tokens = [a + b for a, b in zip(self.tokens, o.tokens, strict=True)]
-        self.cost = _add(self.cost, o.cost)
-        self.unpriced_runs += o.unpriced_runs
-        self.duration_s += o.duration_s
-        self.succeeded += o.succeeded
-        self.failed += o.failed
-
-
-class PendingRuns:
-    """Finished runs waiting for the file: the first ``limit`` one by one, the rest folded per hour and
-    attribution (:class:`RunFold`), so memory is bounded however long the file cannot be written.
-
-    Every run is in exactly one of the two (never both), so nothing is counted twice when written.
-    """
-
-    __slots__ = ("folded", "limit", "runs")
-
-    def __init__(self, limit: int) -> None:
-        self.runs: list[RunRecord] = []
-        self.folded: dict[RunFoldKey, RunFold] = {}
-        self.limit = limit
-
-    def add(self, r: RunRecord) -> None:
-        """Keep ``r`` whole if there is room, else fold it."""
-        if len(self.runs) < self.limit:
-            self.runs.append(r)
-            return
-        key = (int(r.start) // HOUR * HOUR, r.env, r.team, r.workflow, r.customer, r.outcome)
-        fold = self.folded.get(key)
-        if fold is None:
-            fold = self.folded[key] = RunFold()
-        fold.add(r)
-
-    def extend(self, newer: PendingRuns) -> None:
-        """Append ``newer`` (runs that finished after these) within this list's limit."""
-        for r in newer.runs:
-            self.add(r)
-        for key, fold in newer.folded.items():
-            mine = self.folded.get(key)
-            if mine is None:
-                self.folded[key] = fold
-            else:
-                mine.merge(fold)
-
-    def folded_runs(self) -> int:
-        """How many runs are folded (not kept one by one)."""
-        return sum(f.runs for f in self.folded.values())
-
-    def __bool__(self) -> bool:
-        return bool(self.runs or self.folded)
 
 
 def _add(a: Decimal | None, b: Decimal | None) -> Decimal | None:

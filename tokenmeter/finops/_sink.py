@@ -23,8 +23,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .. import _safe
-from ._agg import CALL, RUN, STEP, WASTE, Aggregate, Cell, CellKey, PendingRuns
+from ._agg import CALL, RUN, STEP, WASTE, Aggregate, Cell, CellKey
 from ._memory import MemoryStore
+from ._runfold import PendingRuns
 
 if TYPE_CHECKING:
     from ._sqlite import LedgerDB

@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from .._usage import TOKEN_CLASSES
-from ._agg import KEY_FIELDS, Cell, CellKey, RunFold, RunFoldKey, RunRecord, month_start, next_month
+from ._agg import KEY_FIELDS, Cell, CellKey, RunRecord, month_start, next_month
 from ._migrations import has_units, migrate
 from ._rows import Granularity, RunRow, UsageRow
+from ._runfold import FOLDED_SCHEMA, FOLDED_UPSERT, RunFold, RunFoldKey, folded_row, read_folded
 
 APPLICATION_ID = 0x746D6C67  # "tmlg": marks a file as a tokenmeter ledger
 SCHEMA_VERSION = 2
@@ -80,34 +81,6 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
     )
-
-
-# Runs folded when more than ledger_max_pending_runs waited for the file (see _agg.PendingRuns); created with
-# the first fold, so a ledger that never fell behind has no such table.
-_FOLDED_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs_folded (
-  period INTEGER NOT NULL, env TEXT NOT NULL, team TEXT NOT NULL, workflow TEXT NOT NULL, customer TEXT NOT NULL,
-  outcome TEXT NOT NULL, runs INTEGER NOT NULL, calls INTEGER NOT NULL, steps INTEGER NOT NULL,
-  max_depth INTEGER NOT NULL, tok_input INTEGER NOT NULL, tok_cache_read INTEGER NOT NULL,
-  tok_cache_write INTEGER NOT NULL, tok_output INTEGER NOT NULL, tok_reasoning INTEGER NOT NULL,
-  cost_nano INTEGER, unpriced_runs INTEGER NOT NULL, duration_s REAL NOT NULL, succeeded INTEGER NOT NULL,
-  failed INTEGER NOT NULL,
-  PRIMARY KEY (period, env, team, workflow, customer, outcome)
-) WITHOUT ROWID"""
-_FOLDED_SUMS = ("runs", "calls", "steps", "tok_input", "tok_cache_read", "tok_cache_write", "tok_output")
-_FOLDED_UPSERT = (
-    "INSERT INTO runs_folded VALUES (" + ",".join("?" * 20) + ") ON CONFLICT (period, env, team, workflow, customer, "
-    "outcome) DO UPDATE SET "
-    + ", ".join(f"{c} = {c} + excluded.{c}" for c in (*_FOLDED_SUMS, "tok_reasoning", "unpriced_runs", "duration_s"))
-    + ", succeeded = succeeded + excluded.succeeded, failed = failed + excluded.failed"
-    + ", max_depth = max(max_depth, excluded.max_depth)"
-    + ", cost_nano = CASE WHEN cost_nano IS NULL THEN excluded.cost_nano WHEN excluded.cost_nano IS NULL "
-    "THEN cost_nano ELSE cost_nano + excluded.cost_nano END"
-)
-
-
-def _folded_tail(f: RunFold) -> tuple[int, float, int, int]:
-    return f.unpriced_runs, f.duration_s, f.succeeded, f.failed
 
 
 def _upsert(table: str) -> str:
@@ -266,14 +239,8 @@ class LedgerDB:
                 ),
             )
             if folded:
-                conn.execute(_FOLDED_SCHEMA)
-                conn.executemany(
-                    _FOLDED_UPSERT,
-                    (
-                        (*k, f.runs, f.calls, f.steps, f.max_depth, *f.tokens, nano(f.cost), *_folded_tail(f))
-                        for k, f in folded.items()
-                    ),
-                )
+                conn.execute(FOLDED_SCHEMA)
+                conn.executemany(FOLDED_UPSERT, (folded_row(k, f, nano(f.cost)) for k, f in folded.items()))
                 n += len(folded)
             conn.execute("COMMIT")
         except BaseException:
@@ -480,23 +447,8 @@ class SQLiteReader:
             )
 
     def folded_runs(self, start: datetime, end: datetime, *, env: str | None = None) -> list[dict[str, Any]]:
-        """Runs stored as per-hour sums because the writer fell behind (``ledger_max_pending_runs``), one dict per
-        (hour, env, team, workflow, customer, outcome) with ``runs`` and their summed calls, steps, tokens
-        (per class), ``cost_usd`` (``None``: all unpriced), ``duration_s``, ``succeeded`` / ``failed`` counts.
-        Empty when the table does not exist (the writer never fell that far behind)."""
-        if not self._query("SELECT 1 FROM sqlite_master WHERE name = 'runs_folded'", []).fetchone():
-            return []
-        sql = "SELECT * FROM runs_folded WHERE period >= ? AND period < ?"
-        cur = self._query(sql, [int(start.timestamp()), int(end.timestamp())], env)
-        names = [d[0] for d in cur.description]
-        out = []
-        for r in cur.fetchall():
-            row = dict(zip(names, r, strict=True))
-            row["start"] = datetime.fromtimestamp(row.pop("period"), UTC)
-            row["cost_usd"] = usd(row.pop("cost_nano"))
-            row["tokens"] = {c: row.pop(f"tok_{c}") for c in TOKEN_CLASSES}
-            out.append(row)
-        return out
+        """Runs stored as per-hour sums because the writer fell behind (see :func:`._runfold.read_folded`)."""
+        return read_folded(self._query, start, end, env)
 
     def run_facts(self, start: datetime, end: datetime, *, env: str | None = None) -> Iterator[tuple[Any, ...]]:
         """The report's fast path over runs: ``report.RunFacts`` tuples straight from SQL."""
