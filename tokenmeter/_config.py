@@ -52,6 +52,7 @@ class Options:
     ledger: str | None = "default"
     ledger_flush_interval: float = 1.0
     ledger_queue_size: int = 65_536
+    ledger_max_pending_runs: int = 10_000
     ledger_retention_days: int = 400
     ledger_run_retention_days: int = 90
     providers: tuple[tuple[str, str], ...] = ()
@@ -83,6 +84,7 @@ _ENV: dict[str, str] = {
     "ledger": "TOKENMETER_LEDGER",
     "ledger_flush_interval": "TOKENMETER_LEDGER_FLUSH_INTERVAL",
     "ledger_queue_size": "TOKENMETER_LEDGER_QUEUE_SIZE",
+    "ledger_max_pending_runs": "TOKENMETER_LEDGER_MAX_PENDING_RUNS",
     "ledger_retention_days": "TOKENMETER_LEDGER_RETENTION_DAYS",
     "ledger_run_retention_days": "TOKENMETER_LEDGER_RUN_RETENTION_DAYS",
     "providers": "TOKENMETER_PROVIDERS",
@@ -318,10 +320,15 @@ def ledger_path(value: str | None) -> str | None:
     if value is None or value in ("none", "off", "memory"):
         return None
     if value == "default":
-        from platformdirs import user_data_dir
-
-        return str(Path(user_data_dir("tokenmeter", appauthor=False)) / "ledger.db")
+        return default_ledger_path()
     return value[len("sqlite:///") :]
+
+
+def default_ledger_path() -> str:
+    """``<platformdirs user data dir>/tokenmeter/ledger.db`` (platformdirs loads here, not at configure())."""
+    from platformdirs import user_data_dir
+
+    return str(Path(user_data_dir("tokenmeter", appauthor=False)) / "ledger.db")
 
 
 def _ledger_options(raw: dict[str, Any]) -> None:
@@ -345,6 +352,11 @@ def _ledger_options(raw: dict[str, Any]) -> None:
         if isinstance(value, bool) or not 0 < interval <= 60:
             raise ConfigError(f"ledger_flush_interval must be seconds in (0, 60], got {value!r}")
         raw["ledger_flush_interval"] = interval
-    for key, minimum in (("ledger_queue_size", 1), ("ledger_retention_days", 1), ("ledger_run_retention_days", 1)):
+    for key, minimum in (
+        ("ledger_queue_size", 1),
+        ("ledger_max_pending_runs", 1),
+        ("ledger_retention_days", 1),
+        ("ledger_run_retention_days", 1),
+    ):
         if key in raw:
             raw[key] = _int(key, raw[key], minimum)

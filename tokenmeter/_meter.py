@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -23,7 +24,8 @@ _log = logging.getLogger("tokenmeter")
 SCOPE_NAME = "tokenmeter"
 
 
-def _version() -> str:
+@functools.cache
+def _version() -> str:  # package metadata: ≈ 1 ms a lookup, asked by every configure() and fork
     try:
         from importlib.metadata import version
 
@@ -44,7 +46,13 @@ class Meter:
         self.tiers = TierResolver(options.tiers, self.prices.input_price_mtok)
         self.tokenizer = Tokenizer(options.tiktoken_cache_dir, options.tiktoken_files)
         self._check_downgrades(options)
-        self._build(options)
+        try:
+            self._build(options)
+        except BaseException:  # a bad configuration leaves no writer thread behind (nor, later, a file)
+            ledger = getattr(self, "ledger", None)
+            if ledger is not None:
+                ledger.close()
+            raise
 
     def _check_downgrades(self, options: Options) -> None:
         """A downgrade must name a model tokenmeter can price or that ``tiers`` declares (never sent blind)."""
@@ -265,14 +273,16 @@ class Meter:
 
 
 def _build_ledger(options: Options) -> Any:
-    from ._config import ledger_path
+    """The ledger sink; its file (and, for ``"default"``, its location) is opened by its writer thread."""
+    from ._config import default_ledger_path, ledger_path
     from .finops._agg import default_env
     from .finops._sink import LedgerSink
 
     return LedgerSink(
-        ledger_path(options.ledger),
+        default_ledger_path if options.ledger == "default" else ledger_path(options.ledger),
         flush_interval=options.ledger_flush_interval,
         queue_size=options.ledger_queue_size,
+        max_pending_runs=options.ledger_max_pending_runs,
         retention_days=options.ledger_retention_days,
         run_retention_days=options.ledger_run_retention_days,
         list_prices=PriceBook(None),
@@ -335,6 +345,9 @@ def configure(**options: Any) -> Meter:
       report then covers this process only). Written by a background thread; read with ``tokenmeter report``.
     * ``ledger_flush_interval`` -- seconds between ledger writes (default 1.0: at most that much is lost if
       the process is killed); ``ledger_queue_size`` (default 65536 events before folding in memory);
+      ``ledger_max_pending_runs`` (default 10000 finished runs kept one by one while the writer is behind or
+      the file cannot be written; the next fold into per-hour sums, table ``runs_folded``: the bound on the
+      ledger's memory however far its writer falls behind);
       ``ledger_retention_days`` (hourly rows, default 400; daily and monthly rows stay) and
       ``ledger_run_retention_days`` (per-run rows, default 90).
     * ``shutdown_timeout_ms`` -- the most :func:`shutdown` (and the exit hook) may take (default 5000).

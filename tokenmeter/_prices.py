@@ -7,13 +7,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _lifecycle
-from ._price_overrides import Override, parse_overrides
 from ._price_table import Rates, TableModel, data_date, find_model, table_version
 from ._unit_rates import published_rate
 from ._usage import TOKEN_CLASSES, UNITS, Usage, class_counts
+
+if TYPE_CHECKING:
+    from ._price_overrides import Override
 
 _ZERO = Decimal(0)
 
@@ -137,7 +139,11 @@ class PriceBook:
     """
 
     def __init__(self, overrides: Mapping[str, Any] | str | Path | None = None, *, use_table: bool = True) -> None:
-        self._overrides = parse_overrides(overrides)
+        self._overrides: list[Override] = []
+        if overrides is not None:  # the override parser loads only when there are overrides (set-up cost)
+            from ._price_overrides import parse_overrides
+
+            self._overrides = parse_overrides(overrides)
         self._use_table = use_table
         self._table_version = table_version()  # package metadata; the table loads at first use or in the warm-up
         self._table_source = f"table:genai-prices@{self._table_version}"

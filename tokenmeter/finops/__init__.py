@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._rows import Granularity, Reader, RunRow, UsageRow
-
 if TYPE_CHECKING:
     from ._memory import MemoryReader
     from ._promapi import PrometheusSourceError
+    from ._rows import Granularity, Reader, RunRow, UsageRow
     from ._sources import reader_for
     from ._sqlite import LedgerFileError, SQLiteReader
     from .chargeback import Chargeback
     from .prometheus import PrometheusReader, RunStats
     from .report import Report, build_report
 
-_LAZY = {
+_LAZY = {  # the ledger's writer (configure()) needs none of these: each loads on first use
+    "Granularity": "._rows",
+    "Reader": "._rows",
+    "RunRow": "._rows",
+    "UsageRow": "._rows",
     "Chargeback": ".chargeback",
     "MemoryReader": "._memory",
     "LedgerFileError": "._sqlite",

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from .._usage import TOKEN_CLASSES, class_counts
+from ._runfold import PendingRuns
 
 CALL, WASTE, STEP, RUN = 0, 1, 2, 3
 HOUR = 3600
@@ -120,20 +121,28 @@ def default_env() -> str:
 class Aggregate:
     """Hourly usage cells, finished runs and per-run step tallies, filled from events."""
 
-    def __init__(self, list_prices: Any = None, env: str = "") -> None:
+    def __init__(self, list_prices: Any = None, env: str = "", max_runs: int = 10_000) -> None:
         self.cells: dict[CellKey, Cell] = defaultdict(Cell)
-        self.runs: list[RunRecord] = []
+        self.max_runs = max_runs  # finished runs kept one by one until written (the rest fold: see PendingRuns)
+        self.held = 0  # of those, already held by the sink (unwritten from a failed write)
+        self.runs = PendingRuns(max_runs)
         self._open_runs: dict[str, tuple[int, dict[int, list[int]]]] = {}  # run id -> (max depth, step tallies)
         self.list_prices = list_prices
         self.env = env
         self.lock = threading.Lock()
 
-    def take(self) -> tuple[dict[CellKey, Cell], list[RunRecord]]:
+    def take(self) -> tuple[dict[CellKey, Cell], PendingRuns]:
         """Hand over what was gathered and start empty (open runs' tallies stay)."""
         with self.lock:
             cells, runs = self.cells, self.runs
-            self.cells, self.runs = defaultdict(Cell), []
+            self.cells, self.runs = defaultdict(Cell), PendingRuns(max(0, self.max_runs - self.held))
             return cells, runs
+
+    def hold(self, held: int) -> None:
+        """The sink holds ``held`` unwritten runs: new runs get the rest of ``max_runs`` before folding."""
+        with self.lock:
+            self.held = held
+            self.runs.limit = max(0, self.max_runs - held)
 
     # -- events ------------------------------------------------------------------------------------
     def absorb(self, event: tuple[Any, ...]) -> None:
@@ -321,7 +330,7 @@ class Aggregate:
         business = marks.get("outcome")
         succeeded = marks.get("success")
         total = sum(tokens)
-        self.runs.append(
+        self.runs.add(
             RunRecord(
                 run.run_id,
                 run.started,

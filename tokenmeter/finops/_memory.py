@@ -9,10 +9,12 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .._ledger import Totals
 from .._usage import TOKEN_CLASSES
 from ._agg import HOUR, Cell, CellKey, RunRecord, month_start, next_month
-from ._rows import Granularity, RunRow, UsageRow
+
+if TYPE_CHECKING:  # loaded when read (the writer, built by configure(), only merges)
+    from .._ledger import Totals
+    from ._rows import Granularity, RunRow, UsageRow
 
 MAX_RUNS_KEPT = 10_000  # per workflow, for the per-run spread; older runs drop off
 HOURLY_KEPT_S = 48 * 3600  # in-memory cells older than this are kept per day
@@ -73,6 +75,8 @@ class MemoryStore:
 
     def rollup(self, by: str) -> dict[str, Totals]:
         """Totals grouped by ``team``, ``workflow``, ``tier``, ``provider`` or ``model`` (waste: team/workflow)."""
+        from .._ledger import Totals
+
         index = {"team": 2, "workflow": 3, "tier": 5, "provider": 6, "model": 7}[by]
         grouped: dict[str, Totals] = defaultdict(Totals)
         for key, c in self.snapshot()[0]:
@@ -96,6 +100,8 @@ class MemoryStore:
 
 def run_row(r: RunRecord) -> RunRow:
     """A stored run as the shared row type."""
+    from ._rows import RunRow
+
     return RunRow(
         r.run_id,
         r.workflow,
@@ -148,6 +154,8 @@ class MemoryReader:
         self, start: datetime, end: datetime, *, env: str | None = None, granularity: Granularity | str = "day"
     ) -> Iterable[UsageRow]:
         """Usage rows of hours in ``[start, end)`` aggregated to ``granularity``."""
+        from ._rows import UsageRow
+
         a, b = start.timestamp(), end.timestamp()
         grouped: dict[tuple[int, int, tuple[str, ...]], Cell] = defaultdict(Cell)
         for cell_key, cell in self._store().snapshot()[0]:

@@ -23,8 +23,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .. import _safe
-from ._agg import CALL, RUN, STEP, WASTE, Aggregate, Cell, CellKey, RunRecord
+from ._agg import CALL, RUN, STEP, WASTE, Aggregate, Cell, CellKey
 from ._memory import MemoryStore
+from ._runfold import PendingRuns
 
 if TYPE_CHECKING:
     from ._sqlite import LedgerDB
@@ -54,20 +55,25 @@ class LedgerSink:
 
     def __init__(
         self,
-        path: str | None,
+        path: str | Callable[[], str] | None,
         *,
         flush_interval: float = 1.0,
         queue_size: int = 65_536,
+        max_pending_runs: int = 10_000,
         retention_days: int = 400,
         run_retention_days: int = 90,
         list_prices: Any = None,
         env: str = "",
     ) -> None:
-        self.path = path
+        # A callable (the default location) is resolved on first need, off configure()'s path: see ``path``.
+        self._path: str | None = None if callable(path) else path
+        self._path_fn: Callable[[], str] | None = path if callable(path) else None
+        self._durable = path is not None
         self.flush_interval = flush_interval
         self.retention_days = retention_days
         self.run_retention_days = run_retention_days
         self._cap = queue_size
+        self._max_runs = max_pending_runs
         self._high = max(1, queue_size // 2)
         self._list_prices = list_prices
         self._env = env
@@ -75,14 +81,29 @@ class LedgerSink:
         _SINKS.add(self)
         atexit.register(self.close)
 
+    @property
+    def path(self) -> str | None:
+        """The ledger file (``None``: memory only); the default location is computed when first needed."""
+        fn = self._path_fn
+        if fn is not None:
+            self._path, self._path_fn = fn(), None  # idempotent: two threads racing compute the same path
+        return self._path
+
     def _init_state(self) -> None:
-        self.stats: dict[str, int] = {"queued": 0, "folded": 0, "written_rows": 0, "write_errors": 0, "flushes": 0}
+        self.stats: dict[str, int] = {
+            "queued": 0,
+            "folded": 0,
+            "written_rows": 0,
+            "write_errors": 0,
+            "flushes": 0,
+            "runs_folded": 0,
+        }
         self.degraded: str | None = None  # why the file is not written, if it is not
         self._pid = os.getpid()
         self._q: deque[tuple[Any, ...]] = deque()
-        self._agg = Aggregate(self._list_prices, self._env)
+        self._agg = Aggregate(self._list_prices, self._env, self._max_runs)
         self.memory = MemoryStore()
-        self._unwritten: tuple[dict[CellKey, Cell], list[RunRecord]] | None = None
+        self._unwritten: tuple[dict[CellKey, Cell], PendingRuns] | None = None
         self._db: LedgerDB | None = None
         self._db_failed = False
         self._flush_lock = threading.Lock()
@@ -161,6 +182,20 @@ class LedgerSink:
         """One workflow run finished (``outcome`` ok / error / stopped)."""
         self._put((RUN, time.time(), scope, run, tokens, cost, unpriced, calls, steps, outcome))
 
+    def backlog(self) -> dict[str, int]:
+        """What waits in memory for the writer or the file: ``events`` queued (at most ``ledger_queue_size``),
+        finished ``runs`` kept one by one (at most ``ledger_max_pending_runs``), ``run_folds`` (per-hour sums of
+        the runs beyond that) and usage ``cells`` (one per hour and attribution) not yet written."""
+        agg, unwritten = self._agg, self._unwritten
+        runs = len(agg.runs.runs)
+        folds = len(agg.runs.folded)
+        cells = len(agg.cells)
+        if unwritten is not None:
+            runs += len(unwritten[1].runs)
+            folds += len(unwritten[1].folded)
+            cells += len(unwritten[0])
+        return {"events": len(self._q), "runs": runs, "run_folds": folds, "cells": cells}
+
     # -- writer --------------------------------------------------------------------------------------
     def _loop(self) -> None:
         last = time.monotonic()
@@ -177,11 +212,18 @@ class LedgerSink:
             except Exception:
                 _safe.log_once("ledger.loop", "tokenmeter: the ledger writer failed a flush; it keeps running")
 
-    def _drain(self) -> None:
+    def _drain(self, rounds: bool) -> bool:
+        """Fold the queue into the aggregate; with ``rounds``, stop early (True) when the pending runs are full:
+        flush writes them and drains on, so a writer that can write keeps every run whole. Without (the file
+        cannot be written now), drain it all: the writer folds the runs beyond the bound, not the callers."""
         q, agg = self._q, self._agg
+        stats = self.stats
         while q:
             with agg.lock:
+                runs = agg.runs
                 for _ in range(_DRAIN_CHUNK):
+                    if rounds and len(runs.runs) >= runs.limit:
+                        return True
                     try:
                         event = q.popleft()
                     except IndexError:
@@ -190,36 +232,75 @@ class LedgerSink:
                         agg.absorb(event)
                     except Exception:
                         _safe.log_once("ledger.absorb", "tokenmeter: folding a ledger event failed")
-                    self.stats["queued"] += 1
+                    stats["queued"] += 1
+        return False
 
     def flush(self) -> bool:
         """Fold everything queued and write it to the file now; False if the file could not be written."""
         with self._flush_lock:
-            self._drain()
-            cells, runs = self._agg.take()
-            if cells or runs:
-                self.memory.merge(cells, runs)
-            if self.path is None:
-                return True
-            if self._unwritten is not None:
-                old_cells, old_runs = self._unwritten
-                for key, cell in cells.items():
-                    old_cells.setdefault(key, Cell()).merge(cell)
-                cells, runs = old_cells, old_runs + runs
-                self._unwritten = None
-            ok = self._write(cells, runs)
-            self.stats["flushes"] += 1
-            return ok
+            stalled = 0
+            while True:
+                before = self.stats["queued"]
+                more = self._drain(self._unwritten is None or not self._durable)
+                ok = self._flush_taken()
+                self.stats["flushes"] += 1
+                # each round writes ledger_max_pending_runs runs (a round that drained nothing has just freed
+                # the room held by unwritten runs: the next one drains)
+                stalled = 0 if self.stats["queued"] > before else stalled + 1
+                if not (more and ok) or stalled > 1:
+                    return ok
 
-    def _write(self, cells: dict[CellKey, Cell], runs: list[RunRecord]) -> bool:
+    def _flush_taken(self) -> bool:
+        cells, runs = self._agg.take()
+        if cells or runs.runs:
+            self.memory.merge(cells, runs.runs)
+        if runs.folded:
+            self._note_folded(runs.folded_runs())
+        if not self._durable:
+            return True
+        if self._unwritten is not None:
+            old_cells, old_runs = self._unwritten
+            for key, cell in cells.items():
+                old_cells.setdefault(key, Cell()).merge(cell)
+            before = old_runs.folded_runs()
+            old_runs.extend(runs)  # within the bound: the newer runs fold if the older fill it
+            self._note_folded(old_runs.folded_runs() - before - runs.folded_runs())
+            cells, runs = old_cells, old_runs
+            self._unwritten = None
+        return self._write(cells, runs)
+
+    def _note_folded(self, n: int) -> None:
+        if n > 0:
+            self.stats["runs_folded"] += n
+            where = f"the ledger {self.path} (as per-hour sums in its table runs_folded)" if self._durable else "memory"
+            self._degrade(
+                "runs",
+                f"the ledger writer is behind: more than {self._max_runs} finished runs waited, the next are "
+                f"folded into {where} instead of one row each (counted in stats['runs_folded']); their calls, "
+                "tokens and cost are all kept (ledger_max_pending_runs)",
+                degrade=False,
+            )
+
+    def _hold(self, cells: dict[CellKey, Cell], runs: PendingRuns) -> None:
+        self._unwritten = (cells, runs)
+        self._agg.hold(len(runs.runs))
+
+    def _write(self, cells: dict[CellKey, Cell], runs: PendingRuns) -> bool:
+        if self._db is None and not (cells or runs) and not self._db_failed:
+            return True  # the file (its directory, schema, WAL) is created at the first row, not before
         db = self._open()
         if db is None:
             if cells or runs:
-                self._unwritten = (cells, runs)
+                self._hold(cells, runs)
             return False
         try:
             if cells or runs:
-                self.stats["written_rows"] += db.write(cells, runs)
+                if runs.folded:
+                    self.stats["written_rows"] += db.write(cells, runs.runs, runs.folded)
+                else:
+                    self.stats["written_rows"] += db.write(cells, runs.runs)
+                if self._agg.held:
+                    self._agg.hold(0)
             now = time.time()
             if now - self._last_compact > _COMPACT_EVERY_S:
                 self._last_compact = now
@@ -230,7 +311,7 @@ class LedgerSink:
             return True
         except Exception as exc:
             self.stats["write_errors"] += 1
-            self._unwritten = (cells, runs)
+            self._hold(cells, runs)
             self._degrade(
                 "write",
                 f"cannot write the ledger {self.path} ({exc}); metering continues in memory "
@@ -241,12 +322,13 @@ class LedgerSink:
     def _open(self) -> LedgerDB | None:
         if self._db is not None:
             return self._db
-        if self._db_failed or self.path is None:
+        if self._db_failed or not self._durable:
             return None
         from ._sqlite import LedgerDB, LedgerFileError  # on the writer thread: configure() never loads sqlite3
 
         try:
-            self._db = LedgerDB(self.path)
+            path = self.path  # the default location is computed here, on the writer thread, at the first write
+            self._db = LedgerDB(path or "")
         except LedgerFileError as exc:
             self._db_failed = True  # a corrupt or foreign file is never touched again by this process
             self.stats["write_errors"] += 1
@@ -256,11 +338,13 @@ class LedgerSink:
             )
         except Exception as exc:
             self.stats["write_errors"] += 1
-            self._degrade("open", f"cannot open the ledger {self.path} ({exc}); metering continues in memory")
+            where = self._path or "(default location)"
+            self._degrade("open", f"cannot open the ledger {where} ({exc}); metering continues in memory")
         return self._db
 
-    def _degrade(self, site: str, message: str) -> None:
-        self.degraded = message
+    def _degrade(self, site: str, message: str, *, degrade: bool = True) -> None:
+        if degrade:
+            self.degraded = message
         if site not in self._warned:
             self._warned.add(site)
             _log.warning("tokenmeter: %s", message)

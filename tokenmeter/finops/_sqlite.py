@@ -29,6 +29,7 @@ from .._usage import TOKEN_CLASSES
 from ._agg import KEY_FIELDS, Cell, CellKey, RunRecord, month_start, next_month
 from ._migrations import has_units, migrate
 from ._rows import Granularity, RunRow, UsageRow
+from ._runfold import FOLDED_SCHEMA, FOLDED_UPSERT, RunFold, RunFoldKey, folded_row, read_folded
 
 APPLICATION_ID = 0x746D6C67  # "tmlg": marks a file as a tokenmeter ledger
 SCHEMA_VERSION = 2
@@ -173,8 +174,11 @@ class LedgerDB:
         self.conn = conn
         self._sql = {g: _upsert(t) for g, t in TABLES.items()}
 
-    def write(self, cells: dict[CellKey, Cell], runs: list[RunRecord]) -> int:
-        """Add a batch of usage deltas and finished runs in one transaction; returns the rows written."""
+    def write(
+        self, cells: dict[CellKey, Cell], runs: list[RunRecord], folded: dict[RunFoldKey, RunFold] | None = None
+    ) -> int:
+        """Add a batch of usage deltas and finished runs (and folded runs) in one transaction; returns the rows
+        written."""
         per: dict[str, dict[tuple[Any, ...], Cell]] = {g: defaultdict(Cell) for g in TABLES}
         months: dict[int, int] = {}
         for key, cell in cells.items():
@@ -234,6 +238,10 @@ class LedgerDB:
                     for r in runs
                 ),
             )
+            if folded:
+                conn.execute(FOLDED_SCHEMA)
+                conn.executemany(FOLDED_UPSERT, (folded_row(k, f, nano(f.cost)) for k, f in folded.items()))
+                n += len(folded)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -246,6 +254,8 @@ class LedgerDB:
         now = time.time() if now is None else now
         self.conn.execute("DELETE FROM usage_hour WHERE period < ?", (int(now - retention_days * 86400),))
         self.conn.execute("DELETE FROM runs WHERE start < ?", (now - run_retention_days * 86400,))
+        if self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs_folded'").fetchone():
+            self.conn.execute("DELETE FROM runs_folded WHERE period < ?", (int(now - run_retention_days * 86400),))
 
     def close(self) -> None:
         """Close the connection."""
@@ -435,6 +445,10 @@ class SQLiteReader:
                 None if r[13] is None else bool(r[13]),
                 parse_steps(r[14]),
             )
+
+    def folded_runs(self, start: datetime, end: datetime, *, env: str | None = None) -> list[dict[str, Any]]:
+        """Runs stored as per-hour sums because the writer fell behind (see :func:`._runfold.read_folded`)."""
+        return read_folded(self._query, start, end, env)
 
     def run_facts(self, start: datetime, end: datetime, *, env: str | None = None) -> Iterator[tuple[Any, ...]]:
         """The report's fast path over runs: ``report.RunFacts`` tuples straight from SQL."""
