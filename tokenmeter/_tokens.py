@@ -13,6 +13,11 @@ named as tiktoken names them (SHA-1 of the download URL) or named ``<encoding>.t
 When no encoding is found, or the model is not an OpenAI model (tiktoken only knows OpenAI's
 tokenizers), the count is flagged ``estimated``. The heuristic is one token per 4 characters, rounded
 up, plus the chat framing below.
+
+``Tokenizer.count(..., wait=False)`` (the budgets' pre-call estimate) never waits for an encoding that is
+still loading (building one takes ~0.2-0.5 s): until it is loaded it returns an **upper bound** flagged
+``bound`` -- the UTF-8 bytes of the text plus the framing (a byte-level BPE token covers at least one
+byte, and the heuristic is below it too) -- and starts loading the encoding in a daemon thread.
 """
 
 from __future__ import annotations
@@ -78,15 +83,19 @@ class TokenCount(int):
 
     estimated: bool
     encoding: str | None
+    #: An upper bound (UTF-8 bytes) given while the encoding loads: never below the exact count.
+    bound: bool
 
-    def __new__(cls, value: int, *, estimated: bool, encoding: str | None) -> TokenCount:
+    def __new__(cls, value: int, *, estimated: bool, encoding: str | None, bound: bool = False) -> TokenCount:
         obj = super().__new__(cls, value)
         obj.estimated = estimated
         obj.encoding = encoding
+        obj.bound = bound
         return obj
 
     def __repr__(self) -> str:
-        return f"TokenCount({int(self)}, estimated={self.estimated}, encoding={self.encoding!r})"
+        extra = ", bound=True" if self.bound else ""
+        return f"TokenCount({int(self)}, estimated={self.estimated}, encoding={self.encoding!r}{extra})"
 
 
 class Tokenizer:
@@ -97,6 +106,8 @@ class Tokenizer:
         self._files = {k: str(v) for k, v in (files or {}).items()}
         self._encodings: dict[str, Any] = {}
         self._lock = _lifecycle.lock()
+        self._loading: dict[str, Any] = {}  # encoding name (or "?": model map) -> its background Warmup
+        self._loading_lock = _lifecycle.lock()  # not the load lock above: held for microseconds only
 
     def encoding(self, name: str) -> Any | None:
         """The tiktoken ``Encoding`` called ``name``, or ``None`` when no local copy exists."""
@@ -146,19 +157,45 @@ class Tokenizer:
         _log.info("tokenmeter: no local %s encoding; token counts are estimated", name)
         return None
 
-    def count(self, text_or_messages: str | Iterable[Any], model: str) -> TokenCount:
-        """Count the tokens of a text or of chat messages (OpenAI framing) for ``model``."""
-        name, exact_model = _encoding_name(model)
-        enc = self.encoding(name)
+    def ready(self, model: str) -> bool:
+        """Whether :meth:`count` for ``model`` would answer at once (its encoding is loaded or known absent)."""
+        return _MODEL_MAP[0] and _encoding_name(model)[0] in self._encodings
+
+    def count(self, text_or_messages: str | Iterable[Any], model: str, *, wait: bool = True) -> TokenCount:
+        """Count the tokens of a text or of chat messages (OpenAI framing) for ``model``.
+
+        With ``wait=False`` an encoding still loading is not waited for: the result is then an upper bound
+        (``bound=True``, ``estimated=True``) and the encoding is loaded by a daemon thread.
+        """
         if isinstance(text_or_messages, str):
             texts, framing = [text_or_messages], 0
         else:
             texts, framing = _message_texts(text_or_messages)
+        if not wait and not self.ready(model):
+            self._load_soon(model)
+            n = sum(len(t) if t.isascii() else len(t.encode("utf-8", "surrogatepass")) for t in texts)
+            return TokenCount(n + framing, estimated=True, encoding=None, bound=True)
+        name, exact_model = _encoding_name(model)
+        enc = self.encoding(name)
         if enc is None:
             n = sum(-(-len(t) // 4) for t in texts) + framing
             return TokenCount(n, estimated=True, encoding=None)
         n = sum(len(enc.encode(t, disallowed_special=())) for t in texts) + framing
         return TokenCount(n, estimated=not exact_model, encoding=name)
+
+    def _load_soon(self, model: str) -> None:
+        """Load ``model``'s encoding in a daemon thread (once; a load already running is not doubled)."""
+        key = _encoding_name(model)[0] if _MODEL_MAP[0] else "?"
+        if key in self._loading and not self._loading[key].done:
+            return
+        from ._warmup import Warmup  # stdlib only; a Warmup is waited for by a fork (no half-done import)
+
+        with self._loading_lock:
+            running = self._loading.get(key)
+            if key in self._encodings or (running is not None and not running.done):
+                return
+            self._loading[key] = Warmup([(f"tokenizer {key}", lambda: self.encoding(_encoding_name(model)[0]))])
+            self._loading[key].start()
 
 
 _LOADED: dict[tuple[str, str, int, int], Any] = {}
@@ -213,6 +250,9 @@ def _bundled_dirs() -> list[str]:
     return found
 
 
+_MODEL_MAP = [False]  # whether importing tiktoken.model was tried (once true, _encoding_name never imports)
+
+
 @functools.lru_cache(maxsize=1024)
 def _encoding_name(model: str) -> tuple[str, bool]:
     """The encoding for ``model`` and whether it is that model's real tokenizer (cached: per call)."""
@@ -226,6 +266,8 @@ def _encoding_name(model: str) -> tuple[str, bool]:
         return "cl100k_base", False
     except (KeyError, ImportError):
         return "o200k_base", False
+    finally:
+        _MODEL_MAP[0] = True
 
 
 def _message_texts(messages: Iterable[Any]) -> tuple[list[str], int]:

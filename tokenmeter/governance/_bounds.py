@@ -1,0 +1,120 @@
+"""Reservations made with an upper bound while the tokenizer loads, and their trimming to the exact count.
+
+Right after ``configure()`` the ``o200k_base`` encoding is still being built by the warm-up thread
+(~0.2-0.5 s). A call arriving then does not wait for it: its input is counted as an upper bound (the
+UTF-8 bytes of its text, never below the exact count; see ``_tokens``), and that bound is reserved.
+What keeps the budgets exact:
+
+* An admission made with a bound is one exact counting makes too: ``fits`` is monotone in the amount
+  wanted, and a bound is never below the exact estimate. The overspend bound (spend <= limit +
+  sum(actual - estimate) over under-estimated calls) can only shrink: a larger estimate under-estimates less.
+* A reserve **refused** while a bound took part -- the call's own estimate, or a bound held by another
+  call of this gate -- waits for the tokenizer, trims every bound this gate holds to its exact count,
+  and is decided again with the exact count: no call is refused that exact counting would admit
+  (:meth:`Bounds._exactify`). The run guard does the same.
+* Every bound held is trimmed by a daemon thread as soon as the encoding is loaded (so a bound is held
+  for about the load time, not the call's duration). Trimming reserves the exact amounts under a new
+  id (``enforce=False``: it is admitted like the reservation it replaces was) *before* it releases the
+  bound, so the call never holds less than its exact estimate, even for an instant.
+
+What this cannot do: another *process* in its own first moments holds its bounds in a shared store
+until its own tokenizer is loaded (it trims them then); a call of this process refused in that window
+sees them, as it would see any reservation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from .. import _lifecycle, _safe
+from .._ids import new_id
+from ._budget import REQUESTS
+from ._settler import Pending
+
+
+class Bounds:
+    """Mixin of the gate: the tickets reserved with a bound and the thread trimming them."""
+
+    def _init_bounds(self) -> None:
+        self._bounds: dict[int, tuple[Any, Any]] = {}  # id(ticket) -> (ticket, call)
+        self._bound_lock = _lifecycle.lock()
+        self._trimming = False
+
+    def _hold_bound(self, ticket: Any, call: Any) -> None:
+        """Remember ``ticket`` (reserved with a bound) and make sure the trimming thread runs."""
+        from .._warmup import Warmup
+
+        with self._bound_lock:
+            self._bounds[id(ticket)] = (ticket, call)
+            if not self._trimming:
+                self._trimming = True
+                Warmup([("budget bounds", self._trim_all)]).start()
+
+    def _unbound(self, ticket: Any, exact: bool = False) -> None:
+        """Forget ``ticket`` before it is settled or released; ``exact``: trim it first (the estimate is charged)."""
+        if not self._bounds or id(ticket) not in self._bounds:
+            return
+        if exact:
+            self._trim(ticket)
+        with self._bound_lock:
+            self._bounds.pop(id(ticket), None)
+
+    def _trim_all(self) -> None:
+        """The trimming thread: trim every bound held until none is left (waits for the tokenizer)."""
+        while True:
+            with self._bound_lock:
+                if not self._bounds:
+                    self._trimming = False
+                    return
+                ticket = next(iter(self._bounds.values()))[0]
+            self._trim(ticket)
+
+    def _exactify(self) -> None:
+        """Wait for the tokenizer, then trim every bound this gate holds (before a refusal is final)."""
+        with self._bound_lock:
+            tickets = [t for t, _ in self._bounds.values()]
+        for ticket in tickets:
+            self._trim(ticket)
+
+    def _trim(self, ticket: Any) -> None:
+        """Replace ``ticket``'s bound by its exact estimate: in the store (exact first, then the bound
+        released), on the run guard, and in the ticket itself. Never raises."""
+        entry = self._bounds.get(id(ticket))
+        if entry is None:
+            return
+        call = entry[1]
+        try:
+            exact = self._measure(call, wait=True)[0]  # type: ignore[attr-defined]  # waits for the encoding
+            with self._bound_lock:
+                if self._bounds.pop(id(ticket), None) is None:
+                    return  # settled or trimmed meanwhile
+                if ticket.bound:
+                    self._trim_lines(ticket, exact)
+                if ticket.run is not None and ticket.estimate.bound:
+                    old = ticket.estimate
+                    self._runs.adjust(ticket.run, exact.tokens - old.tokens, (exact.usd or 0) - (old.usd or 0))  # type: ignore[attr-defined]
+                    ticket.estimate = exact
+        except Exception:
+            with self._bound_lock:
+                self._bounds.pop(id(ticket), None)
+            _safe.log_once("gate.trim", "tokenmeter: trimming a pre-call bound failed; it holds until the call settles")
+
+    def _trim_lines(self, ticket: Any, exact: Any) -> None:
+        lines = [
+            line if line.key.endswith(REQUESTS) else line.with_amounts(exact.usd or 0, exact.tokens)
+            for line in ticket.lines
+        ]
+        if ticket.rid is not None and self.store is not None:  # type: ignore[attr-defined]
+            now = self.clock()  # type: ignore[attr-defined]
+            rid = new_id()
+            loose = [dataclasses.replace(line, enforce=False) for line in lines]
+            admission = self._exchange([], (rid, loose, now, now + self.lease_s))[1]  # type: ignore[attr-defined]
+            assert admission is not None and admission.admitted
+            self.leases.hold(rid, [line.key for line in lines])  # type: ignore[attr-defined]
+            old, ticket.rid = ticket.rid, rid
+            zero = [line.with_amounts(0, 0) for line in ticket.lines]
+            ticket.lines, ticket.bound = lines, False
+            self._exchange([Pending(old, zero, ticket.budgets, now, None)])  # type: ignore[attr-defined]
+        else:
+            ticket.lines, ticket.bound = lines, False
