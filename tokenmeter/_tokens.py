@@ -30,11 +30,12 @@ import importlib.util
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import _lifecycle
+from . import _lifecycle, _pacing
 
 _log = logging.getLogger("tokenmeter")
 
@@ -109,16 +110,26 @@ class Tokenizer:
         self._loading: dict[str, Any] = {}  # encoding name (or "?": model map) -> its background Warmup
         self._loading_lock = _lifecycle.lock()  # not the load lock above: held for microseconds only
 
-    def encoding(self, name: str) -> Any | None:
-        """The tiktoken ``Encoding`` called ``name``, or ``None`` when no local copy exists."""
+    def encoding(self, name: str, *, paced: bool = False) -> Any | None:
+        """The tiktoken ``Encoding`` called ``name``, or ``None`` when no local copy exists.
+
+        ``paced`` (background loads only): the heavy steps wait for a moment without budgeted calls in
+        flight (``_pacing``); a caller without ``paced`` waiting meanwhile lifts that.
+        """
         try:
             return self._encodings[name]
         except KeyError:
             pass
-        with self._lock:
-            if name not in self._encodings:
-                self._encodings[name] = self._load(name)
-            return self._encodings[name]
+        if not paced:
+            _pacing.urgent(+1)
+        try:
+            with self._lock:
+                if name not in self._encodings:
+                    self._encodings[name] = self._load(name, paced)
+                return self._encodings[name]
+        finally:
+            if not paced:
+                _pacing.urgent(-1)
 
     def _candidates(self, name: str) -> Iterable[Path]:
         if name in self._files:
@@ -138,7 +149,7 @@ class Tokenizer:
                 yield Path(d) / f"{name}.tiktoken"
                 yield Path(d) / f"{name}.tiktoken.gz"
 
-    def _load(self, name: str) -> Any | None:
+    def _load(self, name: str, paced: bool = False) -> Any | None:
         spec = _ENCODINGS.get(name)
         if spec is None:
             return None
@@ -150,7 +161,7 @@ class Tokenizer:
             key = (name, str(path), stat.st_size, stat.st_mtime_ns)
             with _LOADED_LOCK:  # one load per file and process, shared by every Tokenizer (each configure())
                 if key not in _LOADED:
-                    _LOADED[key] = _load_file(name, path, spec)
+                    _LOADED[key] = _load_file(name, path, spec, paced)
                 enc = _LOADED[key]
             if enc is not None:
                 return enc
@@ -194,7 +205,14 @@ class Tokenizer:
             running = self._loading.get(key)
             if key in self._encodings or (running is not None and not running.done):
                 return
-            self._loading[key] = Warmup([(f"tokenizer {key}", lambda: self.encoding(_encoding_name(model)[0]))])
+            deadline = time.monotonic() + _pacing.MAX_WAIT_S
+
+            def load() -> None:
+                if key == "?":  # importing tiktoken.model (and tiktoken): tens of ms of Python, paced too
+                    _pacing.pace(deadline, _pacing.QUIET_S)
+                self.encoding(_encoding_name(model)[0], paced=True)
+
+            self._loading[key] = Warmup([(f"tokenizer {key}", load)])
             self._loading[key].start()
 
 
@@ -203,9 +221,18 @@ _LOADED_LOCK = _lifecycle.lock()
 _SLICE = 4096  # ranks decoded per C call (~1-2 ms)
 
 
-def _load_file(name: str, path: Path, spec: tuple[str, str, dict[str, int]]) -> Any | None:
-    """The encoding in ``path`` if it is the published file (checked by SHA-256), else ``None``."""
+def _load_file(name: str, path: Path, spec: tuple[str, str, dict[str, int]], paced: bool = False) -> Any | None:
+    """The encoding in ``path`` if it is the published file (checked by SHA-256), else ``None``.
+
+    ``paced``: before each step that holds the GIL for long, wait for a pause in the budgeted calls."""
     expected_sha, pat_str, special = spec
+    deadline = time.monotonic() + _pacing.MAX_WAIT_S
+
+    def pace(quiet_s: float = 0.0) -> None:
+        if paced:
+            _pacing.pace(deadline, quiet_s)
+
+    pace()
     try:
         data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile):
@@ -214,20 +241,23 @@ def _load_file(name: str, path: Path, spec: tuple[str, str, dict[str, int]]) -> 
         _log.warning("tokenmeter: %s is not a valid %s file (hash mismatch); ignored", path, name)
         return None
     try:
-        import tiktoken
-
         # "<base64 token> <rank>" per line (the hash above pins the content). Splitting the whole file
         # once and decoding with binascii is about twice as fast as a per-line split and b64decode. The
         # ranks are added in slices: each slice is one C call holding the GIL, so a slice stays a few ms
         # and the application's other threads keep running while the warm-up thread loads this.
+        pace()
         fields = data.split()
         tokens, numbers = fields[0::2], fields[1::2]
         if len(tokens) != len(numbers):
             raise ValueError(f"{path}: a line without a rank")
         ranks: dict[bytes, int] = {}
         for i in range(0, len(tokens), _SLICE):
+            pace()
             end = i + _SLICE
             ranks.update(zip(map(binascii.a2b_base64, tokens[i:end]), map(int, numbers[i:end]), strict=True))
+        pace(_pacing.QUIET_S)  # importing tiktoken (~40 ms) and its constructor: 0.2-0.4 s holding the GIL
+        import tiktoken
+
         return tiktoken.Encoding(name, pat_str=pat_str, mergeable_ranks=ranks, special_tokens=special)
     except Exception:
         _log.warning("tokenmeter: could not load tiktoken encoding from %s", path, exc_info=True)

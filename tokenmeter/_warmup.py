@@ -100,12 +100,12 @@ def tasks_for(meter: Any) -> list[Task]:
     if meter.options.budgets:
         # A budget estimates every call's input tokens before it is sent: o200k_base is the encoding of
         # every current OpenAI model (and the one used for others' estimates).
-        tokenizer = meter.tokenizer
-        tasks.append(("tokenizer o200k_base", lambda: tokenizer.encoding("o200k_base")))
-        tasks.append(("tokenizer model map", lambda: _encoding_name("gpt-4o")))  # imports tiktoken.model
         store = getattr(gate, "store", None)
         warm = getattr(store, "warm_up", None)
-        if callable(warm):
+        if callable(warm):  # first: the tokenizer's load waits for pauses in the calls (_pacing)
             tasks.append(("budget store", warm))
+        tokenizer = meter.tokenizer
+        tasks.append(("tokenizer o200k_base", lambda: tokenizer.encoding("o200k_base", paced=True)))
+        tasks.append(("tokenizer model map", lambda: _encoding_name("gpt-4o")))  # imports tiktoken.model
     tasks.append(("price data date", data_date))  # last: only the info gauge needs it, at collection
     return tasks

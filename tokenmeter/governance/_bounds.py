@@ -13,7 +13,8 @@ What keeps the budgets exact:
   and is decided again with the exact count: no call is refused that exact counting would admit
   (:meth:`Bounds._exactify`). The run guard does the same.
 * Every bound held is trimmed by a daemon thread as soon as the encoding is loaded (so a bound is held
-  for about the load time, not the call's duration). Trimming reserves the exact amounts under a new
+  for about the load time -- which waits for pauses in the calls, at most ``_pacing.MAX_WAIT_S`` --, not
+  the call's duration). Trimming reserves the exact amounts under a new
   id (``enforce=False``: it is admitted like the reservation it replaces was) *before* it releases the
   bound, so the call never holds less than its exact estimate, even for an instant.
 
@@ -25,12 +26,15 @@ sees them, as it would see any reservation.
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
 from .. import _lifecycle, _safe
 from .._ids import new_id
 from ._budget import REQUESTS
 from ._settler import Pending
+
+PASSIVE_WAIT_S = 30.0  # the trimming thread waits this long for the background load, then loads itself
 
 
 class Bounds:
@@ -62,12 +66,16 @@ class Bounds:
 
     def _trim_all(self) -> None:
         """The trimming thread: trim every bound held until none is left (waits for the tokenizer)."""
+        deadline = time.monotonic() + PASSIVE_WAIT_S
         while True:
             with self._bound_lock:
                 if not self._bounds:
                     self._trimming = False
                     return
-                ticket = next(iter(self._bounds.values()))[0]
+                ticket, call = next(iter(self._bounds.values()))
+            # Wait for the paced background load without hurrying it (a waiting caller would lift its pacing).
+            while not self.meter.tokenizer.ready(call.request.model) and time.monotonic() < deadline:  # type: ignore[attr-defined]
+                time.sleep(0.005)
             self._trim(ticket)
 
     def _exactify(self) -> None:

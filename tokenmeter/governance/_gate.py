@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from .. import _safe
+from .. import _pacing, _safe
 from .._context import Run, clean_id
 from .._errors import BudgetExceeded, ConfigError, PolicyViolation
 from .._ids import new_id
@@ -116,6 +116,8 @@ class Gate(StoreLink, Bounds):
         )
         self.journal = Journal()
         self._init_bounds()
+        # Budgeted calls in flight while the tokenizer loads: its heavy steps wait for a pause (_pacing).
+        self._flight: _pacing.Flight | None = _pacing.Flight() if budgets else None
         self._replaying = threading.Lock()
         self.leases = Leases(self.lease_s, self._renew, lambda: self.clock(), self._replay)
         # Redis: settles leave the caller's path (queued, sent by a thread or with the next reserve).
@@ -135,9 +137,14 @@ class Gate(StoreLink, Bounds):
             return
         ticket = Ticket()
         call.reservation = ticket
+        flight = self._flight
+        if flight is not None:
+            flight.calls.add(id(call))
         try:
             self._admit(call, ticket, run)
         except PolicyViolation as refusal:
+            if flight is not None:
+                flight.calls.discard(id(call))
             self._release(ticket)
             name = getattr(refusal, "budget", None)
             self._decide(call, ticket, refusal.decision, str(refusal), budget=self._by_name.get(name, name))
@@ -298,6 +305,11 @@ class Gate(StoreLink, Bounds):
     def after(self, call: Any, usage: Usage | None, cost: Cost, error: BaseException | None) -> None:
         """Settle the call's reservation with its actual usage (release it when nothing was used)."""
         ticket = call.reservation
+        flight = self._flight
+        if flight is not None:
+            flight.calls.discard(id(call))
+            if "o200k_base" in self.meter.tokenizer._encodings:
+                self._flight = None  # loaded: nothing left to pace
         if not isinstance(ticket, Ticket):
             if not self.budgets:
                 return
