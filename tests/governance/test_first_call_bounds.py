@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 import tokenmeter
-from tokenmeter import BudgetExceeded, Usage, _tokens
+from tokenmeter import BudgetExceeded, Usage, _pacing, _tokens
 from tokenmeter._tokens import Tokenizer
 from tokenmeter.governance import Budget
 from tokenmeter.testing import Capture, capture
@@ -214,3 +214,49 @@ def test_the_first_openai_call_right_after_configure_does_not_wait_and_settles_e
         assert (state.spent_tokens, state.reservations) == (15, 0)
         assert cap.counter("tokenmeter.tokens", **{"tokenmeter.token.class": "input"}) == 12
     trimmed(cap)
+
+
+def wait_ready(cap: Capture, timeout: float) -> float:
+    started = time.monotonic()
+    while not cap.meter.tokenizer.ready(MODEL):
+        assert time.monotonic() - started < timeout, "the encoding never loaded"
+        time.sleep(0.01)
+    return time.monotonic() - started
+
+
+def test_the_background_load_waits_while_a_budgeted_call_is_in_flight(
+    budgeted: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_pacing, "MAX_WAIT_S", 30.0)
+    cap = budgeted("sqlite", [Budget("b", scope={}, limit_tokens=10_000, window="1d")])
+    call = start(MODEL, max_tokens=MAX_OUT, messages=MESSAGES)  # in flight until stopped
+    assert call.reservation.bound
+    time.sleep(1.5)  # an unpaced load of the file takes ~0.3-1 s
+    assert not cap.meter.tokenizer.ready(MODEL)  # tiktoken's constructor (holds the GIL) waits for the call
+    call.stop(Usage(input=exact_in(), output=1))
+    wait_ready(cap, 30)  # ... and runs once the calls pause
+    trimmed(cap)
+    assert bucket(cap, "b").spent_tokens == exact_in() + 1
+
+
+def test_a_caller_needing_the_exact_count_is_not_paced(budgeted: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_pacing, "MAX_WAIT_S", 30.0)
+    cap = budgeted("sqlite", [Budget("b", scope={}, limit_tokens=10_000, window="1d")])
+    call = start(MODEL, max_tokens=MAX_OUT, messages=MESSAGES)
+    started = time.monotonic()
+    counted = cap.meter.tokenizer.count(MESSAGES, MODEL)  # count_tokens(): waits, and lifts the pacing
+    assert (int(counted), counted.estimated) == (exact_in(), False)
+    assert time.monotonic() - started < 15  # far below the 30 s the paced load could wait
+    call.stop(Usage(input=exact_in(), output=1))
+
+
+def test_a_service_that_never_pauses_gets_its_encoding_after_the_longest_wait(
+    budgeted: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_pacing, "MAX_WAIT_S", 0.5)
+    cap = budgeted("sqlite", [Budget("b", scope={}, limit_tokens=10_000, window="1d")])
+    call = start(MODEL, max_tokens=MAX_OUT, messages=MESSAGES)  # never stops while we wait
+    wait_ready(cap, 30)
+    trimmed(cap)
+    assert call.reservation.lines[0].tokens == exact_in() + MAX_OUT  # trimmed while the call still runs
+    call.stop(Usage(input=exact_in(), output=1))
