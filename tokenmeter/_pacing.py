@@ -16,6 +16,7 @@ bound) is *urgent*: it is never paced, and it lifts the pacing of a background l
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import weakref
@@ -37,6 +38,17 @@ class Flight:
 _FLIGHTS: weakref.WeakSet[Flight] = weakref.WeakSet()
 _urgent = 0
 _urgent_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _urgent, _urgent_lock
+    _urgent, _urgent_lock = 0, threading.Lock()
+    for flight in list(_FLIGHTS):  # the parent's calls are not in flight here
+        flight.calls.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def urgent(delta: int) -> None:

@@ -197,13 +197,13 @@ class Tokenizer:
     def _load_soon(self, model: str) -> None:
         """Load ``model``'s encoding in a daemon thread (once; a load already running is not doubled)."""
         key = _encoding_name(model)[0] if _MODEL_MAP[0] else "?"
-        if key in self._loading and not self._loading[key].done:
+        if key in self._loading and self._loading[key].running:
             return
         from ._warmup import Warmup  # stdlib only; a Warmup is waited for by a fork (no half-done import)
 
         with self._loading_lock:
             running = self._loading.get(key)
-            if key in self._encodings or (running is not None and not running.done):
+            if key in self._encodings or (running is not None and running.running):
                 return
             deadline = time.monotonic() + _pacing.MAX_WAIT_S
 

@@ -68,6 +68,11 @@ class Warmup:
         """Whether every task has run."""
         return self._done.is_set()
 
+    @property
+    def running(self) -> bool:
+        """Whether its thread is running now (in a forked child, a parent's warm-up is not)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until every task has run (at most ``timeout`` seconds); ``True`` if they have."""
         return self._done.wait(timeout)
@@ -81,9 +86,17 @@ FORK_WAIT_S = 5.0
 
 
 def _before_fork() -> None:
-    for warmup in list(_RUNNING):
-        if not warmup.wait(FORK_WAIT_S):
-            _log.warning("tokenmeter: forking while the warm-up thread still runs; the child may wait on an import")
+    if not _RUNNING:
+        return
+    from . import _pacing
+
+    _pacing.urgent(+1)  # a paced load waiting for a pause in the calls goes ahead at once: the fork waits for it
+    try:
+        for warmup in list(_RUNNING):
+            if not warmup.wait(FORK_WAIT_S):
+                _log.warning("tokenmeter: forking while the warm-up thread still runs; the child may wait on an import")
+    finally:
+        _pacing.urgent(-1)  # (the child resets it anyway)
 
 
 if hasattr(os, "register_at_fork"):

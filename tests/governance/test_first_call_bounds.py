@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 import tokenmeter
-from tokenmeter import BudgetExceeded, Usage, _pacing, _tokens
+from tokenmeter import BudgetExceeded, Usage, _pacing, _tokens, _warmup
 from tokenmeter._tokens import Tokenizer
 from tokenmeter.governance import Budget
 from tokenmeter.testing import Capture, capture
@@ -260,3 +260,32 @@ def test_a_service_that_never_pauses_gets_its_encoding_after_the_longest_wait(
     trimmed(cap)
     assert call.reservation.lines[0].tokens == exact_in() + MAX_OUT  # trimmed while the call still runs
     call.stop(Usage(input=exact_in(), output=1))
+
+
+def test_a_child_forked_during_a_call_does_not_wait_for_the_parents_calls(
+    budgeted: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    monkeypatch.setattr(_pacing, "MAX_WAIT_S", 30.0)
+    cap = budgeted("sqlite", [Budget("b", scope={}, limit_tokens=10_000, window="1d")])
+    call = start(MODEL, max_tokens=MAX_OUT, messages=MESSAGES)  # in flight in the parent across the fork
+    read, write = os.pipe()
+    forking = time.monotonic()
+    pid = os.fork()  # waits for the warm-up (paced loads go ahead at once), not for the call
+    if pid == 0:  # pragma: no cover - the child
+        ok = b"0"
+        try:
+            started = time.monotonic()
+            meter = tokenmeter.active()
+            if meter is not None and meter.warm_up(20) and meter.tokenizer.ready(MODEL):
+                ok = b"1" if time.monotonic() - started < 15 else b"0"
+        finally:
+            os.write(write, ok)
+            os._exit(0)
+    os.close(write)
+    assert time.monotonic() - forking < _warmup.FORK_WAIT_S  # no warm-up thread was given up on
+    assert os.read(read, 1) == b"1"  # the parent's call in flight did not hold the child's load back
+    os.waitpid(pid, 0)
+    call.stop(Usage(input=exact_in(), output=1))
+    assert cap.meter.warm_up(60)
