@@ -56,10 +56,11 @@ class Bounds:
                 Warmup([("budget bounds", self._trim_all)]).start()
 
     def _unbound(self, ticket: Any, exact: bool = False) -> None:
-        """Forget ``ticket`` before it is settled or released; ``exact``: trim it first (the estimate is charged)."""
-        if not self._bounds or id(ticket) not in self._bounds:
-            return
-        if exact:
+        """Forget ``ticket`` before it is settled or released; ``exact``: trim it first (the estimate is charged).
+
+        Takes the lock even when the ticket is gone: a trim in progress (which holds it while it swaps the
+        reservation in the store) finishes first, so the caller then settles the reservation it left."""
+        if exact and id(ticket) in self._bounds:
             self._trim(ticket)
         with self._bound_lock:
             self._bounds.pop(id(ticket), None)

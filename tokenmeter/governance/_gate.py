@@ -315,7 +315,7 @@ class Gate(StoreLink, Bounds):
                 return
             ticket = None
         try:
-            if ticket is not None and self._bounds:  # a bound still held: the estimate is charged without usage
+            if ticket is not None and (ticket.bound or ticket.estimate.bound):  # waits for a trim in progress
                 self._unbound(ticket, exact=usage is None and error is None)
             if ticket is not None and ticket.run is not None:
                 self._runs.release(ticket.run, ticket.estimate.tokens, ticket.estimate.usd)
