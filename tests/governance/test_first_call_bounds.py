@@ -289,3 +289,18 @@ def test_a_child_forked_during_a_call_does_not_wait_for_the_parents_calls(
     os.waitpid(pid, 0)
     call.stop(Usage(input=exact_in(), output=1))
     assert cap.meter.warm_up(60)
+
+
+def test_settling_waits_for_a_trim_in_progress(budgeted: Any) -> None:
+    n = exact_in()
+    with tokenizer_loading():
+        cap = budgeted("sqlite", [Budget("b", scope={}, limit_tokens=10_000, window="1d")])
+        call = start(MODEL, max_tokens=MAX_OUT, messages=MESSAGES)
+        with gate(cap)._bound_lock:  # what a trim holds while it swaps the call's reservation in the store
+            stopper, _ = in_thread(lambda: call.stop(Usage(input=n, output=1)))
+            stopper.join(0.3)
+            assert stopper.is_alive()  # the settle waits: it must settle the reservation the trim leaves
+        stopper.join(30)
+    trimmed(cap)
+    state = bucket(cap, "b")
+    assert (state.spent_tokens, state.reserved_tokens, state.reservations) == (n + 1, 0, 0)
