@@ -248,7 +248,7 @@ def _load_file(name: str, path: Path, spec: tuple[str, str, dict[str, int]], pac
         # and the application's other threads keep running while the warm-up thread loads this.
         fields: list[bytes] = []
         start = 0
-        while start < len(data):  # split in pieces too: one split() of the whole file holds the GIL ~0.1-0.2 s
+        while start < len(data):  # split in pieces too: one split() of the whole file holds the GIL ~40-50 ms
             pace()
             end = data.find(b"\n", start + _CHUNK)
             end = len(data) if end < 0 else end + 1
