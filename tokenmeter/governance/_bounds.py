@@ -27,18 +27,35 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import _lifecycle, _safe
 from .._ids import new_id
+from .._usage import Usage
 from ._budget import REQUESTS
 from ._settler import Pending
+from ._stores import to_nano
+
+
+class Estimate(NamedTuple):
+    """Tokens and nano-dollars a call is expected to use (``usd`` is ``None`` for an unpriced model).
+
+    ``bound``: the input was counted as an upper bound while the tokenizer loads (see ``_bounds``)."""
+
+    tokens: int
+    usd: int | None
+    bound: bool = False
+
 
 PASSIVE_WAIT_S = 30.0  # the trimming thread waits this long for the background load, then loads itself
 
 
 class Bounds:
-    """Mixin of the gate: the tickets reserved with a bound and the thread trimming them."""
+    """Mixin of the gate: its pre-call estimates, the tickets reserved with a bound and the thread trimming them."""
+
+    meter: Any  # set by the gate
+    expected_output_tokens: int
+    _estimates: Any
 
     def _init_bounds(self) -> None:
         self._bounds: dict[int, tuple[Any, Any]] = {}  # id(ticket) -> (ticket, call)
@@ -75,7 +92,7 @@ class Bounds:
                     return
                 ticket, call = next(iter(self._bounds.values()))
             # Wait for the paced background load without hurrying it (a waiting caller would lift its pacing).
-            while not self.meter.tokenizer.ready(call.request.model) and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            while not self.meter.tokenizer.ready(call.request.model) and time.monotonic() < deadline:
                 time.sleep(0.005)
             self._trim(ticket)
 
@@ -94,7 +111,7 @@ class Bounds:
             return
         call = entry[1]
         try:
-            exact = self._measure(call, wait=True)[0]  # type: ignore[attr-defined]  # waits for the encoding
+            exact = self._measure(call, wait=True)[0]  # waits for the encoding
             with self._bound_lock:
                 if self._bounds.pop(id(ticket), None) is None:
                     return  # settled or trimmed meanwhile
@@ -127,3 +144,33 @@ class Bounds:
             self._exchange([Pending(old, zero, ticket.budgets, now, None)])  # type: ignore[attr-defined]
         else:
             ticket.lines, ticket.bound = lines, False
+
+    def _estimate(self, call: Any, wait: bool = False) -> Estimate:
+        """``call``'s estimate, counted in ``tokenmeter.budget.estimates`` (an upper bound while the
+        tokenizer loads, unless ``wait``)."""
+        estimate, exact = self._measure(call, wait)
+        self._estimates.add(
+            1,
+            {
+                "gen_ai.provider.name": call.request.provider,
+                "tokenmeter.estimate.exact": exact,
+                "tokenmeter.estimate.upper_bound": estimate.bound,
+            },
+        )
+        return estimate
+
+    def _measure(self, call: Any, wait: bool) -> tuple[Estimate, bool]:
+        """``call``'s estimate and whether its input was counted exactly."""
+        req = call.request
+        meter = self.meter
+        text = req.messages if req.messages is not None else req.prompt
+        counted = meter.tokenizer.count(text, req.model, wait=wait) if text else None
+        n_in = int(counted) if counted is not None else 0
+        if req.operation == "embeddings":
+            n_out = 0
+        else:
+            n_out = req.max_tokens if req.max_tokens is not None else self.expected_output_tokens
+        cost = meter.prices.cost(req.provider, req.model, Usage(input=n_in, output=n_out))
+        usd = None if cost.usd is None else to_nano(cost.usd)
+        bound = counted is not None and counted.bound
+        return Estimate(n_in + n_out, usd, bound), counted is not None and not counted.estimated

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from .. import _pacing, _safe
 from .._context import Run, clean_id
@@ -22,7 +22,7 @@ from .._ids import new_id
 from .._prices import Cost
 from .._usage import Usage
 from . import _signals
-from ._bounds import Bounds
+from ._bounds import Bounds, Estimate
 from ._budget import REQUESTS, SCOPE_KEYS, Budget
 from ._journal import Journal, Leases
 from ._policy import Policy
@@ -32,16 +32,6 @@ from ._storelink import StoreLink
 from ._stores import BucketState, BudgetStore, Line, StoreUnavailable, open_store, to_nano
 
 _log = logging.getLogger("tokenmeter")
-
-
-class Estimate(NamedTuple):
-    """Tokens and nano-dollars a call is expected to use (``usd`` is ``None`` for an unpriced model).
-
-    ``bound``: the input was counted as an upper bound while the tokenizer loads (see ``_bounds``)."""
-
-    tokens: int
-    usd: int | None
-    bound: bool = False
 
 
 class Ticket:
@@ -372,36 +362,6 @@ class Gate(StoreLink, Bounds):
             self._settle_failed(exc, now)
 
     # -- helpers -------------------------------------------------------------------------------
-    def _estimate(self, call: Any, wait: bool = False) -> Estimate:
-        """``call``'s estimate, counted in ``tokenmeter.budget.estimates`` (an upper bound while the
-        tokenizer loads, unless ``wait``)."""
-        estimate, exact = self._measure(call, wait)
-        self._estimates.add(
-            1,
-            {
-                "gen_ai.provider.name": call.request.provider,
-                "tokenmeter.estimate.exact": exact,
-                "tokenmeter.estimate.upper_bound": estimate.bound,
-            },
-        )
-        return estimate
-
-    def _measure(self, call: Any, wait: bool) -> tuple[Estimate, bool]:
-        """``call``'s estimate and whether its input was counted exactly."""
-        req = call.request
-        meter = self.meter
-        text = req.messages if req.messages is not None else req.prompt
-        counted = meter.tokenizer.count(text, req.model, wait=wait) if text else None
-        n_in = int(counted) if counted is not None else 0
-        if req.operation == "embeddings":
-            n_out = 0
-        else:
-            n_out = req.max_tokens if req.max_tokens is not None else self.expected_output_tokens
-        cost = meter.prices.cost(req.provider, req.model, Usage(input=n_in, output=n_out))
-        usd = None if cost.usd is None else to_nano(cost.usd)
-        bound = counted is not None and counted.bound
-        return Estimate(n_in + n_out, usd, bound), counted is not None and not counted.estimated
-
     def _tier_of(self, provider: str) -> Callable[[str], str]:
         tiers = self.meter.tiers
         return lambda model: str(tiers.tier(provider, model))
