@@ -31,7 +31,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,7 @@ class Tokenizer:
         self._lock = _lifecycle.lock()
         self._loading: dict[str, Any] = {}  # encoding name (or "?": model map) -> its background Warmup
         self._loading_lock = _lifecycle.lock()  # not the load lock above: held for microseconds only
+        self._hooks: list[Callable[[], Any]] = []  # run by the thread that loaded an encoding, after it
 
     def encoding(self, name: str, *, paced: bool = False) -> Any | None:
         """The tiktoken ``Encoding`` called ``name``, or ``None`` when no local copy exists.
@@ -122,14 +123,26 @@ class Tokenizer:
             pass
         if not paced:
             _pacing.urgent(+1)
+        loaded = False
         try:
             with self._lock:
                 if name not in self._encodings:
                     self._encodings[name] = self._load(name, paced)
+                    loaded = True
                 return self._encodings[name]
         finally:
             if not paced:
                 _pacing.urgent(-1)
+            if loaded:
+                for hook in list(self._hooks):
+                    try:
+                        hook()
+                    except Exception:
+                        _log.debug("tokenmeter: a tokenizer-loaded hook failed", exc_info=True)
+
+    def when_loaded(self, hook: Callable[[], Any]) -> None:
+        """Call ``hook()`` (in the loading thread) each time an encoding has been loaded."""
+        self._hooks.append(hook)
 
     def _candidates(self, name: str) -> Iterable[Path]:
         if name in self._files:
@@ -199,7 +212,11 @@ class Tokenizer:
         key = _encoding_name(model)[0] if _MODEL_MAP[0] else "?"
         if key in self._loading and self._loading[key].running:
             return
-        from ._warmup import Warmup  # stdlib only; a Warmup is waited for by a fork (no half-done import)
+        from ._warmup import _RUNNING, Warmup  # stdlib only; a Warmup is waited for by a fork
+
+        if key in ("?", "o200k_base") and any(w.running for w in list(_RUNNING)):
+            return  # configure()'s warm-up loads o200k_base and the model map (and starting a thread here
+            # would make the caller wait for the GIL to hand it over: ms on a busy start-up)
 
         with self._loading_lock:
             running = self._loading.get(key)

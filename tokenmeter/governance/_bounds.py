@@ -12,7 +12,7 @@ What keeps the budgets exact:
   call of this gate -- waits for the tokenizer, trims every bound this gate holds to its exact count,
   and is decided again with the exact count: no call is refused that exact counting would admit
   (:meth:`Bounds._exactify`). The run guard does the same.
-* Every bound held is trimmed by a daemon thread as soon as the encoding is loaded (so a bound is held
+* Every bound held is trimmed by the thread that loaded the encoding, right after it (so a bound is held
   for about the load time -- which waits for pauses in the calls, at most ``_pacing.MAX_WAIT_S`` --, not
   the call's duration). Trimming reserves the exact amounts under a new
   id (``enforce=False``: it is admitted like the reservation it replaces was) *before* it releases the
@@ -61,16 +61,26 @@ class Bounds:
         self._bounds: dict[int, tuple[Any, Any]] = {}  # id(ticket) -> (ticket, call)
         self._bound_lock = _lifecycle.lock()
         self._trimming = False
+        self.meter.tokenizer.when_loaded(self._trim_loaded)  # trims in the thread that loaded the encoding
 
     def _hold_bound(self, ticket: Any, call: Any) -> None:
-        """Remember ``ticket`` (reserved with a bound) and make sure the trimming thread runs."""
+        """Remember ``ticket`` (reserved with a bound); it is trimmed once its encoding is loaded."""
         from .._warmup import Warmup
 
         with self._bound_lock:
             self._bounds[id(ticket)] = (ticket, call)
-            if not self._trimming:
+            # Loaded since this call was estimated: the load's hook ran before; trim in a thread (rare).
+            if not self._trimming and self.meter.tokenizer.ready(call.request.model):
                 self._trimming = True
                 Warmup([("budget bounds", self._trim_all)]).start()
+
+    def _trim_loaded(self) -> None:
+        """Trim the bounds whose encoding is now loaded (never waits for another load)."""
+        with self._bound_lock:
+            entries = list(self._bounds.values())
+        for ticket, call in entries:
+            if self.meter.tokenizer.ready(call.request.model):
+                self._trim(ticket)
 
     def _unbound(self, ticket: Any, exact: bool = False) -> None:
         """Forget ``ticket`` before it is settled or released; ``exact``: trim it first (the estimate is charged).
