@@ -85,6 +85,8 @@ def trimmed(cap: Capture, timeout: float = 60.0) -> None:
     while g._bounds or g._trimming:
         assert time.monotonic() < deadline, "the bounds were never trimmed"
         time.sleep(0.005)
+    with g._bound_lock:  # a trim pops its ticket first, then swaps the reservation holding this lock
+        pass
 
 
 def in_thread(fn: Any) -> tuple[threading.Thread, list[Any]]:

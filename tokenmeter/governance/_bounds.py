@@ -29,7 +29,7 @@ import dataclasses
 import time
 from typing import Any, NamedTuple
 
-from .. import _lifecycle, _safe
+from .. import _lifecycle, _pacing, _safe
 from .._ids import new_id
 from .._usage import Usage
 from ._budget import REQUESTS
@@ -102,7 +102,11 @@ class Bounds:
                     return
                 ticket, call = next(iter(self._bounds.values()))
             # Wait for the paced background load without hurrying it (a waiting caller would lift its pacing).
-            while not self.meter.tokenizer.ready(call.request.model) and time.monotonic() < deadline:
+            while (
+                not self.meter.tokenizer.ready(call.request.model)
+                and time.monotonic() < deadline
+                and not _pacing._urgent
+            ):
                 time.sleep(0.005)
             self._trim(ticket)
 
