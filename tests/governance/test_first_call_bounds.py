@@ -46,6 +46,14 @@ def bound_in() -> int:
     return sum(len(m["content"].encode()) + len(m["role"]) for m in MESSAGES) + 3 + 3 * len(MESSAGES)
 
 
+@pytest.fixture(autouse=True)
+def no_background_left() -> Iterator[None]:
+    """Each test's background loads and trims end with it (later tests fork: a fork waits for them)."""
+    yield
+    for warmup in list(_warmup._RUNNING):
+        assert warmup.wait(30), "a background load or trim outlived its test"
+
+
 @pytest.fixture
 def fresh_o200k(tmp_path: Path) -> Path:
     """A copy of the bundled o200k_base file no tokenizer of this process has loaded (a real, cold load)."""
