@@ -19,6 +19,10 @@ Scenarios (interleaved, in a fresh random order each repetition):
 * ``...+warm`` -- the same, with the first call made once ``meter.warm_up()`` returned: a service whose
   first request arrives after the warm-up thread (started by ``configure()``) finished, i.e. after
   about a second of start-up (the set-up figures are the same as without ``+warm``).
+* ``...+stall`` -- the same as without it, plus a host thread started before ``configure()`` that sleeps
+  1 ms in a loop until the warm-up is done (``meter.warm_up()`` after the two calls): the longest gap it
+  sees is how long tokenmeter's threads kept it from running (the GIL). Its rows measure that only (the
+  ticker shares the GIL with the calls). Not in the default set: ``--scenarios tokenmeter+stall,budget-sqlite+stall``.
 
 The first-call overhead of a scenario = median(its first call) - median(bare's first call).
 """
@@ -46,8 +50,22 @@ out = {}
 w, c = clocks()
 import openai, opentelemetry.sdk.trace, opentelemetry.sdk.metrics
 w2, c2 = clocks(); out["import_openai"] = (w2 - w, c2 - c)
-scenario = sys.argv[1]; base = scenario.removesuffix("+warm")
+scenario = sys.argv[1]; base = scenario.split("+")[0]
 meter = None
+ticker = None
+if scenario.endswith("+stall"):
+    import threading
+    gaps = []
+    stop = threading.Event()
+    def tick():
+        last = time.perf_counter()
+        while not stop.is_set():
+            time.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
 if base != "bare":
     w, c = clocks()
     import tokenmeter
@@ -66,6 +84,10 @@ w, c = clocks()
 client = openai.OpenAI(base_url=os.environ["BENCH_URL"], api_key="x", max_retries=0)
 w2, c2 = clocks(); out["client"] = (w2 - w, c2 - c)
 msgs = [{"role": "user", "content": "Summarise the refund policy for order 1234 in two sentences."}]
+if meter is not None:  # whether the first call finds the tokenizer loaded (else it reserves an upper bound)
+    ready = getattr(meter.tokenizer, "ready", None)  # (older trees: no such method)
+    if ready is not None:
+        out["tokenizer_ready_at_first_call"] = ready("gpt-4o-mini")
 for label in ("first", "second"):
     w, c = clocks()
     reply = client.chat.completions.create(model="gpt-4o-mini", messages=msgs)
@@ -78,6 +100,14 @@ if meter is not None:
     rows = meter.reader().usage(now - timedelta(days=1), now + timedelta(days=1))
     calls = [r for r in rows if r.model == "gpt-4o-mini"]
     out["metered_calls"] = sum(r.calls for r in calls)
+    if ticker is not None:
+        assert meter.warm_up(30)
+        gate = getattr(meter, "gate", None)
+        while gate is not None and getattr(gate, "_trimming", False):
+            time.sleep(0.001)
+        stop.set(); ticker.join()
+        gaps.sort()
+        out["stall_ms"] = [gaps[-1] * 1e3, gaps[len(gaps) // 2] * 1e3, sum(g > 0.010 for g in gaps)]
     warm = getattr(meter, "_warmup", None)
     out["warmup_timings"] = dict(warm.timings) if warm is not None else {}
 print("RESULT " + json.dumps(out))
@@ -172,9 +202,10 @@ def main() -> None:
         scenarios = [s for s in scenarios if not s.startswith("budget-redis")]
     else:
         env["BENCH_REDIS_URL"] = redis_url
-    if args.scenarios:
-        wanted = set(args.scenarios.split(","))
-        scenarios = [s for s in scenarios if s in wanted]
+    if args.scenarios:  # any base with +warm / +stall
+        scenarios = [s for s in args.scenarios.split(",") if s.split("+")[0] in BASES]
+        if redis_url is None:
+            scenarios = [s for s in scenarios if not s.startswith("budget-redis")]
     results: dict[str, list[dict[str, Any]]] = {s: [] for s in scenarios}
     load_before = _loadavg()
     try:
@@ -214,6 +245,16 @@ def summarise(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, A
                     "wall_min_ms": min(v[0] for v in vals) * 1e3,
                 }
         row["metered_calls"] = [r.get("metered_calls") for r in runs]
+        stalls = [r["stall_ms"] for r in runs if "stall_ms" in r]
+        if stalls:
+            row["stall_ms"] = (
+                st.median(x[0] for x in stalls),
+                max(x[0] for x in stalls),
+                st.median(x[1] for x in stalls),
+            )
+        flags = [r["tokenizer_ready_at_first_call"] for r in runs if "tokenizer_ready_at_first_call" in r]
+        if flags and s.startswith("budget"):
+            row["ready"] = f"{sum(flags)}/{len(flags)}"
         out[s] = row
     return out
 
@@ -240,6 +281,21 @@ def render(summary: dict[str, dict[str, Any]], reps: int, load_before: str, load
             f"| {s} | {setup_txt} | "
             f"{first['wall_ms']:.1f} / {first['cpu_ms']:.1f} | {extra} | {second['wall_ms']:.1f} |"
         )
+    stalls = {s: row["stall_ms"] for s, row in summary.items() if row.get("stall_ms")}
+    if stalls:
+        lines += [
+            "",
+            "| scenario | host thread's longest gap (1 ms sleeps) ms: median / max of runs | its median gap ms |",
+        ]
+        lines += ["|---|---|---|"]
+        for s, (med_max, worst, med) in stalls.items():
+            lines.append(f"| {s} | {med_max:.1f} / {worst:.1f} | {med:.2f} |")
+    ready = {s: row["ready"] for s, row in summary.items() if row.get("ready")}
+    if ready:
+        lines += [
+            "",
+            "tokenizer loaded when the first call came (runs): " + "; ".join(f"{s} {v}" for s, v in ready.items()),
+        ]
     return "\n".join(lines)
 
 

@@ -68,6 +68,11 @@ class Warmup:
         """Whether every task has run."""
         return self._done.is_set()
 
+    @property
+    def running(self) -> bool:
+        """Whether its thread is running now (in a forked child, a parent's warm-up is not)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until every task has run (at most ``timeout`` seconds); ``True`` if they have."""
         return self._done.wait(timeout)
@@ -81,9 +86,17 @@ FORK_WAIT_S = 5.0
 
 
 def _before_fork() -> None:
-    for warmup in list(_RUNNING):
-        if not warmup.wait(FORK_WAIT_S):
-            _log.warning("tokenmeter: forking while the warm-up thread still runs; the child may wait on an import")
+    if not _RUNNING:
+        return
+    from . import _pacing
+
+    _pacing.urgent(+1)  # a paced load waiting for a pause in the calls goes ahead at once: the fork waits for it
+    try:
+        for warmup in list(_RUNNING):
+            if not warmup.wait(FORK_WAIT_S):
+                _log.warning("tokenmeter: forking while the warm-up thread still runs; the child may wait on an import")
+    finally:
+        _pacing.urgent(-1)  # (the child resets it anyway)
 
 
 if hasattr(os, "register_at_fork"):
@@ -100,12 +113,12 @@ def tasks_for(meter: Any) -> list[Task]:
     if meter.options.budgets:
         # A budget estimates every call's input tokens before it is sent: o200k_base is the encoding of
         # every current OpenAI model (and the one used for others' estimates).
-        tokenizer = meter.tokenizer
-        tasks.append(("tokenizer o200k_base", lambda: tokenizer.encoding("o200k_base")))
-        tasks.append(("tokenizer model map", lambda: _encoding_name("gpt-4o")))  # imports tiktoken.model
         store = getattr(gate, "store", None)
         warm = getattr(store, "warm_up", None)
-        if callable(warm):
+        if callable(warm):  # first: the tokenizer's load waits for pauses in the calls (_pacing)
             tasks.append(("budget store", warm))
+        tokenizer = meter.tokenizer
+        tasks.append(("tokenizer o200k_base", lambda: tokenizer.encoding("o200k_base", paced=True)))
+        tasks.append(("tokenizer model map", lambda: _encoding_name("gpt-4o")))  # imports tiktoken.model
     tasks.append(("price data date", data_date))  # last: only the info gauge needs it, at collection
     return tasks

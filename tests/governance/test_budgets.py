@@ -38,6 +38,7 @@ def governed(clock: FakeClock) -> Iterator[Any]:
         def make(budgets: list[Budget], **options: Any) -> Capture:
             cap = stack.enter_context(capture(budgets=budgets, **options))
             gate(cap).clock = clock
+            assert cap.meter.warm_up(60)  # the steady state: exact estimates (test_first_call_bounds: before it)
             return cap
 
         yield make

@@ -46,6 +46,7 @@ def test_estimates_counted_on_a_metric() -> None:
     openai = pytest.importorskip("openai")
     budget = tokenmeter.Budget("b", scope={}, limit_usd=100, window="1d")
     with FakeProvider() as fp, capture(budgets=[budget]) as cap:
+        assert cap.meter.warm_up(60)  # loaded: exact counts (before it, upper bounds: test_first_call_bounds)
         tokenmeter.instrument("openai")
         client = openai.OpenAI(base_url=fp.url + "/v1", api_key="x", max_retries=0)
         for model in ("gpt-4o", "gpt-4o", "claude-3-5-haiku-latest"):

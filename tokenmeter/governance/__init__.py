@@ -10,7 +10,9 @@ Semantics, in one place:
   request's ``max_tokens`` or ``configure(expected_output_tokens=...)`` (0 for embeddings), priced
   with the meter's price book. The estimate is reserved atomically on every budget in scope (all or
   none); after the call the actual usage replaces it; a call that failed without usage releases it;
-  a call whose provider reported no usage is charged its estimate.
+  a call whose provider reported no usage is charged its estimate. Until the tokenizer has loaded
+  after ``configure()`` the input is an upper bound (UTF-8 bytes), trimmed to the exact count once it
+  has, and decided again exactly before any refusal (``_bounds``).
 * Admission (budgets and per-run limits alike): ``spent + reserved + estimate <= limit`` and
   ``spent + reserved < limit``. Landing exactly on the limit is allowed; a used-up limit admits
   nothing. A burst of concurrent calls admits exactly as many as fit, whichever processes they run in.

@@ -13,15 +13,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
-from .. import _safe
+from .. import _pacing, _safe
 from .._context import Run, clean_id
 from .._errors import BudgetExceeded, ConfigError, PolicyViolation
 from .._ids import new_id
 from .._prices import Cost
 from .._usage import Usage
 from . import _signals
+from ._bounds import Bounds, Estimate
 from ._budget import REQUESTS, SCOPE_KEYS, Budget
 from ._journal import Journal, Leases
 from ._policy import Policy
@@ -33,17 +34,10 @@ from ._stores import BucketState, BudgetStore, Line, StoreUnavailable, open_stor
 _log = logging.getLogger("tokenmeter")
 
 
-class Estimate(NamedTuple):
-    """Tokens and nano-dollars a call is expected to use (``usd`` is ``None`` for an unpriced model)."""
-
-    tokens: int
-    usd: int | None
-
-
 class Ticket:
     """What ``before`` reserved for one call and decided about it (kept in ``MeteredCall.reservation``)."""
 
-    __slots__ = ("budgets", "estimate", "events", "lines", "rid", "run", "states")
+    __slots__ = ("bound", "budgets", "estimate", "events", "lines", "rid", "run", "states")
 
     def __init__(self) -> None:
         self.rid: str | None = None
@@ -53,9 +47,10 @@ class Ticket:
         self.estimate = Estimate(0, None)
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.states: Sequence[BucketState] = ()  # of ``lines`` right after the reserve
+        self.bound = False  # ``lines`` carry an upper-bound estimate (trimmed once the tokenizer is loaded)
 
 
-class Gate(StoreLink):
+class Gate(StoreLink, Bounds):
     """Budgets, policy and the per-run guard of one configured meter."""
 
     def __init__(
@@ -110,6 +105,9 @@ class Gate(StoreLink):
             description="Pre-call budget estimates, by whether the input tokens were counted exactly.",
         )
         self.journal = Journal()
+        self._init_bounds()
+        # Budgeted calls in flight while the tokenizer loads: its heavy steps wait for a pause (_pacing).
+        self._flight: _pacing.Flight | None = _pacing.Flight() if budgets else None
         self._replaying = threading.Lock()
         self.leases = Leases(self.lease_s, self._renew, lambda: self.clock(), self._replay)
         # Redis: settles leave the caller's path (queued, sent by a thread or with the next reserve).
@@ -129,9 +127,14 @@ class Gate(StoreLink):
             return
         ticket = Ticket()
         call.reservation = ticket
+        flight = self._flight
+        if flight is not None:
+            flight.calls.add(id(call))
         try:
             self._admit(call, ticket, run)
         except PolicyViolation as refusal:
+            if flight is not None:
+                flight.calls.discard(id(call))
             self._release(ticket)
             name = getattr(refusal, "budget", None)
             self._decide(call, ticket, refusal.decision, str(refusal), budget=self._by_name.get(name, name))
@@ -148,9 +151,15 @@ class Gate(StoreLink):
             if estimate is None:
                 estimate = self._estimate(call)
             why = self._runs.reserve(run, estimate.tokens, estimate.usd)
+            if why is not None and (estimate.bound or self._bounds):  # decide again with exact counts
+                self._exactify()
+                estimate = self._estimate(call, wait=True)
+                why = self._runs.reserve(run, estimate.tokens, estimate.usd)
             if why is not None:
                 raise BudgetExceeded(why, model=call.request.model)
             ticket.run, ticket.estimate = run, estimate
+        if ticket.bound or ticket.estimate.bound:
+            self._hold_bound(ticket, call)
         if not ticket.events:
             self._decide(call, ticket, "allow", "within policy and budgets")
 
@@ -218,11 +227,12 @@ class Gate(StoreLink):
     def _reserve_budgets(self, call: Any, ticket: Ticket) -> Estimate | None:
         assert self.store is not None
         req = call.request
-        for attempt in (0, 1):
+        attempt, exact = 0, False
+        while attempt < 2:
             values = self._values(call)
             if not any(b.matches(values) for b in self.budgets):
                 return None
-            estimate = self._estimate(call)
+            estimate = self._estimate(call, wait=exact)
             now = self.clock()
             lines, matched = self._lines(values, now, estimate.usd or 0, estimate.tokens, escalate=attempt == 0)
             rid = new_id()
@@ -233,18 +243,24 @@ class Gate(StoreLink):
                 assert admission is not None
             except StoreUnavailable as exc:
                 self._store_failed(call, ticket, matched, lines, exc, now)
+                ticket.bound = estimate.bound
                 return estimate
             self._store_ok()
             if admission.admitted:
                 if attempt == 0 and self._escalates:  # keep the full limits (warnings and utilization use them)
                     lines = self._lines(values, now, estimate.usd or 0, estimate.tokens)[0]
                 ticket.rid, ticket.lines, ticket.budgets, ticket.states = rid, lines, matched, admission.states
+                ticket.bound = estimate.bound
                 self.leases.hold(rid, [line.key for line in lines])
                 for budget, line, state in zip(matched, lines, admission.states, strict=True):
                     if not line.enforce and _signals.over(line, state):
                         self._decide(call, ticket, "warn", f"budget {budget.name!r} is over its limit", budget=budget)
                 return estimate
             assert admission.refused is not None
+            if not exact and (estimate.bound or self._bounds):  # a bound took part: decide again, exactly
+                exact = True
+                self._exactify()
+                continue
             budget = matched[admission.refused]
             if attempt == 0:
                 target = self._budget_downgrade(call, budget)
@@ -255,8 +271,10 @@ class Gate(StoreLink):
                         else f"budget {budget.name!r} would be exceeded"
                     )
                     self._rewrite(call, ticket, target, why, budget=budget)
+                    attempt += 1
                     continue
                 if budget.downgrade_at is not None:
+                    attempt += 1
                     continue  # nothing cheaper to escalate to: the full limit decides
             line, state = lines[admission.refused], admission.states[admission.refused]
             raise BudgetExceeded(_signals.explain(budget, line, state), budget=budget.name, model=req.model)
@@ -277,11 +295,18 @@ class Gate(StoreLink):
     def after(self, call: Any, usage: Usage | None, cost: Cost, error: BaseException | None) -> None:
         """Settle the call's reservation with its actual usage (release it when nothing was used)."""
         ticket = call.reservation
+        flight = self._flight
+        if flight is not None:
+            flight.calls.discard(id(call))
+            if "o200k_base" in self.meter.tokenizer._encodings:
+                self._flight = None  # loaded: nothing left to pace
         if not isinstance(ticket, Ticket):
             if not self.budgets:
                 return
             ticket = None
         try:
+            if ticket is not None and (ticket.bound or ticket.estimate.bound):  # waits for a trim in progress
+                self._unbound(ticket, exact=usage is None and error is None)
             if ticket is not None and ticket.run is not None:
                 self._runs.release(ticket.run, ticket.estimate.tokens, ticket.estimate.usd)
             if self.store is not None:
@@ -337,26 +362,6 @@ class Gate(StoreLink):
             self._settle_failed(exc, now)
 
     # -- helpers -------------------------------------------------------------------------------
-    def _estimate(self, call: Any) -> Estimate:
-        req = call.request
-        meter = self.meter
-        text = req.messages if req.messages is not None else req.prompt
-        counted = meter.tokenizer.count(text, req.model) if text else None
-        n_in = int(counted) if counted is not None else 0
-        self._estimates.add(
-            1,
-            {
-                "gen_ai.provider.name": req.provider,
-                "tokenmeter.estimate.exact": counted is not None and not counted.estimated,
-            },
-        )
-        if req.operation == "embeddings":
-            n_out = 0
-        else:
-            n_out = req.max_tokens if req.max_tokens is not None else self.expected_output_tokens
-        cost = meter.prices.cost(req.provider, req.model, Usage(input=n_in, output=n_out))
-        return Estimate(n_in + n_out, None if cost.usd is None else to_nano(cost.usd))
-
     def _tier_of(self, provider: str) -> Callable[[str], str]:
         tiers = self.meter.tiers
         return lambda model: str(tiers.tier(provider, model))
@@ -388,6 +393,7 @@ class Gate(StoreLink):
         ticket.events.append((_signals.DECISION_EVENT, attrs))
 
     def _release(self, ticket: Ticket) -> None:
+        self._unbound(ticket)
         if ticket.run is not None:
             self._runs.release(ticket.run, ticket.estimate.tokens, ticket.estimate.usd)
             ticket.run = None

@@ -45,6 +45,14 @@ class RunGuard:
             self._in_flight[run.run_id] = [held[0] + tokens, held[1] + (usd or 0), held[2] + 1]
             return None
 
+    def adjust(self, run: Run, tokens: int, usd: int) -> None:
+        """Change a call's reserved estimate by ``tokens`` / ``usd`` (a bound trimmed to the exact count)."""
+        with self._lock:
+            held = self._in_flight.get(run.run_id)
+            if held is not None:
+                held[0] += tokens
+                held[1] += usd
+
     def release(self, run: Run, tokens: int, usd: int | None) -> None:
         """Drop a call's estimate (its actual usage is already in the run's node)."""
         with self._lock:
