@@ -7,11 +7,12 @@ need the runs kept one by one and say so (:func:`folded_note`).
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -122,6 +123,8 @@ def folded_note(folded: int, runs: int) -> str | None:
 # RunRow objects.
 RunFacts = tuple[str, str, int, Decimal | None, bool, int, str, dict[int, tuple[int, int]], int, float]
 
+_TOKENS, _COST, _SUCCESS, _STEPS, _LABEL, _CALLS, _DURATION = (itemgetter(i) for i in (2, 3, 4, 5, 6, 8, 9))
+
 
 def read_folds(reader: Any, start: datetime, end: datetime, env: str | None) -> list[dict[str, Any]]:
     """The reader's runs folded into per-hour sums (``folded_runs``; none from a reader without them). A fold
@@ -214,21 +217,22 @@ def run_figures(
     for name, rs in per.items():
         s = sums[name]
         s.runs += len(rs)
-        s.succeeded += sum(r[4] for r in rs)
-        s.tokens += sum(r[2] for r in rs)
-        s.calls += sum(r[8] for r in rs)
-        s.steps += sum(r[5] for r in rs)
-        s.duration_s += sum(r[9] for r in rs)
-        s.cost += sum((r[3] for r in rs if r[3] is not None), _ZERO)
-        s.unpriced += sum(r[3] is None for r in rs)
-        for r in rs:
-            s.outcomes[r[6]] += 1
+        s.succeeded += sum(map(_SUCCESS, rs))
+        s.tokens += sum(map(_TOKENS, rs))
+        s.calls += sum(map(_CALLS, rs))
+        s.steps += sum(map(_STEPS, rs))
+        s.duration_s += sum(map(_DURATION, rs))
+        priced_costs = [c for c in map(_COST, rs) if c is not None]
+        s.cost += sum(priced_costs, _ZERO)
+        s.unpriced += len(rs) - len(priced_costs)
+        for label, count in Counter(map(_LABEL, rs)).items():
+            s.outcomes[label] += count
     out = []
     all_cost = _ZERO
     steps_total = 0
     for name, s in sorted(sums.items()):
         rs = per.get(name, [])
-        spread = Spread.of([r[2] for r in rs])
+        spread = Spread.of(list(map(_TOKENS, rs)))
         all_cost += s.cost
         steps_total += s.steps
         rel.runs += s.runs
@@ -243,8 +247,8 @@ def run_figures(
                 runs=s.runs,
                 succeeded=s.succeeded,
                 tokens=spread,
-                cost=Spread.of([r[3] for r in rs if r[3] is not None]),
-                steps=Spread.of([r[5] for r in rs]),
+                cost=Spread.of([c for c in map(_COST, rs) if c is not None]),
+                steps=Spread.of(list(map(_STEPS, rs))),
                 multiplier=spread.p99 / spread.p50 if spread.p50 else None,
                 worst=[(r[1], r[2]) for r in worst],
                 tokens_per_task=s.tokens / s.runs,
