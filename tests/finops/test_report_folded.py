@@ -155,7 +155,9 @@ def test_the_report_counts_the_runs_a_starved_writer_folded(tmp_path: Path, monk
     kept = {w.workflow: w.kept for w in report.workflows}
     assert sum(kept.values()) == N - folded
     for w in report.workflows:  # the spreads are over the runs kept one by one
-        assert w.folded > 0 and w.kept == len(list(r for r in reader.runs(a, b) if r.workflow == w.workflow))
+        kept_tokens = sorted(r.total_tokens for r in reader.runs(a, b) if r.workflow == w.workflow)
+        assert w.folded > 0 and w.kept == len(kept_tokens)
+        assert (w.tokens.p50, w.tokens.max) == (kept_tokens[round(0.5 * (len(kept_tokens) - 1))], kept_tokens[-1])
 
     note = report.runs_note
     assert note is not None
@@ -281,6 +283,8 @@ def test_fold_arithmetic_and_a_workflow_with_only_folded_runs() -> None:
     per_run = {row[0]: row for row in rows["Per run"][2]}
     assert per_run["only-folded"][2:9] == ["-"] * 7 and per_run["only-folded"][-1] == "0"
     assert rows["Per run"][1][-1] == "kept"
+    page = html.render([], [], title="t", folded_runs=[_fold("only-folded", "ok", 5, 0, None, 5)])
+    assert "5 / 5 (100%)" in page and "all folded" in page and "5 runs folded" in page
 
 
 def build_report_total() -> Any:
