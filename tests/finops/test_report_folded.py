@@ -291,3 +291,23 @@ def build_report_total() -> Any:
     from tokenmeter.finops.report import Figures
 
     return Figures("total")
+
+
+def test_memory_keeps_old_folds_per_day() -> None:
+    """Like its cells, the in-memory store keeps folds older than 48 hours per day (bounded), summed exactly."""
+    from tokenmeter.finops._memory import MemoryStore
+    from tokenmeter.finops._runfold import RunFold
+
+    now = datetime(2026, 12, 3, 11, tzinfo=UTC).timestamp()
+    old_day = int(now) - 5 * 86400 - int(now) % 86400
+
+    def fold(runs: int) -> RunFold:
+        return RunFold(runs=runs, calls=2 * runs, cost=Decimal("0.000001") * runs, succeeded=runs)
+
+    store = MemoryStore()
+    keys = [(old_day + 3600 * h, "", "t", "w", "", "ok") for h in (1, 2, 3)] + [(int(now), "", "t", "w", "", "ok")]
+    store.merge({}, [], now=now, folded={k: fold(i + 1) for i, k in enumerate(keys)})
+    by_start = {f["start"].timestamp(): f for f in store.folds()}
+    assert set(by_start) == {old_day, int(now)}
+    assert by_start[old_day]["runs"] == 6 and by_start[old_day]["calls"] == 12
+    assert by_start[old_day]["cost_usd"] == Decimal("0.000006") and by_start[int(now)]["runs"] == 4

@@ -23,8 +23,8 @@ HOURLY_KEPT_S = 48 * 3600  # in-memory cells older than this are kept per day
 
 class MemoryStore:
     """Usage cells (exact Decimal costs), the latest runs of each workflow and the runs folded into per-hour
-    sums when more than ``ledger_max_pending_runs`` waited for the writer (``folded``, bounded by hours x
-    attributions, never dropped).
+    sums when more than ``ledger_max_pending_runs`` waited for the writer (``folded``, never dropped; like
+    the cells, per hour for the last ``HOURLY_KEPT_S``, per day before).
 
     Cells are hourly for the last ``HOURLY_KEPT_S`` and daily before (a long-running process keeps
     attributions x days, not attributions x hours); ``days`` holds the daily cells, keyed by day start.
@@ -64,6 +64,14 @@ class MemoryStore:
                 for key in [k for k in self.cells if k[0] < cutoff]:
                     cell = self.cells.pop(key)
                     self.days[(key[0] - key[0] % 86400, *key[1:])].merge(cell)
+                for fkey in [k for k in self.folded if k[0] < cutoff and k[0] % 86400]:  # folds too, per day
+                    fold = self.folded.pop(fkey)
+                    day: RunFoldKey = (fkey[0] - fkey[0] % 86400, *fkey[1:])
+                    into = self.folded.get(day)
+                    if into is None:
+                        self.folded[day] = fold
+                    else:
+                        into.merge(fold)
 
     def snapshot(self) -> tuple[list[tuple[CellKey, Cell]], list[RunRecord]]:
         """Copies to read without holding the lock (daily cells carry their day's start as the hour)."""
