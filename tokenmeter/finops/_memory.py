@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._usage import TOKEN_CLASSES
 from ._agg import HOUR, Cell, CellKey, RunRecord, month_start, next_month
+from ._runfold import RunFold, RunFoldKey, fold_dict
 
 if TYPE_CHECKING:  # loaded when read (the writer, built by configure(), only merges)
     from .._ledger import Totals
@@ -21,7 +22,9 @@ HOURLY_KEPT_S = 48 * 3600  # in-memory cells older than this are kept per day
 
 
 class MemoryStore:
-    """Usage cells (exact Decimal costs) and the latest runs of each workflow.
+    """Usage cells (exact Decimal costs), the latest runs of each workflow and the runs folded into per-hour
+    sums when more than ``ledger_max_pending_runs`` waited for the writer (``folded``, never dropped; like
+    the cells, per hour for the last ``HOURLY_KEPT_S``, per day before).
 
     Cells are hourly for the last ``HOURLY_KEPT_S`` and daily before (a long-running process keeps
     attributions x days, not attributions x hours); ``days`` holds the daily cells, keyed by day start.
@@ -32,22 +35,43 @@ class MemoryStore:
         self.cells: dict[CellKey, Cell] = defaultdict(Cell)
         self.days: dict[CellKey, Cell] = defaultdict(Cell)
         self.runs: dict[str, deque[RunRecord]] = defaultdict(lambda: deque(maxlen=MAX_RUNS_KEPT))
+        self.folded: dict[RunFoldKey, RunFold] = {}
         self._compacted_hour = 0
 
-    def merge(self, cells: dict[CellKey, Cell], runs: list[RunRecord], now: float | None = None) -> None:
-        """Add a batch handed over by the writer."""
+    def merge(
+        self,
+        cells: dict[CellKey, Cell],
+        runs: list[RunRecord],
+        now: float | None = None,
+        folded: dict[RunFoldKey, RunFold] | None = None,
+    ) -> None:
+        """Add a batch handed over by the writer (``folded``: its runs folded into sums, copied: the writer's
+        folds may keep growing until written)."""
         hour = int(time.time() if now is None else now) // HOUR * HOUR
         with self.lock:
             for key, cell in cells.items():
                 self.cells[key].merge(cell)
             for run in runs:
                 self.runs[run.workflow].append(run)
+            for fkey, fold in (folded or {}).items():
+                mine = self.folded.get(fkey)
+                if mine is None:
+                    mine = self.folded[fkey] = RunFold()
+                mine.merge(fold)
             if hour != self._compacted_hour:
                 self._compacted_hour = hour
                 cutoff = hour - HOURLY_KEPT_S
                 for key in [k for k in self.cells if k[0] < cutoff]:
                     cell = self.cells.pop(key)
                     self.days[(key[0] - key[0] % 86400, *key[1:])].merge(cell)
+                for fkey in [k for k in self.folded if k[0] < cutoff and k[0] % 86400]:  # folds too, per day
+                    fold = self.folded.pop(fkey)
+                    day: RunFoldKey = (fkey[0] - fkey[0] % 86400, *fkey[1:])
+                    into = self.folded.get(day)
+                    if into is None:
+                        self.folded[day] = fold
+                    else:
+                        into.merge(fold)
 
     def snapshot(self) -> tuple[list[tuple[CellKey, Cell]], list[RunRecord]]:
         """Copies to read without holding the lock (daily cells carry their day's start as the hour)."""
@@ -72,6 +96,11 @@ class MemoryStore:
             ]
             runs = [r for q in self.runs.values() for r in q]
         return cells, runs
+
+    def folds(self) -> list[dict[str, Any]]:
+        """Copies of the folded runs, as :func:`._runfold.read_folded` yields them."""
+        with self.lock:
+            return [fold_dict(k, f) for k, f in self.folded.items()]
 
     def rollup(self, by: str) -> dict[str, Totals]:
         """Totals grouped by ``team``, ``workflow``, ``tier``, ``provider`` or ``model`` (waste: team/workflow)."""
@@ -195,6 +224,11 @@ class MemoryReader:
         for r in self._store().snapshot()[1]:
             if a <= r.start < b and (env is None or r.env == env):
                 yield run_row(r)
+
+    def folded_runs(self, start: datetime, end: datetime, *, env: str | None = None) -> list[dict[str, Any]]:
+        """Runs folded into per-hour sums (more than ``ledger_max_pending_runs`` waited for the writer) whose
+        hour is in ``[start, end)``, like :meth:`SQLiteReader.folded_runs <._sqlite.SQLiteReader.folded_runs>`."""
+        return [f for f in self._store().folds() if start <= f["start"] < end and (env is None or f["env"] == env)]
 
 
 __all__ = ["MAX_RUNS_KEPT", "MemoryReader", "MemoryStore", "run_row"]

@@ -18,7 +18,7 @@ from ._units import measure
 from .chargeback import format_rate
 
 if TYPE_CHECKING:
-    from .report import Figures, Report
+    from .report import Figures, Report, WorkflowRuns
 
 Table = tuple[str, list[str], list[list[str]]]  # title, header, rows
 
@@ -93,24 +93,23 @@ def tables(r: Report) -> list[Table]:
         )
     if r.workflows:
         estimated = any(w.estimated for w in r.workflows)
+        folded = r.reliability.folded
         out.append(
             (
                 "Per run (tokens and cost per workflow run"
-                + (", estimated from run histograms; max is the top bucket's bound)" if estimated else ")"),
-                ["workflow", "runs", "p50", "p95", "p99", "max", "p99/p50", "cost p50", "cost p99", "worst run"],
+                + (", estimated from run histograms; max is the top bucket's bound" if estimated else "")
+                + (f"; percentiles over the runs kept one by one, {folded:,} folded" if folded else "")
+                + ")",
+                ["workflow", "runs", "p50", "p95", "p99", "max", "p99/p50", "cost p50", "cost p99", "worst run"]
+                + (["kept"] if folded else []),
                 [
                     [
                         w.workflow,
                         f"{w.runs:,}",
-                        f"{w.tokens.p50:,}",
-                        f"{w.tokens.p95:,}",
-                        f"{w.tokens.p99:,}",
-                        f"{w.tokens.max:,}",
-                        "-" if w.multiplier is None else f"{w.multiplier:.1f}x",
-                        f"{w.cost.p50:.6f}",
-                        f"{w.cost.p99:.6f}",
+                        *_spread_cells(w),
                         w.worst[0][0] if w.worst else "-",
                     ]
+                    + ([f"{w.kept:,}"] if folded else [])
                     for w in r.workflows
                 ],
             )
@@ -118,15 +117,27 @@ def tables(r: Report) -> list[Table]:
         out.append(
             (
                 "Unit economics per workflow",
-                ["workflow", "tokens/task", "x one call", "steps p50", "success", "cost USD", "per success"],
+                [
+                    "workflow",
+                    "tokens/task",
+                    "x one call",
+                    "calls/run",
+                    "steps p50",
+                    "success",
+                    "cost USD",
+                    "per run",
+                    "per success",
+                ],
                 [
                     [
                         w.workflow,
                         _num(round(w.tokens_per_task)),
                         f"{w.tokens_per_task / w.tokens_per_call:.1f}x" if w.tokens_per_call else "-",
-                        f"{w.steps.p50:,}",
+                        f"{w.calls_per_run:.1f}",
+                        f"{w.steps.p50:,}" if w.kept else "-",
                         f"{w.succeeded}/{w.runs} ({pct(w.succeeded / w.runs)})",
-                        usd(w.total_cost),
+                        usd(w.total_cost) + (f" +{w.unpriced_runs:,} unpriced runs" if w.unpriced_runs else ""),
+                        usd(w.cost_per_run),
                         usd(w.cost_per_success),
                     ]
                     for w in r.workflows
@@ -137,7 +148,8 @@ def tables(r: Report) -> list[Table]:
     if rel.by_depth:
         out.append(
             (
-                "Step success by depth",
+                "Step success by depth"
+                + (f" (over the runs kept one by one, {rel.folded:,} folded)" if rel.folded else ""),
                 ["depth", "ok", "failed", "success"],
                 [
                     [str(d), f"{o:,}", f"{f:,}", pct(o / (o + f) if o + f else None)]
@@ -146,6 +158,21 @@ def tables(r: Report) -> list[Table]:
             )
         )
     return out
+
+
+def _spread_cells(w: WorkflowRuns) -> list[str]:
+    """Percentiles of a workflow's runs: ``-`` when every run was folded (no run kept one by one)."""
+    if not w.kept and not w.estimated:
+        return ["-"] * 7
+    return [
+        f"{w.tokens.p50:,}",
+        f"{w.tokens.p95:,}",
+        f"{w.tokens.p99:,}",
+        f"{w.tokens.max:,}",
+        "-" if w.multiplier is None else f"{w.multiplier:.1f}x",
+        f"{w.cost.p50:.6f}",
+        f"{w.cost.p99:.6f}",
+    ]
 
 
 def charge_text(g: Figures) -> str:
@@ -192,6 +219,9 @@ def summary_lines(r: Report) -> list[str]:
             f"Cost per successful run: ${usd(r.cost_per_success)} (${usd(r.runs_total_cost)} over "
             f"{rel.succeeded:,} successful runs; failed and stopped runs are charged to them)"
         )
+        note = r.runs_note
+        if note:
+            lines.append(f"Note: {note}")
     uncounted = sum((u.uncounted_cost for u in r.units.values()), Decimal(0))
     if uncounted:
         lines.append(
@@ -291,6 +321,7 @@ def to_json(r: Report) -> dict[str, Any]:
     rel = r.reliability
     data["reliability"].update(observed=rel.observed, per_step=rel.per_step, implied=rel.implied)
     data["wasted_share"] = r.wasted_share
+    data["runs_note"] = r.runs_note
     data["chargeback"] = None if r.chargeback is None else r.chargeback.to_dict()
     return data
 

@@ -163,6 +163,28 @@ def folded_row(key: RunFoldKey, f: RunFold, cost_nano: int | None) -> tuple[Any,
     )
 
 
+def fold_dict(key: RunFoldKey, f: RunFold) -> dict[str, Any]:
+    """One fold as :func:`read_folded` yields it (the in-memory reader's ``folded_runs``)."""
+    return {
+        "start": datetime.fromtimestamp(key[0], UTC),
+        "env": key[1],
+        "team": key[2],
+        "workflow": key[3],
+        "customer": key[4],
+        "outcome": key[5],
+        "runs": f.runs,
+        "calls": f.calls,
+        "steps": f.steps,
+        "max_depth": f.max_depth,
+        "tokens": dict(zip(TOKEN_CLASSES, f.tokens, strict=False)),
+        "cost_usd": f.cost,
+        "unpriced_runs": f.unpriced_runs,
+        "duration_s": f.duration_s,
+        "succeeded": f.succeeded,
+        "failed": f.failed,
+    }
+
+
 def read_folded(query: Callable[..., Any], start: datetime, end: datetime, env: str | None) -> list[dict[str, Any]]:
     """The ``runs_folded`` rows of hours in ``[start, end)``: one dict per (hour, env, team, workflow, customer,
     outcome) with ``runs`` and their summed ``calls``, ``steps``, ``tokens`` (per class), ``cost_usd`` (``None``:

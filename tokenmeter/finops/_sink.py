@@ -252,8 +252,8 @@ class LedgerSink:
 
     def _flush_taken(self) -> bool:
         cells, runs = self._agg.take()
-        if cells or runs.runs:
-            self.memory.merge(cells, runs.runs)
+        if cells or runs:
+            self.memory.merge(cells, runs.runs, folded=runs.folded)
         if runs.folded:
             self._note_folded(runs.folded_runs())
         if not self._durable:

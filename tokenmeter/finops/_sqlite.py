@@ -455,13 +455,13 @@ class SQLiteReader:
         rows = self._runs_in(
             "workflow, run_id, tok_input + tok_cache_read + tok_cache_write + tok_output + tok_reasoning, "
             "cost_nano, outcome = 'ok' AND coalesce(succeeded, 1), steps, coalesce(business_outcome, outcome), "
-            "step_results",
+            "step_results, calls, duration_s",
             start,
             end,
             env,
         )
         nano_usd = _NANO
-        for wf, rid, tokens, cost, ok, steps, label, tallies in rows:
+        for wf, rid, tokens, cost, ok, steps, label, tallies, calls, duration in rows:
             yield (
                 wf,
                 rid,
@@ -471,6 +471,8 @@ class SQLiteReader:
                 steps,
                 label,
                 parse_steps(tallies),
+                calls,
+                duration,
             )
 
     def close(self) -> None:

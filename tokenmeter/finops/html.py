@@ -23,6 +23,7 @@ from typing import Any
 
 from . import _svg
 from ._rows import Reader, RunRow, UsageRow
+from ._runfigs import folded_note, read_folds
 from .chargeback import Chargeback, format_rate
 from .prometheus import RunStats
 
@@ -63,6 +64,7 @@ def render(
     budgets: Sequence[BudgetBurn | Mapping[str, Any]] | None = None,
     run_stats: Sequence[RunStats] | None = None,
     chargeback: Chargeback | None = None,
+    folded_runs: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """The HTML page (a complete document) for ``usage_rows`` and ``run_rows``.
 
@@ -72,17 +74,23 @@ def render(
     as buckets with the p50 / p99 they imply when ``run_rows`` is empty.
     ``chargeback``: a :class:`~tokenmeter.finops.chargeback.Chargeback`, shown as a table of cost, rate and
     charge per cost center with the totals of both.
+    ``folded_runs``: runs the ledger folded into per-hour sums (``SQLiteReader.folded_runs``): counted in the
+    runs card; the per-run spread says it covers the runs kept one by one.
     """
     usage = list(usage_rows)
     runs = list(run_rows)
     days = sorted({r.start.date() for r in usage})
     forecast_days = [_day(f[0]) for f in forecast or ()]
-    parts = [_summary(usage, runs)]
+    folded = sum(int(f["runs"]) for f in folded_runs)
+    folded_ok = sum(int(f["runs"]) for f in folded_runs if f["outcome"] == "ok")
+    parts = [_summary(usage, runs, folded, folded_ok)]
     parts.append(_section("Spend per day by team", _stacked(usage, days, "team")))
     parts.append(_section("Spend per day by model tier", _stacked(usage, days, "tier")))
     if chargeback is not None:
         parts.append(_section(f"Chargeback by {chargeback.cost_center}", _chargeback(usage, chargeback)))
-    parts.append(_section("Cost per run", _runs(runs) if runs or not run_stats else _run_buckets(run_stats)))
+    note = folded_note(folded, len(runs) + folded)
+    per_run = _runs(runs, folded) if runs or not run_stats else _run_buckets(run_stats)
+    parts.append(_section("Cost per run", (f'<p class="warn">{escape(note)}</p>' if note else "") + per_run))
     if forecast:
         parts.append(_section("Forecast", _forecast(usage, days, forecast, forecast_days)))
     if budgets:
@@ -109,6 +117,7 @@ def write(
     start = start or end - timedelta(days=30)
     usage = list(reader.usage(start, end, env=env, granularity="day"))
     runs = list(reader.runs(start, end, env=env))
+    folded = read_folds(reader, start, end, env)
     stats = getattr(reader, "run_stats", None)  # a source without run rows may keep run histograms
     page = render(
         usage,
@@ -118,6 +127,7 @@ def write(
         budgets=budgets,
         run_stats=stats(start, end, env=env) if stats and not runs else None,
         chargeback=chargeback,
+        folded_runs=folded,
     )
     out = Path(path)
     out.write_text(page, encoding="utf-8")
@@ -125,21 +135,22 @@ def write(
 
 
 # -- sections ----------------------------------------------------------------------------------------------------------
-def _summary(usage: list[UsageRow], runs: list[RunRow]) -> str:
+def _summary(usage: list[UsageRow], runs: list[RunRow], folded: int = 0, folded_ok: int = 0) -> str:
     tokens = sum(r.tokens for r in usage)
     cost = sum((r.cost_usd for r in usage if r.cost_usd is not None), Decimal(0))
     unpriced = sum(r.unpriced_tokens for r in usage)
     calls = sum(r.calls for r in usage)
     wasted = sum((r.wasted_cost_usd for r in usage), Decimal(0))
-    ok = sum(1 for r in runs if r.outcome == "ok")
+    ok = sum(1 for r in runs if r.outcome == "ok") + folded_ok
+    n = len(runs) + folded
     cards = [
         ("Spend", _svg.money(float(cost))),
         ("Tokens", _svg.count(tokens)),
         ("LLM calls", _svg.count(calls)),
         ("Wasted (retried / failed)", _svg.money(float(wasted))),
     ]
-    if runs:
-        cards.append(("Runs succeeded", f"{ok} / {len(runs)} ({ok / len(runs):.0%})"))
+    if n:
+        cards.append(("Runs succeeded", f"{ok} / {n} ({ok / n:.0%})"))
     html = "".join(
         f'<div class="card"><div class="k">{escape(k)}</div><div class="v">{escape(v)}</div></div>' for k, v in cards
     )
@@ -198,7 +209,9 @@ def _stacked(usage: list[UsageRow], days: list[date], by: str) -> str:
     return _svg.legend(list(ordered)) + _svg.stacked_bars(labels, ordered, title=f"spend per day by {by}")
 
 
-def _runs(runs: list[RunRow]) -> str:
+def _runs(runs: list[RunRow], folded: int = 0) -> str:
+    if not runs and folded:
+        return '<p class="empty">No run was kept one by one in this period (all folded): no per-run spread.</p>'
     if not runs:
         return '<p class="empty">This source keeps no per-run rows (a Prometheus source has run histograms only).</p>'
     priced = [float(r.cost_usd) for r in runs if r.cost_usd is not None]

@@ -21,6 +21,16 @@ from typing import Any
 from .._usage import TOKEN_CLASSES, Usage
 from ._render import render_text
 from ._rows import UsageRow
+from ._runfigs import (
+    Reliability,
+    Spread,
+    WorkflowRuns,
+    folded_note,
+    quantile,
+    read_folds,
+    read_run_facts,
+    run_figures,
+)
 from ._units import UnitFigures
 from .chargeback import Chargeback
 
@@ -76,72 +86,6 @@ class Figures:
 
 
 @dataclass
-class Spread:
-    """Nearest-rank percentiles of a per-run figure."""
-
-    p50: Any = 0
-    p95: Any = 0
-    p99: Any = 0
-    max: Any = 0
-
-    @classmethod
-    def of(cls, values: Sequence[Any]) -> Spread:
-        """The spread of ``values`` (all zero when empty)."""
-        v = sorted(values)
-        if not v:
-            return cls()
-        return cls(quantile(v, 0.5), quantile(v, 0.95), quantile(v, 0.99), v[-1])
-
-
-@dataclass
-class WorkflowRuns:
-    """Per-run figures of one workflow."""
-
-    workflow: str
-    runs: int
-    succeeded: int
-    tokens: Spread
-    cost: Spread
-    steps: Spread
-    multiplier: float | None  # p99 / p50 of tokens per run: what an edge case costs against the nominal path
-    worst: list[tuple[str, int]]  # (run id, tokens), largest first
-    tokens_per_task: float  # mean tokens per run
-    tokens_per_call: float  # mean tokens per LLM call of the workflow (a single prompt-response)
-    total_cost: Decimal
-    cost_per_success: Decimal | None  # every run's cost over the successful runs (None: no success)
-    outcomes: dict[str, int] = field(default_factory=dict)
-    estimated: bool = False  # percentiles interpolated in histogram buckets (a TSDB source), not exact
-
-
-@dataclass
-class Reliability:
-    """Run success, step success by depth and the end-to-end reliability the steps imply."""
-
-    runs: int = 0
-    succeeded: int = 0
-    by_depth: dict[int, tuple[int, int]] = field(default_factory=dict)  # depth -> (ok, failed)
-    mean_steps: float = 0.0
-
-    @property
-    def observed(self) -> float | None:
-        """Share of runs that succeeded."""
-        return self.succeeded / self.runs if self.runs else None
-
-    @property
-    def per_step(self) -> float | None:
-        """Share of steps (scopes and LLM calls) that succeeded."""
-        ok = sum(o for o, _ in self.by_depth.values())
-        total = ok + sum(f for _, f in self.by_depth.values())
-        return ok / total if total else None
-
-    @property
-    def implied(self) -> float | None:
-        """``per_step ** mean_steps``: the end-to-end rate if every step had to succeed."""
-        p = self.per_step
-        return None if p is None else p**self.mean_steps
-
-
-@dataclass
 class Report:
     """Every figure of a FinOps report over ``[start, end)``."""
 
@@ -173,10 +117,10 @@ class Report:
         """Wasted tokens over all tokens."""
         return self.total.wasted_tokens / self.total.tokens if self.total.tokens else None
 
-
-def quantile(sorted_values: Sequence[Any], q: float) -> Any:
-    """Nearest-rank quantile: the value at ``round(q * (n - 1))`` of the sorted values."""
-    return sorted_values[min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))]
+    @property
+    def runs_note(self) -> str | None:
+        """What the run figures cover when some runs were folded into sums (``None``: every run is whole)."""
+        return folded_note(self.reliability.folded, self.reliability.runs)
 
 
 def _usage_rows(
@@ -266,7 +210,9 @@ def build_report(
         if w is None:
             w = wf_calls[row.workflow] = Figures(row.workflow)
         w.add(row)
-    workflows, reliability, runs_cost, per_success = _runs(_run_facts(reader, start, end, env), wf_calls)
+    workflows, reliability, runs_cost, per_success = run_figures(
+        read_run_facts(reader, start, end, env), wf_calls, read_folds(reader, start, end, env)
+    )
     if not reliability.runs and getattr(reader, "run_stats", None) is not None:
         from ._histograms import from_run_stats  # a TSDB keeps run histograms, not run rows
 
@@ -318,89 +264,6 @@ def _cache_saved(reads: dict[tuple[str, str], int], prices: Any) -> Decimal | No
     return saved
 
 
-# One run as the report needs it: workflow, run id, tokens, cost (None: unpriced), success, steps, outcome
-# label, step tallies. A reader may yield these directly (``run_facts``) instead of RunRow objects.
-RunFacts = tuple[str, str, int, Decimal | None, bool, int, str, dict[int, tuple[int, int]]]
-
-
-def _run_facts(reader: Any, start: datetime, end: datetime, env: str | None) -> Iterable[RunFacts]:
-    fast = getattr(reader, "run_facts", None)
-    if fast is not None:
-        facts: Iterable[RunFacts] = fast(start, end, env=env)
-        return facts
-    return (
-        (
-            r.workflow,
-            r.run_id,
-            r.total_tokens,
-            r.cost_usd,
-            r.success,
-            r.steps,
-            r.business_outcome or r.outcome,
-            r.step_results,
-        )
-        for r in reader.runs(start, end, env=env)
-    )
-
-
-def _runs(
-    runs: Iterable[RunFacts], wf_calls: dict[str, Figures]
-) -> tuple[list[WorkflowRuns], Reliability, Decimal, Decimal | None]:
-    per: dict[str, list[RunFacts]] = defaultdict(list)
-    rel = Reliability()
-    steps_total = succeeded_total = n = 0
-    shapes: dict[int, int] = defaultdict(int)  # id of a step-tally dict -> runs sharing it (readers share them)
-    tallies: dict[int, dict[int, tuple[int, int]]] = {}
-    for r in runs:
-        per[r[0]].append(r)
-        n += 1
-        succeeded_total += r[4]
-        steps_total += r[5]
-        key = id(r[7])
-        shapes[key] += 1
-        tallies[key] = r[7]
-    by_depth: dict[int, tuple[int, int]] = {}
-    for key, count in shapes.items():
-        for depth, (ok, failed) in tallies[key].items():
-            o, f = by_depth.get(depth, (0, 0))
-            by_depth[depth] = (o + ok * count, f + failed * count)
-    rel.runs, rel.succeeded = n, succeeded_total
-    rel.by_depth = dict(sorted(by_depth.items()))
-    rel.mean_steps = steps_total / n if n else 0.0
-    out = []
-    all_cost = _ZERO
-    for name, rs in sorted(per.items()):
-        tokens = [r[2] for r in rs]
-        costs = [r[3] for r in rs if r[3] is not None]
-        spread = Spread.of(tokens)
-        succeeded = sum(r[4] for r in rs)
-        cost = sum(costs, _ZERO)
-        all_cost += cost
-        calls = wf_calls.get(name)
-        outcomes: dict[str, int] = defaultdict(int)
-        for r in rs:
-            outcomes[r[6]] += 1
-        worst = sorted(rs, key=lambda r: -r[2])[:3]
-        out.append(
-            WorkflowRuns(
-                workflow=name,
-                runs=len(rs),
-                succeeded=succeeded,
-                tokens=spread,
-                cost=Spread.of(costs),
-                steps=Spread.of([r[5] for r in rs]),
-                multiplier=spread.p99 / spread.p50 if spread.p50 else None,
-                worst=[(r[1], r[2]) for r in worst],
-                tokens_per_task=sum(tokens) / len(rs),
-                tokens_per_call=calls.tokens / calls.calls if calls is not None and calls.calls else 0.0,
-                total_cost=cost,
-                cost_per_success=cost / succeeded if succeeded else None,
-                outcomes=dict(outcomes),
-            )
-        )
-    return out, rel, all_cost, (all_cost / succeeded_total if succeeded_total else None)
-
-
 __all__ = [
     "DEFAULT_BY",
     "DIMENSIONS",
@@ -411,6 +274,7 @@ __all__ = [
     "UnitFigures",
     "WorkflowRuns",
     "build_report",
+    "folded_note",
     "quantile",
     "render_text",
 ]
