@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,8 @@ import tempfile
 import threading
 import time
 from typing import Any
+
+from _redis import start_redis
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -108,29 +109,6 @@ def worker(store: str, n_budgets: int, calls: int, url: str) -> dict[str, Any]:
 
 
 # -- orchestration ----------------------------------------------------------------------------------------------
-def _start_redis() -> tuple[subprocess.Popen[bytes], str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server not found (apt-get install redis-server)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(100):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as c:
-                c.sendall(b"PING\r\n")
-                if c.recv(16).startswith(b"+PONG"):
-                    break
-        except OSError:
-            time.sleep(0.05)
-    return proc, f"redis://127.0.0.1:{port}/0"
-
-
 def _measure(tree: str, store: str, n_budgets: int, calls: int, url: str) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=tree)
     out = subprocess.run(
@@ -163,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         trees = {"before": os.path.abspath(args.before), **trees}
     cases = [(s, b) for s in args.stores.split(",") for b in ((0,) if s == "none" else (1, 2))]
     load0 = os.getloadavg()
-    redis_proc, redis_url = _start_redis() if "redis" in args.stores else (None, "")
+    redis_proc, redis_url = start_redis() if "redis" in args.stores else (None, "")
     tmp = tempfile.mkdtemp(prefix="tm-bench-budgets-")
     results: dict[str, list[dict[str, Any]]] = {}
     try:

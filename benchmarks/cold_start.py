@@ -39,8 +39,9 @@ import statistics as st
 import subprocess
 import sys
 import tempfile
-import time
 from typing import Any
+
+from _redis import start_redis
 
 CHILD = r"""
 import json, os, sys, time
@@ -134,25 +135,6 @@ def _start_server(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
     return proc, f"http://127.0.0.1:{port}/v1"
 
 
-def _start_redis() -> tuple[subprocess.Popen[bytes] | None, str | None]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        return None, None
-    port = _free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    return proc, f"redis://127.0.0.1:{port}/0"
-
-
 def _loadavg() -> str:
     try:
         return " / ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -194,7 +176,7 @@ def main() -> None:
     for var in [k for k in env if k.startswith(("OTEL_", "TOKENMETER_"))]:
         env.pop(var)
     server, url = _start_server(env)
-    redis_proc, redis_url = _start_redis()
+    redis_proc, redis_url = start_redis(required=False)
     env["BENCH_URL"] = url
     scenarios = [s for b in BASES for s in ((b,) if b == "bare" else (b, b + "+warm"))]
     if redis_url is None:

@@ -20,14 +20,13 @@ import gc
 import json
 import os
 import resource
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from typing import Any
+
+from _redis import start_redis
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -50,29 +49,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def _start_redis() -> tuple[subprocess.Popen[bytes], str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server not found (apt-get install redis-server)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    import redis
-
-    for _ in range(200):
-        try:
-            if redis.Redis(port=port, socket_timeout=0.2).ping():
-                break
-        except redis.RedisError:
-            time.sleep(0.05)
-    return proc, f"redis://127.0.0.1:{port}/0"
 
 
 def _calls(first: int, n: int) -> None:
@@ -180,7 +156,7 @@ def main() -> None:
                 url = f"sqlite://{tempfile.mkdtemp()}/budgets.db"
             else:
                 if args.redis_url is None:
-                    proc, args.redis_url = _start_redis()
+                    proc, args.redis_url = start_redis()
                 url = args.redis_url
             result = run(kind, url, args.customers)
             print(json.dumps(result), flush=True)
