@@ -15,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from tokenmeter import Request, Usage, count_tokens
-from tokenmeter._usage import with_details, with_service_tier, with_units
+from tokenmeter._usage import add_classes, with_details, with_service_tier, with_units
 
 from ._fields import count, field
 
@@ -118,11 +118,17 @@ def tool_units(output: Any) -> dict[str, int]:
     return found
 
 
+def served_tier(response: Any) -> str | None:
+    """The tier that served ``response`` (its ``service_tier``), or ``None`` when absent or not a short string."""
+    tier = field(response, "service_tier")
+    return tier if isinstance(tier, str) and tier and len(tier) <= 32 else None
+
+
 def served(usage: Usage, response: Any) -> Usage:
     """``usage`` with the tier that served the response (its ``service_tier``: what was served, not asked)
     and the built-in tool calls its output items made (Responses ``web_search_call`` / ``file_search_call``)."""
-    tier = field(response, "service_tier")
-    if isinstance(tier, str) and tier and len(tier) <= 32:
+    tier = served_tier(response)
+    if tier is not None:
         usage = with_service_tier(usage, tier)
     units = tool_units(field(response, "output"))
     return with_units(usage, **units) if units else usage
@@ -168,16 +174,7 @@ def settle_served(
         or tool_units(field(response, "output"))
     ):
         return served(settle(reported, request, completion_text), response)
-    tier = field(response, "service_tier")
-    return Usage(
-        prompt.input + completion.input,
-        prompt.cache_read + completion.cache_read,
-        prompt.cache_write + completion.cache_write,
-        prompt.output + completion.output,
-        prompt.reasoning + completion.reasoning,
-        prompt.estimated or completion.estimated,
-        service_tier=tier if isinstance(tier, str) and tier and len(tier) <= 32 else None,
-    )
+    return add_classes(prompt, completion, served_tier(response))
 
 
 def settle(reported: Reported | None, request: OpenAIRequest, completion_text: str | Callable[[], str] | None) -> Usage:

@@ -126,14 +126,7 @@ class Usage:
             return NotImplemented
         if self.has_extras or other.has_extras:
             return _add_extras(self, other)
-        return Usage(
-            self.input + other.input,
-            self.cache_read + other.cache_read,
-            self.cache_write + other.cache_write,
-            self.output + other.output,
-            self.reasoning + other.reasoning,
-            self.estimated or other.estimated,
-        )
+        return add_classes(self, other)
 
     @property
     def plausible(self) -> bool:
@@ -281,6 +274,20 @@ def with_details(usage: Usage, **details: int) -> Usage:
     if not merged:
         return usage
     return replace(usage, details=tuple(sorted(merged.items())))
+
+
+def add_classes(a: Usage, b: Usage, service_tier: str | None = None) -> Usage:
+    """``a + b`` for two usages without extras (the five classes and the estimate flag), served by
+    ``service_tier``: one :class:`Usage` built where ``with_service_tier(a + b, tier)`` builds two (per call)."""
+    return Usage(
+        a.input + b.input,
+        a.cache_read + b.cache_read,
+        a.cache_write + b.cache_write,
+        a.output + b.output,
+        a.reasoning + b.reasoning,
+        a.estimated or b.estimated,
+        service_tier=service_tier,
+    )
 
 
 def with_service_tier(usage: Usage, tier: str | None) -> Usage:
