@@ -179,6 +179,8 @@ class Aggregate:
         outcome: str,
     ) -> None:
         hour, env, team, wf, agent = self._base(ts, scope)
+        # A cell's key: where (hour .. operation) + (class or unit, outcome, customer, cost source).
+        where = (hour, env, team, wf, agent, tier, provider, model, operation)
         customer = getattr(scope, "customer", None) or ""
         source = cost.source
         cells = self.cells
@@ -186,9 +188,7 @@ class Aggregate:
         if run is not None:
             self._step(run.run_id, scope.depth, outcome == "ok")
         if usage is None:
-            cells[
-                (hour, env, team, wf, agent, tier, provider, model, operation, "input", outcome, customer, source)
-            ].calls += 1
+            cells[(*where, "input", outcome, customer, source)].calls += 1
             return
         by_class = cost.by_class
         list_parts = self._list_parts(provider, model, usage, cost)
@@ -196,23 +196,7 @@ class Aggregate:
         for i, n in enumerate(class_counts(usage)):
             if not n and i:
                 continue
-            cell = cells[
-                (
-                    hour,
-                    env,
-                    team,
-                    wf,
-                    agent,
-                    tier,
-                    provider,
-                    model,
-                    operation,
-                    TOKEN_CLASSES[i],
-                    outcome,
-                    customer,
-                    source,
-                )
-            ]
+            cell = cells[(*where, TOKEN_CLASSES[i], outcome, customer, source)]
             cell.tokens += n
             if i == 0:
                 cell.calls += 1
@@ -225,24 +209,9 @@ class Aggregate:
             if estimated:
                 cell.estimated += n
         if usage.units or cost.units:
-            self._units(hour, env, team, wf, agent, tier, provider, model, operation, outcome, customer, usage, cost)
+            self._units(where, outcome, customer, usage, cost)
 
-    def _units(
-        self,
-        hour: int,
-        env: str,
-        team: str,
-        wf: str,
-        agent: str,
-        tier: str,
-        provider: str,
-        model: str,
-        operation: str,
-        outcome: str,
-        customer: str,
-        usage: Any,
-        cost: Any,
-    ) -> None:
+    def _units(self, where: tuple[Any, ...], outcome: str, customer: str, usage: Any, cost: Any) -> None:
         """Per-request units (web searches, cache storage...): a row of their own named by the unit, with the
         count and the cost (0 tokens, so token totals stay the five classes'); list cost is the same charge
         when the table's. A unit without a rate keeps its count under the source ``unpriced`` (cost unknown,
@@ -256,22 +225,7 @@ class Aggregate:
         cells = self.cells
         for name, n in counts.items():
             usd = priced.get(name)
-            key = (
-                hour,
-                env,
-                team,
-                wf,
-                agent,
-                tier,
-                provider,
-                model,
-                operation,
-                name,
-                outcome,
-                customer,
-                source if usd is not None else "unpriced",
-            )
-            cell = cells[key]
+            cell = cells[(*where, name, outcome, customer, source if usd is not None else "unpriced")]
             cell.units += n
             if usd is not None:
                 cell.cost = usd if cell.cost is None else cell.cost + usd
