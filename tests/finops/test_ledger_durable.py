@@ -267,9 +267,9 @@ def test_the_callers_thread_never_writes_the_file(tmp_path: Path, monkeypatch: p
     writers: list[str] = []
     real_write = _sqlite.LedgerDB.write
 
-    def spy(self: _sqlite.LedgerDB, cells: object, runs: object) -> int:
+    def spy(self: _sqlite.LedgerDB, cells: object, runs: object, folded: object = None) -> int:
         writers.append(threading.current_thread().name)
-        return real_write(self, cells, runs)  # type: ignore[arg-type]
+        return real_write(self, cells, runs, folded)  # type: ignore[arg-type]
 
     monkeypatch.setattr(_sqlite.LedgerDB, "write", spy)
     meter = tokenmeter.configure(ledger=f"sqlite:///{tmp_path}/l.db", exporter="none", ledger_flush_interval=0.05)

@@ -273,12 +273,11 @@ class LedgerSink:
         if n > 0:
             self.stats["runs_folded"] += n
             where = f"the ledger {self.path} (as per-hour sums in its table runs_folded)" if self._durable else "memory"
-            self._degrade(
-                "runs",
-                f"the ledger writer is behind: more than {self._max_runs} finished runs waited, the next are "
-                f"folded into {where} instead of one row each (counted in stats['runs_folded']); their calls, "
+            _safe.warn_once(
+                "ledger.runs_folded",
+                f"tokenmeter: the ledger writer is behind: more than {self._max_runs} finished runs waited, the "
+                f"next are folded into {where} instead of one row each (counted in stats['runs_folded']); their calls, "
                 "tokens and cost are all kept (ledger_max_pending_runs)",
-                degrade=False,
             )
 
     def _hold(self, cells: dict[CellKey, Cell], runs: PendingRuns) -> None:
@@ -295,10 +294,7 @@ class LedgerSink:
             return False
         try:
             if cells or runs:
-                if runs.folded:
-                    self.stats["written_rows"] += db.write(cells, runs.runs, runs.folded)
-                else:
-                    self.stats["written_rows"] += db.write(cells, runs.runs)
+                self.stats["written_rows"] += db.write(cells, runs.runs, runs.folded)
                 if self._agg.held:
                     self._agg.hold(0)
             now = time.time()
@@ -342,9 +338,8 @@ class LedgerSink:
             self._degrade("open", f"cannot open the ledger {where} ({exc}); metering continues in memory")
         return self._db
 
-    def _degrade(self, site: str, message: str, *, degrade: bool = True) -> None:
-        if degrade:
-            self.degraded = message
+    def _degrade(self, site: str, message: str) -> None:
+        self.degraded = message
         if site not in self._warned:
             self._warned.add(site)
             _log.warning("tokenmeter: %s", message)
