@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from .._usage import TOKEN_CLASSES, class_counts
-from ._runfold import PendingRuns
+from ._runfold import PendingRuns, add_cost
 
 CALL, WASTE, STEP, RUN = 0, 1, 2, 3
 HOUR = 3600
@@ -56,8 +56,8 @@ class Cell:
     def merge(self, other: Cell) -> None:
         """Add ``other`` into this cell."""
         self.tokens += other.tokens
-        self.cost = _add(self.cost, other.cost)
-        self.list_cost = _add(self.list_cost, other.list_cost)
+        self.cost = add_cost(self.cost, other.cost)
+        self.list_cost = add_cost(self.list_cost, other.list_cost)
         self.unpriced += other.unpriced
         self.estimated += other.estimated
         self.wasted_tokens += other.wasted_tokens
@@ -86,14 +86,6 @@ class RunRecord:
     business_outcome: str | None
     succeeded: bool | None
     step_results: dict[int, list[int]] = field(default_factory=dict)  # depth -> [ok, failed]
-
-
-def _add(a: Decimal | None, b: Decimal | None) -> Decimal | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a + b
 
 
 def month_start(ts: int) -> int:

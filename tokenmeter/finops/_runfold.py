@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 HOUR = 3600
 
 
-def _add(a: Decimal | None, b: Decimal | None) -> Decimal | None:
+def add_cost(a: Decimal | None, b: Decimal | None) -> Decimal | None:
+    """``a + b`` where ``None`` is an unknown (unpriced) cost: unknown plus a known cost is the known part."""
     if a is None:
         return b
     if b is None:
@@ -71,7 +72,7 @@ class RunFold:
         self.steps += o.steps
         self.max_depth = max(self.max_depth, o.max_depth)
         self.tokens = [a + b for a, b in zip(self.tokens, o.tokens, strict=True)]
-        self.cost = _add(self.cost, o.cost)
+        self.cost = add_cost(self.cost, o.cost)
         self.unpriced_runs += o.unpriced_runs
         self.duration_s += o.duration_s
         self.succeeded += o.succeeded
