@@ -38,7 +38,7 @@ from tokenmeter._tokens import count_tokens
 from tokenmeter._usage import Usage, with_units
 
 from ._fields import count
-from ._gemini_embed import _texts
+from ._gemini_embed import _texts, api_error_code, model_kwarg
 
 # Cache name -> (provider, model, tokens, metered expiry in epoch seconds), for caches created here.
 _KNOWN: OrderedDict[str, tuple[str, str, int, float]] = OrderedDict()
@@ -123,10 +123,7 @@ class _CacheEndpoint:
         return args, kwargs
 
     def error_type(self, error: BaseException) -> str | None:
-        code = getattr(error, "code", None)
-        if type(code) is int and any(c.__name__ == "APIError" for c in type(error).__mro__):
-            return str(code)
-        return None
+        return api_error_code(error)
 
     def result(self, response: Any, request: Request) -> Any:  # pragma: no cover - defer() always finishes
         from tokenmeter._wrap import Result
@@ -149,9 +146,7 @@ class CreateCache(_CacheEndpoint):
     def prepare(
         self, request: Request, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        if request.model != self._model_name(kwargs.get("model")):
-            kwargs = {**kwargs, "model": request.model}
-        return args, kwargs
+        return args, model_kwarg(request, kwargs, self._model_name)
 
     def defer(self, response: Any, call: MeteredCall) -> bool:
         request = call.request

@@ -51,6 +51,22 @@ def embed_usage(response: Any, request: Request) -> Usage:
     return Usage(input=int(count_tokens(text, request.model)) if text else 0, estimated=True)
 
 
+def model_kwarg(request: Request, kwargs: dict[str, Any], model_name: Any) -> dict[str, Any]:
+    """``kwargs`` with ``model`` replaced by ``request.model`` when a policy rewrote it (only then: the caller's
+    reference may be a full resource name that names the same model)."""
+    if request.model != model_name(kwargs.get("model")):
+        return {**kwargs, "model": request.model}
+    return kwargs
+
+
+def api_error_code(error: BaseException) -> str | None:
+    """The HTTP status of google-genai's ``APIError`` (``ClientError`` / ``ServerError``), as ``error.type``."""
+    code = getattr(error, "code", None)
+    if type(code) is int and any(c.__name__ == "APIError" for c in type(error).__mro__):
+        return str(code)
+    return None
+
+
 class EmbedContent:
     """``(Async)Models._embed_content``: contents in, embeddings out."""
 
@@ -75,9 +91,10 @@ class EmbedContent:
     def prepare(
         self, request: Request, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        if request.model != self._model_name(kwargs.get("model")):
-            kwargs = {**kwargs, "model": request.model}
-        return args, kwargs
+        return args, model_kwarg(request, kwargs, self._model_name)
+
+    def error_type(self, error: BaseException) -> str | None:
+        return api_error_code(error)
 
     def result(self, response: Any, request: Request) -> Result:
         return Result(embed_usage(response, request))

@@ -29,7 +29,7 @@ from tokenmeter._wrap import Result, async_wrapper, sync_wrapper
 from ._content_out import gemini_delta, gemini_output
 from ._fields import count
 from ._gemini_caches import CreateCache, DeleteCache, UpdateCache
-from ._gemini_embed import EmbedContent
+from ._gemini_embed import EmbedContent, api_error_code, model_kwarg
 from ._gemini_usage import derive_missing, search_queries, served_tier, web_search_units, with_modalities
 
 PROVIDER = "gcp.gemini"
@@ -195,17 +195,10 @@ class _GenerateContent:
     def prepare(
         self, request: Request, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        # Only a policy's rewrite replaces the caller's model reference (which may be a full resource name).
-        if request.model != model_name(kwargs.get("model")):
-            kwargs = {**kwargs, "model": request.model}
-        return args, kwargs
+        return args, model_kwarg(request, kwargs, model_name)
 
     def error_type(self, error: BaseException) -> str | None:
-        # google-genai raises ClientError / ServerError (subclasses of APIError) for every HTTP status.
-        code = getattr(error, "code", None)
-        if type(code) is int and any(c.__name__ == "APIError" for c in type(error).__mro__):
-            return str(code)
-        return None
+        return api_error_code(error)  # google-genai raises ClientError / ServerError for every HTTP status
 
     def result(self, response: Any, request: Request) -> Result | _Responses:
         responses = _Responses(request)

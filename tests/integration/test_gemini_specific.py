@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import wrapt
 from google.genai import caches, errors, models, types
+from opentelemetry.trace import StatusCode
 
 import tokenmeter
 from tokenmeter import Usage
@@ -144,6 +145,17 @@ def test_stream_rejected_before_any_chunk_is_a_failed_call(fp: FakeProvider, cap
     assert raised.value.code == 429
     span = assert_failed(cap, provider="gcp.gemini", model=MODEL)
     assert (span.attributes or {})["error.type"] == "429"
+
+
+def test_embed_rejected_names_the_http_status_like_generate(fp: FakeProvider, cap: Capture) -> None:
+    fp.enqueue(Reply(status=400))
+    client = gemini_client(fp.url)
+    with pytest.raises(errors.ClientError):
+        client.models.embed_content(model="gemini-embedding-001", contents="hello")
+    span = cap.span("embeddings gemini-embedding-001")
+    assert span.status.status_code == StatusCode.ERROR
+    assert (span.attributes or {})["error.type"] == "400"  # the status, as generate_content and the caches say
+    assert calls(cap, "error") == 1
 
 
 async def test_async_stream_closed_early_is_metered_once(fp: FakeProvider, cap: Capture) -> None:
